@@ -1,0 +1,161 @@
+//! Wiring: builds every part from `Config`, binds the listener (port 0 works), and runs the
+//! gRPC server and the outbox worker until shut down.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use secrecy::ExposeSecret;
+use tokio::{net::TcpListener, sync::{Notify, watch}};
+
+use crate::{
+    auth::{PasswordHasher, ServerSecret, TokenIssuer},
+    clock::Clock,
+    config::{Config, JwtAlgorithm},
+    email::{Mailer, Templates, Transport, worker},
+    grpc::{IdentityApi, server},
+    services::{ServiceParts, Services},
+    storage::Store,
+};
+
+/// Names of the secrets kept in the database when none is configured.
+const STORED_SECRET_KEY: &str = "secret_key";
+const STORED_SIGNING_KEY: &str = "jwt_ed25519_pkcs8_pem";
+
+/// A built, bound, migrated service, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    services: Services,
+    transport: Transport,
+    config: Arc<Config>,
+}
+
+impl Application {
+    /// Connects and migrates the database, loads keys and templates, and binds the listener.
+    ///
+    /// # Errors
+    /// Any failure to do so, with its cause.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::default()).await
+    }
+
+    /// As [`Application::build`], with a given clock (tests move it to expire things).
+    ///
+    /// # Errors
+    /// Any failure to build.
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database, config.database_pool_size)
+            .await
+            .context("opening the database")?;
+        store.migrate().await.context("migrating the database")?;
+        let secret = server_secret(&config, &store, &clock).await?;
+        let tokens = token_issuer(&config, &store, &clock).await?;
+        let templates = Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
+        let transport = Transport::new(config.smtp.as_ref(), &config.from_email).context("setting up email delivery")?;
+        let listener = TcpListener::bind(config.grpc_listen_addr)
+            .await
+            .with_context(|| format!("binding GRPC_LISTEN_ADDR {}", config.grpc_listen_addr))?;
+        let grpc_addr = listener.local_addr()?;
+        let config = Arc::new(config);
+        let services = Services::new(ServiceParts {
+            store,
+            clock,
+            hasher: PasswordHasher::new(&config.hashing)?,
+            tokens,
+            secret,
+            mailer: Mailer::new(templates, config.public_base_url.clone()),
+            outbox_wake: Arc::new(Notify::new()),
+            config: Arc::clone(&config),
+        });
+        Ok(Self {
+            listener,
+            grpc_addr,
+            services,
+            transport,
+            config,
+        })
+    }
+
+    /// The bound gRPC address (with the real port when 0 was asked for).
+    #[must_use]
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The services, for callers in the same process (the CLI, tests).
+    #[must_use]
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, finishes in-flight calls and
+    /// the email in hand, and returns.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let services = self.services.clone();
+        let worker_config = worker::WorkerConfig {
+            max_attempts: self.config.email_max_attempts,
+            retry_base: self.config.email_retry_base,
+            poll_interval: self.config.email_poll_interval,
+        };
+        let worker = tokio::spawn(worker::run(
+            services.store.clone(),
+            self.transport,
+            services.clock.clone(),
+            worker_config,
+            Arc::clone(&services.outbox_wake),
+            stop_rx,
+        ));
+        let api = IdentityApi::new(services.clone(), &self.config.trusted_proxies);
+        tracing::info!(grpc.addr = %self.grpc_addr, "identity is serving");
+        let served = server::serve(self.listener, api, services, shutdown).await;
+        let _ = stop_tx.send(true);
+        worker.await.context("the outbox worker panicked")?;
+        tracing::info!("identity stopped");
+        served
+    }
+}
+
+/// The configured `SECRET_KEY`, or one generated once and shared through the database.
+async fn server_secret(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<ServerSecret> {
+    if let Some(key) = &config.secret_key {
+        return Ok(ServerSecret::new(key.expose_secret().as_bytes().to_vec()));
+    }
+    let mut candidate = [0u8; 32];
+    getrandom::fill(&mut candidate).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let stored = stored_secret(store, clock, STORED_SECRET_KEY, &STANDARD.encode(candidate)).await?;
+    let bytes = STANDARD.decode(stored).context("decoding the stored secret key")?;
+    tracing::warn!("SECRET_KEY is not set; using a generated key kept in the database");
+    Ok(ServerSecret::new(bytes))
+}
+
+/// The configured signing key, or an Ed25519 key generated once and shared through the database.
+async fn token_issuer(
+    config: &Config,
+    store: &Store,
+    clock: &Clock,
+) -> anyhow::Result<TokenIssuer> {
+    if config.jwt.algorithm == JwtAlgorithm::Hs256 {
+        // Config refuses HS256 without SECRET_KEY, so this is only a second line of defence.
+        let key = config.secret_key.as_ref().context("SECRET_KEY is required for HS256")?;
+        return Ok(TokenIssuer::hs256(key.expose_secret().as_bytes(), &config.jwt));
+    }
+    let pem = match &config.jwt.private_key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading JWT_PRIVATE_KEY_FILE {}", path.display()))?,
+        None => stored_secret(store, clock, STORED_SIGNING_KEY, &TokenIssuer::generate_ed25519_pem()?).await?,
+    };
+    TokenIssuer::ed25519(&pem, &config.jwt).context("loading the JWT signing key")
+}
+
+async fn stored_secret(store: &Store, clock: &Clock, name: &str, candidate: &str) -> anyhow::Result<String> {
+    let mut conn = store.connection().await?;
+    conn.queries()
+        .secret_or_insert(name, candidate, clock.now_naive())
+        .await
+        .with_context(|| format!("loading the stored {name}"))
+}

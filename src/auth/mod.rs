@@ -1,0 +1,14 @@
+//! Credentials: password hashing, access tokens, refresh tokens and keyed hashes for codes and links.
+
+mod keyed_hash;
+mod link_tokens;
+mod password_hasher;
+mod refresh;
+mod tokens;
+
+pub use keyed_hash::ServerSecret;
+pub(crate) use keyed_hash::constant_time_eq;
+pub use link_tokens::{LinkPurpose, LinkTokenError, LinkTokens, UserState};
+pub use password_hasher::{PasswordHasher, Verification};
+pub use refresh::RefreshToken;
+pub use tokens::{AccessClaims, TokenError, TokenIssuer};

@@ -1,0 +1,39 @@
+//! Opaque refresh tokens: 256 random bits handed out once, stored only as a SHA-256 hash.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+
+use super::keyed_hash::hex;
+
+/// A refresh token as the client holds it.
+pub struct RefreshToken(String);
+
+impl RefreshToken {
+    /// Draws a new token from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    /// When the operating system has no randomness to give.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Wraps a token a client sent.
+    #[must_use]
+    pub fn from_client(token: &str) -> Self {
+        Self(token.trim().to_owned())
+    }
+
+    /// The hash the database stores. A fast hash suffices: the token has full entropy.
+    #[must_use]
+    pub fn hash(&self) -> String {
+        hex(&Sha256::digest(self.0.as_bytes()))
+    }
+
+    /// The token, for the response.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}

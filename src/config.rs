@@ -1,0 +1,465 @@
+//! Settings from the environment (and `.env`), with the seed's names, typed once at start-up.
+//!
+//! Every error names the variable at fault, so a bad deployment fails with one clear line.
+
+use std::{collections::HashMap, net::IpAddr, net::SocketAddr, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+/// A setting that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum DatabaseConfig {
+    /// A Postgres server (production).
+    Postgres {
+        /// Connection URL; may hold a password.
+        url: SecretString,
+    },
+    /// An embedded SQLite file (zero set-up default).
+    Sqlite {
+        /// Path of the database file.
+        path: PathBuf,
+    },
+}
+
+/// How accounts prove their address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationConfig {
+    /// Email a one-time code on registration.
+    pub send_otp: bool,
+    /// Email an activation link on registration.
+    pub send_link: bool,
+    /// Refuse sign-in until the address is verified.
+    pub required: bool,
+}
+
+/// Outgoing mail server; absent means mail is written to the log.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Require TLS (STARTTLS, or implicit TLS on port 465).
+    pub use_tls: bool,
+    /// Login name, if the server needs one.
+    pub user: Option<String>,
+    /// Password for `user`.
+    pub password: Option<SecretString>,
+}
+
+/// Which algorithm signs access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// Ed25519 signatures; verifiable from the published public key.
+    EdDsa,
+    /// HMAC-SHA256 over `SECRET_KEY`, for compatibility with the seed.
+    Hs256,
+}
+
+/// Access-token settings.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Signing algorithm.
+    pub algorithm: JwtAlgorithm,
+    /// PKCS#8 PEM file of the Ed25519 signing key; generated and stored in the database when absent.
+    pub private_key_file: Option<PathBuf>,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// Lifetime of an access token.
+    pub access_lifetime: Duration,
+    /// Lifetime of each refresh token.
+    pub refresh_lifetime: Duration,
+    /// Hard cap on a session's life from its login, however often it is refreshed.
+    pub session_absolute_lifetime: Duration,
+}
+
+/// Argon2id cost parameters and the size of the pool that runs them.
+#[derive(Debug, Clone, Copy)]
+pub struct HashingConfig {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+    /// Hashes allowed to run at once; the rest wait their turn.
+    pub concurrency: usize,
+}
+
+/// Per-client-IP request budgets per five minutes; 0 turns one off.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    /// Login attempts.
+    pub login: u32,
+    /// Registrations.
+    pub register: u32,
+    /// Code and link verifications.
+    pub verify: u32,
+    /// Resends and password resets.
+    pub email: u32,
+    /// Refreshes.
+    pub refresh: u32,
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database backend.
+    pub database: DatabaseConfig,
+    /// Largest number of pooled database connections.
+    pub database_pool_size: u32,
+    /// Server secret for HMACs (codes, links); generated and stored in the database when absent.
+    pub secret_key: Option<SecretString>,
+    /// Development mode: pretty logs by default.
+    pub debug: bool,
+    /// Log format: `json` or `pretty`.
+    pub log_format: LogFormat,
+    /// SMTP server, or `None` to log mail instead.
+    pub smtp: Option<SmtpConfig>,
+    /// The `From` address of every email.
+    pub from_email: String,
+    /// gRPC listener.
+    pub grpc_listen_addr: SocketAddr,
+    /// Base of the links in emails.
+    pub public_base_url: String,
+    /// Directory whose templates override the built-in ones.
+    pub templates_dir: Option<PathBuf>,
+    /// How addresses are verified.
+    pub verification: VerificationConfig,
+    /// Life of an emailed code.
+    pub otp_lifetime: Duration,
+    /// Minimum time between two emails to one address.
+    pub resend_cooldown: Duration,
+    /// Emails to one address per hour.
+    pub resend_per_hour: u32,
+    /// Life of an activation link.
+    pub activation_link_lifetime: Duration,
+    /// Life of a password reset link.
+    pub password_reset_lifetime: Duration,
+    /// Access and refresh tokens.
+    pub jwt: JwtConfig,
+    /// Password hashing.
+    pub hashing: HashingConfig,
+    /// Per-IP budgets.
+    pub rate_limits: RateLimits,
+    /// Proxies whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Delivery attempts before an email is given up.
+    pub email_max_attempts: u32,
+    /// First retry delay; it doubles on each failure.
+    pub email_retry_base: Duration,
+    /// How often the outbox worker looks for mail when idle.
+    pub email_poll_interval: Duration,
+}
+
+/// Log output style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable lines (terminals).
+    Pretty,
+}
+
+impl Config {
+    /// Reads `.env` (when present) and then the process environment.
+    ///
+    /// # Errors
+    /// The first setting that is malformed.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one must not be silently ignored.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(ConfigError {
+                name: ".env",
+                reason: e.to_string(),
+            });
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from explicit values; unset names take their defaults.
+    ///
+    /// # Errors
+    /// The first setting that is malformed.
+    pub fn from_map(values: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| values.get(name).cloned())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let debug = env.bool("DEBUG", false)?;
+        let secret_key = match env.get("SECRET_KEY") {
+            Some(key) if key.len() < 32 => {
+                return Err(ConfigError {
+                    name: "SECRET_KEY",
+                    reason: "must be at least 32 characters".into(),
+                });
+            }
+            other => other.map(SecretString::from),
+        };
+        let log_format = match env.get("LOG_FORMAT").as_deref() {
+            None if debug => LogFormat::Pretty,
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(_) => return Err(env.error("LOG_FORMAT", "must be json or pretty")),
+        };
+        let jwt_algorithm = match env.get("JWT_ALGORITHM").as_deref() {
+            None | Some("EdDSA") => JwtAlgorithm::EdDsa,
+            Some("HS256") => JwtAlgorithm::Hs256,
+            Some(_) => return Err(env.error("JWT_ALGORITHM", "must be EdDSA or HS256")),
+        };
+        if jwt_algorithm == JwtAlgorithm::Hs256 && secret_key.is_none() {
+            return Err(env.error("SECRET_KEY", "is required when JWT_ALGORITHM is HS256"));
+        }
+        let verification = match env.get("VERIFICATION_METHOD").as_deref() {
+            None | Some("both") => (true, true),
+            Some("otp") => (true, false),
+            Some("link") => (false, true),
+            Some(_) => return Err(env.error("VERIFICATION_METHOD", "must be otp, link or both")),
+        };
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        Ok(Self {
+            database: database(&env)?,
+            database_pool_size: env.number("DATABASE_POOL_SIZE", 10)?,
+            secret_key,
+            debug,
+            log_format,
+            smtp: smtp(&env)?,
+            from_email: env
+                .get("DEFAULT_FROM_EMAIL")
+                .unwrap_or_else(|| "identity@localhost".into()),
+            grpc_listen_addr: env.parsed("GRPC_LISTEN_ADDR", "0.0.0.0:50051")?,
+            public_base_url: env
+                .get("PUBLIC_BASE_URL")
+                .unwrap_or_else(|| "http://localhost:8080".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            templates_dir: env.get("TEMPLATES_DIR").map(PathBuf::from),
+            verification: VerificationConfig {
+                send_otp: verification.0,
+                send_link: verification.1,
+                required: env.bool("VERIFICATION_REQUIRED", true)?,
+            },
+            otp_lifetime: env.seconds("OTP_EXPIRATION_TIME", 600)?,
+            resend_cooldown: env.seconds("OTP_RESEND_COOLDOWN", 60)?,
+            resend_per_hour: env.number("RESEND_PER_HOUR", 5)?,
+            activation_link_lifetime: env.seconds("ACTIVATION_LINK_TIMEOUT", 86_400)?,
+            password_reset_lifetime: env.seconds("PASSWORD_RESET_TIMEOUT", 3_600)?,
+            jwt: JwtConfig {
+                algorithm: jwt_algorithm,
+                private_key_file: env.get("JWT_PRIVATE_KEY_FILE").map(PathBuf::from),
+                issuer: env.get("JWT_ISSUER").unwrap_or_else(|| "identity".into()),
+                audience: env.get("JWT_AUDIENCE").unwrap_or_else(|| "identity".into()),
+                access_lifetime: env.seconds("ACCESS_TOKEN_LIFETIME", 300)?,
+                refresh_lifetime: env.seconds("REFRESH_TOKEN_LIFETIME", 86_400)?,
+                session_absolute_lifetime: env.seconds("SESSION_ABSOLUTE_LIFETIME", 30 * 86_400)?,
+            },
+            hashing: HashingConfig {
+                memory_kib: env.number("PASSWORD_HASH_MEMORY_KIB", 19_456)?,
+                iterations: env.number("PASSWORD_HASH_ITERATIONS", 2)?,
+                parallelism: env.number("PASSWORD_HASH_PARALLELISM", 1)?,
+                concurrency: env.number("PASSWORD_HASH_CONCURRENCY", cpus)?,
+            },
+            rate_limits: RateLimits {
+                login: env.number("RATE_LIMIT_LOGIN", 30)?,
+                register: env.number("RATE_LIMIT_REGISTER", 30)?,
+                verify: env.number("RATE_LIMIT_VERIFY", 30)?,
+                email: env.number("RATE_LIMIT_EMAIL", 30)?,
+                refresh: env.number("RATE_LIMIT_REFRESH", 150)?,
+            },
+            trusted_proxies: env.list("TRUSTED_PROXIES")?,
+            email_max_attempts: env.number("EMAIL_MAX_ATTEMPTS", 8)?,
+            email_retry_base: env.seconds("EMAIL_RETRY_BASE", 5)?,
+            email_poll_interval: Duration::from_millis(env.number("EMAIL_POLL_INTERVAL_MS", 1_000)?),
+        })
+    }
+}
+
+fn database(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
+    if let Some(url) = env.get("DATABASE_URL") {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            return Ok(DatabaseConfig::Sqlite { path: path.into() });
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(env.error("DATABASE_URL", "must start with postgres:// or sqlite:"));
+        }
+        return Ok(DatabaseConfig::Postgres { url: url.into() });
+    }
+    let Some(name) = env.get("DATABASE_NAME") else {
+        let path = env.get("SQLITE_PATH").unwrap_or_else(|| "identity.sqlite3".into());
+        return Ok(DatabaseConfig::Sqlite { path: path.into() });
+    };
+    let user = env.get("DATABASE_USER").unwrap_or_else(|| "postgres".into());
+    let host = env.get("DATABASE_HOST").unwrap_or_else(|| "localhost".into());
+    let port: u16 = env.parsed("DATABASE_PORT", "5432")?;
+    let password = env
+        .get("DATABASE_PASSWORD")
+        .map(|p| format!(":{}", percent_encode(&p)))
+        .unwrap_or_default();
+    let url = format!(
+        "postgres://{}{password}@{host}:{port}/{}",
+        percent_encode(&user),
+        percent_encode(&name)
+    );
+    Ok(DatabaseConfig::Postgres { url: url.into() })
+}
+
+fn smtp(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
+    let Some(host) = env.get("EMAIL_HOST") else {
+        return Ok(None);
+    };
+    let use_tls = env.bool("EMAIL_USE_TLS", true)?;
+    Ok(Some(SmtpConfig {
+        host,
+        port: env.parsed("EMAIL_PORT", if use_tls { "587" } else { "25" })?,
+        use_tls,
+        user: env.get("EMAIL_HOST_USER"),
+        password: env.get("EMAIL_HOST_PASSWORD").map(SecretString::from),
+    }))
+}
+
+/// Escapes the characters that would break a URL's user-info or path.
+fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Typed access to one lookup function; empty values count as unset.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn error(&self, name: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            name,
+            reason: reason.into(),
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.get(name).unwrap_or_else(|| default.to_owned());
+        raw.trim()
+            .parse()
+            .map_err(|e| self.error(name, format!("{raw:?} is not valid: {e}")))
+    }
+
+    fn number<T: std::str::FromStr + ToString>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.parsed(name, &default.to_string())
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.number(name, default).map(Duration::from_secs)
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+            Some(v) => Err(self.error(name, format!("{v:?} is not true or false"))),
+        }
+    }
+
+    fn list<T: std::str::FromStr>(&self, name: &'static str) -> Result<Vec<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse()
+                    .map_err(|e| self.error(name, format!("{item:?} is not valid: {e}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::{Config, DatabaseConfig};
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, super::ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_to_embedded_sqlite_and_log_mail() {
+        let config = config(&[]).unwrap();
+        assert!(matches!(config.database, DatabaseConfig::Sqlite { .. }));
+        assert!(config.smtp.is_none());
+        assert_eq!(config.grpc_listen_addr.port(), 50051);
+        assert_eq!(config.otp_lifetime.as_secs(), 600);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let error = config(&[("OTP_EXPIRATION_TIME", "ten")]).unwrap_err();
+        assert_eq!(error.name, "OTP_EXPIRATION_TIME");
+        assert!(config(&[("SECRET_KEY", "short")]).unwrap_err().name == "SECRET_KEY");
+        assert!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().name == "DATABASE_URL");
+        assert!(config(&[("JWT_ALGORITHM", "HS256")]).unwrap_err().name == "SECRET_KEY");
+    }
+
+    #[test]
+    fn builds_a_postgres_url_from_the_seed_variables() {
+        let config = config(&[
+            ("DATABASE_NAME", "accounts"),
+            ("DATABASE_USER", "app"),
+            ("DATABASE_PASSWORD", "p@ss word"),
+            ("DATABASE_HOST", "db"),
+            ("DATABASE_PORT", "6543"),
+        ])
+        .unwrap();
+        let DatabaseConfig::Postgres { url } = config.database else {
+            panic!("expected postgres");
+        };
+        use secrecy::ExposeSecret;
+        assert_eq!(url.expose_secret(), "postgres://app:p%40ss%20word@db:6543/accounts");
+    }
+}

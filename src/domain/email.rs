@@ -1,0 +1,117 @@
+//! An email address, normalised so that one mailbox has exactly one spelling.
+
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::{ParseError, is_invisible};
+
+/// The longest address SMTP can carry (RFC 5321 path limit less the brackets).
+const MAX_LEN: usize = 254;
+const MAX_LOCAL_LEN: usize = 64;
+
+/// A syntactically valid email address: trimmed, NFKC-normalised and lower-cased.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses and normalises a raw address.
+    ///
+    /// # Errors
+    /// When the address is empty, too long, malformed or holds invisible characters.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let normalised: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+        if normalised.is_empty() {
+            return Err(ParseError::new("is required"));
+        }
+        if normalised.chars().count() > MAX_LEN {
+            return Err(ParseError::new(format!("must be at most {MAX_LEN} characters")));
+        }
+        if normalised.chars().any(|c| is_invisible(c) || c.is_whitespace()) {
+            return Err(ParseError::new("must not contain spaces or invisible characters"));
+        }
+        let Some((local, domain)) = normalised.rsplit_once('@') else {
+            return Err(ParseError::new("must be an email address"));
+        };
+        let local_ok = !local.is_empty()
+            && local.chars().count() <= MAX_LOCAL_LEN
+            && !local.contains('@')
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && !local.contains(['"', '(', ')', ',', ':', ';', '<', '>', '[', '\\', ']']);
+        let domain_ok = domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if !local_ok || !domain_ok {
+            return Err(ParseError::new("must be an email address"));
+        }
+        Ok(Self(normalised))
+    }
+
+    /// The normalised address.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the `@`.
+    #[must_use]
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map_or(&self.0, |(local, _)| local)
+    }
+
+    /// Rebuilds an address already stored, which was parsed when it was written.
+    pub(crate) fn from_trusted(stored: String) -> Self {
+        Self(stored)
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Addresses identify people: debug output shows only the domain.
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let domain = self.0.rsplit_once('@').map_or("", |(_, d)| d);
+        write!(f, "Email(***@{domain})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Email;
+
+    #[test]
+    fn normalises_case_width_and_spaces() {
+        let email = Email::parse("  Ｊohn.Doe@Example.COM ").unwrap();
+        assert_eq!(email.as_str(), "john.doe@example.com");
+        assert_eq!(email.local_part(), "john.doe");
+    }
+
+    #[test]
+    fn refuses_malformed_and_invisible() {
+        for raw in [
+            "",
+            "plain",
+            "a@b",
+            "@example.com",
+            "a@@example.com",
+            "a b@example.com",
+            "a\u{200B}@example.com",
+            "a@-x.com",
+            "a..b@example.com",
+        ] {
+            assert!(Email::parse(raw).is_err(), "{raw:?} was accepted");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(Email::parse(&long).is_err());
+    }
+}

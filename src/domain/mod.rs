@@ -1,0 +1,45 @@
+//! Domain types, parsed once at the edge: holding one proves its input was valid.
+
+mod email;
+mod otp;
+mod page;
+mod password;
+mod uidb64;
+mod user;
+mod user_id;
+
+pub use email::Email;
+pub use otp::Otp;
+pub use page::{PageSize, PageToken};
+pub use password::{LoginPassword, Password};
+pub use uidb64::Uidb64;
+pub use user::{PersonName, User};
+pub use user_id::UserId;
+
+/// Why a raw input was refused; the adapter adds the name of the field it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub(crate) String);
+
+impl ParseError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+
+    /// The human-readable reason.
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Characters that render as nothing or reorder text: refused in identities so two
+/// addresses that look the same are the same.
+pub(crate) fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}')
+}

@@ -1,0 +1,125 @@
+//! The outbox worker: claims due emails with a lease (one conditional update, so replicas
+//! never both win a row), sends them, and retries failures with exponential back-off.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::NaiveDateTime;
+use tokio::sync::{Notify, watch};
+
+use super::Transport;
+use crate::{clock::Clock, storage::Store};
+
+/// How long a claim lasts: longer than one SMTP exchange may take.
+const LEASE: Duration = Duration::from_secs(120);
+/// Emails claimed per round.
+const BATCH: i64 = 20;
+/// Longest wait between two attempts at one email.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Settings of the worker.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    /// Attempts before an email is abandoned.
+    pub max_attempts: u32,
+    /// Delay after the first failure; doubles after each.
+    pub retry_base: Duration,
+    /// Wait between rounds when nothing wakes the worker.
+    pub poll_interval: Duration,
+}
+
+/// Delivers the outbox until `shutdown` turns true; the email in hand is finished first.
+pub async fn run(
+    store: Store,
+    transport: Transport,
+    clock: Clock,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(error) = deliver_due(&store, &transport, &clock, config, &shutdown).await {
+            tracing::warn!(error.cause_chain = ?error, "outbox round failed; will retry");
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(config.poll_interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn deliver_due(
+    store: &Store,
+    transport: &Transport,
+    clock: &Clock,
+    config: WorkerConfig,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let ids = {
+        let mut conn = store.connection().await?;
+        conn.queries().due_email_ids(clock.now_naive(), BATCH).await?
+    };
+    for id in ids {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = clock.now_naive();
+        let claimed = {
+            let mut conn = store.connection().await?;
+            conn.queries().claim_email(id, now, now + lease()).await?
+        };
+        let Some(email) = claimed else { continue };
+        let outcome = transport.send(&email).await;
+        let now = clock.now_naive();
+        let mut conn = store.connection().await?;
+        match outcome {
+            Ok(()) => {
+                conn.queries().mark_email_sent(id, now).await?;
+                tracing::info!(outbox.id = id, "email delivered");
+            }
+            Err(error) => {
+                let attempts = u32::try_from(email.attempts).unwrap_or(u32::MAX);
+                let retry_at = (attempts < config.max_attempts).then(|| retry_time(now, config.retry_base, attempts));
+                conn.queries().mark_email_failed(id, &error, now, retry_at).await?;
+                if retry_at.is_some() {
+                    tracing::warn!(outbox.id = id, outbox.attempts = attempts, error = %error, "email delivery failed; will retry");
+                } else {
+                    tracing::error!(outbox.id = id, outbox.attempts = attempts, error = %error, "email delivery failed; giving up");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lease() -> chrono::Duration {
+    chrono::Duration::from_std(LEASE).unwrap_or_default()
+}
+
+/// `base * 2^(attempts-1)`, capped.
+fn retry_time(now: NaiveDateTime, base: Duration, attempts: u32) -> NaiveDateTime {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1));
+    let delay = base.saturating_mul(factor).min(MAX_BACKOFF);
+    now + chrono::Duration::from_std(delay).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::NaiveDateTime;
+
+    use super::retry_time;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let now = NaiveDateTime::default();
+        let base = Duration::from_secs(5);
+        let delays: Vec<i64> = (1..=4).map(|n| (retry_time(now, base, n) - now).num_seconds()).collect();
+        assert_eq!(delays, [5, 10, 20, 40]);
+        assert_eq!((retry_time(now, base, 30) - now).num_seconds(), 3600);
+    }
+}

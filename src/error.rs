@@ -1,0 +1,135 @@
+//! `ServiceError`: every way a call can fail, in the service layer's terms.
+//!
+//! Adapters turn it into their protocol's status in exactly one place (`grpc::status`).
+
+use std::time::Duration;
+
+use crate::domain::ParseError;
+
+/// The outcome of a service call that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A request field is malformed.
+    #[error("{field} {reason}")]
+    InvalidArgument {
+        /// The field, as named on the wire.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The email is already registered.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// Email and password do not match an account.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// The account has not verified its email address.
+    #[error("verify your email address before signing in")]
+    NotVerified,
+    /// The account is disabled.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// The code is wrong, used or was never sent.
+    #[error("the code is invalid")]
+    OtpInvalid,
+    /// The code was right but is too old.
+    #[error("the code has expired; request a new one")]
+    OtpExpired,
+    /// Too many wrong codes: this code, or this account for now, is locked.
+    #[error("too many attempts; request a new code")]
+    TooManyAttempts,
+    /// The emailed link is malformed, tampered with or already used.
+    #[error("the link is invalid or has already been used")]
+    LinkInvalid,
+    /// The emailed link is too old.
+    #[error("the link has expired; request a new one")]
+    LinkExpired,
+    /// The email address was already verified.
+    #[error("the email address is already verified")]
+    AlreadyVerified,
+    /// Another email to this address must wait.
+    #[error("please wait before requesting another email")]
+    Cooldown {
+        /// When another request would succeed.
+        retry_after: Duration,
+    },
+    /// This client has spent its request budget.
+    #[error("too many requests; try again later")]
+    RateLimited {
+        /// When another request would succeed.
+        retry_after: Duration,
+    },
+    /// Too many failed sign-ins for this address.
+    #[error("too many failed sign-ins; try again later")]
+    LoginThrottled {
+        /// When another attempt will be considered.
+        retry_after: Duration,
+    },
+    /// No bearer token was sent.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// A token is malformed, forged, of the wrong kind, or unknown.
+    #[error("the token is invalid")]
+    TokenInvalid,
+    /// A token is past its expiry.
+    #[error("the token has expired")]
+    TokenExpired,
+    /// A spent refresh token came back: its whole session has been revoked.
+    #[error("the refresh token was already used; the session has been revoked")]
+    TokenReused,
+    /// The session was logged out or revoked.
+    #[error("the session has been revoked")]
+    SessionRevoked,
+    /// The caller may not do this.
+    #[error("you do not have permission to do this")]
+    PermissionDenied,
+    /// The thing asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Something outside the caller's control failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ServiceError {
+    /// A stable, machine-readable reason code (the `ErrorInfo.reason` on the wire).
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Self::EmailTaken => "EMAIL_TAKEN",
+            Self::InvalidCredentials => "INVALID_CREDENTIALS",
+            Self::NotVerified => "EMAIL_NOT_VERIFIED",
+            Self::AccountDisabled => "ACCOUNT_DISABLED",
+            Self::OtpInvalid => "OTP_INVALID",
+            Self::OtpExpired => "OTP_EXPIRED",
+            Self::TooManyAttempts => "OTP_ATTEMPTS_EXCEEDED",
+            Self::LinkInvalid => "LINK_INVALID",
+            Self::LinkExpired => "LINK_EXPIRED",
+            Self::AlreadyVerified => "ALREADY_VERIFIED",
+            Self::Cooldown { .. } => "RESEND_COOLDOWN",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::LoginThrottled { .. } => "LOGIN_THROTTLED",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::TokenReused => "REFRESH_TOKEN_REUSED",
+            Self::SessionRevoked => "SESSION_REVOKED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::NotFound => "NOT_FOUND",
+            Self::Unexpected(_) => "INTERNAL",
+        }
+    }
+
+    /// Attaches a wire field name to a parse failure.
+    #[must_use]
+    pub fn invalid(field: &'static str, error: &ParseError) -> Self {
+        Self::InvalidArgument {
+            field,
+            reason: error.reason().to_owned(),
+        }
+    }
+}
+
+/// Shorthand for service results.
+pub type ServiceResult<T> = Result<T, ServiceError>;

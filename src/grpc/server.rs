@@ -1,0 +1,85 @@
+//! The tonic server: the identity service with reflection (v1 and v1alpha, for every grpcurl),
+//! `grpc.health.v1` tied to database reachability, and message size limits.
+
+use std::{future::Future, time::Duration};
+
+use tokio::net::TcpListener;
+use tonic::transport::{Server, server::TcpIncoming};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use super::IdentityApi;
+use crate::{pb, pb::identity_service_server::IdentityServiceServer, services::Services};
+
+/// Largest request or response message.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How often readiness is re-checked against the database.
+const READINESS_INTERVAL: Duration = Duration::from_secs(5);
+/// Clients reconnect at least this often, so long-lived channels spread over new replicas.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+/// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.
+///
+/// # Errors
+/// When reflection cannot be built or the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    api: IdentityApi,
+    services: Services,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let identity = IdentityServiceServer::new(api)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let readiness = tokio::spawn(track_readiness(reporter.clone(), services)).abort_handle();
+    let stop_readiness = readiness.clone();
+    let drained = async move {
+        shutdown.await;
+        stop_readiness.abort();
+        // Stop advertising before the listener closes, so balancers move on first.
+        set_all(&reporter, ServingStatus::NotServing).await;
+    };
+    let outcome = Server::builder()
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(identity)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), drained)
+        .await;
+    readiness.abort();
+    outcome.map_err(Into::into)
+}
+
+/// Reflection over our contract, health, and the `google.rpc` error details we send.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+async fn track_readiness(reporter: HealthReporter, services: Services) {
+    loop {
+        let status = if services.is_ready().await {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        set_all(&reporter, status).await;
+        tokio::time::sleep(READINESS_INTERVAL).await;
+    }
+}
+
+async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(
+            <IdentityServiceServer<IdentityApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}

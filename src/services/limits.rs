@@ -1,0 +1,182 @@
+//! Budgets that hold across replicas because they live in the database: per-IP request
+//! windows, per-address email cooldowns, per-account code attempts and login back-off.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{Caller, Services, duration};
+use crate::{
+    domain::Email,
+    error::{ServiceError, ServiceResult},
+    storage::CounterPolicy,
+};
+
+/// The window of every per-IP budget.
+const IP_WINDOW: Duration = Duration::from_secs(300);
+/// The window of per-address email and code-attempt budgets.
+const HOUR: Duration = Duration::from_secs(3600);
+/// Code attempts per account per hour, across codes (a resend does not reset it).
+const OTP_ATTEMPTS_PER_HOUR: u32 = 10;
+/// Failed sign-ins allowed before back-off starts.
+const FREE_LOGIN_FAILURES: u32 = 5;
+/// First back-off delay; it doubles with each further failure.
+const FIRST_LOGIN_DELAY: Duration = Duration::from_secs(30);
+/// Longest back-off delay.
+const MAX_LOGIN_DELAY: Duration = Duration::from_secs(3600);
+/// Failures older than this are forgotten.
+const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// Which per-IP budget a call spends.
+#[derive(Debug, Clone, Copy)]
+pub enum IpBudget {
+    /// Login.
+    Login,
+    /// Register.
+    Register,
+    /// Code and link verification.
+    Verify,
+    /// Resends and password resets.
+    Email,
+    /// Refresh.
+    Refresh,
+}
+
+/// Which stream of email to one address a request adds to.
+#[derive(Debug, Clone, Copy)]
+pub enum MailStream {
+    /// Verification codes and activation links.
+    Verification,
+    /// Password reset links.
+    PasswordReset,
+}
+
+impl Services {
+    /// Spends one request of the caller's per-IP budget.
+    pub(crate) async fn spend_ip_budget(&self, caller: Caller, budget: IpBudget) -> ServiceResult<()> {
+        let limits = &self.config.rate_limits;
+        let (name, max_hits) = match budget {
+            IpBudget::Login => ("login", limits.login),
+            IpBudget::Register => ("register", limits.register),
+            IpBudget::Verify => ("verify", limits.verify),
+            IpBudget::Email => ("email", limits.email),
+            IpBudget::Refresh => ("refresh", limits.refresh),
+        };
+        let Some(ip) = caller.ip else { return Ok(()) };
+        if max_hits == 0 {
+            return Ok(());
+        }
+        let policy = CounterPolicy {
+            window: IP_WINDOW,
+            max_hits,
+            cooldown: Duration::ZERO,
+        };
+        self.take_hit(&format!("ip:{name}:{ip}"), policy)
+            .await?
+            .map_err(|retry_after| ServiceError::RateLimited { retry_after })
+    }
+
+    /// Records one email to `email` in `stream`, or refuses within the cooldown or past the hourly cap.
+    /// Unknown addresses are counted too, so the answer never tells whether an account exists.
+    pub(crate) async fn spend_mail_budget(&self, email: &Email, stream: MailStream) -> ServiceResult<()> {
+        let name = match stream {
+            MailStream::Verification => "mail:verify",
+            MailStream::PasswordReset => "mail:reset",
+        };
+        let policy = CounterPolicy {
+            window: HOUR,
+            max_hits: self.config.resend_per_hour,
+            cooldown: self.config.resend_cooldown,
+        };
+        self.take_hit(&format!("{name}:{email}"), policy)
+            .await?
+            .map_err(|retry_after| ServiceError::Cooldown { retry_after })
+    }
+
+    /// Spends one code attempt of the account's hourly budget, before the code is compared.
+    pub(crate) async fn spend_otp_budget(&self, email: &Email) -> ServiceResult<()> {
+        let policy = CounterPolicy {
+            window: HOUR,
+            max_hits: OTP_ATTEMPTS_PER_HOUR,
+            cooldown: Duration::ZERO,
+        };
+        self.take_hit(&format!("otp:{email}"), policy)
+            .await?
+            .map_err(|retry_after| ServiceError::RateLimited { retry_after })
+    }
+
+    /// Refuses a sign-in while the address is backing off after failures.
+    pub(crate) async fn check_login_backoff(&self, email: &Email) -> ServiceResult<()> {
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let blocked = conn
+            .queries()
+            .blocked_until(&login_bucket(email), self.clock.now_naive())
+            .await
+            .context("reading login back-off")?;
+        match blocked {
+            Some(retry_after) => Err(ServiceError::LoginThrottled { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed sign-in; past the free failures, blocks the address for a doubling delay.
+    pub(crate) async fn record_login_failure(&self, email: &Email) -> ServiceResult<()> {
+        let bucket = login_bucket(email);
+        let now = self.clock.now_naive();
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut queries = conn.queries();
+        let failures = queries
+            .add_failure(&bucket, now, LOGIN_FAILURE_WINDOW)
+            .await
+            .context("counting a failed login")?;
+        if failures > FREE_LOGIN_FAILURES {
+            let delay = login_delay(failures - FREE_LOGIN_FAILURES);
+            queries
+                .block_until(&bucket, now + duration(delay))
+                .await
+                .context("blocking logins")?;
+        }
+        Ok(())
+    }
+
+    /// Forgets an address's failed sign-ins.
+    pub(crate) async fn clear_login_failures(&self, email: &Email) -> ServiceResult<()> {
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        conn.queries()
+            .clear_counter(&login_bucket(email))
+            .await
+            .context("clearing login failures")?;
+        Ok(())
+    }
+
+    async fn take_hit(&self, bucket: &str, policy: CounterPolicy) -> ServiceResult<Result<(), Duration>> {
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        Ok(conn
+            .queries()
+            .take_hit(bucket, self.clock.now_naive(), policy)
+            .await
+            .context("spending a rate-limit budget")?)
+    }
+}
+
+fn login_bucket(email: &Email) -> String {
+    format!("login:{email}")
+}
+
+/// The delay after the `n`th failure past the free ones: 30 s, 60 s, 120 s, ... up to an hour.
+fn login_delay(n: u32) -> Duration {
+    FIRST_LOGIN_DELAY
+        .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)))
+        .min(MAX_LOGIN_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::login_delay;
+
+    #[test]
+    fn login_delay_doubles_to_an_hour() {
+        let delays: Vec<u64> = [1, 2, 3, 8, 40].map(|n| login_delay(n).as_secs()).to_vec();
+        assert_eq!(delays, [30, 60, 120, 3600, 3600]);
+    }
+}

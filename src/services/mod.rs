@@ -1,0 +1,153 @@
+//! The service layer: every rule and every transaction of `identity`, written once.
+//! Adapters (gRPC today) parse the wire into domain types, call one method, and convert back.
+//!
+//! - [`accounts`]: register, verify by code or link, resend.
+//! - [`sessions`]: login, refresh rotation, logout.
+//! - [`password_reset`]: reset links and new passwords.
+//! - [`users`]: reading accounts.
+//! - [`limits`]: per-IP budgets, email cooldowns and login back-off, all in the database.
+
+pub mod accounts;
+pub mod limits;
+pub mod password_reset;
+pub mod sessions;
+pub mod users;
+
+use std::{net::IpAddr, sync::Arc};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::{
+    auth::{LinkTokens, PasswordHasher, ServerSecret, TokenIssuer, UserState},
+    clock::Clock,
+    config::Config,
+    domain::{Email, User, UserId},
+    email::Mailer,
+    error::{ServiceError, ServiceResult},
+    storage::{Store, StoreError, UserRow},
+};
+
+/// Who is calling, as far as the transport can tell.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    /// The client's address (the peer, or a trusted proxy's forwarded address).
+    pub ip: Option<IpAddr>,
+}
+
+/// The dependencies every service call needs, shared by all adapters.
+#[derive(Clone)]
+pub struct Services {
+    pub(crate) store: Store,
+    pub(crate) clock: Clock,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) tokens: TokenIssuer,
+    pub(crate) links: LinkTokens,
+    pub(crate) secret: ServerSecret,
+    pub(crate) mailer: Mailer,
+    pub(crate) outbox_wake: Arc<Notify>,
+    pub(crate) config: Arc<Config>,
+}
+
+/// The parts of [`Services`], for [`Services::new`].
+pub struct ServiceParts {
+    /// Database.
+    pub store: Store,
+    /// Time source.
+    pub clock: Clock,
+    /// Password hashing.
+    pub hasher: PasswordHasher,
+    /// Access tokens.
+    pub tokens: TokenIssuer,
+    /// Server secret for codes and links.
+    pub secret: ServerSecret,
+    /// Email rendering.
+    pub mailer: Mailer,
+    /// Wakes the outbox worker after a commit that queued mail.
+    pub outbox_wake: Arc<Notify>,
+    /// Settings.
+    pub config: Arc<Config>,
+}
+
+impl Services {
+    /// Assembles the services.
+    #[must_use]
+    pub fn new(parts: ServiceParts) -> Self {
+        Self {
+            links: LinkTokens::new(parts.secret.clone()),
+            store: parts.store,
+            clock: parts.clock,
+            hasher: parts.hasher,
+            tokens: parts.tokens,
+            secret: parts.secret,
+            mailer: parts.mailer,
+            outbox_wake: parts.outbox_wake,
+            config: parts.config,
+        }
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn is_ready(&self) -> bool {
+        self.store.is_reachable().await
+    }
+
+    pub(crate) async fn user_by_email(&self, email: &Email) -> ServiceResult<Option<UserRow>> {
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        Ok(conn
+            .queries()
+            .user_by_email(email.as_str())
+            .await
+            .context("loading a user by email")?)
+    }
+
+    pub(crate) async fn user_by_id(&self, id: UserId) -> ServiceResult<Option<UserRow>> {
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        Ok(conn
+            .queries()
+            .user_by_id(id.get())
+            .await
+            .context("loading a user by id")?)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        Self::Unexpected(anyhow::Error::new(error))
+    }
+}
+
+pub(crate) fn utc(naive: NaiveDateTime) -> DateTime<Utc> {
+    naive.and_utc()
+}
+
+/// The public view of a stored account.
+pub(crate) fn to_user(row: &UserRow) -> User {
+    User {
+        id: UserId::from_trusted(row.id),
+        email: Email::from_trusted(row.email.clone()),
+        first_name: row.first_name.clone(),
+        last_name: row.last_name.clone(),
+        is_active: row.is_active,
+        is_verified: row.is_verified,
+        is_staff: row.is_staff,
+        is_superuser: row.is_superuser,
+        date_joined: utc(row.date_joined),
+        last_login: row.last_login.map(utc),
+    }
+}
+
+/// The state an emailed link is bound to.
+pub(crate) fn link_state(row: &UserRow) -> UserState<'_> {
+    UserState {
+        id: row.id,
+        email: &row.email,
+        password_hash: row.password_hash.as_deref(),
+        password_changed_at: utc(row.password_changed_at),
+        is_verified: row.is_verified,
+    }
+}
+
+pub(crate) fn duration(std: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(std).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,103 @@
+//! Password reset: an emailed single-use link, then a new password that ends every session.
+
+use anyhow::Context;
+
+use super::{Caller, Services, link_state, limits::{IpBudget, MailStream}};
+use crate::{
+    auth::{LinkPurpose, LinkTokenError},
+    domain::{Email, Password, Uidb64, UserId},
+    error::{ServiceError, ServiceResult},
+};
+
+/// The answer to every reset request, whether or not the address has an account.
+pub const RESET_MESSAGE: &str = "If an account uses this address, a password reset link is on its way.";
+
+/// The answer to a successful reset.
+pub const RESET_DONE_MESSAGE: &str = "Your password has been changed. Sign in with the new one.";
+
+impl Services {
+    /// Queues a reset link for the account, if there is one; the answer is the same either way.
+    ///
+    /// # Errors
+    /// `RateLimited`, `Cooldown` (for every address alike).
+    #[tracing::instrument(skip_all)]
+    pub async fn password_reset(&self, caller: Caller, email: Email) -> ServiceResult<&'static str> {
+        self.spend_ip_budget(caller, IpBudget::Email).await?;
+        self.spend_mail_budget(&email, MailStream::PasswordReset).await?;
+        if let Some(user) = self.user_by_email(&email).await? {
+            let now = self.clock.now();
+            let token = self.links.make(LinkPurpose::PasswordReset, &link_state(&user), now);
+            let uid = Uidb64::encode(UserId::from_trusted(user.id));
+            let mail = self.mailer.password_reset(
+                &email,
+                &user.first_name,
+                &uid,
+                &token,
+                self.config.password_reset_lifetime,
+                now.naive_utc(),
+            );
+            let mut conn = self.store.connection().await.context("borrowing a connection")?;
+            conn.queries().enqueue_email(&mail).await.context("queueing the reset email")?;
+            self.outbox_wake.notify_one();
+            tracing::info!(user.id = user.id, "password reset link queued");
+        }
+        Ok(RESET_MESSAGE)
+    }
+
+    /// Sets a new password from a reset link, marks the address verified (the link proved it),
+    /// and revokes every session.
+    ///
+    /// # Errors
+    /// `RateLimited`, `LinkInvalid` (tampered, used, or the password changed since), `LinkExpired`,
+    /// `InvalidArgument` for a password built from the address.
+    #[tracing::instrument(skip_all)]
+    pub async fn password_reset_confirm(
+        &self,
+        caller: Caller,
+        uid: Uidb64,
+        token: String,
+        new_password: Password,
+    ) -> ServiceResult<&'static str> {
+        self.spend_ip_budget(caller, IpBudget::Verify).await?;
+        let Some(user) = self.user_by_id(uid.user_id()).await? else {
+            return Err(ServiceError::LinkInvalid);
+        };
+        self.links
+            .check(
+                LinkPurpose::PasswordReset,
+                &token,
+                &link_state(&user),
+                self.clock.now(),
+                self.config.password_reset_lifetime,
+            )
+            .map_err(|e| match e {
+                LinkTokenError::Invalid => ServiceError::LinkInvalid,
+                LinkTokenError::Expired => ServiceError::LinkExpired,
+            })?;
+        let email = Email::from_trusted(user.email.clone());
+        new_password
+            .check_against(&email)
+            .map_err(|e| ServiceError::invalid("new_password", &e))?;
+        let hash = self.hasher.hash(new_password.secret()).await?;
+        let now = self.clock.now_naive();
+        let (user_id, changed_at) = (user.id, user.password_changed_at);
+        let revoked = self
+            .store
+            .transaction(move |mut tx| {
+                Box::pin(async move {
+                    // Conditional on the password not having changed since the link was checked:
+                    // of two racing uses of one link, only one succeeds.
+                    if !tx.set_password_hash(user_id, Some(&hash), changed_at, now).await.context("setting the password")? {
+                        return Err(ServiceError::LinkInvalid);
+                    }
+                    tx.mark_verified(user_id).await.context("marking the user verified")?;
+                    tx.delete_otp(user_id).await.context("deleting the unused OTP")?;
+                    Ok(tx.revoke_user_sessions(user_id, now).await.context("revoking every session")?)
+                })
+            })
+            .await?;
+        self.clear_login_failures(&email).await?;
+        tracing::info!(user.id = user_id, sessions.revoked = revoked, "password reset");
+        Ok(RESET_DONE_MESSAGE)
+    }
+}

@@ -1,0 +1,248 @@
+//! Sessions: login, refresh-token rotation with reuse detection, logout, and authenticating
+//! bearer access tokens.
+
+use anyhow::Context;
+
+use super::{Caller, Services, duration, limits::IpBudget, to_user};
+use crate::{
+    auth::{AccessClaims, RefreshToken, TokenError, Verification},
+    domain::{Email, LoginPassword, User},
+    error::{ServiceError, ServiceResult},
+    storage::{SessionRow, UserRow},
+};
+
+/// An access and a refresh token.
+#[derive(Debug)]
+pub struct TokenPair {
+    /// JWT access token.
+    pub access: String,
+    /// Opaque refresh token.
+    pub refresh: String,
+}
+
+/// The user behind a verified bearer token, and the token's claims.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The account, as it is now.
+    pub user: User,
+    /// The claims of the presented token.
+    pub claims: AccessClaims,
+}
+
+/// What spending a refresh token found, decided inside its transaction.
+enum Rotation {
+    Rotated(TokenPair),
+    Refused(ServiceError),
+}
+
+impl Services {
+    /// Signs in with email and password and starts a session.
+    ///
+    /// # Errors
+    /// `RateLimited`, `LoginThrottled`, `InvalidCredentials` (alike for unknown emails and wrong
+    /// passwords), then, with the right password only, `NotVerified` or `AccountDisabled`.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(&self, caller: Caller, email: Email, password: LoginPassword) -> ServiceResult<TokenPair> {
+        self.spend_ip_budget(caller, IpBudget::Login).await?;
+        self.check_login_backoff(&email).await?;
+        let user = self.user_by_email(&email).await?;
+        let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let verification = self.hasher.verify(password.secret(), stored_hash).await?;
+        let (Some(user), Verification::Valid { needs_rehash }) = (user, verification) else {
+            self.record_login_failure(&email).await?;
+            return Err(ServiceError::InvalidCredentials);
+        };
+        self.clear_login_failures(&email).await?;
+        if !user.is_verified && self.config.verification.required {
+            return Err(ServiceError::NotVerified);
+        }
+        if !user.is_active {
+            return Err(ServiceError::AccountDisabled);
+        }
+        if needs_rehash && let Some(old_hash) = &user.password_hash {
+            self.upgrade_hash(&user, old_hash, &password).await?;
+        }
+        let pair = self.start_session(&user).await?;
+        tracing::info!(user.id = user.id, "signed in");
+        Ok(pair)
+    }
+
+    /// Spends a refresh token and returns a new pair. A token that was already spent revokes
+    /// its whole session: someone holds a copy.
+    ///
+    /// # Errors
+    /// `RateLimited`, `TokenInvalid`, `TokenExpired`, `TokenReused`, `SessionRevoked`.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, caller: Caller, refresh: &str) -> ServiceResult<TokenPair> {
+        self.spend_ip_budget(caller, IpBudget::Refresh).await?;
+        let presented = RefreshToken::from_client(refresh);
+        let token_hash = presented.hash();
+        let services = self.clone();
+        let rotation = self
+            .store
+            .transaction(move |mut tx| {
+                Box::pin(async move {
+                    let now = services.clock.now_naive();
+                    let Some((session_id, expires_at)) = tx
+                        .spend_refresh_token(&token_hash, now)
+                        .await
+                        .context("spending the refresh token")?
+                    else {
+                        let owner = tx.refresh_token_session(&token_hash).await.context("looking up a refresh token")?;
+                        let Some(session_id) = owner else {
+                            return Ok(Rotation::Refused(ServiceError::TokenInvalid));
+                        };
+                        tx.revoke_session(&session_id, now).await.context("revoking a reused session")?;
+                        tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
+                        return Ok(Rotation::Refused(ServiceError::TokenReused));
+                    };
+                    let session = tx.session(&session_id).await.context("loading the session")?;
+                    let Some(session) = session.filter(|s| s.revoked_at.is_none()) else {
+                        return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+                    };
+                    if expires_at <= now || session.expires_at <= now {
+                        return Ok(Rotation::Refused(ServiceError::TokenExpired));
+                    }
+                    let user = tx.user_by_id(session.user_id).await.context("loading the session's user")?;
+                    let Some(user) = user.filter(|u| u.is_active) else {
+                        tx.revoke_session(&session.id, now).await.context("revoking a disabled user's session")?;
+                        return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+                    };
+                    let refresh = services.issue_refresh_token(&mut tx, &session).await?;
+                    let access = services.issue_access_token(&user, &session.id)?;
+                    Ok::<_, ServiceError>(Rotation::Rotated(TokenPair { access, refresh }))
+                })
+            })
+            .await?;
+        // Refusals are decided inside the transaction but returned after it commits, so a
+        // reuse's revocation is kept.
+        match rotation {
+            Rotation::Rotated(pair) => Ok(pair),
+            Rotation::Refused(error) => Err(error),
+        }
+    }
+
+    /// Ends the session a refresh token belongs to. Ending an ended session succeeds.
+    ///
+    /// # Errors
+    /// `TokenInvalid` when the token was never issued.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(&self, refresh: &str) -> ServiceResult<()> {
+        let token_hash = RefreshToken::from_client(refresh).hash();
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut queries = conn.queries();
+        let Some(session_id) = queries
+            .refresh_token_session(&token_hash)
+            .await
+            .context("looking up a refresh token")?
+        else {
+            return Err(ServiceError::TokenInvalid);
+        };
+        queries
+            .revoke_session(&session_id, self.clock.now_naive())
+            .await
+            .context("revoking the session")?;
+        tracing::info!(session.id = %session_id, "signed out");
+        Ok(())
+    }
+
+    /// Ends every session of the bearer; returns how many were live.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`].
+    #[tracing::instrument(skip_all)]
+    pub async fn logout_all(&self, bearer: Option<&str>) -> ServiceResult<u64> {
+        let caller = self.authenticate(bearer).await?;
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let revoked = conn
+            .queries()
+            .revoke_user_sessions(caller.user.id.get(), self.clock.now_naive())
+            .await
+            .context("revoking every session")?;
+        tracing::info!(user.id = %caller.user.id, sessions = revoked, "signed out everywhere");
+        Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
+    }
+
+    /// Verifies a bearer access token and that its session is still live.
+    ///
+    /// # Errors
+    /// `Unauthenticated` (no token), `TokenInvalid`, `TokenExpired`, `SessionRevoked`.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> ServiceResult<Authenticated> {
+        let token = bearer.ok_or(ServiceError::Unauthenticated)?;
+        let now = self.clock.now();
+        let claims = self.tokens.verify(token, now).map_err(|e| match e {
+            TokenError::Expired => ServiceError::TokenExpired,
+            TokenError::Invalid | TokenError::Signing(_) => ServiceError::TokenInvalid,
+        })?;
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut queries = conn.queries();
+        let session = queries.session(&claims.sid).await.context("loading the session")?;
+        let live = session.is_some_and(|s| {
+            s.revoked_at.is_none() && s.expires_at > now.naive_utc() && s.user_id.to_string() == claims.sub
+        });
+        if !live {
+            return Err(ServiceError::SessionRevoked);
+        }
+        let user_id = claims.sub.parse::<i64>().map_err(|_| ServiceError::TokenInvalid)?;
+        let user = queries.user_by_id(user_id).await.context("loading the bearer")?;
+        let user = user.filter(|u| u.is_active).ok_or(ServiceError::SessionRevoked)?;
+        Ok(Authenticated { user: to_user(&user), claims })
+    }
+
+    async fn start_session(&self, user: &UserRow) -> ServiceResult<TokenPair> {
+        let now = self.clock.now_naive();
+        let session = SessionRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + duration(self.config.jwt.session_absolute_lifetime),
+            revoked_at: None,
+        };
+        let access = self.issue_access_token(user, &session.id)?;
+        let services = self.clone();
+        let user_id = user.id;
+        let refresh = self
+            .store
+            .transaction(move |mut tx| {
+                Box::pin(async move {
+                    tx.insert_session(&session).await.context("starting the session")?;
+                    tx.record_login(user_id, now).await.context("recording the login")?;
+                    services.issue_refresh_token(&mut tx, &session).await
+                })
+            })
+            .await?;
+        Ok(TokenPair { access, refresh })
+    }
+
+    async fn issue_refresh_token(
+        &self,
+        tx: &mut crate::storage::Queries<'_>,
+        session: &SessionRow,
+    ) -> ServiceResult<String> {
+        let now = self.clock.now_naive();
+        let token = RefreshToken::generate().map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
+        // A refresh token never outlives its session's absolute cap.
+        let expires_at = (now + duration(self.config.jwt.refresh_lifetime)).min(session.expires_at);
+        tx.insert_refresh_token(&session.id, &token.hash(), now, expires_at)
+            .await
+            .context("storing the refresh token")?;
+        Ok(token.into_string())
+    }
+
+    fn issue_access_token(&self, user: &UserRow, session_id: &str) -> ServiceResult<String> {
+        Ok(self
+            .tokens
+            .issue(user.id, &user.email, session_id, self.clock.now())
+            .context("signing an access token")?)
+    }
+
+    async fn upgrade_hash(&self, user: &UserRow, old_hash: &str, password: &LoginPassword) -> ServiceResult<()> {
+        let new_hash = self.hasher.hash(password.secret()).await?;
+        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        conn.queries()
+            .upgrade_password_hash(user.id, old_hash, &new_hash)
+            .await
+            .context("upgrading the password hash")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! The database boundary. The backend (Postgres or embedded SQLite) is chosen once, here;
+//! every query is written once in [`Queries`] and compiled for both.
+//!
+//! Services borrow a [`Connection`] for single statements or run a closure in
+//! [`Store::transaction`]; both hand out the same [`Queries`].
+
+mod counters;
+mod models;
+mod otps;
+mod outbox;
+mod schema;
+mod secrets;
+mod sessions;
+mod users;
+
+use std::{future::Future, path::Path, pin::Pin, time::Duration};
+
+use diesel::{ConnectionError, SqliteConnection};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, bb8},
+    sync_connection_wrapper::SyncConnectionWrapper,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::ExposeSecret;
+
+pub use counters::CounterPolicy;
+pub use models::{NewEmail, NewUser, OtpRow, OutboxRow, SessionRow, UserRow};
+
+use crate::config::DatabaseConfig;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Serialises `migrate` runs from several pods on one Postgres database.
+const MIGRATION_LOCK_KEY: i64 = 0x6964_656e_7469_7479; // "identity"
+
+type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// A failure at the storage boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write.
+    #[error("a row with the same unique key exists")]
+    UniqueViolation,
+    /// No connection could be had from the pool.
+    #[error("no database connection available: {0}")]
+    Pool(String),
+    /// The database refused or failed a query.
+    #[error("database query failed")]
+    Query(#[source] diesel::result::Error),
+    /// The database could not be opened or migrated.
+    #[error("database set-up failed: {0}")]
+    Setup(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(error: diesel::result::Error) -> Self {
+        match error {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => Self::UniqueViolation,
+            other => Self::Query(other),
+        }
+    }
+}
+
+/// A boxed future borrowing a transaction, as [`Store::transaction`] takes.
+pub type TxFuture<'t, R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send + 't>>;
+
+#[derive(Clone)]
+enum Pool {
+    Postgres(bb8::Pool<AsyncPgConnection>),
+    Sqlite(bb8::Pool<SqliteConn>),
+}
+
+/// The database: a connection pool for the configured backend.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// A pooled connection, returned to the pool on drop.
+pub enum Connection<'p> {
+    /// Postgres.
+    Postgres(bb8::PooledConnection<'p, AsyncPgConnection>),
+    /// SQLite.
+    Sqlite(bb8::PooledConnection<'p, SqliteConn>),
+}
+
+impl Connection<'_> {
+    /// The queries, run on this connection outside any transaction.
+    pub fn queries(&mut self) -> Queries<'_> {
+        match self {
+            Self::Postgres(conn) => Queries::Postgres(conn),
+            Self::Sqlite(conn) => Queries::Sqlite(conn),
+        }
+    }
+}
+
+/// Every query of the service, on one borrowed connection (possibly inside a transaction).
+pub enum Queries<'c> {
+    /// Postgres.
+    Postgres(&'c mut AsyncPgConnection),
+    /// SQLite.
+    Sqlite(&'c mut SqliteConn),
+}
+
+/// Expands one diesel query body for each backend, so it is written once.
+macro_rules! on_backend {
+    ($queries:expr, |$conn:ident| $body:expr) => {
+        match $queries {
+            $crate::storage::Queries::Postgres($conn) => $body,
+            $crate::storage::Queries::Sqlite($conn) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+/// Either the caller's own error or a failure of the transaction itself.
+enum TxError<E> {
+    Database(diesel::result::Error),
+    Caller(E),
+}
+
+impl<E> From<diesel::result::Error> for TxError<E> {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl Store {
+    /// Opens the pool for the configured backend. Connections are made lazily.
+    ///
+    /// # Errors
+    /// When the pool cannot be built.
+    pub async fn connect(config: &DatabaseConfig, max_size: u32) -> Result<Self, StoreError> {
+        let pool = match config {
+            DatabaseConfig::Postgres { url } => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(
+                    url.expose_secret().to_owned(),
+                );
+                Pool::Postgres(
+                    bb8::Pool::builder()
+                        .max_size(max_size.max(1))
+                        .connection_timeout(Duration::from_secs(5))
+                        .build(manager)
+                        .await
+                        .map_err(|e| StoreError::Setup(e.to_string()))?,
+                )
+            }
+            DatabaseConfig::Sqlite { path } => {
+                ensure_parent_dir(path)?;
+                let mut manager_config = ManagerConfig::default();
+                manager_config.custom_setup = Box::new(|url| Box::pin(open_sqlite(url.to_owned())));
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+                    path.to_string_lossy(),
+                    manager_config,
+                );
+                // One writer at a time is SQLite's nature; one connection avoids lock upgrades failing with BUSY.
+                Pool::Sqlite(
+                    bb8::Pool::builder()
+                        .max_size(1)
+                        .connection_timeout(Duration::from_secs(5))
+                        .build(manager)
+                        .await
+                        .map_err(|e| StoreError::Setup(e.to_string()))?,
+                )
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations; safe to run from several processes at once.
+    ///
+    /// # Errors
+    /// When the database is unreachable or a migration fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut conn = pool
+                    .dedicated_connection()
+                    .await
+                    .map_err(|e| StoreError::Setup(e.to_string()))?;
+                conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                    .await?;
+                let mut conn = run_migrations(conn, POSTGRES_MIGRATIONS).await?;
+                conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                    .await?;
+                Ok(())
+            }
+            Pool::Sqlite(pool) => {
+                let conn = pool
+                    .dedicated_connection()
+                    .await
+                    .map_err(|e| StoreError::Setup(e.to_string()))?;
+                run_migrations(conn, SQLITE_MIGRATIONS).await.map(drop)
+            }
+        }
+    }
+
+    /// Borrows a connection from the pool.
+    ///
+    /// # Errors
+    /// When none is free within the pool's timeout.
+    pub async fn connection(&self) -> Result<Connection<'_>, StoreError> {
+        Ok(match &self.pool {
+            Pool::Postgres(pool) => Connection::Postgres(
+                pool.get().await.map_err(|e| StoreError::Pool(e.to_string()))?,
+            ),
+            Pool::Sqlite(pool) => Connection::Sqlite(
+                pool.get().await.map_err(|e| StoreError::Pool(e.to_string()))?,
+            ),
+        })
+    }
+
+    /// Runs `work` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    ///
+    /// # Errors
+    /// The error of `work`, or a storage failure converted into `E`.
+    pub async fn transaction<R, E, F>(&self, work: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'t> FnOnce(Queries<'t>) -> TxFuture<'t, R, E> + Send + 'static,
+    {
+        let mut conn = self.connection().await?;
+        let outcome = match &mut conn {
+            Connection::Postgres(conn) => {
+                conn.transaction(async |tx| work(Queries::Postgres(tx)).await.map_err(TxError::Caller))
+                    .await
+            }
+            Connection::Sqlite(conn) => {
+                conn.transaction(async |tx| work(Queries::Sqlite(tx)).await.map_err(TxError::Caller))
+                    .await
+            }
+        };
+        outcome.map_err(|e| match e {
+            TxError::Database(e) => E::from(StoreError::from(e)),
+            TxError::Caller(e) => e,
+        })
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn is_reachable(&self) -> bool {
+        match self.connection().await {
+            Ok(mut conn) => conn.queries().ping().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Queries<'_> {
+    async fn ping(&mut self) -> Result<(), StoreError> {
+        on_backend!(self, |conn| conn.batch_execute("SELECT 1").await)?;
+        Ok(())
+    }
+}
+
+async fn open_sqlite(url: String) -> Result<SqliteConn, ConnectionError> {
+    let mut conn = SqliteConn::establish(&url).await?;
+    conn.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    )
+    .await
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+fn ensure_parent_dir(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Setup(format!("creating {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+async fn run_migrations<C>(conn: C, migrations: EmbeddedMigrations) -> Result<C, StoreError>
+where
+    C: AsyncConnection + 'static,
+    AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+{
+    // The harness drives the async connection with `block_in_place`: this needs the multi-thread runtime.
+    let mut harness = AsyncMigrationHarness::new(conn);
+    harness
+        .run_pending_migrations(migrations)
+        .map_err(|e| StoreError::Setup(e.to_string()))?;
+    Ok(harness.into_inner())
+}

@@ -1,0 +1,170 @@
+//! Rows as the database holds them, and the values written to it.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{counters, otps, outbox, refresh_tokens, sessions, users};
+
+/// A `users` row, password hash included: never leaves the service layer.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    /// Id.
+    pub id: i64,
+    /// Normalised email.
+    pub email: String,
+    /// PHC string; `None` when the account has no usable password.
+    pub password_hash: Option<String>,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// May sign in.
+    pub is_active: bool,
+    /// Proved the address.
+    pub is_verified: bool,
+    /// May read other users.
+    pub is_staff: bool,
+    /// Holds every permission.
+    pub is_superuser: bool,
+    /// Creation time (UTC).
+    pub date_joined: NaiveDateTime,
+    /// Last sign-in (UTC).
+    pub last_login: Option<NaiveDateTime>,
+    /// Last password change (UTC); links issued before it are void.
+    pub password_changed_at: NaiveDateTime,
+}
+
+/// Values of a new `users` row.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser {
+    /// Normalised email.
+    pub email: String,
+    /// PHC string.
+    pub password_hash: Option<String>,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// May sign in.
+    pub is_active: bool,
+    /// Proved the address.
+    pub is_verified: bool,
+    /// May read other users.
+    pub is_staff: bool,
+    /// Holds every permission.
+    pub is_superuser: bool,
+    /// Creation time (UTC).
+    pub date_joined: NaiveDateTime,
+    /// Same as `date_joined` for a new account.
+    pub password_changed_at: NaiveDateTime,
+}
+
+/// An `otps` row: the live code of one user.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = otps)]
+pub struct OtpRow {
+    /// Owner.
+    pub user_id: i64,
+    /// Keyed hash of the code.
+    pub code_hash: String,
+    /// Attempts made against this code, counted before comparing.
+    pub attempts: i32,
+    /// When it was issued (UTC).
+    pub created_at: NaiveDateTime,
+    /// When it stops working (UTC).
+    pub expires_at: NaiveDateTime,
+}
+
+/// A `sessions` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    /// Random id, carried in access tokens as `sid`.
+    pub id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Login time (UTC).
+    pub created_at: NaiveDateTime,
+    /// Absolute end of the session (UTC).
+    pub expires_at: NaiveDateTime,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// A `refresh_tokens` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    /// SHA-256 of the token.
+    pub token_hash: String,
+    /// Session (family) it belongs to.
+    pub session_id: String,
+    /// Issue time (UTC).
+    pub issued_at: NaiveDateTime,
+    /// Expiry (UTC).
+    pub expires_at: NaiveDateTime,
+    /// When it was spent by a rotation.
+    pub used_at: Option<NaiveDateTime>,
+}
+
+/// The parts of a `counters` row that decide whether to wait: one fixed window of one bucket.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = counters)]
+pub struct CounterRow {
+    /// Start of the current window (UTC).
+    pub window_started_at: NaiveDateTime,
+    /// Time of the last hit (UTC).
+    pub last_hit_at: NaiveDateTime,
+    /// Refused until then, if set.
+    pub blocked_until: Option<NaiveDateTime>,
+}
+
+/// An `outbox` row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    /// Id.
+    pub id: i64,
+    /// Address to deliver to.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body_text: String,
+    /// HTML body.
+    pub body_html: String,
+    /// Enqueue time (UTC).
+    pub created_at: NaiveDateTime,
+    /// Delivery attempts so far, this one included once claimed.
+    pub attempts: i32,
+    /// Not to be tried before then (UTC).
+    pub next_attempt_at: NaiveDateTime,
+    /// Claimed by a worker until then.
+    pub locked_until: Option<NaiveDateTime>,
+    /// Delivered at.
+    pub sent_at: Option<NaiveDateTime>,
+    /// Abandoned at, after too many failures.
+    pub gave_up_at: Option<NaiveDateTime>,
+    /// Last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// Values of a new `outbox` row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewEmail {
+    /// Address to deliver to.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body_text: String,
+    /// HTML body.
+    pub body_html: String,
+    /// Enqueue time (UTC).
+    pub created_at: NaiveDateTime,
+    /// Deliver from then on (UTC).
+    pub next_attempt_at: NaiveDateTime,
+}

@@ -1,0 +1,113 @@
+//! Queries on `outbox`: enqueue in the caller's transaction; claim, complete or retry in the worker.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::{NewEmail, OutboxRow, Queries, StoreError, on_backend, schema::outbox};
+
+impl Queries<'_> {
+    /// Queues an email; call it inside the transaction of the change that needs it.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn enqueue_email(&mut self, email: &NewEmail) -> Result<(), StoreError> {
+        on_backend!(self, |conn| {
+            diesel::insert_into(outbox::table)
+                .values(email)
+                .execute(conn)
+                .await
+        })?;
+        Ok(())
+    }
+
+    /// Ids of up to `limit` emails that are due and not claimed by a live worker.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn due_email_ids(&mut self, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let ids = on_backend!(self, |conn| {
+            outbox::table
+                .filter(outbox::sent_at.is_null())
+                .filter(outbox::gave_up_at.is_null())
+                .filter(outbox::next_attempt_at.le(now))
+                .filter(outbox::locked_until.is_null().or(outbox::locked_until.lt(now)))
+                .order(outbox::id.asc())
+                .limit(limit)
+                .select(outbox::id)
+                .load(conn)
+                .await
+        })?;
+        Ok(ids)
+    }
+
+    /// Claims one due email until `lease_until` and counts the attempt; `None` when another
+    /// worker got it first. The conditional update is the lock: exactly one claimant wins.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn claim_email(
+        &mut self,
+        id: i64,
+        now: NaiveDateTime,
+        lease_until: NaiveDateTime,
+    ) -> Result<Option<OutboxRow>, StoreError> {
+        let row = on_backend!(self, |conn| {
+            diesel::update(
+                outbox::table
+                    .find(id)
+                    .filter(outbox::sent_at.is_null())
+                    .filter(outbox::gave_up_at.is_null())
+                    .filter(outbox::locked_until.is_null().or(outbox::locked_until.lt(now))),
+            )
+            .set((
+                outbox::locked_until.eq(lease_until),
+                outbox::attempts.eq(outbox::attempts + 1),
+            ))
+            .returning(OutboxRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+        })?;
+        Ok(row)
+    }
+
+    /// Records a delivery.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn mark_email_sent(&mut self, id: i64, now: NaiveDateTime) -> Result<(), StoreError> {
+        on_backend!(self, |conn| {
+            diesel::update(outbox::table.find(id))
+                .set((outbox::sent_at.eq(now), outbox::locked_until.eq(None::<NaiveDateTime>)))
+                .execute(conn)
+                .await
+        })?;
+        Ok(())
+    }
+
+    /// Records a failed delivery: retried from `retry_at`, or abandoned when `retry_at` is `None`.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn mark_email_failed(
+        &mut self,
+        id: i64,
+        error: &str,
+        now: NaiveDateTime,
+        retry_at: Option<NaiveDateTime>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, |conn| {
+            diesel::update(outbox::table.find(id))
+                .set((
+                    outbox::last_error.eq(error),
+                    outbox::locked_until.eq(None::<NaiveDateTime>),
+                    outbox::next_attempt_at.eq(retry_at.unwrap_or(now)),
+                    outbox::gave_up_at.eq(if retry_at.is_none() { Some(now) } else { None }),
+                ))
+                .execute(conn)
+                .await
+        })?;
+        Ok(())
+    }
+}

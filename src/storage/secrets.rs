@@ -1,0 +1,39 @@
+//! Queries on `instance_secrets`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::{Queries, StoreError, on_backend, schema::instance_secrets};
+
+impl Queries<'_> {
+    /// Returns the secret stored under `name`, first storing `candidate` if there is none.
+    /// Replicas racing on first start all end up with the one that won.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn secret_or_insert(
+        &mut self,
+        name: &str,
+        candidate: &str,
+        now: NaiveDateTime,
+    ) -> Result<String, StoreError> {
+        let stored = on_backend!(self, |conn| {
+            diesel::insert_into(instance_secrets::table)
+                .values((
+                    instance_secrets::name.eq(name),
+                    instance_secrets::value.eq(candidate),
+                    instance_secrets::created_at.eq(now),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            instance_secrets::table
+                .find(name)
+                .select(instance_secrets::value)
+                .first::<String>(conn)
+                .await
+        })?;
+        Ok(stored)
+    }
+}
