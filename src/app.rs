@@ -6,7 +6,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use secrecy::ExposeSecret;
-use tokio::{net::TcpListener, sync::{Notify, watch}};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
 
 use crate::{
     auth::{PasswordHasher, ServerSecret, TokenIssuer},
@@ -51,8 +54,10 @@ impl Application {
         store.migrate().await.context("migrating the database")?;
         let secret = server_secret(&config, &store, &clock).await?;
         let tokens = token_issuer(&config, &store, &clock).await?;
-        let templates = Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
-        let transport = Transport::new(config.smtp.as_ref(), &config.from_email).context("setting up email delivery")?;
+        let templates =
+            Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
+        let transport = Transport::new(config.smtp.as_ref(), &config.from_email)
+            .context("setting up email delivery")?;
         let listener = TcpListener::bind(config.grpc_listen_addr)
             .await
             .with_context(|| format!("binding GRPC_LISTEN_ADDR {}", config.grpc_listen_addr))?;
@@ -94,7 +99,10 @@ impl Application {
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let services = self.services.clone();
         let worker_config = worker::WorkerConfig {
@@ -121,14 +129,21 @@ impl Application {
 }
 
 /// The configured `SECRET_KEY`, or one generated once and shared through the database.
-async fn server_secret(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<ServerSecret> {
+async fn server_secret(
+    config: &Config,
+    store: &Store,
+    clock: &Clock,
+) -> anyhow::Result<ServerSecret> {
     if let Some(key) = &config.secret_key {
         return Ok(ServerSecret::new(key.expose_secret().as_bytes().to_vec()));
     }
     let mut candidate = [0u8; 32];
     getrandom::fill(&mut candidate).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let stored = stored_secret(store, clock, STORED_SECRET_KEY, &STANDARD.encode(candidate)).await?;
-    let bytes = STANDARD.decode(stored).context("decoding the stored secret key")?;
+    let stored =
+        stored_secret(store, clock, STORED_SECRET_KEY, &STANDARD.encode(candidate)).await?;
+    let bytes = STANDARD
+        .decode(stored)
+        .context("decoding the stored secret key")?;
     tracing::warn!("SECRET_KEY is not set; using a generated key kept in the database");
     Ok(ServerSecret::new(bytes))
 }
@@ -141,18 +156,37 @@ async fn token_issuer(
 ) -> anyhow::Result<TokenIssuer> {
     if config.jwt.algorithm == JwtAlgorithm::Hs256 {
         // Config refuses HS256 without SECRET_KEY, so this is only a second line of defence.
-        let key = config.secret_key.as_ref().context("SECRET_KEY is required for HS256")?;
-        return Ok(TokenIssuer::hs256(key.expose_secret().as_bytes(), &config.jwt));
+        let key = config
+            .secret_key
+            .as_ref()
+            .context("SECRET_KEY is required for HS256")?;
+        return Ok(TokenIssuer::hs256(
+            key.expose_secret().as_bytes(),
+            &config.jwt,
+        ));
     }
     let pem = match &config.jwt.private_key_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading JWT_PRIVATE_KEY_FILE {}", path.display()))?,
-        None => stored_secret(store, clock, STORED_SIGNING_KEY, &TokenIssuer::generate_ed25519_pem()?).await?,
+        None => {
+            stored_secret(
+                store,
+                clock,
+                STORED_SIGNING_KEY,
+                &TokenIssuer::generate_ed25519_pem()?,
+            )
+            .await?
+        }
     };
     TokenIssuer::ed25519(&pem, &config.jwt).context("loading the JWT signing key")
 }
 
-async fn stored_secret(store: &Store, clock: &Clock, name: &str, candidate: &str) -> anyhow::Result<String> {
+async fn stored_secret(
+    store: &Store,
+    clock: &Clock,
+    name: &str,
+    candidate: &str,
+) -> anyhow::Result<String> {
     let mut conn = store.connection().await?;
     conn.queries()
         .secret_or_insert(name, candidate, clock.now_naive())

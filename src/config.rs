@@ -2,7 +2,10 @@
 //!
 //! Every error names the variable at fault, so a bad deployment fails with one clear line.
 
-use std::{collections::HashMap, net::IpAddr, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap, io::IsTerminal, net::IpAddr, net::SocketAddr, path::PathBuf,
+    time::Duration,
+};
 
 use secrecy::SecretString;
 
@@ -212,7 +215,8 @@ impl Config {
             other => other.map(SecretString::from),
         };
         let log_format = match env.get("LOG_FORMAT").as_deref() {
-            None if debug => LogFormat::Pretty,
+            // A person at a terminal gets readable lines; collectors get JSON.
+            None if debug || std::io::stdout().is_terminal() => LogFormat::Pretty,
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(_) => return Err(env.error("LOG_FORMAT", "must be json or pretty")),
@@ -284,14 +288,19 @@ impl Config {
             trusted_proxies: env.list("TRUSTED_PROXIES")?,
             email_max_attempts: env.number("EMAIL_MAX_ATTEMPTS", 8)?,
             email_retry_base: env.seconds("EMAIL_RETRY_BASE", 5)?,
-            email_poll_interval: Duration::from_millis(env.number("EMAIL_POLL_INTERVAL_MS", 1_000)?),
+            email_poll_interval: Duration::from_millis(
+                env.number("EMAIL_POLL_INTERVAL_MS", 1_000)?,
+            ),
         })
     }
 }
 
 fn database(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
     if let Some(url) = env.get("DATABASE_URL") {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             return Ok(DatabaseConfig::Sqlite { path: path.into() });
         }
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -300,11 +309,17 @@ fn database(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
         return Ok(DatabaseConfig::Postgres { url: url.into() });
     }
     let Some(name) = env.get("DATABASE_NAME") else {
-        let path = env.get("SQLITE_PATH").unwrap_or_else(|| "identity.sqlite3".into());
+        let path = env
+            .get("SQLITE_PATH")
+            .unwrap_or_else(|| "identity.sqlite3".into());
         return Ok(DatabaseConfig::Sqlite { path: path.into() });
     };
-    let user = env.get("DATABASE_USER").unwrap_or_else(|| "postgres".into());
-    let host = env.get("DATABASE_HOST").unwrap_or_else(|| "localhost".into());
+    let user = env
+        .get("DATABASE_USER")
+        .unwrap_or_else(|| "postgres".into());
+    let host = env
+        .get("DATABASE_HOST")
+        .unwrap_or_else(|| "localhost".into());
     let port: u16 = env.parsed("DATABASE_PORT", "5432")?;
     let password = env
         .get("DATABASE_PASSWORD")
@@ -460,6 +475,9 @@ mod tests {
             panic!("expected postgres");
         };
         use secrecy::ExposeSecret;
-        assert_eq!(url.expose_secret(), "postgres://app:p%40ss%20word@db:6543/accounts");
+        assert_eq!(
+            url.expose_secret(),
+            "postgres://app:p%40ss%20word@db:6543/accounts"
+        );
     }
 }

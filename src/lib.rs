@@ -31,7 +31,11 @@ pub mod storage;
 pub mod telemetry;
 
 /// Code generated from `proto/identity/v1/identity.proto`.
-#[allow(missing_docs, clippy::doc_markdown, reason = "generated code; its docs come from the .proto")]
+#[allow(
+    missing_docs,
+    clippy::doc_markdown,
+    reason = "generated code; its docs come from the .proto"
+)]
 pub mod pb {
     tonic::include_proto!("identity.v1");
 

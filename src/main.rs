@@ -81,7 +81,10 @@ async fn create_superuser(config: Config, email: &str) -> anyhow::Result<()> {
         .create_superuser(email, password)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    eprintln!("identity: superuser {} created with id {}", user.email, user.id);
+    eprintln!(
+        "identity: superuser {} created with id {}",
+        user.email, user.id
+    );
     Ok(())
 }
 

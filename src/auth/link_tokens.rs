@@ -163,7 +163,10 @@ mod tests {
         let now = Utc::now();
         let day = Duration::from_secs(86_400);
         let token = tokens().make(LinkPurpose::Activation, &state(false), now);
-        assert_eq!(tokens().check(LinkPurpose::Activation, &token, &state(false), now, day), Ok(()));
+        assert_eq!(
+            tokens().check(LinkPurpose::Activation, &token, &state(false), now, day),
+            Ok(())
+        );
         assert_eq!(
             tokens().check(LinkPurpose::Activation, &token, &state(true), now, day),
             Err(LinkTokenError::Invalid)

@@ -38,8 +38,13 @@ impl PasswordHasher {
     /// # Errors
     /// When the parameters are out of argon2's range.
     pub fn new(config: &HashingConfig) -> anyhow::Result<Self> {
-        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let dummy_hash = hash_blocking(&params, "not a real password: timing equaliser")?;
         Ok(Self {
             params,
@@ -77,7 +82,11 @@ impl PasswordHasher {
         };
         spawn_blocking_in_span(move || {
             let verification = verify_blocking(&params, password.expose_secret(), &hash);
-            if real { verification } else { Verification::Invalid }
+            if real {
+                verification
+            } else {
+                Verification::Invalid
+            }
         })
         .await
     }
@@ -98,7 +107,10 @@ fn verify_blocking(params: &Params, password: &str, stored: &str) -> Verificatio
     let Ok(hash) = PasswordHash::new(stored) else {
         return Verification::Invalid;
     };
-    if argon2(params).verify_password(password.as_bytes(), &hash).is_err() {
+    if argon2(params)
+        .verify_password(password.as_bytes(), &hash)
+        .is_err()
+    {
         return Verification::Invalid;
     }
     let current = hash.algorithm.as_str() == "argon2id"
@@ -138,14 +150,22 @@ mod tests {
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert_eq!(
             old.verify(&password, Some(&hash)).await.unwrap(),
-            Verification::Valid { needs_rehash: false }
+            Verification::Valid {
+                needs_rehash: false
+            }
         );
         assert_eq!(
             hasher(2048).verify(&password, Some(&hash)).await.unwrap(),
             Verification::Valid { needs_rehash: true }
         );
         let wrong = SecretString::from("wrong horse battery");
-        assert_eq!(old.verify(&wrong, Some(&hash)).await.unwrap(), Verification::Invalid);
-        assert_eq!(old.verify(&password, None).await.unwrap(), Verification::Invalid);
+        assert_eq!(
+            old.verify(&wrong, Some(&hash)).await.unwrap(),
+            Verification::Invalid
+        );
+        assert_eq!(
+            old.verify(&password, None).await.unwrap(),
+            Verification::Invalid
+        );
     }
 }

@@ -225,16 +225,26 @@ mod tests {
         let claims = issuer.verify(&token, now).unwrap();
         assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("7", "s1"));
 
-        let other = TokenIssuer::ed25519(&TokenIssuer::generate_ed25519_pem().unwrap(), &config()).unwrap();
-        assert!(matches!(other.verify(&token, now), Err(TokenError::Invalid)));
+        let other =
+            TokenIssuer::ed25519(&TokenIssuer::generate_ed25519_pem().unwrap(), &config()).unwrap();
+        assert!(matches!(
+            other.verify(&token, now),
+            Err(TokenError::Invalid)
+        ));
 
         let later = now + chrono::Duration::seconds(300 + 31);
-        assert!(matches!(issuer.verify(&token, later), Err(TokenError::Expired)));
+        assert!(matches!(
+            issuer.verify(&token, later),
+            Err(TokenError::Expired)
+        ));
 
         let hs = TokenIssuer::hs256(&[1; 32], &config());
         assert!(matches!(hs.verify(&token, now), Err(TokenError::Invalid)));
         let mut tampered = token.clone();
         tampered.push('A');
-        assert!(matches!(issuer.verify(&tampered, now), Err(TokenError::Invalid)));
+        assert!(matches!(
+            issuer.verify(&tampered, now),
+            Err(TokenError::Invalid)
+        ));
     }
 }

@@ -25,10 +25,17 @@ impl Email {
             return Err(ParseError::new("is required"));
         }
         if normalised.chars().count() > MAX_LEN {
-            return Err(ParseError::new(format!("must be at most {MAX_LEN} characters")));
+            return Err(ParseError::new(format!(
+                "must be at most {MAX_LEN} characters"
+            )));
         }
-        if normalised.chars().any(|c| is_invisible(c) || c.is_whitespace()) {
-            return Err(ParseError::new("must not contain spaces or invisible characters"));
+        if normalised
+            .chars()
+            .any(|c| is_invisible(c) || c.is_whitespace())
+        {
+            return Err(ParseError::new(
+                "must not contain spaces or invisible characters",
+            ));
         }
         let Some((local, domain)) = normalised.rsplit_once('@') else {
             return Err(ParseError::new("must be an email address"));

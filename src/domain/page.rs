@@ -83,7 +83,10 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_refuse_garbage() {
-        assert_eq!(PageToken::parse(&PageToken::encode(41)).unwrap().after_id(), 41);
+        assert_eq!(
+            PageToken::parse(&PageToken::encode(41)).unwrap().after_id(),
+            41
+        );
         assert!(PageToken::parse("garbage!").is_err());
         assert!(PageToken::parse("NDE").is_err());
     }

@@ -33,10 +33,14 @@ impl Password {
         let normalised: String = raw.nfkc().collect();
         let chars = normalised.chars().count();
         if chars < MIN_CHARS {
-            return Err(ParseError::new(format!("must be at least {MIN_CHARS} characters")));
+            return Err(ParseError::new(format!(
+                "must be at least {MIN_CHARS} characters"
+            )));
         }
         if chars > MAX_CHARS {
-            return Err(ParseError::new(format!("must be at most {MAX_CHARS} characters")));
+            return Err(ParseError::new(format!(
+                "must be at most {MAX_CHARS} characters"
+            )));
         }
         if BLOCKLIST.contains(&normalised.to_lowercase()) {
             return Err(ParseError::new("is too common; choose another"));
@@ -85,7 +89,9 @@ impl LoginPassword {
             return Err(ParseError::new("is required"));
         }
         if normalised.chars().count() > MAX_CHARS {
-            return Err(ParseError::new(format!("must be at most {MAX_CHARS} characters")));
+            return Err(ParseError::new(format!(
+                "must be at most {MAX_CHARS} characters"
+            )));
         }
         Ok(Self(SecretString::from(normalised)))
     }
@@ -124,7 +130,17 @@ mod tests {
     #[test]
     fn the_email_local_part_is_refused() {
         let email = Email::parse("marguerite@example.com").unwrap();
-        assert!(Password::parse("Marguerite2026").unwrap().check_against(&email).is_err());
-        assert!(Password::parse("tangerine-sky-42").unwrap().check_against(&email).is_ok());
+        assert!(
+            Password::parse("Marguerite2026")
+                .unwrap()
+                .check_against(&email)
+                .is_err()
+        );
+        assert!(
+            Password::parse("tangerine-sky-42")
+                .unwrap()
+                .check_against(&email)
+                .is_ok()
+        );
     }
 }

@@ -44,10 +44,14 @@ impl PersonName {
     pub fn parse(raw: &str) -> Result<Self, super::ParseError> {
         let name = raw.trim();
         if name.chars().count() > MAX_NAME_CHARS {
-            return Err(super::ParseError::new(format!("must be at most {MAX_NAME_CHARS} characters")));
+            return Err(super::ParseError::new(format!(
+                "must be at most {MAX_NAME_CHARS} characters"
+            )));
         }
         if name.chars().any(super::is_invisible) {
-            return Err(super::ParseError::new("must not contain control or invisible characters"));
+            return Err(super::ParseError::new(
+                "must not contain control or invisible characters",
+            ));
         }
         Ok(Self(name.to_owned()))
     }

@@ -32,11 +32,22 @@ impl Mailer {
 
     /// The verification code email.
     #[must_use]
-    pub fn otp(&self, to: &Email, name: &str, code: &str, lifetime: Duration, now: NaiveDateTime) -> NewEmail {
+    pub fn otp(
+        &self,
+        to: &Email,
+        name: &str,
+        code: &str,
+        lifetime: Duration,
+        now: NaiveDateTime,
+    ) -> NewEmail {
         let minutes = lifetime.as_secs().div_ceil(60).to_string();
         let rendered = self.templates.render(
             TemplateName::Otp,
-            &[("name", greeting(name)), ("code", code), ("minutes", &minutes)],
+            &[
+                ("name", greeting(name)),
+                ("code", code),
+                ("minutes", &minutes),
+            ],
         );
         outbox_row(to, rendered, now)
     }
@@ -52,7 +63,10 @@ impl Mailer {
         lifetime: Duration,
         now: NaiveDateTime,
     ) -> NewEmail {
-        let link = format!("{}/accounts/api/activate/{uidb64}/{token}/", self.public_base_url);
+        let link = format!(
+            "{}/accounts/api/activate/{uidb64}/{token}/",
+            self.public_base_url
+        );
         let hours = lifetime.as_secs().div_ceil(3600).to_string();
         let rendered = self.templates.render(
             TemplateName::Activation,
@@ -72,18 +86,29 @@ impl Mailer {
         lifetime: Duration,
         now: NaiveDateTime,
     ) -> NewEmail {
-        let link = format!("{}/accounts/password-reset-confirm/{uidb64}/{token}/", self.public_base_url);
+        let link = format!(
+            "{}/accounts/password-reset-confirm/{uidb64}/{token}/",
+            self.public_base_url
+        );
         let minutes = lifetime.as_secs().div_ceil(60).to_string();
         let rendered = self.templates.render(
             TemplateName::PasswordReset,
-            &[("name", greeting(name)), ("link", &link), ("minutes", &minutes)],
+            &[
+                ("name", greeting(name)),
+                ("link", &link),
+                ("minutes", &minutes),
+            ],
         );
         outbox_row(to, rendered, now)
     }
 }
 
 fn greeting(first_name: &str) -> &str {
-    if first_name.trim().is_empty() { "there" } else { first_name }
+    if first_name.trim().is_empty() {
+        "there"
+    } else {
+        first_name
+    }
 }
 
 fn outbox_row(to: &Email, rendered: Rendered, now: NaiveDateTime) -> NewEmail {

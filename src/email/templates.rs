@@ -29,7 +29,10 @@ impl TemplateName {
 
     fn built_in(self) -> (&'static str, &'static str) {
         match self {
-            Self::Otp => (include_str!("templates/otp.txt"), include_str!("templates/otp.html")),
+            Self::Otp => (
+                include_str!("templates/otp.txt"),
+                include_str!("templates/otp.html"),
+            ),
             Self::Activation => (
                 include_str!("templates/activation.txt"),
                 include_str!("templates/activation.html"),
@@ -83,9 +86,19 @@ impl Templates {
             let text = read("txt", text)?;
             let html = read("html", html)?;
             let (subject, text) = split_subject(&text).ok_or_else(|| {
-                anyhow::anyhow!("template {}.txt must start with a 'Subject:' line", name.file_stem())
+                anyhow::anyhow!(
+                    "template {}.txt must start with a 'Subject:' line",
+                    name.file_stem()
+                )
             })?;
-            by_name.insert(name, Template { subject, text, html });
+            by_name.insert(
+                name,
+                Template {
+                    subject,
+                    text,
+                    html,
+                },
+            );
         }
         Ok(Self { by_name })
     }
@@ -147,7 +160,10 @@ mod tests {
     #[test]
     fn renders_values_and_escapes_html() {
         let templates = Templates::load(None).unwrap();
-        let mail = templates.render(TemplateName::Otp, &[("name", "<Ann>"), ("code", "123456"), ("minutes", "10")]);
+        let mail = templates.render(
+            TemplateName::Otp,
+            &[("name", "<Ann>"), ("code", "123456"), ("minutes", "10")],
+        );
         assert_eq!(mail.subject, "Your verification code");
         assert!(mail.text.contains("Hello <Ann>,") && mail.text.contains("123456"));
         assert!(mail.html.contains("Hello &lt;Ann&gt;,"));
@@ -157,10 +173,17 @@ mod tests {
     #[test]
     fn a_directory_overrides_one_template() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("otp.txt"), "Subject: Code {{ code }}\n\nIt is {{ code }}.").unwrap();
+        std::fs::write(
+            dir.path().join("otp.txt"),
+            "Subject: Code {{ code }}\n\nIt is {{ code }}.",
+        )
+        .unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
         let mail = templates.render(TemplateName::Otp, &[("code", "654321")]);
-        assert_eq!((mail.subject.as_str(), mail.text.as_str()), ("Code 654321", "It is 654321."));
+        assert_eq!(
+            (mail.subject.as_str(), mail.text.as_str()),
+            ("Code 654321", "It is 654321.")
+        );
         assert!(mail.html.contains("654321"), "the built-in HTML stays");
     }
 }

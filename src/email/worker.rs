@@ -60,7 +60,9 @@ async fn deliver_due(
 ) -> anyhow::Result<()> {
     let ids = {
         let mut conn = store.connection().await?;
-        conn.queries().due_email_ids(clock.now_naive(), BATCH).await?
+        conn.queries()
+            .due_email_ids(clock.now_naive(), BATCH)
+            .await?
     };
     for id in ids {
         if *shutdown.borrow() {
@@ -82,8 +84,11 @@ async fn deliver_due(
             }
             Err(error) => {
                 let attempts = u32::try_from(email.attempts).unwrap_or(u32::MAX);
-                let retry_at = (attempts < config.max_attempts).then(|| retry_time(now, config.retry_base, attempts));
-                conn.queries().mark_email_failed(id, &error, now, retry_at).await?;
+                let retry_at = (attempts < config.max_attempts)
+                    .then(|| retry_time(now, config.retry_base, attempts));
+                conn.queries()
+                    .mark_email_failed(id, &error, now, retry_at)
+                    .await?;
                 if retry_at.is_some() {
                     tracing::warn!(outbox.id = id, outbox.attempts = attempts, error = %error, "email delivery failed; will retry");
                 } else {
@@ -118,7 +123,9 @@ mod tests {
     fn backoff_doubles_and_is_capped() {
         let now = NaiveDateTime::default();
         let base = Duration::from_secs(5);
-        let delays: Vec<i64> = (1..=4).map(|n| (retry_time(now, base, n) - now).num_seconds()).collect();
+        let delays: Vec<i64> = (1..=4)
+            .map(|n| (retry_time(now, base, n) - now).num_seconds())
+            .collect();
         assert_eq!(delays, [5, 10, 20, 40]);
         assert_eq!((retry_time(now, base, 30) - now).num_seconds(), 3600);
     }

@@ -14,7 +14,10 @@ use crate::{
 };
 
 /// Parses one field, naming it in the error.
-pub(crate) fn field<T>(name: &'static str, parsed: Result<T, ParseError>) -> Result<T, ServiceError> {
+pub(crate) fn field<T>(
+    name: &'static str,
+    parsed: Result<T, ParseError>,
+) -> Result<T, ServiceError> {
     parsed.map_err(|e| ServiceError::invalid(name, &e))
 }
 
@@ -27,7 +30,10 @@ pub(crate) fn email(raw: &str) -> Result<Email, ServiceError> {
 pub(crate) fn bearer<T>(request: &Request<T>) -> Option<String> {
     let value = request.metadata().get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// The client's address: the peer, or the last `x-forwarded-for` hop when the peer is a trusted proxy.

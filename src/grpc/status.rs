@@ -28,9 +28,9 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::TokenExpired
         | ServiceError::TokenReused
         | ServiceError::SessionRevoked => Code::Unauthenticated,
-        ServiceError::NotVerified | ServiceError::AccountDisabled | ServiceError::AlreadyVerified => {
-            Code::FailedPrecondition
-        }
+        ServiceError::NotVerified
+        | ServiceError::AccountDisabled
+        | ServiceError::AlreadyVerified => Code::FailedPrecondition,
         ServiceError::TooManyAttempts
         | ServiceError::Cooldown { .. }
         | ServiceError::RateLimited { .. }
@@ -77,25 +77,38 @@ mod tests {
 
     #[test]
     fn cooldowns_carry_retry_info_and_reason() {
-        let status = to_status(ServiceError::Cooldown { retry_after: Duration::from_secs(42) });
+        let status = to_status(ServiceError::Cooldown {
+            retry_after: Duration::from_secs(42),
+        });
         assert_eq!(status.code(), Code::ResourceExhausted);
         let details = status.get_error_details();
-        assert_eq!(details.retry_info().unwrap().retry_delay, Some(Duration::from_secs(42)));
+        assert_eq!(
+            details.retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(42))
+        );
         assert_eq!(details.error_info().unwrap().reason, "RESEND_COOLDOWN");
     }
 
     #[test]
     fn unexpected_errors_hide_their_cause() {
-        let status = to_status(ServiceError::Unexpected(anyhow::anyhow!("password=hunter2 leaked")));
+        let status = to_status(ServiceError::Unexpected(anyhow::anyhow!(
+            "password=hunter2 leaked"
+        )));
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
     }
 
     #[test]
     fn field_errors_name_the_field() {
-        let status = to_status(ServiceError::InvalidArgument { field: "email", reason: "must be an email address".into() });
+        let status = to_status(ServiceError::InvalidArgument {
+            field: "email",
+            reason: "must be an email address".into(),
+        });
         let details = status.get_error_details();
         let violation = &details.bad_request().unwrap().field_violations[0];
-        assert_eq!((violation.field.as_str(), status.message()), ("email", "email must be an email address"));
+        assert_eq!(
+            (violation.field.as_str(), status.message()),
+            ("email", "email must be an email address")
+        );
     }
 }

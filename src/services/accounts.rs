@@ -3,9 +3,9 @@
 use anyhow::Context;
 
 use super::{
-    Caller, Services, link_state,
+    Caller, Services,
     limits::{IpBudget, MailStream},
-    to_user,
+    link_state, to_user,
 };
 use crate::{
     auth::{LinkPurpose, LinkTokenError},
@@ -40,7 +40,11 @@ impl Services {
     /// # Errors
     /// `RateLimited`, `InvalidArgument` (password built from the email), `EmailTaken`.
     #[tracing::instrument(skip_all)]
-    pub async fn register(&self, caller: Caller, registration: Registration) -> ServiceResult<User> {
+    pub async fn register(
+        &self,
+        caller: Caller,
+        registration: Registration,
+    ) -> ServiceResult<User> {
         self.spend_ip_budget(caller, IpBudget::Register).await?;
         registration
             .password
@@ -68,15 +72,26 @@ impl Services {
                 Box::pin(async move {
                     let row = tx.insert_user(&new_user).await.map_err(|e| match e {
                         StoreError::UniqueViolation => ServiceError::EmailTaken,
-                        other => anyhow::Error::new(other).context("inserting the user").into(),
+                        other => anyhow::Error::new(other)
+                            .context("inserting the user")
+                            .into(),
                     })?;
-                    services.queue_verification(&mut tx, &row, verification.send_otp, verification.send_link).await?;
+                    services
+                        .queue_verification(
+                            &mut tx,
+                            &row,
+                            verification.send_otp,
+                            verification.send_link,
+                        )
+                        .await?;
                     Ok::<_, ServiceError>(row)
                 })
             })
             .await?;
         // The first email opens the resend cooldown, as a resend would.
-        self.spend_mail_budget(&registration.email, MailStream::Verification).await.ok();
+        self.spend_mail_budget(&registration.email, MailStream::Verification)
+            .await
+            .ok();
         self.outbox_wake.notify_one();
         tracing::info!(user.id = row.id, "account registered");
         Ok(to_user(&row))
@@ -94,15 +109,26 @@ impl Services {
             return Err(ServiceError::OtpInvalid);
         };
         let now = self.clock.now_naive();
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         let mut queries = conn.queries();
         let Some(stored) = queries
             .count_otp_attempt(user.id, OTP_MAX_ATTEMPTS)
             .await
             .context("counting an OTP attempt")?
         else {
-            let spent = queries.has_otp(user.id).await.context("looking up the OTP")?;
-            return Err(if spent { ServiceError::TooManyAttempts } else { ServiceError::OtpInvalid });
+            let spent = queries
+                .has_otp(user.id)
+                .await
+                .context("looking up the OTP")?;
+            return Err(if spent {
+                ServiceError::TooManyAttempts
+            } else {
+                ServiceError::OtpInvalid
+            });
         };
         let offered = self.secret.otp_hash(user.id, otp.expose());
         if !crate::auth::constant_time_eq(&offered, &stored.code_hash) {
@@ -117,8 +143,12 @@ impl Services {
             .store
             .transaction(move |mut tx| {
                 Box::pin(async move {
-                    tx.mark_verified(user_id).await.context("marking the user verified")?;
-                    tx.delete_otp(user_id).await.context("deleting the used OTP")?;
+                    tx.mark_verified(user_id)
+                        .await
+                        .context("marking the user verified")?;
+                    tx.delete_otp(user_id)
+                        .await
+                        .context("deleting the used OTP")?;
                     let row = tx.user_by_id(user_id).await.context("reloading the user")?;
                     row.ok_or(ServiceError::OtpInvalid)
                 })
@@ -143,7 +173,11 @@ impl Services {
     /// # Errors
     /// `RateLimited`, `Cooldown`.
     #[tracing::instrument(skip_all)]
-    pub async fn resend_activation_email(&self, caller: Caller, email: Email) -> ServiceResult<&'static str> {
+    pub async fn resend_activation_email(
+        &self,
+        caller: Caller,
+        email: Email,
+    ) -> ServiceResult<&'static str> {
         self.resend(caller, email, false, true).await
     }
 
@@ -152,7 +186,12 @@ impl Services {
     /// # Errors
     /// `RateLimited`, `LinkInvalid` (tampered, used, unknown user), `LinkExpired`.
     #[tracing::instrument(skip_all)]
-    pub async fn activate(&self, caller: Caller, uid: Uidb64, token: String) -> ServiceResult<User> {
+    pub async fn activate(
+        &self,
+        caller: Caller,
+        uid: Uidb64,
+        token: String,
+    ) -> ServiceResult<User> {
         self.spend_ip_budget(caller, IpBudget::Verify).await?;
         let Some(user) = self.user_by_id(uid.user_id()).await? else {
             return Err(ServiceError::LinkInvalid);
@@ -175,10 +214,16 @@ impl Services {
             .transaction(move |mut tx| {
                 Box::pin(async move {
                     // Only the first of two racing clicks changes the row.
-                    if !tx.mark_verified(user_id).await.context("marking the user verified")? {
+                    if !tx
+                        .mark_verified(user_id)
+                        .await
+                        .context("marking the user verified")?
+                    {
                         return Err(ServiceError::LinkInvalid);
                     }
-                    tx.delete_otp(user_id).await.context("deleting the unused OTP")?;
+                    tx.delete_otp(user_id)
+                        .await
+                        .context("deleting the unused OTP")?;
                     let row = tx.user_by_id(user_id).await.context("reloading the user")?;
                     row.ok_or(ServiceError::LinkInvalid)
                 })
@@ -188,9 +233,16 @@ impl Services {
         Ok(to_user(&row))
     }
 
-    async fn resend(&self, caller: Caller, email: Email, otp: bool, link: bool) -> ServiceResult<&'static str> {
+    async fn resend(
+        &self,
+        caller: Caller,
+        email: Email,
+        otp: bool,
+        link: bool,
+    ) -> ServiceResult<&'static str> {
         self.spend_ip_budget(caller, IpBudget::Email).await?;
-        self.spend_mail_budget(&email, MailStream::Verification).await?;
+        self.spend_mail_budget(&email, MailStream::Verification)
+            .await?;
         let verification = self.config.verification;
         let (otp, link) = (otp && verification.send_otp, link && verification.send_link);
         match self.user_by_email(&email).await? {
@@ -198,7 +250,9 @@ impl Services {
                 let services = self.clone();
                 self.store
                     .transaction(move |mut tx| {
-                        Box::pin(async move { services.queue_verification(&mut tx, &user, otp, link).await })
+                        Box::pin(async move {
+                            services.queue_verification(&mut tx, &user, otp, link).await
+                        })
                     })
                     .await?;
                 self.outbox_wake.notify_one();
@@ -219,7 +273,8 @@ impl Services {
         let now = self.clock.now();
         let email = Email::from_trusted(user.email.clone());
         if otp {
-            let code = Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for the OTP: {e}"))?;
+            let code =
+                Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for the OTP: {e}"))?;
             let row = OtpRow {
                 user_id: user.id,
                 code_hash: self.secret.otp_hash(user.id, code.expose()),
@@ -228,11 +283,21 @@ impl Services {
                 expires_at: (now + super::duration(self.config.otp_lifetime)).naive_utc(),
             };
             tx.replace_otp(&row).await.context("storing the OTP")?;
-            let mail = self.mailer.otp(&email, &user.first_name, code.expose(), self.config.otp_lifetime, now.naive_utc());
-            tx.enqueue_email(&mail).await.context("queueing the OTP email")?;
+            let mail = self.mailer.otp(
+                &email,
+                &user.first_name,
+                code.expose(),
+                self.config.otp_lifetime,
+                now.naive_utc(),
+            );
+            tx.enqueue_email(&mail)
+                .await
+                .context("queueing the OTP email")?;
         }
         if link {
-            let token = self.links.make(LinkPurpose::Activation, &link_state(user), now);
+            let token = self
+                .links
+                .make(LinkPurpose::Activation, &link_state(user), now);
             let uid = Uidb64::encode(crate::domain::UserId::from_trusted(user.id));
             let mail = self.mailer.activation(
                 &email,
@@ -242,7 +307,9 @@ impl Services {
                 self.config.activation_link_lifetime,
                 now.naive_utc(),
             );
-            tx.enqueue_email(&mail).await.context("queueing the activation email")?;
+            tx.enqueue_email(&mail)
+                .await
+                .context("queueing the activation email")?;
         }
         Ok(())
     }
@@ -270,11 +337,21 @@ impl Services {
             date_joined: now,
             password_changed_at: now,
         };
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
-        let row = conn.queries().insert_user(&new_user).await.map_err(|e| match e {
-            StoreError::UniqueViolation => ServiceError::EmailTaken,
-            other => anyhow::Error::new(other).context("inserting the superuser").into(),
-        })?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
+        let row = conn
+            .queries()
+            .insert_user(&new_user)
+            .await
+            .map_err(|e| match e {
+                StoreError::UniqueViolation => ServiceError::EmailTaken,
+                other => anyhow::Error::new(other)
+                    .context("inserting the superuser")
+                    .into(),
+            })?;
         tracing::info!(user.id = row.id, "superuser created");
         Ok(to_user(&row))
     }

@@ -53,7 +53,11 @@ pub enum MailStream {
 
 impl Services {
     /// Spends one request of the caller's per-IP budget.
-    pub(crate) async fn spend_ip_budget(&self, caller: Caller, budget: IpBudget) -> ServiceResult<()> {
+    pub(crate) async fn spend_ip_budget(
+        &self,
+        caller: Caller,
+        budget: IpBudget,
+    ) -> ServiceResult<()> {
         let limits = &self.config.rate_limits;
         let (name, max_hits) = match budget {
             IpBudget::Login => ("login", limits.login),
@@ -78,7 +82,11 @@ impl Services {
 
     /// Records one email to `email` in `stream`, or refuses within the cooldown or past the hourly cap.
     /// Unknown addresses are counted too, so the answer never tells whether an account exists.
-    pub(crate) async fn spend_mail_budget(&self, email: &Email, stream: MailStream) -> ServiceResult<()> {
+    pub(crate) async fn spend_mail_budget(
+        &self,
+        email: &Email,
+        stream: MailStream,
+    ) -> ServiceResult<()> {
         let name = match stream {
             MailStream::Verification => "mail:verify",
             MailStream::PasswordReset => "mail:reset",
@@ -107,7 +115,11 @@ impl Services {
 
     /// Refuses a sign-in while the address is backing off after failures.
     pub(crate) async fn check_login_backoff(&self, email: &Email) -> ServiceResult<()> {
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         let blocked = conn
             .queries()
             .blocked_until(&login_bucket(email), self.clock.now_naive())
@@ -123,7 +135,11 @@ impl Services {
     pub(crate) async fn record_login_failure(&self, email: &Email) -> ServiceResult<()> {
         let bucket = login_bucket(email);
         let now = self.clock.now_naive();
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         let mut queries = conn.queries();
         let failures = queries
             .add_failure(&bucket, now, LOGIN_FAILURE_WINDOW)
@@ -141,7 +157,11 @@ impl Services {
 
     /// Forgets an address's failed sign-ins.
     pub(crate) async fn clear_login_failures(&self, email: &Email) -> ServiceResult<()> {
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         conn.queries()
             .clear_counter(&login_bucket(email))
             .await
@@ -149,8 +169,16 @@ impl Services {
         Ok(())
     }
 
-    async fn take_hit(&self, bucket: &str, policy: CounterPolicy) -> ServiceResult<Result<(), Duration>> {
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+    async fn take_hit(
+        &self,
+        bucket: &str,
+        policy: CounterPolicy,
+    ) -> ServiceResult<Result<(), Duration>> {
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         Ok(conn
             .queries()
             .take_hit(bucket, self.clock.now_naive(), policy)

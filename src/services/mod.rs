@@ -93,7 +93,11 @@ impl Services {
     }
 
     pub(crate) async fn user_by_email(&self, email: &Email) -> ServiceResult<Option<UserRow>> {
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         Ok(conn
             .queries()
             .user_by_email(email.as_str())
@@ -102,7 +106,11 @@ impl Services {
     }
 
     pub(crate) async fn user_by_id(&self, id: UserId) -> ServiceResult<Option<UserRow>> {
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         Ok(conn
             .queries()
             .user_by_id(id.get())

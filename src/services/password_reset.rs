@@ -2,7 +2,11 @@
 
 use anyhow::Context;
 
-use super::{Caller, Services, link_state, limits::{IpBudget, MailStream}};
+use super::{
+    Caller, Services,
+    limits::{IpBudget, MailStream},
+    link_state,
+};
 use crate::{
     auth::{LinkPurpose, LinkTokenError},
     domain::{Email, Password, Uidb64, UserId},
@@ -10,7 +14,8 @@ use crate::{
 };
 
 /// The answer to every reset request, whether or not the address has an account.
-pub const RESET_MESSAGE: &str = "If an account uses this address, a password reset link is on its way.";
+pub const RESET_MESSAGE: &str =
+    "If an account uses this address, a password reset link is on its way.";
 
 /// The answer to a successful reset.
 pub const RESET_DONE_MESSAGE: &str = "Your password has been changed. Sign in with the new one.";
@@ -21,12 +26,19 @@ impl Services {
     /// # Errors
     /// `RateLimited`, `Cooldown` (for every address alike).
     #[tracing::instrument(skip_all)]
-    pub async fn password_reset(&self, caller: Caller, email: Email) -> ServiceResult<&'static str> {
+    pub async fn password_reset(
+        &self,
+        caller: Caller,
+        email: Email,
+    ) -> ServiceResult<&'static str> {
         self.spend_ip_budget(caller, IpBudget::Email).await?;
-        self.spend_mail_budget(&email, MailStream::PasswordReset).await?;
+        self.spend_mail_budget(&email, MailStream::PasswordReset)
+            .await?;
         if let Some(user) = self.user_by_email(&email).await? {
             let now = self.clock.now();
-            let token = self.links.make(LinkPurpose::PasswordReset, &link_state(&user), now);
+            let token = self
+                .links
+                .make(LinkPurpose::PasswordReset, &link_state(&user), now);
             let uid = Uidb64::encode(UserId::from_trusted(user.id));
             let mail = self.mailer.password_reset(
                 &email,
@@ -36,8 +48,15 @@ impl Services {
                 self.config.password_reset_lifetime,
                 now.naive_utc(),
             );
-            let mut conn = self.store.connection().await.context("borrowing a connection")?;
-            conn.queries().enqueue_email(&mail).await.context("queueing the reset email")?;
+            let mut conn = self
+                .store
+                .connection()
+                .await
+                .context("borrowing a connection")?;
+            conn.queries()
+                .enqueue_email(&mail)
+                .await
+                .context("queueing the reset email")?;
             self.outbox_wake.notify_one();
             tracing::info!(user.id = user.id, "password reset link queued");
         }
@@ -87,17 +106,32 @@ impl Services {
                 Box::pin(async move {
                     // Conditional on the password not having changed since the link was checked:
                     // of two racing uses of one link, only one succeeds.
-                    if !tx.set_password_hash(user_id, Some(&hash), changed_at, now).await.context("setting the password")? {
+                    if !tx
+                        .set_password_hash(user_id, Some(&hash), changed_at, now)
+                        .await
+                        .context("setting the password")?
+                    {
                         return Err(ServiceError::LinkInvalid);
                     }
-                    tx.mark_verified(user_id).await.context("marking the user verified")?;
-                    tx.delete_otp(user_id).await.context("deleting the unused OTP")?;
-                    Ok(tx.revoke_user_sessions(user_id, now).await.context("revoking every session")?)
+                    tx.mark_verified(user_id)
+                        .await
+                        .context("marking the user verified")?;
+                    tx.delete_otp(user_id)
+                        .await
+                        .context("deleting the unused OTP")?;
+                    Ok(tx
+                        .revoke_user_sessions(user_id, now)
+                        .await
+                        .context("revoking every session")?)
                 })
             })
             .await?;
         self.clear_login_failures(&email).await?;
-        tracing::info!(user.id = user_id, sessions.revoked = revoked, "password reset");
+        tracing::info!(
+            user.id = user_id,
+            sessions.revoked = revoked,
+            "password reset"
+        );
         Ok(RESET_DONE_MESSAGE)
     }
 }

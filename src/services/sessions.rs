@@ -42,7 +42,12 @@ impl Services {
     /// `RateLimited`, `LoginThrottled`, `InvalidCredentials` (alike for unknown emails and wrong
     /// passwords), then, with the right password only, `NotVerified` or `AccountDisabled`.
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, caller: Caller, email: Email, password: LoginPassword) -> ServiceResult<TokenPair> {
+    pub async fn login(
+        &self,
+        caller: Caller,
+        email: Email,
+        password: LoginPassword,
+    ) -> ServiceResult<TokenPair> {
         self.spend_ip_budget(caller, IpBudget::Login).await?;
         self.check_login_backoff(&email).await?;
         let user = self.user_by_email(&email).await?;
@@ -129,7 +134,11 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, refresh: &str) -> ServiceResult<()> {
         let token_hash = RefreshToken::from_client(refresh).hash();
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         let mut queries = conn.queries();
         let Some(session_id) = queries
             .refresh_token_session(&token_hash)
@@ -153,7 +162,11 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn logout_all(&self, bearer: Option<&str>) -> ServiceResult<u64> {
         let caller = self.authenticate(bearer).await?;
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         let revoked = conn
             .queries()
             .revoke_user_sessions(caller.user.id.get(), self.clock.now_naive())
@@ -174,19 +187,39 @@ impl Services {
             TokenError::Expired => ServiceError::TokenExpired,
             TokenError::Invalid | TokenError::Signing(_) => ServiceError::TokenInvalid,
         })?;
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         let mut queries = conn.queries();
-        let session = queries.session(&claims.sid).await.context("loading the session")?;
+        let session = queries
+            .session(&claims.sid)
+            .await
+            .context("loading the session")?;
         let live = session.is_some_and(|s| {
-            s.revoked_at.is_none() && s.expires_at > now.naive_utc() && s.user_id.to_string() == claims.sub
+            s.revoked_at.is_none()
+                && s.expires_at > now.naive_utc()
+                && s.user_id.to_string() == claims.sub
         });
         if !live {
             return Err(ServiceError::SessionRevoked);
         }
-        let user_id = claims.sub.parse::<i64>().map_err(|_| ServiceError::TokenInvalid)?;
-        let user = queries.user_by_id(user_id).await.context("loading the bearer")?;
-        let user = user.filter(|u| u.is_active).ok_or(ServiceError::SessionRevoked)?;
-        Ok(Authenticated { user: to_user(&user), claims })
+        let user_id = claims
+            .sub
+            .parse::<i64>()
+            .map_err(|_| ServiceError::TokenInvalid)?;
+        let user = queries
+            .user_by_id(user_id)
+            .await
+            .context("loading the bearer")?;
+        let user = user
+            .filter(|u| u.is_active)
+            .ok_or(ServiceError::SessionRevoked)?;
+        Ok(Authenticated {
+            user: to_user(&user),
+            claims,
+        })
     }
 
     async fn start_session(&self, user: &UserRow) -> ServiceResult<TokenPair> {
@@ -205,8 +238,12 @@ impl Services {
             .store
             .transaction(move |mut tx| {
                 Box::pin(async move {
-                    tx.insert_session(&session).await.context("starting the session")?;
-                    tx.record_login(user_id, now).await.context("recording the login")?;
+                    tx.insert_session(&session)
+                        .await
+                        .context("starting the session")?;
+                    tx.record_login(user_id, now)
+                        .await
+                        .context("recording the login")?;
                     services.issue_refresh_token(&mut tx, &session).await
                 })
             })
@@ -220,7 +257,8 @@ impl Services {
         session: &SessionRow,
     ) -> ServiceResult<String> {
         let now = self.clock.now_naive();
-        let token = RefreshToken::generate().map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
+        let token = RefreshToken::generate()
+            .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
         // A refresh token never outlives its session's absolute cap.
         let expires_at = (now + duration(self.config.jwt.refresh_lifetime)).min(session.expires_at);
         tx.insert_refresh_token(&session.id, &token.hash(), now, expires_at)
@@ -236,9 +274,18 @@ impl Services {
             .context("signing an access token")?)
     }
 
-    async fn upgrade_hash(&self, user: &UserRow, old_hash: &str, password: &LoginPassword) -> ServiceResult<()> {
+    async fn upgrade_hash(
+        &self,
+        user: &UserRow,
+        old_hash: &str,
+        password: &LoginPassword,
+    ) -> ServiceResult<()> {
         let new_hash = self.hasher.hash(password.secret()).await?;
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         conn.queries()
             .upgrade_password_hash(user.id, old_hash, &new_hash)
             .await

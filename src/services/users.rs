@@ -23,13 +23,22 @@ impl Services {
     /// # Errors
     /// Those of [`Services::authenticate`], then `PermissionDenied` for non-staff.
     #[tracing::instrument(skip_all)]
-    pub async fn list_users(&self, bearer: Option<&str>, size: PageSize, token: PageToken) -> ServiceResult<UserPage> {
+    pub async fn list_users(
+        &self,
+        bearer: Option<&str>,
+        size: PageSize,
+        token: PageToken,
+    ) -> ServiceResult<UserPage> {
         let caller = self.authenticate(bearer).await?;
         if !(caller.user.is_staff || caller.user.is_superuser) {
             return Err(ServiceError::PermissionDenied);
         }
         let limit = i64::from(size.get());
-        let mut conn = self.store.connection().await.context("borrowing a connection")?;
+        let mut conn = self
+            .store
+            .connection()
+            .await
+            .context("borrowing a connection")?;
         let mut rows = conn
             .queries()
             .users_after(token.after_id(), limit + 1)
@@ -37,7 +46,9 @@ impl Services {
             .context("listing users")?;
         let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = more.then(|| rows.last().map(|r| PageToken::encode(r.id))).flatten();
+        let next_page_token = more
+            .then(|| rows.last().map(|r| PageToken::encode(r.id)))
+            .flatten();
         Ok(UserPage {
             users: rows.iter().map(to_user).collect(),
             next_page_token,

@@ -24,7 +24,10 @@ fn before(now: NaiveDateTime, span: Duration) -> NaiveDateTime {
 }
 
 fn wait_until(now: NaiveDateTime, then: NaiveDateTime) -> Duration {
-    (then - now).to_std().unwrap_or(Duration::ZERO).max(Duration::from_secs(1))
+    (then - now)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1))
 }
 
 impl Queries<'_> {
@@ -63,11 +66,13 @@ impl Queries<'_> {
         let existing = self.counter(bucket).await?;
         if let Some(row) = &existing {
             if policy.cooldown > Duration::ZERO && row.last_hit_at > cooldown_cutoff {
-                let ready = row.last_hit_at + chrono::Duration::from_std(policy.cooldown).unwrap_or_default();
+                let ready = row.last_hit_at
+                    + chrono::Duration::from_std(policy.cooldown).unwrap_or_default();
                 return Ok(Err(wait_until(now, ready)));
             }
             if row.window_started_at > window_cutoff {
-                let ready = row.window_started_at + chrono::Duration::from_std(policy.window).unwrap_or_default();
+                let ready = row.window_started_at
+                    + chrono::Duration::from_std(policy.window).unwrap_or_default();
                 return Ok(Err(wait_until(now, ready)));
             }
         }
@@ -114,7 +119,11 @@ impl Queries<'_> {
     ///
     /// # Errors
     /// On database failure.
-    pub async fn block_until(&mut self, bucket: &str, until: NaiveDateTime) -> Result<(), StoreError> {
+    pub async fn block_until(
+        &mut self,
+        bucket: &str,
+        until: NaiveDateTime,
+    ) -> Result<(), StoreError> {
         on_backend!(self, |conn| {
             diesel::update(counters::table.find(bucket))
                 .set(counters::blocked_until.eq(until))
@@ -147,7 +156,9 @@ impl Queries<'_> {
     /// On database failure.
     pub async fn clear_counter(&mut self, bucket: &str) -> Result<(), StoreError> {
         on_backend!(self, |conn| {
-            diesel::delete(counters::table.find(bucket)).execute(conn).await
+            diesel::delete(counters::table.find(bucket))
+                .execute(conn)
+                .await
         })?;
         Ok(())
     }
@@ -164,7 +175,12 @@ impl Queries<'_> {
         Ok(row)
     }
 
-    async fn restart_window(&mut self, bucket: &str, now: NaiveDateTime, hits: i32) -> Result<(), StoreError> {
+    async fn restart_window(
+        &mut self,
+        bucket: &str,
+        now: NaiveDateTime,
+        hits: i32,
+    ) -> Result<(), StoreError> {
         on_backend!(self, |conn| {
             diesel::insert_into(counters::table)
                 .values((

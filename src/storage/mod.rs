@@ -82,6 +82,10 @@ pub struct Store {
 }
 
 /// A pooled connection, returned to the pool on drop.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived, one per call; boxing would allocate per query"
+)]
 pub enum Connection<'p> {
     /// Postgres.
     Postgres(bb8::PooledConnection<'p, AsyncPgConnection>),
@@ -207,10 +211,14 @@ impl Store {
     pub async fn connection(&self) -> Result<Connection<'_>, StoreError> {
         Ok(match &self.pool {
             Pool::Postgres(pool) => Connection::Postgres(
-                pool.get().await.map_err(|e| StoreError::Pool(e.to_string()))?,
+                pool.get()
+                    .await
+                    .map_err(|e| StoreError::Pool(e.to_string()))?,
             ),
             Pool::Sqlite(pool) => Connection::Sqlite(
-                pool.get().await.map_err(|e| StoreError::Pool(e.to_string()))?,
+                pool.get()
+                    .await
+                    .map_err(|e| StoreError::Pool(e.to_string()))?,
             ),
         })
     }
@@ -228,12 +236,16 @@ impl Store {
         let mut conn = self.connection().await?;
         let outcome = match &mut conn {
             Connection::Postgres(conn) => {
-                conn.transaction(async |tx| work(Queries::Postgres(tx)).await.map_err(TxError::Caller))
-                    .await
+                conn.transaction(async |tx| {
+                    work(Queries::Postgres(tx)).await.map_err(TxError::Caller)
+                })
+                .await
             }
             Connection::Sqlite(conn) => {
-                conn.transaction(async |tx| work(Queries::Sqlite(tx)).await.map_err(TxError::Caller))
-                    .await
+                conn.transaction(async |tx| {
+                    work(Queries::Sqlite(tx)).await.map_err(TxError::Caller)
+                })
+                .await
             }
         };
         outcome.map_err(|e| match e {

@@ -70,7 +70,9 @@ impl Queries<'_> {
     /// On database failure.
     pub async fn delete_otp(&mut self, user_id: i64) -> Result<(), StoreError> {
         on_backend!(self, |conn| {
-            diesel::delete(otps::table.find(user_id)).execute(conn).await
+            diesel::delete(otps::table.find(user_id))
+                .execute(conn)
+                .await
         })?;
         Ok(())
     }

@@ -25,13 +25,21 @@ impl Queries<'_> {
     ///
     /// # Errors
     /// On database failure.
-    pub async fn due_email_ids(&mut self, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn due_email_ids(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
         let ids = on_backend!(self, |conn| {
             outbox::table
                 .filter(outbox::sent_at.is_null())
                 .filter(outbox::gave_up_at.is_null())
                 .filter(outbox::next_attempt_at.le(now))
-                .filter(outbox::locked_until.is_null().or(outbox::locked_until.lt(now)))
+                .filter(
+                    outbox::locked_until
+                        .is_null()
+                        .or(outbox::locked_until.lt(now)),
+                )
                 .order(outbox::id.asc())
                 .limit(limit)
                 .select(outbox::id)
@@ -58,7 +66,11 @@ impl Queries<'_> {
                     .find(id)
                     .filter(outbox::sent_at.is_null())
                     .filter(outbox::gave_up_at.is_null())
-                    .filter(outbox::locked_until.is_null().or(outbox::locked_until.lt(now))),
+                    .filter(
+                        outbox::locked_until
+                            .is_null()
+                            .or(outbox::locked_until.lt(now)),
+                    ),
             )
             .set((
                 outbox::locked_until.eq(lease_until),
@@ -79,7 +91,10 @@ impl Queries<'_> {
     pub async fn mark_email_sent(&mut self, id: i64, now: NaiveDateTime) -> Result<(), StoreError> {
         on_backend!(self, |conn| {
             diesel::update(outbox::table.find(id))
-                .set((outbox::sent_at.eq(now), outbox::locked_until.eq(None::<NaiveDateTime>)))
+                .set((
+                    outbox::sent_at.eq(now),
+                    outbox::locked_until.eq(None::<NaiveDateTime>),
+                ))
                 .execute(conn)
                 .await
         })?;

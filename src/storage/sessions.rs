@@ -118,12 +118,20 @@ impl Queries<'_> {
     ///
     /// # Errors
     /// On database failure.
-    pub async fn revoke_session(&mut self, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
+    pub async fn revoke_session(
+        &mut self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
         let changed = on_backend!(self, |conn| {
-            diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
-                .set(sessions::revoked_at.eq(now))
-                .execute(conn)
-                .await
+            diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now))
+            .execute(conn)
+            .await
         })?;
         Ok(changed == 1)
     }

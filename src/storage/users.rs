@@ -107,10 +107,14 @@ impl Queries<'_> {
         new_hash: &str,
     ) -> Result<(), StoreError> {
         on_backend!(self, |conn| {
-            diesel::update(users::table.find(id).filter(users::password_hash.eq(old_hash)))
-                .set(users::password_hash.eq(new_hash))
-                .execute(conn)
-                .await
+            diesel::update(
+                users::table
+                    .find(id)
+                    .filter(users::password_hash.eq(old_hash)),
+            )
+            .set(users::password_hash.eq(new_hash))
+            .execute(conn)
+            .await
         })?;
         Ok(())
     }
@@ -133,7 +137,11 @@ impl Queries<'_> {
     ///
     /// # Errors
     /// On database failure.
-    pub async fn users_after(&mut self, after_id: i64, limit: i64) -> Result<Vec<UserRow>, StoreError> {
+    pub async fn users_after(
+        &mut self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<UserRow>, StoreError> {
         let rows = on_backend!(self, |conn| {
             users::table
                 .filter(users::id.gt(after_id))

@@ -1,0 +1,245 @@
+//! A real SMTP server on loopback that records every message, and can be told to refuse them.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub raw: String,
+}
+
+impl Mail {
+    /// The six-digit code in the text part.
+    pub fn otp(&self) -> String {
+        let marker = "verification code is: ";
+        let start = self.text.find(marker).expect("no code in the email") + marker.len();
+        self.text[start..start + 6].to_owned()
+    }
+
+    /// The first link in the text part that contains `path`.
+    pub fn link(&self, path: &str) -> String {
+        self.text
+            .split_whitespace()
+            .find(|word| word.starts_with("http") && word.contains(path))
+            .unwrap_or_else(|| panic!("no {path} link in {:?}", self.text))
+            .to_owned()
+    }
+
+    /// The `(uidb64, token)` of the first link containing `path`.
+    pub fn link_parts(&self, path: &str) -> (String, String) {
+        let link = self.link(path);
+        let tail = link.split(path).nth(1).expect("link has no tail");
+        let mut parts = tail.trim_matches('/').split('/');
+        (
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap().to_owned(),
+        )
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    mails: Mutex<Vec<Mail>>,
+    arrived: Notify,
+    refuse: AtomicBool,
+}
+
+/// The server's handle.
+#[derive(Clone)]
+pub struct FakeSmtp {
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+impl FakeSmtp {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared::default());
+        let accept = Arc::clone(&shared);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(session(stream, Arc::clone(&accept)));
+            }
+        });
+        Self { port, shared }
+    }
+
+    /// Answers every message with a temporary failure until told otherwise.
+    pub fn refuse_mail(&self, refuse: bool) {
+        self.shared.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    pub fn all(&self) -> Vec<Mail> {
+        self.shared.mails.lock().unwrap().clone()
+    }
+
+    pub fn to(&self, address: &str) -> Vec<Mail> {
+        self.all()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t == address))
+            .collect()
+    }
+
+    /// Waits until `address` has received `count` messages (10 s at most) and returns them.
+    pub async fn wait_for(&self, address: &str, count: usize) -> Vec<Mail> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.shared.arrived.notified();
+            let mails = self.to(address);
+            if mails.len() >= count {
+                return mails;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("{address} got {} of {count} emails in time", mails.len());
+            }
+        }
+    }
+
+    /// The newest message whose subject contains `subject`, waiting for it to be the `nth` such.
+    pub async fn nth_with_subject(&self, address: &str, subject: &str, nth: usize) -> Mail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.shared.arrived.notified();
+            let matching: Vec<Mail> = self
+                .to(address)
+                .into_iter()
+                .filter(|m| m.subject.contains(subject))
+                .collect();
+            if matching.len() >= nth {
+                return matching[nth - 1].clone();
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!(
+                    "{address} got {} of {nth} {subject:?} emails in time",
+                    matching.len()
+                );
+            }
+        }
+    }
+}
+
+async fn session(stream: TcpStream, shared: Arc<Shared>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let _ = write.write_all(b"220 fake-smtp ready\r\n").await;
+    let mut to = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let command = line.trim_end().to_ascii_uppercase();
+        let reply: &[u8] = if command.starts_with("EHLO") {
+            b"250-fake-smtp\r\n250 8BITMIME\r\n"
+        } else if command.starts_with("HELO")
+            || command.starts_with("MAIL FROM")
+            || command.starts_with("RSET")
+            || command.starts_with("NOOP")
+        {
+            b"250 ok\r\n"
+        } else if command.starts_with("RCPT TO") {
+            let address = line.trim_end()[8..]
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned();
+            to.push(address);
+            b"250 ok\r\n"
+        } else if command == "DATA" {
+            let _ = write.write_all(b"354 go ahead\r\n").await;
+            let mut raw = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                raw.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            if shared.refuse.load(Ordering::SeqCst) {
+                to.clear();
+                b"451 try again later\r\n"
+            } else {
+                let mail = parse(std::mem::take(&mut to), raw);
+                shared.mails.lock().unwrap().push(mail);
+                shared.arrived.notify_waiters();
+                b"250 queued\r\n"
+            }
+        } else if command == "QUIT" {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            b"502 not implemented\r\n"
+        };
+        if write.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn parse(to: Vec<String>, raw: String) -> Mail {
+    let subject = raw
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or_default()
+        .to_owned();
+    // The text/plain part: from its header block to the next boundary.
+    let text = raw
+        .split("Content-Type: text/plain")
+        .nth(1)
+        .and_then(|part| {
+            let (headers, body) = part.split_once("\r\n\r\n")?;
+            let body = body.split("\r\n--").next()?;
+            Some(if headers.contains("quoted-printable") {
+                decode_qp(body)
+            } else {
+                body.to_owned()
+            })
+        })
+        .unwrap_or_default()
+        .replace("\r\n", "\n");
+    Mail {
+        to,
+        subject,
+        text,
+        raw,
+    }
+}
+
+fn decode_qp(body: &str) -> String {
+    let joined = body.replace("=\r\n", "");
+    let mut out = Vec::new();
+    let bytes = joined.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

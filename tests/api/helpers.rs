@@ -1,0 +1,343 @@
+//! `TestApp`: the real service on port 0 over a fresh database, with a fake SMTP server.
+
+use std::{collections::HashMap, time::Duration};
+
+use identity::{
+    app::Application,
+    clock::Clock,
+    config::Config,
+    domain::{Email, Password},
+    pb::{self, identity_service_client::IdentityServiceClient},
+};
+use tokio::sync::oneshot;
+use tonic::{Code, Request, Status, transport::Channel};
+
+use crate::fake_smtp::FakeSmtp;
+
+/// The database backend a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Generates one test per backend from `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+    };
+}
+
+pub const PASSWORD: &str = "a-long-enough-passphrase";
+pub const STAFF_EMAIL: &str = "staff@example.org";
+pub const STAFF_PASSWORD: &str = "the-operators-passphrase";
+
+/// A running service and what a test needs to drive and observe it.
+pub struct TestApp {
+    pub client: IdentityServiceClient<Channel>,
+    pub grpc_addr: std::net::SocketAddr,
+    pub smtp: FakeSmtp,
+    pub clock: Clock,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Spawns with extra settings, e.g. `[("OTP_RESEND_COOLDOWN", "0")]`.
+    pub async fn spawn_with(backend: Backend, settings: &[(&str, &str)]) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let smtp = FakeSmtp::start().await;
+        let mut values: HashMap<String, String> = [
+            ("DATABASE_URL", database.url.clone()),
+            ("GRPC_LISTEN_ADDR", "127.0.0.1:0".into()),
+            ("EMAIL_HOST", "127.0.0.1".into()),
+            ("EMAIL_PORT", smtp.port.to_string()),
+            ("EMAIL_USE_TLS", "false".into()),
+            ("DEFAULT_FROM_EMAIL", "identity@example.org".into()),
+            ("PUBLIC_BASE_URL", "http://identity.test".into()),
+            ("EMAIL_POLL_INTERVAL_MS", "100".into()),
+            ("EMAIL_RETRY_BASE", "0".into()),
+            ("LOG_FORMAT", "json".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (key, value) in settings {
+            values.insert((*key).to_owned(), (*value).to_owned());
+        }
+        let config = Config::from_map(&values).expect("test configuration is valid");
+        let clock = Clock::default();
+        let app = Application::build_with_clock(config, clock.clone())
+            .await
+            .expect("the app builds");
+        let grpc_addr = app.grpc_addr();
+        app.services()
+            .create_superuser(
+                Email::parse(STAFF_EMAIL).unwrap(),
+                Password::parse(STAFF_PASSWORD).unwrap(),
+            )
+            .await
+            .expect("the staff account is created");
+        let (stop, stopped) = oneshot::channel();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let client = IdentityServiceClient::connect(format!("http://{grpc_addr}"))
+            .await
+            .expect("the client connects");
+        let test_app = Self {
+            client,
+            grpc_addr,
+            smtp,
+            clock,
+            stop: Some(stop),
+            server: Some(server),
+            _database: database,
+        };
+        test_app
+    }
+
+    /// A fresh channel to the server, for other services' clients.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Result<pb::User, Status> {
+        let request = pb::RegisterRequest {
+            email: email.into(),
+            password: password.into(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+        };
+        let response = self.client.clone().register(request).await?;
+        Ok(response.into_inner().user.unwrap())
+    }
+
+    pub async fn verify_otp(&self, email: &str, otp: &str) -> Result<pb::User, Status> {
+        let request = pb::VerifyOtpRequest {
+            email: email.into(),
+            otp: otp.into(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .verify_otp(request)
+            .await?
+            .into_inner()
+            .user
+            .unwrap())
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<pb::LoginResponse, Status> {
+        let request = pb::LoginRequest {
+            email: email.into(),
+            password: password.into(),
+        };
+        Ok(self.client.clone().login(request).await?.into_inner())
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> Result<pb::RefreshResponse, Status> {
+        let request = pb::RefreshRequest {
+            refresh: refresh.into(),
+        };
+        Ok(self.client.clone().refresh(request).await?.into_inner())
+    }
+
+    /// Registers, reads the code from the email, and verifies.
+    pub async fn verified_user(&self, email: &str) -> pb::User {
+        self.register(email, PASSWORD)
+            .await
+            .expect("registration succeeds");
+        let otp = self
+            .smtp
+            .nth_with_subject(email, "verification code", 1)
+            .await
+            .otp();
+        self.verify_otp(email, &otp)
+            .await
+            .expect("verification succeeds")
+    }
+
+    /// Registers, verifies and logs in.
+    pub async fn signed_in_user(&self, email: &str) -> (pb::User, pb::LoginResponse) {
+        let user = self.verified_user(email).await;
+        let tokens = self.login(email, PASSWORD).await.expect("login succeeds");
+        (user, tokens)
+    }
+
+    /// A request carrying `authorization: Bearer <access>`.
+    pub fn authorized<T>(message: T, access: &str) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {access}").parse().unwrap());
+        request
+    }
+
+    /// Every user, as staff sees them (signing staff in afresh, as the clock may have moved).
+    pub async fn all_users(&self) -> Vec<pb::User> {
+        let staff = self
+            .login(STAFF_EMAIL, STAFF_PASSWORD)
+            .await
+            .expect("staff can log in");
+        let request = Self::authorized(
+            pb::ListUsersRequest {
+                page_size: 100,
+                page_token: String::new(),
+            },
+            &staff.access,
+        );
+        self.client
+            .clone()
+            .list_users(request)
+            .await
+            .expect("staff can list users")
+            .into_inner()
+            .users
+    }
+
+    /// One user, as staff sees them.
+    pub async fn user(&self, email: &str) -> Option<pb::User> {
+        self.all_users()
+            .await
+            .into_iter()
+            .find(|u| u.email == email)
+    }
+
+    /// Waits long enough for the outbox worker to have sent anything queued.
+    pub async fn settle_outbox(&self) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts a call failed with `code` and the `ErrorInfo` `reason`.
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug>(
+    outcome: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    use tonic_types::StatusExt;
+    let status = outcome.expect_err("the call should have been refused");
+    assert_eq!(status.code(), code, "unexpected code: {status:?}");
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "unexpected reason: {status:?}");
+    status
+}
+
+/// A database for one test, removed when the test ends.
+struct TestDatabase {
+    url: String,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("identity.sqlite3").display());
+                Self {
+                    url,
+                    postgres: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("TEST_DATABASE_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
+                let client = admin_client(&admin).await;
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base);
+                Self {
+                    url: format!("{base}/{name}"),
+                    postgres: Some((admin, name)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside async context: a small runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let client = admin_client(&admin).await;
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
+        panic!("Postgres is required for the tests: cannot reach {url} ({e}); run scripts/test, which starts one")
+    });
+    tokio::spawn(connection);
+    client
+}

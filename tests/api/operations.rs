@@ -1,0 +1,95 @@
+//! What operators rely on: reflection, health, email delivery with retries, graceful stop.
+
+use identity::pb;
+use tokio_stream::StreamExt;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::v1alpha::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+use crate::helpers::{Backend, PASSWORD, TestApp};
+
+async fn reflection_lists_every_service(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut client = ServerReflectionClient::new(app.channel().await);
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in ["identity.v1.IdentityService", "grpc.health.v1.Health"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+async fn health_reports_serving_for_the_server_and_the_service(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut health = HealthClient::new(app.channel().await);
+
+    for service in ["", "identity.v1.IdentityService"] {
+        let reply = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.status(), ServingStatus::Serving, "for {service:?}");
+    }
+}
+
+async fn mail_refused_by_the_server_is_retried_and_delivered_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.smtp.refuse_mail(true);
+
+    app.register("retry@example.com", PASSWORD).await.unwrap();
+    app.settle_outbox().await;
+    assert!(app.smtp.to("retry@example.com").is_empty());
+    app.smtp.refuse_mail(false);
+
+    app.smtp.wait_for("retry@example.com", 2).await;
+    app.settle_outbox().await;
+    assert_eq!(
+        app.smtp.to("retry@example.com").len(),
+        2,
+        "each email exactly once"
+    );
+}
+
+async fn the_server_stops_gracefully(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let _ = app
+        .client
+        .clone()
+        .resend_otp(pb::ResendOtpRequest {
+            email: "x@example.com".into(),
+        })
+        .await;
+
+    app.stop().await;
+}
+
+crate::on_both_backends!(
+    reflection_lists_every_service,
+    health_reports_serving_for_the_server_and_the_service,
+    mail_refused_by_the_server_is_retried_and_delivered_once,
+    the_server_stops_gracefully,
+);

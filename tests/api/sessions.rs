@@ -1,0 +1,326 @@
+//! Login, refresh rotation, logout, and bearer tokens.
+
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use identity::pb;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused};
+
+fn jwt_part(token: &str, index: usize) -> serde_json::Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+async fn get_self(app: &TestApp, access: &str, id: i64) -> Result<pb::User, tonic::Status> {
+    let request = TestApp::authorized(pb::GetUserRequest { id }, access);
+    Ok(app
+        .client
+        .clone()
+        .get_user(request)
+        .await?
+        .into_inner()
+        .user
+        .unwrap())
+}
+
+async fn login_returns_an_eddsa_access_token_with_the_documented_claims(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("claims@example.com").await;
+
+    let header = jwt_part(&tokens.access, 0);
+    let claims = jwt_part(&tokens.access, 1);
+
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    assert!(header["kid"].as_str().is_some_and(|kid| !kid.is_empty()));
+    assert_eq!(claims["sub"], user.id.to_string());
+    assert_eq!(claims["email"], "claims@example.com");
+    assert_eq!(claims["token_type"], "access");
+    assert_eq!(
+        (claims["iss"].as_str(), claims["aud"].as_str()),
+        (Some("identity"), Some("identity"))
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+    assert!(claims["jti"].is_string() && claims["sid"].is_string());
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode(&tokens.refresh).unwrap().len(),
+        32,
+        "opaque 256-bit refresh token"
+    );
+    let me = get_self(&app, &tokens.access, user.id).await.unwrap();
+    assert!(me.last_login.is_some());
+}
+
+async fn a_wrong_password_and_an_unknown_email_answer_alike(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("known@example.com").await;
+
+    let wrong = assert_refused(
+        app.login("known@example.com", "not-the-passphrase").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    let unknown = assert_refused(
+        app.login("unknown@example.com", "not-the-passphrase").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+
+    assert_eq!(wrong.message(), unknown.message());
+}
+
+async fn an_unverified_user_cannot_log_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("pending@example.com", PASSWORD).await.unwrap();
+
+    assert_refused(
+        app.login("pending@example.com", PASSWORD).await,
+        Code::FailedPrecondition,
+        "EMAIL_NOT_VERIFIED",
+    );
+    // The wrong password says nothing about verification.
+    assert_refused(
+        app.login("pending@example.com", "wrong-passphrase").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+}
+
+async fn refresh_rotates_and_reusing_a_spent_token_revokes_the_whole_family(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (user, first) = app.signed_in_user("rotate@example.com").await;
+
+    let second = app.refresh(&first.refresh).await.unwrap();
+    assert_ne!(second.refresh, first.refresh);
+    assert!(get_self(&app, &second.access, user.id).await.is_ok());
+
+    let reuse = app.refresh(&first.refresh).await;
+    assert_refused(reuse, Code::Unauthenticated, "REFRESH_TOKEN_REUSED");
+
+    // The thief's copy and the rightful holder's newer token are both dead now.
+    assert_refused(
+        app.refresh(&second.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_refused(
+        get_self(&app, &second.access, user.id).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    // Other sessions are untouched.
+    let other = app.login("rotate@example.com", PASSWORD).await.unwrap();
+    assert!(app.refresh(&other.refresh).await.is_ok());
+}
+
+async fn an_access_token_is_no_refresh_token_and_a_refresh_token_is_no_bearer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("kinds@example.com").await;
+
+    assert_refused(
+        app.refresh(&tokens.access).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert_refused(
+        get_self(&app, &tokens.refresh, user.id).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert_refused(
+        app.refresh("").await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+}
+
+async fn expired_and_tampered_access_tokens_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("expiry@example.com").await;
+    let mut tampered = tokens.access.clone();
+    tampered.replace_range(tampered.len() - 4.., "AAAA");
+    let mut claims = tokens
+        .access
+        .split('.')
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    claims[1] = URL_SAFE_NO_PAD.encode(
+        serde_json::to_vec(&serde_json::json!({"sub": "1", "email": "staff@example.org"})).unwrap(),
+    );
+    let forged = claims.join(".");
+
+    assert_refused(
+        get_self(&app, &tampered, user.id).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert_refused(
+        get_self(&app, &forged, 1).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert_refused(
+        get_self(&app, "not.a.jwt", 1).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+
+    app.clock.advance(Duration::from_secs(300 + 31));
+    assert_refused(
+        get_self(&app, &tokens.access, user.id).await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
+    // The refresh token outlives the access token.
+    let renewed = app.refresh(&tokens.refresh).await.unwrap();
+    assert!(get_self(&app, &renewed.access, user.id).await.is_ok());
+}
+
+async fn a_refresh_token_expires(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("REFRESH_TOKEN_LIFETIME", "600")]).await;
+    let (_, tokens) = app.signed_in_user("stale@example.com").await;
+
+    app.clock.advance(Duration::from_secs(601));
+
+    assert_refused(
+        app.refresh(&tokens.refresh).await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
+}
+
+async fn logout_revokes_the_session_so_refresh_fails(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("bye@example.com").await;
+
+    app.client
+        .clone()
+        .logout(pb::LogoutRequest {
+            refresh: tokens.refresh.clone(),
+        })
+        .await
+        .unwrap();
+
+    assert_refused(
+        app.refresh(&tokens.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_refused(
+        get_self(&app, &tokens.access, user.id).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    let unknown = app
+        .client
+        .clone()
+        .logout(pb::LogoutRequest {
+            refresh: "made-up".into(),
+        })
+        .await;
+    assert_refused(unknown, Code::Unauthenticated, "TOKEN_INVALID");
+}
+
+async fn logout_all_revokes_every_session_of_the_user_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, phone) = app.signed_in_user("many@example.com").await;
+    let laptop = app.login("many@example.com", PASSWORD).await.unwrap();
+    let (_, bystander) = app.signed_in_user("other@example.com").await;
+
+    let request = TestApp::authorized(pb::LogoutAllRequest {}, &laptop.access);
+    let reply = app
+        .client
+        .clone()
+        .logout_all(request)
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(reply.revoked_sessions, 2);
+    assert_refused(
+        app.refresh(&phone.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_refused(
+        app.refresh(&laptop.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert!(app.refresh(&bystander.refresh).await.is_ok());
+    let unauthenticated = app.client.clone().logout_all(pb::LogoutAllRequest {}).await;
+    assert_refused(unauthenticated, Code::Unauthenticated, "UNAUTHENTICATED");
+}
+
+async fn five_failed_logins_then_back_off_with_retry_info(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("target@example.com").await;
+
+    for _ in 0..6 {
+        assert_refused(
+            app.login("target@example.com", "wrong-passphrase").await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    let blocked = app.login("target@example.com", PASSWORD).await;
+
+    let status = assert_refused(blocked, Code::ResourceExhausted, "LOGIN_THROTTLED");
+    let retry = status
+        .get_error_details()
+        .retry_info()
+        .unwrap()
+        .retry_delay
+        .unwrap();
+    assert!(
+        retry <= Duration::from_secs(30) && retry > Duration::ZERO,
+        "{retry:?}"
+    );
+    app.clock.advance(Duration::from_secs(31));
+    assert!(app.login("target@example.com", PASSWORD).await.is_ok());
+}
+
+async fn the_per_ip_login_budget_is_enforced(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_LOGIN", "3")]).await;
+
+    for _ in 0..3 {
+        assert_refused(
+            app.login("x@example.com", "wrong-passphrase").await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    let status = assert_refused(
+        app.login("x@example.com", "wrong-passphrase").await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+
+    assert!(status.get_error_details().retry_info().is_some());
+    app.clock.advance(Duration::from_secs(301));
+    assert_refused(
+        app.login("x@example.com", "wrong-passphrase").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+}
+
+crate::on_both_backends!(
+    login_returns_an_eddsa_access_token_with_the_documented_claims,
+    a_wrong_password_and_an_unknown_email_answer_alike,
+    an_unverified_user_cannot_log_in,
+    refresh_rotates_and_reusing_a_spent_token_revokes_the_whole_family,
+    an_access_token_is_no_refresh_token_and_a_refresh_token_is_no_bearer,
+    expired_and_tampered_access_tokens_are_refused,
+    a_refresh_token_expires,
+    logout_revokes_the_session_so_refresh_fails,
+    logout_all_revokes_every_session_of_the_user_only,
+    five_failed_logins_then_back_off_with_retry_info,
+    the_per_ip_login_budget_is_enforced,
+);
