@@ -2,8 +2,8 @@
 //! converts the result back. No rule lives here.
 //!
 //! - [`server`]: the tonic server with reflection, health and size limits.
-//! - [`service`]: the `identity.v1.IdentityService` handlers.
-//! - [`convert`]: wire to domain and back.
+//! - `service`: the `identity.v1.IdentityService` handlers.
+//! - `convert`: wire to domain and back.
 //! - [`status`]: the one map from `ServiceError` to `tonic::Status`.
 
 mod convert;

@@ -106,7 +106,7 @@ impl TestApp {
         let client = IdentityServiceClient::connect(format!("http://{grpc_addr}"))
             .await
             .expect("the client connects");
-        let test_app = Self {
+        Self {
             client,
             grpc_addr,
             smtp,
@@ -114,8 +114,7 @@ impl TestApp {
             stop: Some(stop),
             server: Some(server),
             _database: database,
-        };
-        test_app
+        }
     }
 
     /// A fresh channel to the server, for other services' clients.

@@ -1,6 +1,11 @@
 //! Black-box tests: each starts the real server on an ephemeral port over its own fresh
 //! database (Postgres and SQLite alike), with a real SMTP sink on loopback.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed step should fail the test loudly"
+)]
 mod fake_smtp;
 mod helpers;
 
