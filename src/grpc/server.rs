@@ -34,6 +34,8 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
+    // Known before the first call is accepted, so no probe sees "service not registered".
+    check_readiness(&reporter, &services).await;
     let readiness = tokio::spawn(track_readiness(reporter.clone(), services)).abort_handle();
     let stop_readiness = readiness.clone();
     let drained = async move {
@@ -62,15 +64,19 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
+async fn check_readiness(reporter: &HealthReporter, services: &Services) {
+    let status = if services.is_ready().await {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    set_all(reporter, status).await;
+}
+
 async fn track_readiness(reporter: HealthReporter, services: Services) {
     loop {
-        let status = if services.is_ready().await {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        set_all(&reporter, status).await;
         tokio::time::sleep(READINESS_INTERVAL).await;
+        check_readiness(&reporter, &services).await;
     }
 }
 

@@ -20,7 +20,18 @@ pub struct CounterPolicy {
 }
 
 fn before(now: NaiveDateTime, span: Duration) -> NaiveDateTime {
-    now - chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX)
+    // SQLite compares timestamps as text, so stay within four-digit years.
+    now.checked_sub_signed(duration(span))
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc())
+}
+
+fn far_future(now: NaiveDateTime) -> NaiveDateTime {
+    now.checked_add_signed(chrono::Duration::days(365 * 100))
+        .unwrap_or(now)
+}
+
+fn duration(span: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX)
 }
 
 fn wait_until(now: NaiveDateTime, then: NaiveDateTime) -> Duration {
@@ -30,8 +41,12 @@ fn wait_until(now: NaiveDateTime, then: NaiveDateTime) -> Duration {
         .max(Duration::from_secs(1))
 }
 
+/// Rounds of optimistic retries when replicas race on one bucket.
+const RACE_ROUNDS: usize = 4;
+
 impl Queries<'_> {
     /// Takes one hit from `bucket` if its policy allows; otherwise says how long to wait.
+    /// Every write is conditional, so racing replicas can neither overspend nor reset a window.
     ///
     /// # Errors
     /// On database failure.
@@ -42,42 +57,62 @@ impl Queries<'_> {
         policy: CounterPolicy,
     ) -> Result<Result<(), Duration>, StoreError> {
         let window_cutoff = before(now, policy.window);
-        let cooldown_cutoff = before(now, policy.cooldown);
+        // With no cooldown, hits stamped a moment later by another replica must not block this one.
+        let cooldown_cutoff = if policy.cooldown.is_zero() {
+            far_future(now)
+        } else {
+            before(now, policy.cooldown)
+        };
         let max_hits = i32::try_from(policy.max_hits).unwrap_or(i32::MAX);
-        // The common case is one conditional update: atomic across replicas.
-        let taken = on_backend!(self, |conn| {
-            diesel::update(
-                counters::table
-                    .find(bucket)
-                    .filter(counters::window_started_at.gt(window_cutoff))
-                    .filter(counters::hits.lt(max_hits))
-                    .filter(counters::last_hit_at.le(cooldown_cutoff)),
-            )
-            .set((
-                counters::hits.eq(counters::hits + 1),
-                counters::last_hit_at.eq(now),
-            ))
-            .execute(conn)
-            .await
-        })?;
-        if taken == 1 {
-            return Ok(Ok(()));
-        }
-        let existing = self.counter(bucket).await?;
-        if let Some(row) = &existing {
-            if policy.cooldown > Duration::ZERO && row.last_hit_at > cooldown_cutoff {
-                let ready = row.last_hit_at
-                    + chrono::Duration::from_std(policy.cooldown).unwrap_or_default();
-                return Ok(Err(wait_until(now, ready)));
+        for _ in 0..RACE_ROUNDS {
+            let taken = on_backend!(self, |conn| {
+                diesel::update(
+                    counters::table
+                        .find(bucket)
+                        .filter(counters::window_started_at.gt(window_cutoff))
+                        .filter(counters::hits.lt(max_hits))
+                        .filter(counters::last_hit_at.le(cooldown_cutoff)),
+                )
+                .set((
+                    counters::hits.eq(counters::hits + 1),
+                    counters::last_hit_at.eq(now),
+                ))
+                .execute(conn)
+                .await
+            })?;
+            if taken == 1 {
+                return Ok(Ok(()));
             }
-            if row.window_started_at > window_cutoff {
-                let ready = row.window_started_at
-                    + chrono::Duration::from_std(policy.window).unwrap_or_default();
-                return Ok(Err(wait_until(now, ready)));
+            let Some(row) = self.counter(bucket).await? else {
+                if self.insert_counter(bucket, now).await? {
+                    return Ok(Ok(()));
+                }
+                continue;
+            };
+            if row.last_hit_at > cooldown_cutoff {
+                return Ok(Err(wait_until(
+                    now,
+                    row.last_hit_at + duration(policy.cooldown),
+                )));
+            }
+            if row.window_started_at <= window_cutoff {
+                if self
+                    .restart_expired_window(bucket, now, window_cutoff)
+                    .await?
+                {
+                    return Ok(Ok(()));
+                }
+                continue;
+            }
+            if row.hits >= max_hits {
+                return Ok(Err(wait_until(
+                    now,
+                    row.window_started_at + duration(policy.window),
+                )));
             }
         }
-        self.restart_window(bucket, now, 1).await?;
-        Ok(Ok(()))
+        // Still contended after several rounds: ask the caller to come back shortly.
+        Ok(Err(Duration::from_secs(1)))
     }
 
     /// Adds one failure to `bucket` (restarting a window older than `window`) and returns the count.
@@ -91,28 +126,36 @@ impl Queries<'_> {
         window: Duration,
     ) -> Result<u32, StoreError> {
         let window_cutoff = before(now, window);
-        let hits: Option<i32> = on_backend!(self, |conn| {
-            diesel::update(
-                counters::table
-                    .find(bucket)
-                    .filter(counters::window_started_at.gt(window_cutoff)),
-            )
-            .set((
-                counters::hits.eq(counters::hits + 1),
-                counters::last_hit_at.eq(now),
-            ))
-            .returning(counters::hits)
-            .get_result(conn)
-            .await
-            .optional()
-        })?;
-        match hits {
-            Some(hits) => Ok(u32::try_from(hits).unwrap_or(0)),
-            None => {
-                self.restart_window(bucket, now, 1).await?;
-                Ok(1)
+        for _ in 0..RACE_ROUNDS {
+            let hits: Option<i32> = on_backend!(self, |conn| {
+                diesel::update(
+                    counters::table
+                        .find(bucket)
+                        .filter(counters::window_started_at.gt(window_cutoff)),
+                )
+                .set((
+                    counters::hits.eq(counters::hits + 1),
+                    counters::last_hit_at.eq(now),
+                ))
+                .returning(counters::hits)
+                .get_result(conn)
+                .await
+                .optional()
+            })?;
+            if let Some(hits) = hits {
+                return Ok(u32::try_from(hits).unwrap_or(0));
+            }
+            if self.insert_counter(bucket, now).await?
+                || self
+                    .restart_expired_window(bucket, now, window_cutoff)
+                    .await?
+            {
+                return Ok(1);
             }
         }
+        Err(StoreError::Setup(format!(
+            "counter {bucket} stayed contended"
+        )))
     }
 
     /// Refuses `bucket` until `until`.
@@ -175,31 +218,49 @@ impl Queries<'_> {
         Ok(row)
     }
 
-    async fn restart_window(
+    /// Creates the bucket with one hit; `false` when another writer created it first.
+    async fn insert_counter(
         &mut self,
         bucket: &str,
         now: NaiveDateTime,
-        hits: i32,
-    ) -> Result<(), StoreError> {
-        on_backend!(self, |conn| {
+    ) -> Result<bool, StoreError> {
+        let inserted = on_backend!(self, |conn| {
             diesel::insert_into(counters::table)
                 .values((
                     counters::bucket.eq(bucket),
                     counters::window_started_at.eq(now),
-                    counters::hits.eq(hits),
+                    counters::hits.eq(1),
                     counters::last_hit_at.eq(now),
                 ))
-                .on_conflict(counters::bucket)
-                .do_update()
-                .set((
-                    counters::window_started_at.eq(now),
-                    counters::hits.eq(hits),
-                    counters::last_hit_at.eq(now),
-                    counters::blocked_until.eq(None::<NaiveDateTime>),
-                ))
+                .on_conflict_do_nothing()
                 .execute(conn)
                 .await
         })?;
-        Ok(())
+        Ok(inserted == 1)
+    }
+
+    /// Starts a new window with one hit if the current one ended; `false` when another writer did first.
+    async fn restart_expired_window(
+        &mut self,
+        bucket: &str,
+        now: NaiveDateTime,
+        window_cutoff: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let restarted = on_backend!(self, |conn| {
+            diesel::update(
+                counters::table
+                    .find(bucket)
+                    .filter(counters::window_started_at.le(window_cutoff)),
+            )
+            .set((
+                counters::window_started_at.eq(now),
+                counters::hits.eq(1),
+                counters::last_hit_at.eq(now),
+                counters::blocked_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)
+            .await
+        })?;
+        Ok(restarted == 1)
     }
 }

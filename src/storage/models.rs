@@ -115,6 +115,8 @@ pub struct RefreshTokenRow {
 pub struct CounterRow {
     /// Start of the current window (UTC).
     pub window_started_at: NaiveDateTime,
+    /// Hits in the window.
+    pub hits: i32,
     /// Time of the last hit (UTC).
     pub last_hit_at: NaiveDateTime,
     /// Refused until then, if set.

@@ -359,7 +359,99 @@ async fn an_expired_activation_link_is_refused_and_a_new_one_can_be_requested(ba
     assert!(user.is_verified);
 }
 
+async fn concurrent_wrong_codes_never_get_more_than_five_tries(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("race@example.com", PASSWORD).await.unwrap();
+    let otp = app
+        .smtp
+        .nth_with_subject("race@example.com", "verification code", 1)
+        .await
+        .otp();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+
+    let attempts = (0..8).map(|_| {
+        let mut client = app.client.clone();
+        let request = pb::VerifyOtpRequest {
+            email: "race@example.com".into(),
+            otp: wrong.into(),
+        };
+        tokio::spawn(async move { client.verify_otp(request).await })
+    });
+    let outcomes = futures_join(attempts).await;
+
+    let judged = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(s) if s.code() == Code::InvalidArgument))
+        .count();
+    assert_eq!(
+        judged, 5,
+        "exactly five wrong codes were compared: {outcomes:?}"
+    );
+    assert_refused(
+        app.verify_otp("race@example.com", &otp).await,
+        Code::ResourceExhausted,
+        "OTP_ATTEMPTS_EXCEEDED",
+    );
+}
+
+async fn a_resend_does_not_reset_the_hourly_attempt_budget(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("budget@example.com", PASSWORD).await.unwrap();
+    app.smtp
+        .nth_with_subject("budget@example.com", "verification code", 1)
+        .await;
+    let mut client = app.client.clone();
+
+    for round in 1..=2 {
+        if round == 2 {
+            app.clock.advance(Duration::from_secs(61));
+            client
+                .resend_otp(pb::ResendOtpRequest {
+                    email: "budget@example.com".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let otp = app
+            .smtp
+            .nth_with_subject("budget@example.com", "verification code", round)
+            .await
+            .otp();
+        let wrong = if otp == "000000" { "111111" } else { "000000" };
+        for _ in 0..5 {
+            assert_refused(
+                app.verify_otp("budget@example.com", wrong).await,
+                Code::InvalidArgument,
+                "OTP_INVALID",
+            );
+        }
+    }
+    let otp = app
+        .smtp
+        .nth_with_subject("budget@example.com", "verification code", 2)
+        .await
+        .otp();
+
+    let status = assert_refused(
+        app.verify_otp("budget@example.com", &otp).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+    assert!(status.get_error_details().retry_info().is_some());
+    assert!(!app.user("budget@example.com").await.unwrap().is_verified);
+}
+
+async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        results.push(handle.await.unwrap());
+    }
+    results
+}
+
 crate::on_both_backends!(
+    concurrent_wrong_codes_never_get_more_than_five_tries,
+    a_resend_does_not_reset_the_hourly_attempt_budget,
     registering_returns_an_unverified_user_and_emails_a_code_and_a_link,
     a_duplicate_email_in_any_letter_case_is_refused_and_changes_nothing,
     bad_emails_and_passwords_are_refused_with_the_field_named,

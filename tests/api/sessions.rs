@@ -311,7 +311,51 @@ async fn the_per_ip_login_budget_is_enforced(backend: Backend) {
     );
 }
 
+async fn of_concurrent_refreshes_with_one_token_exactly_one_wins(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("twins@example.com").await;
+
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let mut client = app.client.clone();
+            let request = pb::RefreshRequest {
+                refresh: tokens.refresh.clone(),
+            };
+            tokio::spawn(async move { client.refresh(request).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(status) => assert_eq!(status.code(), Code::Unauthenticated, "{status:?}"),
+        }
+    }
+
+    assert_eq!(winners, 1);
+}
+
+async fn oversized_messages_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+
+    let huge = pb::RegisterRequest {
+        email: "big@example.com".into(),
+        password: PASSWORD.into(),
+        first_name: "x".repeat(100 * 1024),
+        last_name: String::new(),
+    };
+    let status = app.client.clone().register(huge).await.unwrap_err();
+
+    assert!(
+        matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{status:?}"
+    );
+    assert!(app.user("big@example.com").await.is_none());
+}
+
 crate::on_both_backends!(
+    of_concurrent_refreshes_with_one_token_exactly_one_wins,
+    oversized_messages_are_refused,
     login_returns_an_eddsa_access_token_with_the_documented_claims,
     a_wrong_password_and_an_unknown_email_answer_alike,
     an_unverified_user_cannot_log_in,
