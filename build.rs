@@ -1,4 +1,5 @@
-//! Compiles `proto/` with protox (no system `protoc`) into tonic code and a descriptor set.
+//! Compiles `proto/` with protox (no system `protoc`) into tonic code, serde (proto3 JSON)
+//! implementations, and a descriptor set.
 
 use std::{env, fs, path::PathBuf};
 
@@ -12,13 +13,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The encoded bytes keep custom options (google.api.http) that the prost types would drop.
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(
-        out_dir.join("identity_descriptor.bin"),
-        compiler.encode_file_descriptor_set(),
-    )?;
+    let descriptor = compiler.encode_file_descriptor_set();
+    fs::write(out_dir.join("identity_descriptor.bin"), &descriptor)?;
 
+    // Well-known types come from pbjson-types, so timestamps have their proto3 JSON form.
     tonic_prost_build::configure()
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .build_client(true)
         .compile_fds(compiler.file_descriptor_set())?;
+
+    // The JSON bridge speaks the seed's field names (`first_name`) and shows every field.
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor)?
+        .preserve_proto_field_names()
+        .emit_fields()
+        .build(&[".identity"])?;
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::{
     config::{Config, JwtAlgorithm},
     email::{Mailer, Templates, Transport, worker},
     grpc::{IdentityApi, server},
+    http,
     services::{ServiceParts, Services},
     storage::Store,
 };
@@ -27,8 +28,10 @@ const STORED_SIGNING_KEY: &str = "jwt_ed25519_pkcs8_pem";
 
 /// A built, bound, migrated service, ready to run.
 pub struct Application {
-    listener: TcpListener,
+    grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
     services: Services,
     transport: Transport,
     config: Arc<Config>,
@@ -58,10 +61,14 @@ impl Application {
             Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
         let transport = Transport::new(config.smtp.as_ref(), &config.from_email)
             .context("setting up email delivery")?;
-        let listener = TcpListener::bind(config.grpc_listen_addr)
+        let grpc_listener = TcpListener::bind(config.grpc_listen_addr)
             .await
             .with_context(|| format!("binding GRPC_LISTEN_ADDR {}", config.grpc_listen_addr))?;
-        let grpc_addr = listener.local_addr()?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let http_listener = TcpListener::bind(config.http_listen_addr)
+            .await
+            .with_context(|| format!("binding HTTP_LISTEN_ADDR {}", config.http_listen_addr))?;
+        let http_addr = http_listener.local_addr()?;
         let config = Arc::new(config);
         let services = Services::new(ServiceParts {
             store,
@@ -74,8 +81,10 @@ impl Application {
             config: Arc::clone(&config),
         });
         Ok(Self {
-            listener,
+            grpc_listener,
             grpc_addr,
+            http_listener,
+            http_addr,
             services,
             transport,
             config,
@@ -86,6 +95,12 @@ impl Application {
     #[must_use]
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// The bound HTTP address of the bridge.
+    #[must_use]
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// The services, for callers in the same process (the CLI, tests).
@@ -119,13 +134,31 @@ impl Application {
             stop_rx,
         ));
         let api = IdentityApi::new(services.clone(), &self.config.trusted_proxies);
-        tracing::info!(grpc.addr = %self.grpc_addr, "identity is serving");
-        let served = server::serve(self.listener, api, services, shutdown).await;
-        let _ = stop_tx.send(true);
+        let redirects = http::PageRedirects {
+            activation: self.config.activation_redirect_url.clone(),
+            password_reset: self.config.password_reset_url.clone(),
+        };
+        let bridge = http::router(api.clone(), services.clone(), redirects)?;
+        // One signal stops both listeners and the worker.
+        let stopping = stop_tx.subscribe();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        tracing::info!(grpc.addr = %self.grpc_addr, http.addr = %self.http_addr, "identity is serving");
+        let (grpc, bridge) = tokio::join!(
+            server::serve(self.grpc_listener, api, services, stopped(stopping.clone())),
+            http::serve(self.http_listener, bridge, stopped(stopping)),
+        );
         worker.await.context("the outbox worker panicked")?;
         tracing::info!("identity stopped");
-        served
+        grpc.and(bridge)
     }
+}
+
+/// Resolves once the stop flag turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// The configured `SECRET_KEY`, or one generated once and shared through the database.

@@ -135,8 +135,14 @@ pub struct Config {
     pub from_email: String,
     /// gRPC listener.
     pub grpc_listen_addr: SocketAddr,
+    /// JSON bridge, pages, health and key set listener.
+    pub http_listen_addr: SocketAddr,
     /// Base of the links in emails.
     pub public_base_url: String,
+    /// Front-end page that activation links redirect to, instead of the built-in page.
+    pub activation_redirect_url: Option<String>,
+    /// Front-end page that reset links redirect to, instead of the built-in form.
+    pub password_reset_url: Option<String>,
     /// Directory whose templates override the built-in ones.
     pub templates_dir: Option<PathBuf>,
     /// How addresses are verified.
@@ -247,6 +253,9 @@ impl Config {
                 .get("DEFAULT_FROM_EMAIL")
                 .unwrap_or_else(|| "identity@localhost".into()),
             grpc_listen_addr: env.parsed("GRPC_LISTEN_ADDR", "0.0.0.0:50051")?,
+            http_listen_addr: env.parsed("HTTP_LISTEN_ADDR", "0.0.0.0:8080")?,
+            activation_redirect_url: env.get("ACTIVATION_REDIRECT_URL"),
+            password_reset_url: env.get("PASSWORD_RESET_URL"),
             public_base_url: env
                 .get("PUBLIC_BASE_URL")
                 .unwrap_or_else(|| "http://localhost:8080".into())
@@ -347,8 +356,8 @@ fn smtp(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
     }))
 }
 
-/// Escapes the characters that would break a URL's user-info or path.
-fn percent_encode(raw: &str) -> String {
+/// Percent-encodes everything but unreserved characters (RFC 3986), for URL parts.
+pub(crate) fn percent_encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

@@ -16,6 +16,7 @@
 //! - [`email`]: templates, the outbox worker and the SMTP or log transport.
 //! - [`services`]: every rule and transaction, once; the adapters only convert.
 //! - [`grpc`]: the tonic adapter, reflection, health and the one `ServiceError` to `Status` map.
+//! - [`http`]: the JSON bridge (the seed's HTTP paths), the pages a person clicks, and health.
 //! - [`app`]: wires it all up, binds listeners and runs until shut down.
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod services;
 pub mod storage;
 pub mod telemetry;
@@ -38,6 +40,7 @@ pub mod telemetry;
 )]
 pub mod pb {
     tonic::include_proto!("identity.v1");
+    include!(concat!(env!("OUT_DIR"), "/identity.v1.serde.rs"));
 
     /// The encoded descriptor set of the contract, with options kept, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

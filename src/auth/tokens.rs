@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{
     SigningKey,
@@ -65,6 +66,8 @@ pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
     kid: String,
+    /// The public key as a JWK, when others can verify (EdDSA).
+    public_jwk: Option<serde_json::Value>,
     issuer: String,
     audience: String,
     lifetime: chrono::Duration,
@@ -82,13 +85,22 @@ impl TokenIssuer {
             .to_pkcs8_der()
             .map_err(|e| anyhow::anyhow!("re-encoding the signing key: {e}"))?;
         let public = signing.verifying_key().to_bytes();
-        Ok(Self::build(
+        let mut issuer = Self::build(
             Algorithm::EdDSA,
             EncodingKey::from_ed_der(der.as_bytes()),
             DecodingKey::from_ed_der(&public),
             &public,
             config,
-        ))
+        );
+        issuer.public_jwk = Some(serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(public),
+            "kid": issuer.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }));
+        Ok(issuer)
     }
 
     /// An HS256 issuer keyed by `SECRET_KEY` (seed compatibility; nobody else can verify).
@@ -130,11 +142,19 @@ impl TokenIssuer {
             encoding,
             decoding,
             kid,
+            public_jwk: None,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             lifetime: chrono::Duration::from_std(config.access_lifetime)
                 .unwrap_or(chrono::Duration::minutes(5)),
         }
+    }
+
+    /// The JSON Web Key Set other services verify access tokens with; empty for HS256,
+    /// whose key must stay secret.
+    #[must_use]
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": self.public_jwk.iter().collect::<Vec<_>>() })
     }
 
     /// Issues an access token for a session.

@@ -144,7 +144,7 @@ fn substitute(template: &str, values: &[(&str, &str)], escape: impl Fn(&str) -> 
     out
 }
 
-fn escape_html(value: &str) -> String {
+pub(crate) fn escape_html(value: &str) -> String {
     value
         .replace('&', "&amp;")
         .replace('<', "&lt;")

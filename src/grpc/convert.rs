@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use prost_types::Timestamp;
+use pbjson_types::Timestamp;
 use tonic::Request;
 
 use crate::{

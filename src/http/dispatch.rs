@@ -1,0 +1,81 @@
+//! Calls the gRPC adapter in process, so the bridge returns exactly what gRPC returns — the
+//! same rules, the same `Status` — with the request's metadata and peer address carried over.
+
+use std::{future::Future, net::SocketAddr};
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use tonic::{Request, Response, Status, metadata::MetadataMap, transport::server::TcpConnectInfo};
+
+use crate::{
+    error::ServiceError,
+    grpc::{IdentityApi, status::to_status},
+    pb::identity_service_server::IdentityService,
+};
+
+/// What travels with a bridged call besides its message.
+pub struct CallContext {
+    /// Headers carried over as metadata (`authorization`, `x-forwarded-for`, ...).
+    pub metadata: MetadataMap,
+    /// The HTTP client's address.
+    pub peer: Option<SocketAddr>,
+}
+
+/// Decodes `message` into `Req`, calls `method` as gRPC would, and encodes the reply.
+async fn forward<Req, Resp, F, Fut>(message: Value, context: CallContext, method: F) -> Result<Value, Status>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<Resp>, Status>>,
+{
+    let decoded: Req = serde_json::from_value(message).map_err(|e| {
+        to_status(ServiceError::InvalidArgument {
+            field: "body",
+            reason: e.to_string(),
+        })
+    })?;
+    let mut request = Request::new(decoded);
+    *request.metadata_mut() = context.metadata;
+    request.extensions_mut().insert(TcpConnectInfo {
+        local_addr: None,
+        remote_addr: context.peer,
+    });
+    let response = method(request).await?;
+    serde_json::to_value(response.into_inner())
+        .map_err(|e| to_status(ServiceError::Unexpected(anyhow::anyhow!("encoding a reply: {e}"))))
+}
+
+macro_rules! rpcs {
+    ($($name:literal => $method:ident),* $(,)?) => {
+        /// Every RPC the bridge can forward.
+        pub const RPCS: &[&str] = &[$($name),*];
+
+        /// Forwards one call to the RPC named `rpc`.
+        ///
+        /// # Errors
+        /// The call's `Status`, or `NOT_FOUND` for an RPC the bridge does not know.
+        pub async fn call(api: &IdentityApi, rpc: &str, message: Value, context: CallContext) -> Result<Value, Status> {
+            match rpc {
+                $($name => forward(message, context, |request| api.$method(request)).await,)*
+                _ => Err(to_status(ServiceError::NotFound)),
+            }
+        }
+    };
+}
+
+rpcs! {
+    "Register" => register,
+    "VerifyOtp" => verify_otp,
+    "ResendOtp" => resend_otp,
+    "Activate" => activate,
+    "ResendActivationEmail" => resend_activation_email,
+    "Login" => login,
+    "Refresh" => refresh,
+    "Logout" => logout,
+    "LogoutAll" => logout_all,
+    "PasswordReset" => password_reset,
+    "PasswordResetConfirm" => password_reset_confirm,
+    "ListUsers" => list_users,
+    "GetUser" => get_user,
+}

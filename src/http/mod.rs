@@ -1,0 +1,194 @@
+//! The JSON bridge: the seed's HTTP paths, grpc-gateway style, plus the pages a person clicks
+//! and the endpoints machines poll. Each annotated RPC is served at its path with and without
+//! the trailing slash, by forwarding to the gRPC adapter in process.
+//!
+//! - [`routes`]: the route table, read from the `google.api.http` annotations.
+//! - `dispatch`: forwarding a JSON call to the gRPC handler.
+//! - [`error`]: the one `Status` to HTTP map.
+//! - `pages`: the activation page and the password reset form.
+//! - `ops`: `/healthz`, `/readyz`, `/.well-known/jwks.json`, `/openapi.json`.
+//! - [`openapi`]: the generated OpenAPI document.
+
+mod dispatch;
+pub mod error;
+pub mod openapi;
+mod ops;
+mod pages;
+pub mod routes;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{ConnectInfo, DefaultBodyLimit, RawPathParams, RawQuery, State, rejection::BytesRejection},
+    http::{HeaderMap, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, get, on},
+};
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tonic::{Code, metadata::MetadataMap};
+
+pub use pages::PageRedirects;
+use routes::HttpRoute;
+
+use crate::{grpc::IdentityApi, services::Services};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every bridge handler shares.
+#[derive(Clone)]
+pub struct BridgeState {
+    api: IdentityApi,
+    services: Services,
+    redirects: Arc<PageRedirects>,
+    openapi: Arc<Value>,
+}
+
+/// Builds the bridge's router.
+///
+/// # Errors
+/// When the annotations name an RPC the bridge cannot forward, or the descriptors are broken.
+pub fn router(api: IdentityApi, services: Services, redirects: PageRedirects) -> anyhow::Result<Router> {
+    let pool = routes::descriptor_pool()?;
+    let annotated = routes::annotated_routes(&pool)?;
+    if let Some(missing) = annotated.iter().find(|r| !dispatch::RPCS.contains(&r.rpc.as_str())) {
+        anyhow::bail!("the bridge cannot forward {}", missing.rpc);
+    }
+    let state = BridgeState {
+        api,
+        services,
+        redirects: Arc::new(redirects),
+        openapi: Arc::new(openapi::document(&pool, &annotated)?),
+    };
+    let mut router = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/accounts/password-reset-confirm/{uidb64}/{token}/", get(reset_form))
+        .route("/accounts/password-reset-confirm/{uidb64}/{token}", get(reset_form));
+    for route in annotated {
+        let route = Arc::new(route);
+        let filter = MethodFilter::try_from(route.method.clone())
+            .map_err(|e| anyhow::anyhow!("{}: unsupported method: {e}", route.rpc))?;
+        for path in [route.template.clone(), route.slashed()] {
+            let route = Arc::clone(&route);
+            let handler = move |state, peer, params, query, headers, body| bridge(state, route, peer, params, query, headers, body);
+            router = router.route(&path, on(filter, handler));
+        }
+    }
+    Ok(router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state))
+}
+
+/// Serves the bridge on `listener` until `shutdown` resolves, finishing in-flight requests.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Into::into)
+}
+
+/// Decodes the HTTP request into the RPC's message, forwards it, and encodes the outcome as
+/// JSON (or, for a browser, as a page).
+async fn bridge(
+    State(state): State<BridgeState>,
+    route: Arc<HttpRoute>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    params: RawPathParams,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let message = match request_message(&route, &params, query.as_deref(), &headers, body) {
+        Ok(message) => message,
+        Err(response) => return response,
+    };
+    let context = dispatch::CallContext {
+        metadata: MetadataMap::from_headers(headers.clone()),
+        peer: Some(peer),
+    };
+    let outcome = dispatch::call(&state.api, &route.rpc, message, context).await;
+    if pages::wants_html(&headers)
+        && let Some(page) = pages::outcome_page(&route.rpc, &outcome, &state.redirects, &params)
+    {
+        return page;
+    }
+    match outcome {
+        Ok(reply) => axum::Json(reply).into_response(),
+        Err(status) => error::status_response(&status),
+    }
+}
+
+/// The request message as JSON: the body's fields, then the query's, then the path's.
+fn request_message(
+    route: &HttpRoute,
+    params: &[(String, String)],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, Response> {
+    let mut message = Map::new();
+    if route.has_body {
+        let body = body.map_err(|rejection| {
+            let status = rejection.status();
+            error::bridge_error(status, if status == StatusCode::PAYLOAD_TOO_LARGE { Code::ResourceExhausted } else { Code::InvalidArgument }, &rejection.body_text())
+        })?;
+        message = body_fields(headers, &body)?;
+    }
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| error::bridge_error(StatusCode::BAD_REQUEST, Code::InvalidArgument, &format!("invalid query string: {e}")))?;
+        message.extend(pairs.into_iter().map(|(k, v)| (k, Value::String(v))));
+    }
+    message.extend(params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+    Ok(Value::Object(message))
+}
+
+fn body_fields(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Response> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let bad_request = |message: String| error::bridge_error(StatusCode::BAD_REQUEST, Code::InvalidArgument, &message);
+    match media_type.as_str() {
+        "application/json" => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(fields)) => Ok(fields),
+            Ok(_) => Err(bad_request("the request body must be a JSON object".into())),
+            Err(e) => Err(bad_request(format!("the request body is not valid JSON: {e}"))),
+        },
+        // HTML forms (the password reset page) post this.
+        "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .map(|pairs| pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+            .map_err(|e| bad_request(format!("the form is not valid: {e}"))),
+        _ => Err(error::bridge_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            "send the request body as application/json",
+        )),
+    }
+}
+
+async fn reset_form(State(state): State<BridgeState>, params: RawPathParams) -> Response {
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v).to_owned();
+    pages::reset_form_page(&param("uidb64"), &param("token"), &state.redirects)
+}
+
+async fn not_found() -> Response {
+    error::bridge_error(StatusCode::NOT_FOUND, Code::NotFound, "no such path")
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    error::bridge_error(StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented, &format!("{method} is not allowed on this path"))
+}

@@ -1,0 +1,169 @@
+//! The pages a person reaches from an email: the activation link answers a browser with a
+//! small HTML page (or a redirect to the front end), and the reset link opens a form that
+//! posts the new password. Plain HTML and CSS, no scripts, no external assets.
+
+use axum::{
+    http::{HeaderMap, StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use serde_json::Value;
+use tonic::Status;
+
+use super::error::http_status;
+use crate::{
+    config::percent_encode,
+    domain::{PASSWORD_MAX_CHARS as MAX_CHARS, PASSWORD_MIN_CHARS as MIN_CHARS},
+    email::escape_html as escape,
+};
+
+/// Where pages send people instead, when a front end handles these flows.
+#[derive(Debug, Clone, Default)]
+pub struct PageRedirects {
+    /// `ACTIVATION_REDIRECT_URL`: receives `?status=success` or `?status=error&reason=...`.
+    pub activation: Option<String>,
+    /// `PASSWORD_RESET_URL`: receives `?uidb64=...&token=...`.
+    pub password_reset: Option<String>,
+}
+
+/// Whether the client would rather read HTML than JSON (a browser following a link or posting a form).
+#[must_use]
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    content_type.starts_with("application/x-www-form-urlencoded")
+        || (accept.contains("text/html") && !accept.starts_with("application/json"))
+}
+
+/// The page for the outcome of an RPC a person triggers from a browser, if it has one.
+#[must_use]
+pub fn outcome_page(
+    rpc: &str,
+    outcome: &Result<Value, Status>,
+    redirects: &PageRedirects,
+    params: &[(String, String)],
+) -> Option<Response> {
+    match rpc {
+        "Activate" => Some(activation_page(outcome, redirects)),
+        "PasswordResetConfirm" => Some(reset_outcome_page(outcome, params)),
+        _ => None,
+    }
+}
+
+fn activation_page(outcome: &Result<Value, Status>, redirects: &PageRedirects) -> Response {
+    if let Some(url) = &redirects.activation {
+        let query = match outcome {
+            Ok(_) => "status=success".to_owned(),
+            Err(status) => format!("status=error&reason={}", reason(status)),
+        };
+        return Redirect::to(&with_query(url, &query)).into_response();
+    }
+    match outcome {
+        Ok(_) => page(
+            StatusCode::OK,
+            "Account activated",
+            "<p class=\"ok\">Your email address is verified and your account is active.</p>\
+             <p>You can close this page and sign in.</p>",
+        ),
+        Err(status) => page(
+            http_status(status.code()),
+            "Activation failed",
+            &format!(
+                "<p class=\"error\" role=\"alert\">{}</p><p>Request a new activation email from the app and try again.</p>",
+                escape(status.message())
+            ),
+        ),
+    }
+}
+
+/// The form the emailed reset link opens, or a redirect to the front end that handles it.
+#[must_use]
+pub fn reset_form_page(uidb64: &str, token: &str, redirects: &PageRedirects) -> Response {
+    if let Some(url) = &redirects.password_reset {
+        let query = format!("uidb64={}&token={}", percent_encode(uidb64), percent_encode(token));
+        return Redirect::to(&with_query(url, &query)).into_response();
+    }
+    page(StatusCode::OK, "Choose a new password", &reset_form(uidb64, token, None))
+}
+
+fn reset_outcome_page(outcome: &Result<Value, Status>, params: &[(String, String)]) -> Response {
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
+    match outcome {
+        Ok(_) => page(
+            StatusCode::OK,
+            "Password changed",
+            "<p class=\"ok\">Your password has been changed and every session signed out.</p>\
+             <p>Sign in again with the new password.</p>",
+        ),
+        // A bad password can be corrected on the same form; a bad link cannot.
+        Err(status) if reason(status) == "INVALID_ARGUMENT" => page(
+            http_status(status.code()),
+            "Choose a new password",
+            &reset_form(param("uidb64"), param("token"), Some(status.message())),
+        ),
+        Err(status) => page(
+            http_status(status.code()),
+            "Password not changed",
+            &format!(
+                "<p class=\"error\" role=\"alert\">{}</p><p>Request a new reset email and try again.</p>",
+                escape(status.message())
+            ),
+        ),
+    }
+}
+
+fn reset_form(uidb64: &str, token: &str, error: Option<&str>) -> String {
+    let error = error.map_or(String::new(), |message| {
+        format!("<p class=\"error\" role=\"alert\" id=\"error\">{}</p>", escape(message))
+    });
+    format!(
+        "{error}<form method=\"post\" action=\"/accounts/password-reset-confirm/{uid}/{token}/\">\
+         <label for=\"new_password\">New password</label>\
+         <input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" \
+         required minlength=\"{MIN_CHARS}\" maxlength=\"{MAX_CHARS}\" aria-describedby=\"hint\">\
+         <p id=\"hint\" class=\"hint\">{MIN_CHARS} to {MAX_CHARS} characters. A long phrase is easy to remember and hard to guess.</p>\
+         <button type=\"submit\">Change password</button></form>",
+        uid = escape(uidb64),
+        token = escape(token),
+    )
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{title}</title><style>{STYLE}</style></head>\
+         <body><main><h1>{title}</h1>{body}</main></body></html>",
+        title = escape(title),
+    );
+    let mut response = (status, Html(html)).into_response();
+    // The URL holds a one-time token: keep it out of caches and other sites' logs.
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    response
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1f2937;margin:0}\
+main{max-width:26rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.12)}\
+h1{font-size:1.4rem;margin-top:0}label{display:block;font-weight:600;margin-bottom:.4rem}\
+input{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #9ca3af;border-radius:6px}\
+button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;border:0;border-radius:6px;background:#1d4ed8;color:#fff;cursor:pointer}\
+.hint{font-size:.85rem;color:#4b5563}.ok{color:#166534}.error{color:#b91c1c}";
+
+fn reason(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map_or_else(|| "UNKNOWN".to_owned(), |info| info.reason.clone())
+}
+
+fn with_query(url: &str, query: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{query}")
+}

@@ -1,0 +1,106 @@
+//! The bridge's route table, read from the `google.api.http` annotations of the contract, so
+//! there is no second, hand-kept table to drift.
+
+use prost_reflect::{DescriptorPool, Value};
+
+use crate::pb;
+
+/// The gRPC service the annotations are read from.
+pub const SERVICE: &str = "identity.v1.IdentityService";
+
+/// One annotated RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// RPC name, e.g. `Register`.
+    pub rpc: String,
+    /// HTTP method.
+    pub method: axum::http::Method,
+    /// Path template without the trailing slash, e.g. `/accounts/api/users/{id}`.
+    pub template: String,
+    /// Whether the request message comes from the body (`body: "*"`).
+    pub has_body: bool,
+    /// Names of the `{params}` in the template.
+    pub path_params: Vec<String>,
+    /// The request message's full name.
+    pub request_type: String,
+    /// The response message's full name.
+    pub response_type: String,
+}
+
+impl HttpRoute {
+    /// The template with the trailing slash the seed documents.
+    #[must_use]
+    pub fn slashed(&self) -> String {
+        format!("{}/", self.template)
+    }
+}
+
+/// The descriptors of the contract, with options kept.
+///
+/// # Errors
+/// When the embedded descriptor set does not decode.
+pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
+    DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).map_err(|e| anyhow::anyhow!("decoding descriptors: {e}"))
+}
+
+/// Every annotated RPC of the service.
+///
+/// # Errors
+/// When the descriptors lack the service or an annotation is malformed.
+pub fn annotated_routes(pool: &DescriptorPool) -> anyhow::Result<Vec<HttpRoute>> {
+    let service = pool
+        .get_service_by_name(SERVICE)
+        .ok_or_else(|| anyhow::anyhow!("{SERVICE} is not in the descriptors"))?;
+    let http = pool
+        .get_extension_by_name("google.api.http")
+        .ok_or_else(|| anyhow::anyhow!("google.api.http is not in the descriptors"))?;
+    let mut routes = Vec::new();
+    for method in service.methods() {
+        let options = method.options();
+        if !options.has_extension(&http) {
+            continue;
+        }
+        let Value::Message(rule) = options.get_extension(&http).into_owned() else {
+            anyhow::bail!("{}: google.api.http is not a message", method.name());
+        };
+        let (verb, template) = ["get", "post", "put", "delete", "patch"]
+            .into_iter()
+            .find_map(|verb| match rule.get_field_by_name(verb).as_deref() {
+                Some(Value::String(path)) if !path.is_empty() => Some((verb, path.clone())),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow::anyhow!("{}: no path in google.api.http", method.name()))?;
+        let has_body = matches!(rule.get_field_by_name("body").as_deref(), Some(Value::String(body)) if body == "*");
+        let path_params = template
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(str::to_owned)
+            .collect();
+        routes.push(HttpRoute {
+            rpc: method.name().to_owned(),
+            method: verb.to_ascii_uppercase().parse()?,
+            template,
+            has_body,
+            path_params,
+            request_type: method.input().full_name().to_owned(),
+            response_type: method.output().full_name().to_owned(),
+        });
+    }
+    Ok(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{annotated_routes, descriptor_pool};
+
+    #[test]
+    fn every_rpc_has_an_annotation_with_the_seed_path() {
+        let routes = annotated_routes(&descriptor_pool().unwrap()).unwrap();
+        let activate = routes.iter().find(|r| r.rpc == "Activate").unwrap();
+        assert_eq!(activate.method, axum::http::Method::GET);
+        assert_eq!(activate.slashed(), "/accounts/api/activate/{uidb64}/{token}/");
+        assert_eq!(activate.path_params, ["uidb64", "token"]);
+        assert!(routes.iter().find(|r| r.rpc == "Register").unwrap().has_body);
+        assert_eq!(routes.len(), 13);
+    }
+}
