@@ -11,7 +11,9 @@ mod user_id;
 pub use email::Email;
 pub use otp::Otp;
 pub use page::{PageSize, PageToken};
-pub use password::{LoginPassword, MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, Password};
+pub use password::{
+    LoginPassword, MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, Password,
+};
 pub use uidb64::Uidb64;
 pub use user::{PersonName, User};
 pub use user_id::UserId;

@@ -22,7 +22,11 @@ pub struct CallContext {
 }
 
 /// Decodes `message` into `Req`, calls `method` as gRPC would, and encodes the reply.
-async fn forward<Req, Resp, F, Fut>(message: Value, context: CallContext, method: F) -> Result<Value, Status>
+async fn forward<Req, Resp, F, Fut>(
+    message: Value,
+    context: CallContext,
+    method: F,
+) -> Result<Value, Status>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
@@ -42,8 +46,11 @@ where
         remote_addr: context.peer,
     });
     let response = method(request).await?;
-    serde_json::to_value(response.into_inner())
-        .map_err(|e| to_status(ServiceError::Unexpected(anyhow::anyhow!("encoding a reply: {e}"))))
+    serde_json::to_value(response.into_inner()).map_err(|e| {
+        to_status(ServiceError::Unexpected(anyhow::anyhow!(
+            "encoding a reply: {e}"
+        )))
+    })
 }
 
 macro_rules! rpcs {

@@ -19,7 +19,9 @@ pub fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
         Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
@@ -51,7 +53,9 @@ pub fn status_response(status: &Status) -> Response {
             .iter()
             .map(|v| json!({"field": v.field, "description": v.description}))
             .collect();
-        body_details.push(json!({"@type": format!("{TYPE_PREFIX}BadRequest"), "fieldViolations": violations}));
+        body_details.push(
+            json!({"@type": format!("{TYPE_PREFIX}BadRequest"), "fieldViolations": violations}),
+        );
     }
     let retry_after = details.retry_info().and_then(|info| info.retry_delay);
     if let Some(delay) = retry_after {
@@ -60,7 +64,12 @@ pub fn status_response(status: &Status) -> Response {
             "retryDelay": format!("{}s", delay.as_secs()),
         }));
     }
-    let mut response = error_response(http_status(status.code()), status.code(), status.message(), body_details);
+    let mut response = error_response(
+        http_status(status.code()),
+        status.code(),
+        status.message(),
+        body_details,
+    );
     if let Some(delay) = retry_after
         && let Ok(value) = HeaderValue::from_str(&delay.as_secs().max(1).to_string())
     {
@@ -73,6 +82,35 @@ pub fn status_response(status: &Status) -> Response {
 #[must_use]
 pub fn bridge_error(http: StatusCode, code: Code, message: &str) -> Response {
     error_response(http, code, message, Vec::new())
+}
+
+/// A request the bridge refuses before any RPC runs.
+#[derive(Debug)]
+pub struct Rejection {
+    /// HTTP status.
+    pub http: StatusCode,
+    /// The gRPC code written in the body.
+    pub code: Code,
+    /// What is wrong, for the client.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A 400 `INVALID_ARGUMENT` rejection.
+    #[must_use]
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            http: StatusCode::BAD_REQUEST,
+            code: Code::InvalidArgument,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        bridge_error(self.http, self.code, &self.message)
+    }
 }
 
 fn error_response(http: StatusCode, code: Code, message: &str, details: Vec<Value>) -> Response {
@@ -101,7 +139,11 @@ mod tests {
             (Code::Unavailable, 503),
         ];
         for (code, http) in table {
-            assert_eq!(http_status(code), StatusCode::from_u16(http).unwrap(), "{code:?}");
+            assert_eq!(
+                http_status(code),
+                StatusCode::from_u16(http).unwrap(),
+                "{code:?}"
+            );
         }
     }
 }

@@ -21,7 +21,9 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use axum::{
     Router,
     body::Bytes,
-    extract::{ConnectInfo, DefaultBodyLimit, RawPathParams, RawQuery, State, rejection::BytesRejection},
+    extract::{
+        ConnectInfo, DefaultBodyLimit, RawPathParams, RawQuery, State, rejection::BytesRejection,
+    },
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{MethodFilter, get, on},
@@ -30,6 +32,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tonic::{Code, metadata::MetadataMap};
 
+use error::Rejection;
 pub use pages::PageRedirects;
 use routes::HttpRoute;
 
@@ -51,10 +54,17 @@ pub struct BridgeState {
 ///
 /// # Errors
 /// When the annotations name an RPC the bridge cannot forward, or the descriptors are broken.
-pub fn router(api: IdentityApi, services: Services, redirects: PageRedirects) -> anyhow::Result<Router> {
+pub fn router(
+    api: IdentityApi,
+    services: Services,
+    redirects: PageRedirects,
+) -> anyhow::Result<Router> {
     let pool = routes::descriptor_pool()?;
     let annotated = routes::annotated_routes(&pool)?;
-    if let Some(missing) = annotated.iter().find(|r| !dispatch::RPCS.contains(&r.rpc.as_str())) {
+    if let Some(missing) = annotated
+        .iter()
+        .find(|r| !dispatch::RPCS.contains(&r.rpc.as_str()))
+    {
         anyhow::bail!("the bridge cannot forward {}", missing.rpc);
     }
     let state = BridgeState {
@@ -68,15 +78,23 @@ pub fn router(api: IdentityApi, services: Services, redirects: PageRedirects) ->
         .route("/readyz", get(ops::readyz))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/openapi.json", get(ops::openapi))
-        .route("/accounts/password-reset-confirm/{uidb64}/{token}/", get(reset_form))
-        .route("/accounts/password-reset-confirm/{uidb64}/{token}", get(reset_form));
+        .route(
+            "/accounts/password-reset-confirm/{uidb64}/{token}/",
+            get(reset_form),
+        )
+        .route(
+            "/accounts/password-reset-confirm/{uidb64}/{token}",
+            get(reset_form),
+        );
     for route in annotated {
         let route = Arc::new(route);
         let filter = MethodFilter::try_from(route.method.clone())
             .map_err(|e| anyhow::anyhow!("{}: unsupported method: {e}", route.rpc))?;
         for path in [route.template.clone(), route.slashed()] {
             let route = Arc::clone(&route);
-            let handler = move |state, peer, params, query, headers, body| bridge(state, route, peer, params, query, headers, body);
+            let handler = move |state, peer, params, query, headers, body| {
+                bridge(state, route, peer, params, query, headers, body)
+            };
             router = router.route(&path, on(filter, handler));
         }
     }
@@ -91,11 +109,18 @@ pub fn router(api: IdentityApi, services: Services, redirects: PageRedirects) ->
 ///
 /// # Errors
 /// When the server fails.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Into::into)
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(Into::into)
 }
 
 /// Decodes the HTTP request into the RPC's message, forwards it, and encodes the outcome as
@@ -109,10 +134,13 @@ async fn bridge(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     let message = match request_message(&route, &params, query.as_deref(), &headers, body) {
         Ok(message) => message,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into_response(),
     };
     let context = dispatch::CallContext {
         metadata: MetadataMap::from_headers(headers.clone()),
@@ -137,51 +165,88 @@ fn request_message(
     query: Option<&str>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Value, Response> {
+) -> Result<Value, Rejection> {
     let mut message = Map::new();
     if route.has_body {
         let body = body.map_err(|rejection| {
-            let status = rejection.status();
-            error::bridge_error(status, if status == StatusCode::PAYLOAD_TOO_LARGE { Code::ResourceExhausted } else { Code::InvalidArgument }, &rejection.body_text())
+            let http = rejection.status();
+            let code = if http == StatusCode::PAYLOAD_TOO_LARGE {
+                Code::ResourceExhausted
+            } else {
+                Code::InvalidArgument
+            };
+            Rejection {
+                http,
+                code,
+                message: rejection.body_text(),
+            }
         })?;
         message = body_fields(headers, &body)?;
     }
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|e| error::bridge_error(StatusCode::BAD_REQUEST, Code::InvalidArgument, &format!("invalid query string: {e}")))?;
+            .map_err(|e| Rejection::bad_request(format!("invalid query string: {e}")))?;
         message.extend(pairs.into_iter().map(|(k, v)| (k, Value::String(v))));
     }
-    message.extend(params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+    message.extend(
+        params
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+    );
     Ok(Value::Object(message))
 }
 
-fn body_fields(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Response> {
+fn body_fields(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Rejection> {
     if body.is_empty() {
         return Ok(Map::new());
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let bad_request = |message: String| error::bridge_error(StatusCode::BAD_REQUEST, Code::InvalidArgument, &message);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match media_type.as_str() {
         "application/json" => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(fields)) => Ok(fields),
-            Ok(_) => Err(bad_request("the request body must be a JSON object".into())),
-            Err(e) => Err(bad_request(format!("the request body is not valid JSON: {e}"))),
+            Ok(_) => Err(Rejection::bad_request(
+                "the request body must be a JSON object",
+            )),
+            Err(e) => Err(Rejection::bad_request(format!(
+                "the request body is not valid JSON: {e}"
+            ))),
         },
         // HTML forms (the password reset page) post this.
-        "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-            .map(|pairs| pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
-            .map_err(|e| bad_request(format!("the form is not valid: {e}"))),
-        _ => Err(error::bridge_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::InvalidArgument,
-            "send the request body as application/json",
-        )),
+        "application/x-www-form-urlencoded" => {
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+                .map(|pairs| {
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::String(v)))
+                        .collect()
+                })
+                .map_err(|e| Rejection::bad_request(format!("the form is not valid: {e}")))
+        }
+        _ => Err(Rejection {
+            http: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: Code::InvalidArgument,
+            message: "send the request body as application/json".into(),
+        }),
     }
 }
 
 async fn reset_form(State(state): State<BridgeState>, params: RawPathParams) -> Response {
-    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v).to_owned();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or("", |(_, v)| v)
+            .to_owned()
+    };
     pages::reset_form_page(&param("uidb64"), &param("token"), &state.redirects)
 }
 
@@ -190,5 +255,9 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed(method: Method) -> Response {
-    error::bridge_error(StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented, &format!("{method} is not allowed on this path"))
+    error::bridge_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::Unimplemented,
+        &format!("{method} is not allowed on this path"),
+    )
 }

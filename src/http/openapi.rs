@@ -35,10 +35,14 @@ pub fn document(pool: &DescriptorPool, routes: &[HttpRoute]) -> anyhow::Result<V
                 "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
         });
-        let rest: Vec<FieldDescriptor> = request.fields().filter(|f| !route.path_params.contains(&f.name().to_owned())).collect();
+        let rest: Vec<FieldDescriptor> = request
+            .fields()
+            .filter(|f| !route.path_params.contains(&f.name().to_owned()))
+            .collect();
         if route.has_body {
             let body = object_schema(&rest, &mut schemas);
-            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body}}});
+            operation["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
         } else {
             parameters.extend(rest.iter().map(|f| json!({"name": f.name(), "in": "query", "required": false, "schema": field_schema(f, &mut schemas)})));
         }
@@ -83,7 +87,8 @@ pub fn document(pool: &DescriptorPool, routes: &[HttpRoute]) -> anyhow::Result<V
 }
 
 fn message(pool: &DescriptorPool, name: &str) -> anyhow::Result<MessageDescriptor> {
-    pool.get_message_by_name(name).ok_or_else(|| anyhow::anyhow!("{name} is not in the descriptors"))
+    pool.get_message_by_name(name)
+        .ok_or_else(|| anyhow::anyhow!("{name} is not in the descriptors"))
 }
 
 fn reference(message: &MessageDescriptor) -> Value {
@@ -102,7 +107,10 @@ fn collect_schema(message: &MessageDescriptor, schemas: &mut BTreeMap<String, Va
 }
 
 fn object_schema(fields: &[FieldDescriptor], schemas: &mut BTreeMap<String, Value>) -> Value {
-    let properties: Map<String, Value> = fields.iter().map(|f| (f.name().to_owned(), field_schema(f, schemas))).collect();
+    let properties: Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.name().to_owned(), field_schema(f, schemas)))
+        .collect();
     json!({"type": "object", "properties": properties, "additionalProperties": false})
 }
 
@@ -110,7 +118,9 @@ fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) 
     let single = match field.kind() {
         Kind::String => json!({"type": "string"}),
         Kind::Bool => json!({"type": "boolean"}),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({"type": "integer", "format": "int32"})
+        }
         Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int32", "minimum": 0}),
         // proto3 JSON writes 64-bit integers as strings.
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {

@@ -28,8 +28,14 @@ pub struct PageRedirects {
 /// Whether the client would rather read HTML than JSON (a browser following a link or posting a form).
 #[must_use]
 pub fn wants_html(headers: &HeaderMap) -> bool {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     content_type.starts_with("application/x-www-form-urlencoded")
         || (accept.contains("text/html") && !accept.starts_with("application/json"))
 }
@@ -79,14 +85,27 @@ fn activation_page(outcome: &Result<Value, Status>, redirects: &PageRedirects) -
 #[must_use]
 pub fn reset_form_page(uidb64: &str, token: &str, redirects: &PageRedirects) -> Response {
     if let Some(url) = &redirects.password_reset {
-        let query = format!("uidb64={}&token={}", percent_encode(uidb64), percent_encode(token));
+        let query = format!(
+            "uidb64={}&token={}",
+            percent_encode(uidb64),
+            percent_encode(token)
+        );
         return Redirect::to(&with_query(url, &query)).into_response();
     }
-    page(StatusCode::OK, "Choose a new password", &reset_form(uidb64, token, None))
+    page(
+        StatusCode::OK,
+        "Choose a new password",
+        &reset_form(uidb64, token, None),
+    )
 }
 
 fn reset_outcome_page(outcome: &Result<Value, Status>, params: &[(String, String)]) -> Response {
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
     match outcome {
         Ok(_) => page(
             StatusCode::OK,
@@ -113,7 +132,10 @@ fn reset_outcome_page(outcome: &Result<Value, Status>, params: &[(String, String
 
 fn reset_form(uidb64: &str, token: &str, error: Option<&str>) -> String {
     let error = error.map_or(String::new(), |message| {
-        format!("<p class=\"error\" role=\"alert\" id=\"error\">{}</p>", escape(message))
+        format!(
+            "<p class=\"error\" role=\"alert\" id=\"error\">{}</p>",
+            escape(message)
+        )
     });
     format!(
         "{error}<form method=\"post\" action=\"/accounts/password-reset-confirm/{uid}/{token}/\">\
@@ -138,13 +160,24 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut response = (status, Html(html)).into_response();
     // The URL holds a one-time token: keep it out of caches and other sites' logs.
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+        header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ),
     );
-    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
     response
 }
 

@@ -40,7 +40,8 @@ impl HttpRoute {
 /// # Errors
 /// When the embedded descriptor set does not decode.
 pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
-    DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).map_err(|e| anyhow::anyhow!("decoding descriptors: {e}"))
+    DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+        .map_err(|e| anyhow::anyhow!("decoding descriptors: {e}"))
 }
 
 /// Every annotated RPC of the service.
@@ -98,9 +99,18 @@ mod tests {
         let routes = annotated_routes(&descriptor_pool().unwrap()).unwrap();
         let activate = routes.iter().find(|r| r.rpc == "Activate").unwrap();
         assert_eq!(activate.method, axum::http::Method::GET);
-        assert_eq!(activate.slashed(), "/accounts/api/activate/{uidb64}/{token}/");
+        assert_eq!(
+            activate.slashed(),
+            "/accounts/api/activate/{uidb64}/{token}/"
+        );
         assert_eq!(activate.path_params, ["uidb64", "token"]);
-        assert!(routes.iter().find(|r| r.rpc == "Register").unwrap().has_body);
+        assert!(
+            routes
+                .iter()
+                .find(|r| r.rpc == "Register")
+                .unwrap()
+                .has_body
+        );
         assert_eq!(routes.len(), 13);
     }
 }

@@ -52,6 +52,9 @@ pub const STAFF_PASSWORD: &str = "the-operators-passphrase";
 pub struct TestApp {
     pub client: IdentityServiceClient<Channel>,
     pub grpc_addr: std::net::SocketAddr,
+    /// Base URL of the JSON bridge, e.g. `http://127.0.0.1:41234`.
+    pub http_base: String,
+    pub http: reqwest::Client,
     pub smtp: FakeSmtp,
     pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
@@ -71,6 +74,7 @@ impl TestApp {
         let mut values: HashMap<String, String> = [
             ("DATABASE_URL", database.url.clone()),
             ("GRPC_LISTEN_ADDR", "127.0.0.1:0".into()),
+            ("HTTP_LISTEN_ADDR", "127.0.0.1:0".into()),
             ("EMAIL_HOST", "127.0.0.1".into()),
             ("EMAIL_PORT", smtp.port.to_string()),
             ("EMAIL_USE_TLS", "false".into()),
@@ -92,6 +96,7 @@ impl TestApp {
             .await
             .expect("the app builds");
         let grpc_addr = app.grpc_addr();
+        let http_base = format!("http://{}", app.http_addr());
         app.services()
             .create_superuser(
                 Email::parse(STAFF_EMAIL).unwrap(),
@@ -109,6 +114,11 @@ impl TestApp {
         Self {
             client,
             grpc_addr,
+            http_base,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             smtp,
             clock,
             stop: Some(stop),

@@ -10,6 +10,7 @@ mod fake_smtp;
 mod helpers;
 
 mod accounts;
+mod bridge;
 mod cli;
 mod operations;
 mod password_reset;
