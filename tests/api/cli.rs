@@ -20,7 +20,8 @@ fn identity(dir: &tempfile::TempDir, args: &[&str]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SQLITE_PATH", dir.path().join("identity.sqlite3"))
         .env("LOG_FORMAT", "json")
-        .env("GRPC_LISTEN_ADDR", "127.0.0.1:0");
+        .env("GRPC_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HTTP_LISTEN_ADDR", "127.0.0.1:0");
     command
 }
 
