@@ -11,6 +11,7 @@ mod helpers;
 
 mod accounts;
 mod bridge;
+mod browser;
 mod cli;
 mod operations;
 mod password_reset;
