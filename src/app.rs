@@ -16,6 +16,7 @@ use crate::{
     clock::Clock,
     config::{Config, JwtAlgorithm},
     email::{Mailer, Templates, Transport, worker},
+    google::GoogleClient,
     grpc::{IdentityApi, server},
     http,
     services::{ServiceParts, Services},
@@ -77,6 +78,8 @@ impl Application {
             tokens,
             secret,
             mailer: Mailer::new(templates, config.public_base_url.clone()),
+            google: GoogleClient::new(config.google.clone())
+                .context("setting up the Google client")?,
             outbox_wake: Arc::new(Notify::new()),
             config: Arc::clone(&config),
         });

@@ -60,6 +60,21 @@ pub struct SmtpConfig {
     pub password: Option<SecretString>,
 }
 
+/// Google sign-in.
+#[derive(Debug, Clone)]
+pub struct GoogleConfig {
+    /// OAuth client ids whose tokens are accepted (web, Android, iOS, ...); none turns Google off.
+    pub client_ids: Vec<String>,
+    /// Google's tokeninfo endpoint.
+    pub tokeninfo_url: String,
+    /// Google's userinfo endpoint.
+    pub userinfo_url: String,
+    /// Google's JSON Web Key Set.
+    pub jwks_url: String,
+    /// Bound on each call to Google.
+    pub timeout: Duration,
+}
+
 /// Which algorithm signs access tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtAlgorithm {
@@ -163,6 +178,8 @@ pub struct Config {
     pub hashing: HashingConfig,
     /// Per-IP budgets.
     pub rate_limits: RateLimits,
+    /// Google sign-in.
+    pub google: GoogleConfig,
     /// Proxies whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// Delivery attempts before an email is given up.
@@ -295,6 +312,19 @@ impl Config {
                 refresh: env.number("RATE_LIMIT_REFRESH", 150)?,
             },
             trusted_proxies: env.list("TRUSTED_PROXIES")?,
+            google: GoogleConfig {
+                client_ids: env.list("GOOGLE_OAUTH_CLIENT_ID")?,
+                tokeninfo_url: env
+                    .get("GOOGLE_TOKENINFO_URL")
+                    .unwrap_or_else(|| "https://oauth2.googleapis.com/tokeninfo".into()),
+                userinfo_url: env
+                    .get("GOOGLE_USERINFO_URL")
+                    .unwrap_or_else(|| "https://openidconnect.googleapis.com/v1/userinfo".into()),
+                jwks_url: env
+                    .get("GOOGLE_JWKS_URL")
+                    .unwrap_or_else(|| "https://www.googleapis.com/oauth2/v3/certs".into()),
+                timeout: Duration::from_millis(env.number("GOOGLE_TIMEOUT_MS", 5_000)?),
+            },
             email_max_attempts: env.number("EMAIL_MAX_ATTEMPTS", 8)?,
             email_retry_base: env.seconds("EMAIL_RETRY_BASE", 5)?,
             email_poll_interval: Duration::from_millis(

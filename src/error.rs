@@ -80,6 +80,21 @@ pub enum ServiceError {
     /// The session was logged out or revoked.
     #[error("the session has been revoked")]
     SessionRevoked,
+    /// Google sign-in is not configured on this deployment.
+    #[error("Google sign-in is not configured (set GOOGLE_OAUTH_CLIENT_ID)")]
+    GoogleNotConfigured,
+    /// Google refused the credential, or it was minted for another application.
+    #[error("{0}")]
+    GoogleRejected(String),
+    /// Google says the address is not verified.
+    #[error("Google has not verified this email address")]
+    GoogleEmailUnverified,
+    /// The address belongs to an account Google is not authoritative for.
+    #[error("an account with this email already exists; sign in with your password first")]
+    GoogleLinkRefused,
+    /// Google could not be reached in time.
+    #[error("Google is unavailable; try again later")]
+    GoogleUnavailable,
     /// The caller may not do this.
     #[error("you do not have permission to do this")]
     PermissionDenied,
@@ -115,6 +130,11 @@ impl ServiceError {
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::TokenReused => "REFRESH_TOKEN_REUSED",
             Self::SessionRevoked => "SESSION_REVOKED",
+            Self::GoogleNotConfigured => "GOOGLE_NOT_CONFIGURED",
+            Self::GoogleRejected(_) => "GOOGLE_TOKEN_INVALID",
+            Self::GoogleEmailUnverified => "GOOGLE_EMAIL_UNVERIFIED",
+            Self::GoogleLinkRefused => "GOOGLE_LINK_REFUSED",
+            Self::GoogleUnavailable => "GOOGLE_UNAVAILABLE",
             Self::PermissionDenied => "PERMISSION_DENIED",
             Self::NotFound => "NOT_FOUND",
             Self::Unexpected(_) => "INTERNAL",

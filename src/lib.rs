@@ -14,6 +14,7 @@
 //! - [`storage`]: the database boundary; the backend is chosen once, in `Store`.
 //! - [`auth`]: password hashing, JWTs, refresh tokens and emailed link tokens.
 //! - [`email`]: templates, the outbox worker and the SMTP or log transport.
+//! - [`google`]: verifying Google access and ID tokens.
 //! - [`services`]: every rule and transaction, once; the adapters only convert.
 //! - [`grpc`]: the tonic adapter, reflection, health and the one `ServiceError` to `Status` map.
 //! - [`http`]: the JSON bridge (the seed's HTTP paths), the pages a person clicks, and health.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod domain;
 pub mod email;
 pub mod error;
+pub mod google;
 pub mod grpc;
 pub mod http;
 pub mod services;

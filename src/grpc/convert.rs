@@ -10,7 +10,7 @@ use crate::{
     domain::{Email, ParseError, User},
     error::ServiceError,
     pb,
-    services::Caller,
+    services::{Caller, google_login::GoogleCredential},
 };
 
 /// Parses one field, naming it in the error.
@@ -24,6 +24,26 @@ pub(crate) fn field<T>(
 /// Parses the `email` field common to many requests.
 pub(crate) fn email(raw: &str) -> Result<Email, ServiceError> {
     field("email", Email::parse(raw))
+}
+
+/// Exactly one of `access_token` and `id_token`.
+pub(crate) fn google_credential(
+    request: pb::GoogleLoginRequest,
+) -> Result<GoogleCredential, ServiceError> {
+    let access_token = request.access_token.trim().to_owned();
+    let id_token = request.id_token.trim().to_owned();
+    match (access_token.is_empty(), id_token.is_empty()) {
+        (false, true) => Ok(GoogleCredential::AccessToken(access_token)),
+        (true, false) => Ok(GoogleCredential::IdToken(id_token)),
+        (true, true) => Err(ServiceError::InvalidArgument {
+            field: "access_token",
+            reason: "or id_token is required".into(),
+        }),
+        (false, false) => Err(ServiceError::InvalidArgument {
+            field: "id_token",
+            reason: "must not be sent together with access_token".into(),
+        }),
+    }
 }
 
 /// The bearer token of `authorization` metadata, if any.

@@ -184,6 +184,19 @@ impl IdentityService for IdentityApi {
         })
     }
 
+    async fn google_login(
+        &self,
+        request: Request<pb::GoogleLoginRequest>,
+    ) -> Reply<pb::GoogleLoginResponse> {
+        let caller = self.caller(&request);
+        let credential = convert::google_credential(request.into_inner()).map_err(to_status)?;
+        let outcome = self.services.google_login(caller, credential).await;
+        reply(outcome, |pair| pb::GoogleLoginResponse {
+            access: pair.access,
+            refresh: pair.refresh,
+        })
+    }
+
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,

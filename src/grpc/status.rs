@@ -23,6 +23,8 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::LinkExpired => Code::InvalidArgument,
         ServiceError::EmailTaken => Code::AlreadyExists,
         ServiceError::InvalidCredentials
+        | ServiceError::GoogleRejected(_)
+        | ServiceError::GoogleEmailUnverified
         | ServiceError::Unauthenticated
         | ServiceError::TokenInvalid
         | ServiceError::TokenExpired
@@ -30,7 +32,10 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::SessionRevoked => Code::Unauthenticated,
         ServiceError::NotVerified
         | ServiceError::AccountDisabled
-        | ServiceError::AlreadyVerified => Code::FailedPrecondition,
+        | ServiceError::AlreadyVerified
+        | ServiceError::GoogleNotConfigured
+        | ServiceError::GoogleLinkRefused => Code::FailedPrecondition,
+        ServiceError::GoogleUnavailable => Code::Unavailable,
         ServiceError::TooManyAttempts
         | ServiceError::Cooldown { .. }
         | ServiceError::RateLimited { .. }

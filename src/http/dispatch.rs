@@ -83,6 +83,7 @@ rpcs! {
     "LogoutAll" => logout_all,
     "PasswordReset" => password_reset,
     "PasswordResetConfirm" => password_reset_confirm,
+    "GoogleLogin" => google_login,
     "ListUsers" => list_users,
     "GetUser" => get_user,
 }

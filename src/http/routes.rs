@@ -111,6 +111,6 @@ mod tests {
                 .unwrap()
                 .has_body
         );
-        assert_eq!(routes.len(), 13);
+        assert_eq!(routes.len(), 14);
     }
 }

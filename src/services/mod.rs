@@ -4,10 +4,12 @@
 //! - [`accounts`]: register, verify by code or link, resend.
 //! - [`sessions`]: login, refresh rotation, logout.
 //! - [`password_reset`]: reset links and new passwords.
+//! - [`google_login`]: signing in with Google, creating or linking accounts.
 //! - [`users`]: reading accounts.
 //! - [`limits`]: per-IP budgets, email cooldowns and login back-off, all in the database.
 
 pub mod accounts;
+pub mod google_login;
 pub mod limits;
 pub mod password_reset;
 pub mod sessions;
@@ -26,6 +28,7 @@ use crate::{
     domain::{Email, User, UserId},
     email::Mailer,
     error::{ServiceError, ServiceResult},
+    google::GoogleClient,
     storage::{Store, StoreError, UserRow},
 };
 
@@ -46,6 +49,7 @@ pub struct Services {
     pub(crate) links: LinkTokens,
     pub(crate) secret: ServerSecret,
     pub(crate) mailer: Mailer,
+    pub(crate) google: Arc<GoogleClient>,
     pub(crate) outbox_wake: Arc<Notify>,
     pub(crate) config: Arc<Config>,
 }
@@ -64,6 +68,8 @@ pub struct ServiceParts {
     pub secret: ServerSecret,
     /// Email rendering.
     pub mailer: Mailer,
+    /// Google sign-in.
+    pub google: GoogleClient,
     /// Wakes the outbox worker after a commit that queued mail.
     pub outbox_wake: Arc<Notify>,
     /// Settings.
@@ -82,6 +88,7 @@ impl Services {
             tokens: parts.tokens,
             secret: parts.secret,
             mailer: parts.mailer,
+            google: Arc::new(parts.google),
             outbox_wake: parts.outbox_wake,
             config: parts.config,
         }

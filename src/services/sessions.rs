@@ -222,7 +222,7 @@ impl Services {
         })
     }
 
-    async fn start_session(&self, user: &UserRow) -> ServiceResult<TokenPair> {
+    pub(crate) async fn start_session(&self, user: &UserRow) -> ServiceResult<TokenPair> {
         let now = self.clock.now_naive();
         let session = SessionRow {
             id: uuid::Uuid::new_v4().to_string(),

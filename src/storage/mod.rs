@@ -5,6 +5,7 @@
 //! [`Store::transaction`]; both hand out the same [`Queries`].
 
 mod counters;
+mod linked_identities;
 mod models;
 mod otps;
 mod outbox;

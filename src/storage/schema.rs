@@ -86,3 +86,13 @@ diesel::joinable!(otps -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(users, otps, sessions, refresh_tokens);
+
+diesel::table! {
+    linked_identities (provider, subject) {
+        provider -> Text,
+        subject -> Text,
+        user_id -> BigInt,
+        email -> Text,
+        created_at -> Timestamp,
+    }
+}

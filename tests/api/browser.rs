@@ -27,7 +27,11 @@ impl Browser {
             eprintln!("CHROMEDRIVER is not set: skipping the browser check (scripts/test sets it)");
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -38,7 +42,10 @@ impl Browser {
         let base = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().unwrap();
@@ -51,9 +58,24 @@ impl Browser {
                 "--window-size=900,700", format!("--user-data-dir={}", profile.path().display()),
             ]},
         }}});
-        let created: Value = http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
-        let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}"));
-        Some(Self { driver, http, session: format!("{base}/session/{session}"), _profile: profile })
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"));
+        Some(Self {
+            driver,
+            http,
+            session: format!("{base}/session/{session}"),
+            _profile: profile,
+        })
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -66,36 +88,70 @@ impl Browser {
     }
 
     async fn open(&self, url: &str) {
-        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
     }
 
     async fn title(&self) -> String {
-        self.command(reqwest::Method::GET, "/title", None).await.as_str().unwrap().to_owned()
+        self.command(reqwest::Method::GET, "/title", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     async fn text(&self, css: &str) -> String {
         let element = self.element(css).await;
-        self.command(reqwest::Method::GET, &format!("/element/{element}/text"), None).await.as_str().unwrap().to_owned()
+        self.command(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
     }
 
     async fn element(&self, css: &str) -> String {
-        let found = self.command(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-        found[ELEMENT_KEY].as_str().unwrap_or_else(|| panic!("no {css}: {found}")).to_owned()
+        let found = self
+            .command(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {css}: {found}"))
+            .to_owned()
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
     }
 
     async fn click(&self, css: &str) {
         let element = self.element(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     /// A PNG of the viewport, also saved under `target/screenshots/` for a person to look at.
     async fn screenshot(&self, name: &str) -> Vec<u8> {
-        let encoded = self.command(reqwest::Method::GET, "/screenshot", None).await;
+        let encoded = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await;
         let png = STANDARD.decode(encoded.as_str().unwrap()).unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -114,18 +170,31 @@ impl Drop for Browser {
 /// A rendered page compresses far worse than an empty one: text, colours and a card.
 fn assert_rendered(page: &[u8], blank: &[u8]) {
     assert_eq!(&page[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    assert!(page.len() > blank.len() * 2, "the page looks blank ({} vs {} bytes)", page.len(), blank.len());
+    assert!(
+        page.len() > blank.len() * 2,
+        "the page looks blank ({} vs {} bytes)",
+        page.len(),
+        blank.len()
+    );
 }
 
 async fn a_person_activates_from_the_emailed_link_in_a_browser(backend: Backend) {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let app = TestApp::spawn(backend).await;
     app.register("clicker@example.com", PASSWORD).await.unwrap();
-    let link = app.smtp.nth_with_subject("clicker@example.com", "Activate", 1).await.link("/activate/");
+    let link = app
+        .smtp
+        .nth_with_subject("clicker@example.com", "Activate", 1)
+        .await
+        .link("/activate/");
     browser.open("about:blank").await;
     let blank = browser.screenshot("blank").await;
 
-    browser.open(&link.replace("http://identity.test", &app.http_base)).await;
+    browser
+        .open(&link.replace("http://identity.test", &app.http_base))
+        .await;
 
     assert_eq!(browser.title().await, "Account activated");
     assert!(browser.text("main").await.contains("account is active"));
@@ -134,27 +203,43 @@ async fn a_person_activates_from_the_emailed_link_in_a_browser(backend: Backend)
 }
 
 async fn a_person_resets_their_password_with_the_emailed_form(backend: Backend) {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let app = TestApp::spawn(backend).await;
     app.verified_user("forgetful@example.com").await;
     app.client
         .clone()
-        .password_reset(identity::pb::PasswordResetRequest { email: "forgetful@example.com".into() })
+        .password_reset(identity::pb::PasswordResetRequest {
+            email: "forgetful@example.com".into(),
+        })
         .await
         .unwrap();
-    let link = app.smtp.nth_with_subject("forgetful@example.com", "Reset", 1).await.link("/password-reset-confirm/");
+    let link = app
+        .smtp
+        .nth_with_subject("forgetful@example.com", "Reset", 1)
+        .await
+        .link("/password-reset-confirm/");
     browser.open("about:blank").await;
     let blank = browser.screenshot("blank").await;
 
-    browser.open(&link.replace("http://identity.test", &app.http_base)).await;
+    browser
+        .open(&link.replace("http://identity.test", &app.http_base))
+        .await;
     assert_eq!(browser.title().await, "Choose a new password");
     assert_rendered(&browser.screenshot("reset-form").await, &blank);
-    browser.type_into("#new_password", "a-browser-chosen-passphrase").await;
+    browser
+        .type_into("#new_password", "a-browser-chosen-passphrase")
+        .await;
     browser.click("button[type=submit]").await;
 
     assert_eq!(browser.title().await, "Password changed");
     assert_rendered(&browser.screenshot("reset-done").await, &blank);
-    assert!(app.login("forgetful@example.com", "a-browser-chosen-passphrase").await.is_ok());
+    assert!(
+        app.login("forgetful@example.com", "a-browser-chosen-passphrase")
+            .await
+            .is_ok()
+    );
     assert!(app.login("forgetful@example.com", PASSWORD).await.is_err());
 }
 

@@ -12,7 +12,10 @@ use identity::{
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Status, transport::Channel};
 
-use crate::fake_smtp::FakeSmtp;
+use crate::{
+    fake_google::{CLIENT_ID, FakeGoogle},
+    fake_smtp::FakeSmtp,
+};
 
 /// The database backend a test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +59,7 @@ pub struct TestApp {
     pub http_base: String,
     pub http: reqwest::Client,
     pub smtp: FakeSmtp,
+    pub google: FakeGoogle,
     pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -71,6 +75,7 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, settings: &[(&str, &str)]) -> Self {
         let database = TestDatabase::create(backend).await;
         let smtp = FakeSmtp::start().await;
+        let google = FakeGoogle::start().await;
         let mut values: HashMap<String, String> = [
             ("DATABASE_URL", database.url.clone()),
             ("GRPC_LISTEN_ADDR", "127.0.0.1:0".into()),
@@ -83,6 +88,14 @@ impl TestApp {
             ("EMAIL_POLL_INTERVAL_MS", "100".into()),
             ("EMAIL_RETRY_BASE", "0".into()),
             ("LOG_FORMAT", "json".into()),
+            (
+                "GOOGLE_OAUTH_CLIENT_ID",
+                format!("{CLIENT_ID},ios-client.apps.googleusercontent.com"),
+            ),
+            ("GOOGLE_TOKENINFO_URL", format!("{}/tokeninfo", google.base)),
+            ("GOOGLE_USERINFO_URL", format!("{}/userinfo", google.base)),
+            ("GOOGLE_JWKS_URL", format!("{}/jwks", google.base)),
+            ("GOOGLE_TIMEOUT_MS", "500".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -120,6 +133,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             smtp,
+            google,
             clock,
             stop: Some(stop),
             server: Some(server),

@@ -6,6 +6,7 @@
     clippy::expect_used,
     reason = "a failed step should fail the test loudly"
 )]
+mod fake_google;
 mod fake_smtp;
 mod helpers;
 
@@ -13,6 +14,7 @@ mod accounts;
 mod bridge;
 mod browser;
 mod cli;
+mod google;
 mod operations;
 mod password_reset;
 mod sessions;

@@ -1,0 +1,193 @@
+//! Signing in with Google. Accounts are found by (issuer, subject), never by email. An email
+//! match links automatically only where Google is authoritative for the address and says it
+//! is verified; the link then takes the account back from anyone who pre-registered it.
+
+use anyhow::Context;
+
+use super::{Caller, Services, limits::IpBudget, sessions::TokenPair};
+use crate::{
+    domain::Email,
+    error::{ServiceError, ServiceResult},
+    google::{GoogleError, GoogleIdentity},
+    storage::{NewUser, StoreError, UserRow},
+};
+
+/// The provider name stored with linked identities.
+const PROVIDER: &str = "google";
+
+/// A Google credential, as an app holds it.
+#[derive(Debug)]
+pub enum GoogleCredential {
+    /// An OAuth 2.0 access token.
+    AccessToken(String),
+    /// An OpenID Connect ID token.
+    IdToken(String),
+}
+
+impl Services {
+    /// Signs in with Google, creating the account on first use or linking an existing one.
+    ///
+    /// # Errors
+    /// `GoogleNotConfigured`, `RateLimited`, `GoogleRejected`, `GoogleUnavailable`,
+    /// `GoogleEmailUnverified`, `GoogleLinkRefused`, `AccountDisabled`.
+    #[tracing::instrument(skip_all)]
+    pub async fn google_login(
+        &self,
+        caller: Caller,
+        credential: GoogleCredential,
+    ) -> ServiceResult<TokenPair> {
+        if !self.google.is_configured() {
+            return Err(ServiceError::GoogleNotConfigured);
+        }
+        self.spend_ip_budget(caller, IpBudget::Login).await?;
+        let verified = match credential {
+            GoogleCredential::AccessToken(token) => self.google.verify_access_token(&token).await,
+            GoogleCredential::IdToken(token) => self.google.verify_id_token(&token).await,
+        };
+        let identity = verified.map_err(|e| match e {
+            GoogleError::Rejected(reason) => ServiceError::GoogleRejected(reason),
+            GoogleError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "Google could not be reached");
+                ServiceError::GoogleUnavailable
+            }
+        })?;
+        if !identity.email_verified {
+            return Err(ServiceError::GoogleEmailUnverified);
+        }
+        let email = Email::parse(&identity.email).map_err(|_| {
+            ServiceError::GoogleRejected("Google gave no usable email address".into())
+        })?;
+        let user = self.google_user(identity, email).await?;
+        if !user.is_active {
+            return Err(ServiceError::AccountDisabled);
+        }
+        let pair = self.start_session(&user).await?;
+        tracing::info!(user.id = user.id, "signed in with Google");
+        Ok(pair)
+    }
+
+    /// The account for a Google identity: linked, created, or linked by authoritative email.
+    async fn google_user(&self, identity: GoogleIdentity, email: Email) -> ServiceResult<UserRow> {
+        // A concurrent first sign-in may create the row first; the second round then finds it.
+        for _ in 0..2 {
+            let services = self.clone();
+            let (identity, email) = (identity.clone(), email.clone());
+            let outcome = self
+                .store
+                .transaction(move |mut tx| {
+                    Box::pin(async move { services.find_or_link(&mut tx, &identity, &email).await })
+                })
+                .await;
+            match outcome {
+                Err(ServiceError::Unexpected(error))
+                    if matches!(
+                        error.downcast_ref::<StoreError>(),
+                        Some(StoreError::UniqueViolation)
+                    ) => {}
+                other => return other,
+            }
+        }
+        Err(anyhow::anyhow!("Google sign-in stayed contended").into())
+    }
+
+    async fn find_or_link(
+        &self,
+        tx: &mut crate::storage::Queries<'_>,
+        identity: &GoogleIdentity,
+        email: &Email,
+    ) -> ServiceResult<UserRow> {
+        let now = self.clock.now_naive();
+        if let Some(user_id) = tx
+            .linked_user(PROVIDER, &identity.subject)
+            .await
+            .context("finding a linked identity")?
+        {
+            return tx
+                .user_by_id(user_id)
+                .await
+                .context("loading the linked user")?
+                .ok_or(ServiceError::GoogleLinkRefused);
+        }
+        let existing = tx
+            .user_by_email(email.as_str())
+            .await
+            .context("finding a user by email")?;
+        let user = match existing {
+            None => {
+                let new_user = NewUser {
+                    email: email.as_str().to_owned(),
+                    password_hash: None,
+                    first_name: identity.given_name.clone(),
+                    last_name: identity.family_name.clone(),
+                    is_active: true,
+                    is_verified: true,
+                    is_staff: false,
+                    is_superuser: false,
+                    date_joined: now,
+                    password_changed_at: now,
+                };
+                tx.insert_user(&new_user)
+                    .await
+                    .map_err(unique_or_unexpected)?
+            }
+            Some(existing) => {
+                if !google_is_authoritative(email, identity.hosted_domain.as_deref()) {
+                    return Err(ServiceError::GoogleLinkRefused);
+                }
+                if !existing.is_verified {
+                    // Whoever set this password never proved the address: it is not theirs.
+                    tx.set_password_hash(existing.id, None, existing.password_changed_at, now)
+                        .await
+                        .context("wiping an unproven password")?;
+                    tx.mark_verified(existing.id)
+                        .await
+                        .context("marking the user verified")?;
+                    tx.delete_otp(existing.id)
+                        .await
+                        .context("deleting the unused OTP")?;
+                    tx.revoke_user_sessions(existing.id, now)
+                        .await
+                        .context("revoking the squatter's sessions")?;
+                }
+                tx.user_by_id(existing.id)
+                    .await
+                    .context("reloading the user")?
+                    .ok_or(ServiceError::GoogleLinkRefused)?
+            }
+        };
+        tx.link_identity(PROVIDER, &identity.subject, user.id, email.as_str(), now)
+            .await
+            .map_err(unique_or_unexpected)?;
+        Ok(user)
+    }
+}
+
+/// Google speaks for `@gmail.com` addresses and for Workspace domains it hosts (`hd`).
+fn google_is_authoritative(email: &Email, hosted_domain: Option<&str>) -> bool {
+    let domain = email
+        .as_str()
+        .rsplit_once('@')
+        .map_or("", |(_, domain)| domain);
+    matches!(domain, "gmail.com" | "googlemail.com")
+        || hosted_domain.is_some_and(|hd| hd.eq_ignore_ascii_case(domain))
+}
+
+fn unique_or_unexpected(error: StoreError) -> ServiceError {
+    ServiceError::Unexpected(anyhow::Error::new(error).context("linking a Google identity"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::google_is_authoritative;
+    use crate::domain::Email;
+
+    #[test]
+    fn google_speaks_for_gmail_and_its_hosted_domains_only() {
+        let gmail = Email::parse("a@gmail.com").unwrap();
+        let corp = Email::parse("a@corp.example").unwrap();
+        assert!(google_is_authoritative(&gmail, None));
+        assert!(google_is_authoritative(&corp, Some("corp.example")));
+        assert!(!google_is_authoritative(&corp, None));
+        assert!(!google_is_authoritative(&corp, Some("other.example")));
+    }
+}

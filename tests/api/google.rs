@@ -1,0 +1,455 @@
+//! Google sign-in against a fake Google on loopback.
+
+use std::time::{Duration, Instant};
+
+use identity::pb;
+use serde_json::json;
+use tonic::Code;
+
+use crate::{
+    fake_google::{CLIENT_ID, GoogleAccount, TestKey},
+    helpers::{Backend, PASSWORD, TestApp, assert_refused},
+};
+
+async fn with_access_token(
+    app: &TestApp,
+    token: &str,
+) -> Result<pb::GoogleLoginResponse, tonic::Status> {
+    let request = pb::GoogleLoginRequest {
+        access_token: token.into(),
+        id_token: String::new(),
+    };
+    Ok(app.client.clone().google_login(request).await?.into_inner())
+}
+
+async fn with_id_token(
+    app: &TestApp,
+    token: &str,
+) -> Result<pb::GoogleLoginResponse, tonic::Status> {
+    let request = pb::GoogleLoginRequest {
+        access_token: String::new(),
+        id_token: token.into(),
+    };
+    Ok(app.client.clone().google_login(request).await?.into_inner())
+}
+
+async fn whoami(app: &TestApp, access: &str) -> pb::User {
+    let claims = access.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    let id = claims["sub"].as_str().unwrap().parse().unwrap();
+    let request = TestApp::authorized(pb::GetUserRequest { id }, access);
+    app.client
+        .clone()
+        .get_user(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+}
+
+async fn an_access_token_creates_a_verified_passwordless_account_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-100", "New.Person@gmail.com");
+    app.google
+        .grant_access_token("at-1", &account, CLIENT_ID, 3600);
+
+    let first = with_access_token(&app, "at-1").await.unwrap();
+    let second = with_access_token(&app, "at-1").await.unwrap();
+
+    let (one, two) = (
+        whoami(&app, &first.access).await,
+        whoami(&app, &second.access).await,
+    );
+    assert_eq!(one.id, two.id);
+    assert_eq!(one.email, "new.person@gmail.com");
+    assert!(one.is_verified && one.is_active);
+    assert_eq!(
+        (one.first_name.as_str(), one.last_name.as_str()),
+        ("Goo", "Gler")
+    );
+    assert!(
+        app.refresh(&first.refresh).await.is_ok(),
+        "the same kind of session as Login"
+    );
+    assert_refused(
+        app.login("new.person@gmail.com", PASSWORD).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+}
+
+async fn an_id_token_signs_in_when_signature_issuer_audience_and_expiry_hold(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-200", "idtoken@gmail.com");
+
+    let mobile = app.google.id_token(
+        &account,
+        TestKey::First,
+        json!({"aud": "ios-client.apps.googleusercontent.com"}),
+    );
+    assert!(
+        with_id_token(&app, &mobile).await.is_ok(),
+        "any configured client id"
+    );
+
+    let cases = [
+        (
+            "another app",
+            app.google
+                .id_token(&account, TestKey::First, json!({"aud": "someone-else"})),
+        ),
+        (
+            "another issuer",
+            app.google.id_token(
+                &account,
+                TestKey::First,
+                json!({"iss": "https://evil.example"}),
+            ),
+        ),
+        (
+            "expired",
+            app.google.id_token(
+                &account,
+                TestKey::First,
+                json!({"exp": chrono::Utc::now().timestamp() - 120}),
+            ),
+        ),
+    ];
+    for (case, token) in cases {
+        assert_refused(
+            with_id_token(&app, &token).await,
+            Code::Unauthenticated,
+            "GOOGLE_TOKEN_INVALID",
+        );
+        eprintln!("refused: {case}");
+    }
+    let mut forged = app.google.id_token(&account, TestKey::First, json!({}));
+    let signature_start = forged.rfind('.').unwrap() + 1;
+    forged.replace_range(signature_start..signature_start + 4, "AAAA");
+    assert_refused(
+        with_id_token(&app, &forged).await,
+        Code::Unauthenticated,
+        "GOOGLE_TOKEN_INVALID",
+    );
+    assert_refused(
+        with_id_token(&app, "not-a-jwt").await,
+        Code::Unauthenticated,
+        "GOOGLE_TOKEN_INVALID",
+    );
+}
+
+async fn a_token_minted_for_another_app_or_expired_is_refused_and_creates_nothing(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-300", "other@gmail.com");
+    app.google.grant_access_token(
+        "for-someone-else",
+        &account,
+        "another-app.apps.googleusercontent.com",
+        3600,
+    );
+    app.google
+        .grant_access_token("stale", &account, CLIENT_ID, 0);
+    let before = app.all_users().await.len();
+
+    assert_refused(
+        with_access_token(&app, "for-someone-else").await,
+        Code::Unauthenticated,
+        "GOOGLE_TOKEN_INVALID",
+    );
+    assert_refused(
+        with_access_token(&app, "stale").await,
+        Code::Unauthenticated,
+        "GOOGLE_TOKEN_INVALID",
+    );
+    assert_refused(
+        with_access_token(&app, "unknown-to-google").await,
+        Code::Unauthenticated,
+        "GOOGLE_TOKEN_INVALID",
+    );
+
+    assert_eq!(app.all_users().await.len(), before);
+}
+
+async fn an_unverified_google_email_never_takes_over_an_account(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (victim, session) = app.signed_in_user("victim@gmail.com").await;
+    let attacker = GoogleAccount::new("g-evil", "victim@gmail.com").unverified();
+    app.google
+        .grant_access_token("evil-at", &attacker, CLIENT_ID, 3600);
+    let evil_id_token = app.google.id_token(&attacker, TestKey::First, json!({}));
+
+    assert_refused(
+        with_access_token(&app, "evil-at").await,
+        Code::Unauthenticated,
+        "GOOGLE_EMAIL_UNVERIFIED",
+    );
+    assert_refused(
+        with_id_token(&app, &evil_id_token).await,
+        Code::Unauthenticated,
+        "GOOGLE_EMAIL_UNVERIFIED",
+    );
+
+    assert!(
+        app.login("victim@gmail.com", PASSWORD).await.is_ok(),
+        "the victim's password still works"
+    );
+    assert!(
+        app.refresh(&session.refresh).await.is_ok(),
+        "the victim's session lives"
+    );
+    assert_eq!(app.user("victim@gmail.com").await.unwrap().id, victim.id);
+}
+
+async fn a_verified_gmail_address_links_to_the_existing_account(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let existing = app.verified_user("linked@gmail.com").await;
+    app.google.grant_access_token(
+        "link-at",
+        &GoogleAccount::new("g-400", "linked@gmail.com"),
+        CLIENT_ID,
+        3600,
+    );
+
+    let tokens = with_access_token(&app, "link-at").await.unwrap();
+
+    assert_eq!(
+        whoami(&app, &tokens.access).await.id,
+        existing.id,
+        "linked, not duplicated"
+    );
+    assert!(
+        app.login("linked@gmail.com", PASSWORD).await.is_ok(),
+        "a verified password is kept"
+    );
+}
+
+async fn a_hosted_domain_links_but_a_domain_google_does_not_own_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let corp = app.verified_user("dev@corp.example").await;
+    let other = app.verified_user("dev@elsewhere.example").await;
+    let corp_token = app.google.id_token(
+        &GoogleAccount::new("g-500", "dev@corp.example").hosted("corp.example"),
+        TestKey::First,
+        json!({}),
+    );
+    let other_token = app.google.id_token(
+        &GoogleAccount::new("g-501", "dev@elsewhere.example"),
+        TestKey::First,
+        json!({}),
+    );
+
+    let linked = with_id_token(&app, &corp_token).await.unwrap();
+    let refused = with_id_token(&app, &other_token).await;
+
+    assert_eq!(whoami(&app, &linked.access).await.id, corp.id);
+    let status = assert_refused(refused, Code::FailedPrecondition, "GOOGLE_LINK_REFUSED");
+    assert!(
+        status
+            .message()
+            .contains("sign in with your password first")
+    );
+    assert!(app.login("dev@elsewhere.example", PASSWORD).await.is_ok());
+    assert_eq!(
+        app.all_users()
+            .await
+            .iter()
+            .filter(|u| u.email == "dev@elsewhere.example")
+            .count(),
+        1
+    );
+    assert_eq!(
+        app.user("dev@elsewhere.example").await.unwrap().id,
+        other.id
+    );
+}
+
+async fn the_same_google_subject_finds_the_same_user_after_an_email_change(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let before = GoogleAccount::new("g-600", "old.name@gmail.com");
+    let after = GoogleAccount::new("g-600", "new.name@gmail.com");
+
+    let first = with_id_token(
+        &app,
+        &app.google.id_token(&before, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+    let second = with_id_token(
+        &app,
+        &app.google.id_token(&after, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        whoami(&app, &first.access).await.id,
+        whoami(&app, &second.access).await.id
+    );
+    assert!(
+        app.user("new.name@gmail.com").await.is_none(),
+        "no second account"
+    );
+}
+
+async fn the_owner_takes_back_an_address_a_squatter_pre_registered(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("VERIFICATION_REQUIRED", "false")]).await;
+    app.register("owner@gmail.com", "the-squatters-passphrase")
+        .await
+        .unwrap();
+    let squatter = app
+        .login("owner@gmail.com", "the-squatters-passphrase")
+        .await
+        .unwrap();
+    app.google.grant_access_token(
+        "owner-at",
+        &GoogleAccount::new("g-700", "owner@gmail.com"),
+        CLIENT_ID,
+        3600,
+    );
+
+    let owner = with_access_token(&app, "owner-at").await.unwrap();
+
+    assert!(whoami(&app, &owner.access).await.is_verified);
+    assert_refused(
+        app.login("owner@gmail.com", "the-squatters-passphrase")
+            .await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    assert_refused(
+        app.refresh(&squatter.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+}
+
+async fn keys_are_cached_and_refetched_when_google_rotates(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-800", "rotate@gmail.com");
+
+    with_id_token(
+        &app,
+        &app.google.id_token(&account, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+    with_id_token(
+        &app,
+        &app.google.id_token(&account, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.google.jwks_fetches(), 1, "cached per Cache-Control");
+
+    let rotated = app.google.id_token(&account, TestKey::Second, json!({}));
+    assert_refused(
+        with_id_token(&app, &rotated).await,
+        Code::Unauthenticated,
+        "GOOGLE_TOKEN_INVALID",
+    );
+    app.google.publish(&[TestKey::First, TestKey::Second]);
+    assert!(
+        with_id_token(&app, &rotated).await.is_ok(),
+        "an unknown kid triggers a refetch"
+    );
+    assert_eq!(app.google.jwks_fetches(), 3);
+}
+
+async fn google_failing_or_stalling_answers_unavailable_in_bounded_time(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.google.grant_access_token(
+        "at-down",
+        &GoogleAccount::new("g-900", "down@gmail.com"),
+        CLIENT_ID,
+        3600,
+    );
+
+    app.google.fail(true);
+    assert_refused(
+        with_access_token(&app, "at-down").await,
+        Code::Unavailable,
+        "GOOGLE_UNAVAILABLE",
+    );
+    app.google.fail(false);
+
+    app.google.stall(Duration::from_secs(5));
+    let started = Instant::now();
+    let stalled = with_access_token(&app, "at-down").await;
+    assert_refused(stalled, Code::Unavailable, "GOOGLE_UNAVAILABLE");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "bounded by GOOGLE_TIMEOUT_MS, took {:?}",
+        started.elapsed()
+    );
+    assert!(app.user("down@gmail.com").await.is_none());
+}
+
+async fn requests_must_carry_exactly_one_credential_and_a_configured_client(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let neither = app
+        .client
+        .clone()
+        .google_login(pb::GoogleLoginRequest::default())
+        .await;
+    let both = app
+        .client
+        .clone()
+        .google_login(pb::GoogleLoginRequest {
+            access_token: "a".into(),
+            id_token: "b".into(),
+        })
+        .await;
+    assert_refused(neither, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_refused(both, Code::InvalidArgument, "INVALID_ARGUMENT");
+
+    let unconfigured = TestApp::spawn_with(backend, &[("GOOGLE_OAUTH_CLIENT_ID", "")]).await;
+    let status = assert_refused(
+        with_access_token(&unconfigured, "x").await,
+        Code::FailedPrecondition,
+        "GOOGLE_NOT_CONFIGURED",
+    );
+    assert!(status.message().contains("GOOGLE_OAUTH_CLIENT_ID"));
+}
+
+async fn the_seed_path_takes_an_access_token_over_http(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.google.grant_access_token(
+        "http-at",
+        &GoogleAccount::new("g-1000", "web@gmail.com"),
+        CLIENT_ID,
+        3600,
+    );
+
+    let response = app
+        .http
+        .post(format!("{}/accounts/api/google/", app.http_base))
+        .json(&json!({"access_token": "http-at"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["access"].is_string() && body["refresh"].is_string());
+}
+
+crate::on_both_backends!(
+    an_access_token_creates_a_verified_passwordless_account_once,
+    an_id_token_signs_in_when_signature_issuer_audience_and_expiry_hold,
+    a_token_minted_for_another_app_or_expired_is_refused_and_creates_nothing,
+    an_unverified_google_email_never_takes_over_an_account,
+    a_verified_gmail_address_links_to_the_existing_account,
+    a_hosted_domain_links_but_a_domain_google_does_not_own_is_refused,
+    the_same_google_subject_finds_the_same_user_after_an_email_change,
+    the_owner_takes_back_an_address_a_squatter_pre_registered,
+    keys_are_cached_and_refetched_when_google_rotates,
+    google_failing_or_stalling_answers_unavailable_in_bounded_time,
+    requests_must_carry_exactly_one_credential_and_a_configured_client,
+    the_seed_path_takes_an_access_token_over_http,
+);
