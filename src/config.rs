@@ -228,7 +228,7 @@ impl Config {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let debug = env.bool("DEBUG", false)?;
-        let secret_key = match env.get("SECRET_KEY") {
+        let secret_key = match env.secret("SECRET_KEY", "SECRET_KEY_FILE")? {
             Some(key) if key.len() < 32 => {
                 return Err(ConfigError {
                     name: "SECRET_KEY",
@@ -335,7 +335,7 @@ impl Config {
 }
 
 fn database(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
-    if let Some(url) = env.get("DATABASE_URL") {
+    if let Some(url) = env.secret("DATABASE_URL", "DATABASE_URL_FILE")? {
         if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -361,7 +361,7 @@ fn database(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
         .unwrap_or_else(|| "localhost".into());
     let port: u16 = env.parsed("DATABASE_PORT", "5432")?;
     let password = env
-        .get("DATABASE_PASSWORD")
+        .secret("DATABASE_PASSWORD", "DATABASE_PASSWORD_FILE")?
         .map(|p| format!(":{}", percent_encode(&p)))
         .unwrap_or_default();
     let url = format!(
@@ -382,7 +382,9 @@ fn smtp(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
         port: env.parsed("EMAIL_PORT", if use_tls { "587" } else { "25" })?,
         use_tls,
         user: env.get("EMAIL_HOST_USER"),
-        password: env.get("EMAIL_HOST_PASSWORD").map(SecretString::from),
+        password: env
+            .secret("EMAIL_HOST_PASSWORD", "EMAIL_HOST_PASSWORD_FILE")?
+            .map(SecretString::from),
     }))
 }
 
@@ -404,6 +406,23 @@ struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 impl Env<'_> {
     fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A secret from `NAME`, or from the file `NAME_FILE` names (Kubernetes secret volumes).
+    fn secret(
+        &self,
+        name: &'static str,
+        file_name: &'static str,
+    ) -> Result<Option<String>, ConfigError> {
+        if let Some(value) = self.get(name) {
+            return Ok(Some(value));
+        }
+        let Some(path) = self.get(file_name) else {
+            return Ok(None);
+        };
+        let value = std::fs::read_to_string(&path)
+            .map_err(|e| self.error(file_name, format!("cannot read {path}: {e}")))?;
+        Ok(Some(value.trim_end_matches(['\r', '\n']).to_owned()).filter(|v| !v.is_empty()))
     }
 
     fn error(&self, name: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -498,6 +517,25 @@ mod tests {
         assert!(config(&[("SECRET_KEY", "short")]).unwrap_err().name == "SECRET_KEY");
         assert!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().name == "DATABASE_URL");
         assert!(config(&[("JWT_ALGORITHM", "HS256")]).unwrap_err().name == "SECRET_KEY");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret-key");
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let config = config(&[("SECRET_KEY_FILE", path.to_str().unwrap())]).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            config.secret_key.unwrap().expose_secret(),
+            "0123456789abcdef0123456789abcdef"
+        );
+        let missing = config_error(&[("DATABASE_URL_FILE", "/nonexistent/identity")]);
+        assert_eq!(missing.name, "DATABASE_URL_FILE");
+    }
+
+    fn config_error(pairs: &[(&str, &str)]) -> super::ConfigError {
+        config(pairs).unwrap_err()
     }
 
     #[test]

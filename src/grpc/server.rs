@@ -35,6 +35,9 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     // Known before the first call is accepted, so no probe sees "service not registered".
+    reporter
+        .set_service_status("liveness", ServingStatus::Serving)
+        .await;
     check_readiness(&reporter, &services).await;
     let readiness = tokio::spawn(track_readiness(reporter.clone(), services)).abort_handle();
     let stop_readiness = readiness.clone();
@@ -43,6 +46,9 @@ pub async fn serve(
         stop_readiness.abort();
         // Stop advertising before the listener closes, so balancers move on first.
         set_all(&reporter, ServingStatus::NotServing).await;
+        reporter
+            .set_service_status("liveness", ServingStatus::NotServing)
+            .await;
     };
     let outcome = Server::builder()
         .max_connection_age(MAX_CONNECTION_AGE)
@@ -80,8 +86,11 @@ async fn track_readiness(reporter: HealthReporter, services: Services) {
     }
 }
 
+/// Sets the server, the identity service and Kubernetes' `readiness` probe name to `status`;
+/// `liveness` stays serving while the process runs, except while draining.
 async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
+    reporter.set_service_status("readiness", status).await;
     reporter
         .set_service_status(
             <IdentityServiceServer<IdentityApi> as tonic::server::NamedService>::NAME,

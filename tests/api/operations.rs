@@ -118,7 +118,7 @@ async fn health_reports_serving_for_the_server_and_the_service(backend: Backend)
     let app = TestApp::spawn(backend).await;
     let mut health = HealthClient::new(app.channel().await);
 
-    for service in ["", "identity.v1.IdentityService"] {
+    for service in ["", "identity.v1.IdentityService", "liveness", "readiness"] {
         let reply = health
             .check(HealthCheckRequest {
                 service: service.into(),
