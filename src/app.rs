@@ -21,6 +21,7 @@ use crate::{
     http,
     services::{ServiceParts, Services},
     storage::Store,
+    telemetry::Metrics,
 };
 
 /// Names of the secrets kept in the database when none is configured.
@@ -71,16 +72,18 @@ impl Application {
             .with_context(|| format!("binding HTTP_LISTEN_ADDR {}", config.http_listen_addr))?;
         let http_addr = http_listener.local_addr()?;
         let config = Arc::new(config);
+        let metrics = Metrics::new()?;
         let services = Services::new(ServiceParts {
             store,
             clock,
-            hasher: PasswordHasher::new(&config.hashing)?,
+            hasher: PasswordHasher::new(&config.hashing, metrics.clone())?,
             tokens,
             secret,
             mailer: Mailer::new(templates, config.public_base_url.clone()),
             google: GoogleClient::new(config.google.clone())
                 .context("setting up the Google client")?,
             outbox_wake: Arc::new(Notify::new()),
+            metrics,
             config: Arc::clone(&config),
         });
         Ok(Self {
@@ -133,6 +136,7 @@ impl Application {
             self.transport,
             services.clock.clone(),
             worker_config,
+            services.metrics.clone(),
             Arc::clone(&services.outbox_wake),
             stop_rx,
         ));

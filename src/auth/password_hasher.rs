@@ -9,7 +9,10 @@ use argon2::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
-use crate::{config::HashingConfig, telemetry::spawn_blocking_in_span};
+use crate::{
+    config::HashingConfig,
+    telemetry::{Metrics, spawn_blocking_in_span},
+};
 
 /// Outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,7 @@ pub enum Verification {
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
+    metrics: Metrics,
     permits: Arc<Semaphore>,
     /// Verified against when the account does not exist, so unknown emails cost the same.
     dummy_hash: Arc<str>,
@@ -37,7 +41,7 @@ impl PasswordHasher {
     ///
     /// # Errors
     /// When the parameters are out of argon2's range.
-    pub fn new(config: &HashingConfig) -> anyhow::Result<Self> {
+    pub fn new(config: &HashingConfig, metrics: Metrics) -> anyhow::Result<Self> {
         let params = Params::new(
             config.memory_kib,
             config.iterations,
@@ -48,6 +52,7 @@ impl PasswordHasher {
         let dummy_hash = hash_blocking(&params, "not a real password: timing equaliser")?;
         Ok(Self {
             params,
+            metrics,
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             dummy_hash: dummy_hash.into(),
         })
@@ -58,7 +63,7 @@ impl PasswordHasher {
     /// # Errors
     /// When hashing fails or the pool is gone.
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await?;
+        let _permit = self.queue().await?;
         let params = self.params.clone();
         let password = password.clone();
         spawn_blocking_in_span(move || hash_blocking(&params, password.expose_secret())).await?
@@ -73,7 +78,7 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<&str>,
     ) -> anyhow::Result<Verification> {
-        let _permit = self.permits.acquire().await?;
+        let _permit = self.queue().await?;
         let params = self.params.clone();
         let password = password.clone();
         let (hash, real) = match stored {
@@ -89,6 +94,17 @@ impl PasswordHasher {
             }
         })
         .await
+    }
+}
+
+impl PasswordHasher {
+    /// Waits for a slot on the hashing pool, recording how long that took.
+    async fn queue(&self) -> anyhow::Result<tokio::sync::SemaphorePermit<'_>> {
+        let waiting = std::time::Instant::now();
+        let permit = self.permits.acquire().await?;
+        self.metrics
+            .password_hash_wait(waiting.elapsed().as_secs_f64());
+        Ok(permit)
     }
 }
 
@@ -133,12 +149,15 @@ mod tests {
     use crate::config::HashingConfig;
 
     fn hasher(memory_kib: u32) -> PasswordHasher {
-        PasswordHasher::new(&HashingConfig {
-            memory_kib,
-            iterations: 1,
-            parallelism: 1,
-            concurrency: 2,
-        })
+        PasswordHasher::new(
+            &HashingConfig {
+                memory_kib,
+                iterations: 1,
+                parallelism: 1,
+                concurrency: 2,
+            },
+            crate::telemetry::Metrics::new().unwrap(),
+        )
         .unwrap()
     }
 

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use tokio::sync::{Notify, watch};
 
 use super::Transport;
-use crate::{clock::Clock, storage::Store};
+use crate::{clock::Clock, storage::Store, telemetry::Metrics};
 
 /// How long a claim lasts: longer than one SMTP exchange may take.
 const LEASE: Duration = Duration::from_secs(120);
@@ -33,6 +33,7 @@ pub async fn run(
     transport: Transport,
     clock: Clock,
     config: WorkerConfig,
+    metrics: Metrics,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -40,7 +41,9 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        if let Err(error) = deliver_due(&store, &transport, &clock, config, &shutdown).await {
+        if let Err(error) =
+            deliver_due(&store, &transport, &clock, config, &metrics, &shutdown).await
+        {
             tracing::warn!(error.cause_chain = ?error, "outbox round failed; will retry");
         }
         tokio::select! {
@@ -56,6 +59,7 @@ async fn deliver_due(
     transport: &Transport,
     clock: &Clock,
     config: WorkerConfig,
+    metrics: &Metrics,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let ids = {
@@ -80,6 +84,7 @@ async fn deliver_due(
         match outcome {
             Ok(()) => {
                 conn.queries().mark_email_sent(id, now).await?;
+                metrics.email_delivery("sent");
                 tracing::info!(outbox.id = id, "email delivered");
             }
             Err(error) => {
@@ -89,6 +94,11 @@ async fn deliver_due(
                 conn.queries()
                     .mark_email_failed(id, &error, now, retry_at)
                     .await?;
+                metrics.email_delivery(if retry_at.is_some() {
+                    "retrying"
+                } else {
+                    "abandoned"
+                });
                 if retry_at.is_some() {
                     tracing::warn!(outbox.id = id, outbox.attempts = attempts, error = %error, "email delivery failed; will retry");
                 } else {

@@ -8,7 +8,10 @@ use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use super::IdentityApi;
-use crate::{pb, pb::identity_service_server::IdentityServiceServer, services::Services};
+use crate::{
+    pb, pb::identity_service_server::IdentityServiceServer, services::Services,
+    telemetry::GrpcTelemetryLayer,
+};
 
 /// Largest request or response message.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -39,6 +42,7 @@ pub async fn serve(
         .set_service_status("liveness", ServingStatus::Serving)
         .await;
     check_readiness(&reporter, &services).await;
+    let telemetry = GrpcTelemetryLayer::new(services.metrics.clone());
     let readiness = tokio::spawn(track_readiness(reporter.clone(), services)).abort_handle();
     let stop_readiness = readiness.clone();
     let drained = async move {
@@ -52,6 +56,7 @@ pub async fn serve(
     };
     let outcome = Server::builder()
         .max_connection_age(MAX_CONNECTION_AGE)
+        .layer(telemetry)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -36,7 +36,7 @@ use error::Rejection;
 pub use pages::PageRedirects;
 use routes::HttpRoute;
 
-use crate::{grpc::IdentityApi, services::Services};
+use crate::{grpc::IdentityApi, services::Services, telemetry};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -78,6 +78,7 @@ pub fn router(
         .route("/readyz", get(ops::readyz))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/openapi.json", get(ops::openapi))
+        .route("/metrics", get(ops::metrics))
         .route(
             "/accounts/password-reset-confirm/{uidb64}/{token}/",
             get(reset_form),
@@ -98,7 +99,12 @@ pub fn router(
             router = router.route(&path, on(filter, handler));
         }
     }
+    let metrics = state.services.metrics.clone();
     Ok(router
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            telemetry::track_http,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -33,6 +33,16 @@ pub async fn jwks(State(state): State<BridgeState>) -> Response {
     response
 }
 
+/// `/metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<BridgeState>) -> Response {
+    let mut response = state.services.metrics_snapshot().await.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
 /// `/openapi.json`: the bridge's OpenAPI document.
 pub async fn openapi(State(state): State<BridgeState>) -> Json<serde_json::Value> {
     Json(state.openapi.as_ref().clone())

@@ -30,6 +30,7 @@ use crate::{
     error::{ServiceError, ServiceResult},
     google::GoogleClient,
     storage::{Store, StoreError, UserRow},
+    telemetry::Metrics,
 };
 
 /// Who is calling, as far as the transport can tell.
@@ -50,6 +51,7 @@ pub struct Services {
     pub(crate) secret: ServerSecret,
     pub(crate) mailer: Mailer,
     pub(crate) google: Arc<GoogleClient>,
+    pub(crate) metrics: Metrics,
     pub(crate) outbox_wake: Arc<Notify>,
     pub(crate) config: Arc<Config>,
 }
@@ -70,6 +72,8 @@ pub struct ServiceParts {
     pub mailer: Mailer,
     /// Google sign-in.
     pub google: GoogleClient,
+    /// Metrics registry.
+    pub metrics: Metrics,
     /// Wakes the outbox worker after a commit that queued mail.
     pub outbox_wake: Arc<Notify>,
     /// Settings.
@@ -89,9 +93,30 @@ impl Services {
             secret: parts.secret,
             mailer: parts.mailer,
             google: Arc::new(parts.google),
+            metrics: parts.metrics,
             outbox_wake: parts.outbox_wake,
             config: parts.config,
         }
+    }
+
+    /// The metrics registry, with the gauges that are read on demand brought up to date.
+    pub async fn metrics_snapshot(&self) -> String {
+        let (connections, idle) = self.store.pool_state();
+        self.metrics
+            .gauge("identity_db_pool_connections", f64::from(connections));
+        self.metrics
+            .gauge("identity_db_pool_idle_connections", f64::from(idle));
+        if let Ok(mut conn) = self.store.connection().await
+            && let Ok(pending) = conn.queries().pending_email_count().await
+        {
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "a queue depth fits an f64 exactly"
+            )]
+            self.metrics
+                .gauge("identity_outbox_pending_emails", pending as f64);
+        }
+        self.metrics.render()
     }
 
     /// Whether the database answers (readiness).

@@ -255,6 +255,16 @@ impl Store {
         })
     }
 
+    /// Open and idle connections of the pool.
+    #[must_use]
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = match &self.pool {
+            Pool::Postgres(pool) => pool.state(),
+            Pool::Sqlite(pool) => pool.state(),
+        };
+        (state.connections, state.idle_connections)
+    }
+
     /// Whether the database answers a trivial query.
     pub async fn is_reachable(&self) -> bool {
         match self.connection().await {

@@ -21,6 +21,22 @@ impl Queries<'_> {
         Ok(())
     }
 
+    /// Emails neither delivered nor abandoned.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn pending_email_count(&mut self) -> Result<i64, StoreError> {
+        let count = on_backend!(self, |conn| {
+            outbox::table
+                .filter(outbox::sent_at.is_null())
+                .filter(outbox::gave_up_at.is_null())
+                .count()
+                .get_result(conn)
+                .await
+        })?;
+        Ok(count)
+    }
+
     /// Ids of up to `limit` emails that are due and not claimed by a live worker.
     ///
     /// # Errors

@@ -3,10 +3,13 @@
 use std::{
     io::{BufRead, BufReader, Write},
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use identity::pb::{self, identity_service_client::IdentityServiceClient};
+
+use crate::fake_smtp::FakeSmtp;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_identity");
 
@@ -41,28 +44,76 @@ fn create_superuser(dir: &tempfile::TempDir, email: &str, password: &str) -> std
     child.wait_with_output().unwrap()
 }
 
-/// Starts `identity serve` and returns it with its gRPC address, read from its first log lines.
-fn serve(dir: &tempfile::TempDir) -> (Child, String) {
-    let mut child = identity(dir, &[])
+/// A running `identity serve` and everything it logged so far.
+struct Served {
+    child: Child,
+    grpc: String,
+    http: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `identity serve` with extra settings and reads its addresses from its log.
+fn serve(dir: &tempfile::TempDir, settings: &[(&str, &str)]) -> Served {
+    let mut command = identity(dir, &[]);
+    command.envs(settings.iter().copied());
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = stdout.lines();
-    let addr = loop {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (grpc, http) = loop {
         let line = lines
             .next()
             .expect("the server logs before exiting")
             .unwrap();
+        logs.lock().unwrap().push(line.clone());
         let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if let Some(addr) = entry["grpc.addr"].as_str() {
-            break addr.to_owned();
+        if let (Some(grpc), Some(http)) = (entry["grpc.addr"].as_str(), entry["http.addr"].as_str())
+        {
+            break (grpc.to_owned(), http.to_owned());
         }
     };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    // Keep reading so the child never blocks on a full pipe.
+    let sink = Arc::clone(&logs);
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|line| sink.lock().unwrap().push(line))
+    });
+    Served {
+        child,
+        grpc,
+        http,
+        logs,
+    }
+}
+
+impl Served {
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not stop"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // The reader thread drains what is left once the pipe closes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let logs = self.logs.lock().unwrap().clone();
+        (status, logs)
+    }
 }
 
 #[test]
@@ -116,9 +167,9 @@ async fn the_superuser_signs_in_to_the_served_binary_which_exits_cleanly_on_sigt
             .status
             .success()
     );
-    let (mut child, addr) = serve(&dir);
+    let served = serve(&dir, &[]);
 
-    let mut client = IdentityServiceClient::connect(format!("http://{addr}"))
+    let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
         .await
         .unwrap();
     let login = pb::LoginRequest {
@@ -128,21 +179,195 @@ async fn the_superuser_signs_in_to_the_served_binary_which_exits_cleanly_on_sigt
     let tokens = client.login(login).await.unwrap().into_inner();
     assert!(!tokens.access.is_empty());
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (status, _) = served.terminate().await;
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_accepted_before_sigterm_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir, &[("RATE_LIMIT_REGISTER", "0")]);
+    let client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
+        .await
+        .unwrap();
+
+    // A burst of registrations, each paying for an argon2 hash, in flight when SIGTERM lands.
+    let calls: Vec<_> = (0..12)
+        .map(|n| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let request = pb::RegisterRequest {
+                    email: format!("burst{n}@example.com"),
+                    password: "a-long-enough-passphrase".into(),
+                    ..Default::default()
+                };
+                client.register(request).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (status, logs) = served.terminate().await;
+
+    let outcomes: Vec<_> = futures_all(calls).await;
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    for outcome in &outcomes {
+        if let Err(status) = outcome {
+            // A call may be turned away before it starts, never cut off once accepted.
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        }
+    }
+    let handled = logs
+        .iter()
+        .filter(|l| l.contains(r#""grpc.method":"Register""#) && l.contains("gRPC call"))
+        .count();
+    assert_eq!(
+        accepted, handled,
+        "every accepted call answered and was logged"
+    );
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_of_a_whole_flow_hold_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = FakeSmtp::start().await;
+    let port = smtp.port.to_string();
+    let served = serve(
+        &dir,
+        &[
+            ("EMAIL_HOST", "127.0.0.1"),
+            ("EMAIL_PORT", &port),
+            ("EMAIL_USE_TLS", "false"),
+            ("EMAIL_POLL_INTERVAL_MS", "50"),
+        ],
+    );
+    let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let (email, password, new_password) = (
+        "secretive@example.com",
+        "first-secret-passphrase",
+        "second-secret-passphrase",
+    );
+
+    client
+        .register(pb::RegisterRequest {
+            email: email.into(),
+            password: password.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let otp = smtp
+        .nth_with_subject(email, "verification code", 1)
+        .await
+        .otp();
+    let activation = smtp
+        .nth_with_subject(email, "Activate", 1)
+        .await
+        .link("/activate/");
+    client
+        .verify_otp(pb::VerifyOtpRequest {
+            email: email.into(),
+            otp: otp.clone(),
+        })
+        .await
+        .unwrap();
+    let tokens = http
+        .post(format!("http://{}/accounts/api/token/", served.http))
+        .header("x-request-id", "flow-42")
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let refresh = tokens["refresh"].as_str().unwrap().to_owned();
+    let access = tokens["access"].as_str().unwrap().to_owned();
+    let rotated = client
+        .refresh(pb::RefreshRequest {
+            refresh: refresh.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .password_reset(pb::PasswordResetRequest {
+            email: email.into(),
+        })
+        .await
+        .unwrap();
+    let reset = smtp.nth_with_subject(email, "Reset", 1).await;
+    let (uidb64, reset_token) = reset.link_parts("/password-reset-confirm/");
+    client
+        .password_reset_confirm(pb::PasswordResetConfirmRequest {
+            uidb64,
+            token: reset_token.clone(),
+            new_password: new_password.into(),
+        })
+        .await
+        .unwrap();
+    let _ = client
+        .login(pb::LoginRequest {
+            email: email.into(),
+            password: "a-wrong-passphrase".into(),
+        })
+        .await;
+
+    let (_, logs) = served.terminate().await;
+    let activation_token = activation
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let secrets = [
+        password,
+        new_password,
+        "a-wrong-passphrase",
+        &otp,
+        &access,
+        &refresh,
+        &rotated.access,
+        &rotated.refresh,
+        &reset_token,
+        &activation_token,
+        email,
+    ];
+    for line in &logs {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        for secret in secrets {
+            assert!(
+                !line.contains(secret),
+                "a secret leaked into the log: {line}"
+            );
+        }
+    }
+    let login_line = logs
+        .iter()
+        .find(|l| l.contains(r#""request.id":"flow-42""#) && l.contains("HTTP request"))
+        .expect("the bridge call is logged with its request id");
+    assert!(
+        login_line.contains(r#""http.status":200"#) && login_line.contains("duration_ms"),
+        "{login_line}"
+    );
+    let grpc_line = logs
+        .iter()
+        .find(|l| l.contains(r#""grpc.method":"VerifyOtp""#) && l.contains("gRPC call"))
+        .unwrap();
+    assert!(
+        grpc_line.contains(r#""grpc.code":"OK""#) && grpc_line.contains("request.id"),
+        "{grpc_line}"
+    );
+}
+
+async fn futures_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.unwrap());
+    }
+    results
 }

@@ -161,7 +161,98 @@ async fn the_server_stops_gracefully(backend: Backend) {
     app.stop().await;
 }
 
+async fn metrics_use_the_go_grpc_prometheus_names(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("metrics@example.com", PASSWORD).await.unwrap();
+    let _ = app.register("metrics@example.com", PASSWORD).await;
+    app.smtp.wait_for("metrics@example.com", 2).await;
+    let bridge = app
+        .http
+        .get(format!("{}/accounts/api/users/", app.http_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bridge.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.http_base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let has = |needle: &str| text.lines().any(|line| line.contains(needle));
+    assert!(
+        has(
+            r#"grpc_server_started_total{grpc_type="unary",grpc_service="identity.v1.IdentityService",grpc_method="Register"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            r#"grpc_server_handled_total{grpc_type="unary",grpc_service="identity.v1.IdentityService",grpc_method="Register",grpc_code="OK"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(has(r#"grpc_code="AlreadyExists"} 1"#), "{text}");
+    assert!(has("grpc_server_handling_seconds_bucket{"), "{text}");
+    assert!(
+        has(r#"http_requests_total{method="GET",route="/accounts/api/users/",status="401"} 1"#),
+        "{text}"
+    );
+    assert!(has("http_request_duration_seconds_bucket{"), "{text}");
+    for gauge in [
+        "identity_db_pool_connections",
+        "identity_outbox_pending_emails",
+        "identity_password_hash_queue_wait_seconds_count",
+    ] {
+        assert!(has(gauge), "{gauge} missing");
+    }
+    assert!(
+        has(r#"identity_email_deliveries_total{outcome="sent"} 2"#),
+        "{text}"
+    );
+}
+
+async fn request_ids_are_echoed_on_both_protocols(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+
+    let http = app
+        .http
+        .get(format!("{}/healthz", app.http_base))
+        .header("x-request-id", "req-from-caller")
+        .send()
+        .await
+        .unwrap();
+    let generated = app
+        .http
+        .get(format!("{}/healthz", app.http_base))
+        .send()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(pb::ResendOtpRequest {
+        email: "rid@example.com".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "grpc-req-1".parse().unwrap());
+    let grpc = app.client.clone().resend_otp(request).await.unwrap();
+
+    assert_eq!(http.headers()["x-request-id"], "req-from-caller");
+    assert_eq!(
+        generated.headers()["x-request-id"].len(),
+        36,
+        "a UUID is made when none is sent"
+    );
+    assert_eq!(grpc.metadata().get("x-request-id").unwrap(), "grpc-req-1");
+}
+
 crate::on_both_backends!(
+    metrics_use_the_go_grpc_prometheus_names,
+    request_ids_are_echoed_on_both_protocols,
     reflection_lists_every_service,
     reflection_v1_answers_too,
     grpcurl_lists_describes_and_calls_through_reflection,
