@@ -7,7 +7,7 @@ mod grpc_layer;
 mod http_layer;
 mod metrics;
 
-pub use grpc_layer::GrpcTelemetryLayer;
+pub use grpc_layer::{GrpcTelemetry, GrpcTelemetryLayer};
 pub use http_layer::track_http;
 pub use metrics::Metrics;
 
