@@ -53,9 +53,13 @@ impl Application {
     /// # Errors
     /// Any failure to build.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let store = Store::connect(&config.database, config.database_pool_size)
-            .await
-            .context("opening the database")?;
+        let store = Store::connect(
+            &config.database,
+            config.database_pool_size,
+            config.statement_timeout,
+        )
+        .await
+        .context("opening the database")?;
         store.migrate().await.context("migrating the database")?;
         let secret = server_secret(&config, &store, &clock).await?;
         let tokens = token_issuer(&config, &store, &clock).await?;

@@ -138,6 +138,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Largest number of pooled database connections.
     pub database_pool_size: u32,
+    /// Longest a single SQL statement may run (Postgres `statement_timeout`).
+    pub statement_timeout: Duration,
+    /// Longest a call may run, whatever deadline the client sets.
+    pub request_timeout: Duration,
     /// Server secret for HMACs (codes, links); generated and stored in the database when absent.
     pub secret_key: Option<SecretString>,
     /// Development mode: pretty logs by default.
@@ -262,6 +266,10 @@ impl Config {
         Ok(Self {
             database: database(&env)?,
             database_pool_size: env.number("DATABASE_POOL_SIZE", 10)?,
+            statement_timeout: Duration::from_millis(
+                env.number("DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?,
+            ),
+            request_timeout: Duration::from_millis(env.number("REQUEST_TIMEOUT_MS", 30_000)?),
             secret_key,
             debug,
             log_format,

@@ -65,7 +65,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database, 1).await?;
+    let store = Store::connect(&config.database, 1, config.statement_timeout).await?;
     store.migrate().await.context("migrating the database")?;
     eprintln!("identity: migrations applied");
     Ok(())

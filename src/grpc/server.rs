@@ -42,7 +42,8 @@ pub async fn serve(
         .set_service_status("liveness", ServingStatus::Serving)
         .await;
     check_readiness(&reporter, &services).await;
-    let telemetry = GrpcTelemetryLayer::new(services.metrics.clone());
+    let telemetry =
+        GrpcTelemetryLayer::new(services.metrics.clone(), services.config.request_timeout);
     let readiness = tokio::spawn(track_readiness(reporter.clone(), services)).abort_handle();
     let stop_readiness = readiness.clone();
     let drained = async move {

@@ -140,11 +140,20 @@ impl Store {
     ///
     /// # Errors
     /// When the pool cannot be built.
-    pub async fn connect(config: &DatabaseConfig, max_size: u32) -> Result<Self, StoreError> {
+    pub async fn connect(
+        config: &DatabaseConfig,
+        max_size: u32,
+        statement_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let pool = match config {
             DatabaseConfig::Postgres { url } => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(
+                let mut manager_config = ManagerConfig::default();
+                let timeout_ms = statement_timeout.as_millis();
+                manager_config.custom_setup =
+                    Box::new(move |url| Box::pin(open_postgres(url.to_owned(), timeout_ms)));
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
                     url.expose_secret().to_owned(),
+                    manager_config,
                 );
                 Pool::Postgres(
                     bb8::Pool::builder()
@@ -279,6 +288,18 @@ impl Queries<'_> {
         on_backend!(self, |conn| conn.batch_execute("SELECT 1").await)?;
         Ok(())
     }
+}
+
+/// A Postgres connection whose statements cannot outlive the calls that made them.
+async fn open_postgres(
+    url: String,
+    statement_timeout_ms: u128,
+) -> Result<AsyncPgConnection, ConnectionError> {
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    conn.batch_execute(&format!("SET statement_timeout = {statement_timeout_ms}"))
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 async fn open_sqlite(url: String) -> Result<SqliteConn, ConnectionError> {

@@ -1,12 +1,13 @@
 //! A tower layer around every gRPC call: it takes or makes the `x-request-id` (and echoes
-//! it), continues a W3C `traceparent`, runs the call in a span carrying both, counts it in
-//! the go-grpc-prometheus metrics, and logs one line when it ends.
+//! it), continues a W3C `traceparent`, runs the call in a span carrying both under the
+//! caller's `grpc-timeout` (capped by the server's own limit), counts it in the
+//! go-grpc-prometheus metrics, and logs one line when it ends.
 
 use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::http::{HeaderValue, Request, Response};
@@ -18,13 +19,17 @@ use super::{Metrics, request_id, trace_id};
 #[derive(Clone)]
 pub struct GrpcTelemetryLayer {
     metrics: Metrics,
+    request_timeout: Duration,
 }
 
 impl GrpcTelemetryLayer {
-    /// A layer recording into `metrics`.
+    /// A layer recording into `metrics` that ends calls after `request_timeout` at most.
     #[must_use]
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Metrics, request_timeout: Duration) -> Self {
+        Self {
+            metrics,
+            request_timeout,
+        }
     }
 }
 
@@ -35,6 +40,7 @@ impl<S> tower::Layer<S> for GrpcTelemetryLayer {
         GrpcTelemetry {
             inner,
             metrics: self.metrics.clone(),
+            request_timeout: self.request_timeout,
         }
     }
 }
@@ -44,12 +50,14 @@ impl<S> tower::Layer<S> for GrpcTelemetryLayer {
 pub struct GrpcTelemetry<S> {
     inner: S,
     metrics: Metrics,
+    request_timeout: Duration,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for GrpcTelemetry<S>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Send,
     S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -73,13 +81,21 @@ where
             request.id = %request_id,
             trace.id = %trace_id,
         );
+        let deadline = grpc_timeout(request.headers())
+            // Answer a little before the caller gives up, so it hears why.
+            .map(|d| d.saturating_sub((d / 10).min(Duration::from_millis(100))))
+            .map_or(self.request_timeout, |d| d.min(self.request_timeout));
         let metrics = self.metrics.clone();
         metrics.grpc_started(&service, &method);
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(
             async move {
-                let outcome = call.await;
+                // Dropping the call on expiry cancels its work; the client hears DEADLINE_EXCEEDED.
+                let outcome = match tokio::time::timeout(deadline, call).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Ok(deadline_exceeded()),
+                };
                 let seconds = started.elapsed().as_secs_f64();
                 let code = match &outcome {
                     // Errors arrive trailers-only, with the status in the headers; a reply
@@ -110,6 +126,35 @@ where
             .instrument(span),
         )
     }
+}
+
+/// A trailers-only reply with status `DEADLINE_EXCEEDED`.
+fn deadline_exceeded<B: Default>() -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from_static("4"));
+    headers.insert(
+        "grpc-message",
+        HeaderValue::from_static("deadline%20exceeded"),
+    );
+    response
+}
+
+/// The caller's deadline from `grpc-timeout` (e.g. `250m`, `5S`).
+fn grpc_timeout(headers: &axum::http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = amount.parse().ok().filter(|_| amount.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 fn split_path(path: &str) -> (String, String) {

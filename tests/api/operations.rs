@@ -250,7 +250,24 @@ async fn request_ids_are_echoed_on_both_protocols(backend: Backend) {
     assert_eq!(grpc.metadata().get("x-request-id").unwrap(), "grpc-req-1");
 }
 
+async fn an_expired_deadline_answers_deadline_exceeded_and_changes_nothing(backend: Backend) {
+    // Costly hashing, so the call cannot finish inside the deadline.
+    let app = TestApp::spawn_with(backend, &[("PASSWORD_HASH_ITERATIONS", "100")]).await;
+    let mut request = tonic::Request::new(pb::RegisterRequest {
+        email: "hurry@example.com".into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    });
+    request.set_timeout(std::time::Duration::from_millis(400));
+
+    let status = app.client.clone().register(request).await.unwrap_err();
+
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(app.user("hurry@example.com").await.is_none());
+}
+
 crate::on_both_backends!(
+    an_expired_deadline_answers_deadline_exceeded_and_changes_nothing,
     metrics_use_the_go_grpc_prometheus_names,
     request_ids_are_echoed_on_both_protocols,
     reflection_lists_every_service,
