@@ -9,7 +9,10 @@ use std::{
 
 use identity::pb::{self, identity_service_client::IdentityServiceClient};
 
-use crate::fake_smtp::FakeSmtp;
+use crate::{
+    fake_smtp::FakeSmtp,
+    helpers::{Backend, TestDatabase},
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_identity");
 
@@ -362,6 +365,169 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         grpc_line.contains(r#""grpc.code":"OK""#) && grpc_line.contains("request.id"),
         "{grpc_line}"
     );
+}
+
+/// Three replicas of the binary on one Postgres database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_rotation_and_email_hold_across_three_replicas() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let smtp = FakeSmtp::start().await;
+    let port = smtp.port.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        ("DATABASE_URL", database.url.as_str()),
+        ("EMAIL_HOST", "127.0.0.1"),
+        ("EMAIL_PORT", port.as_str()),
+        ("EMAIL_USE_TLS", "false"),
+        ("EMAIL_POLL_INTERVAL_MS", "50"),
+    ];
+    // One migrates first, as the migration Job would; the others find the schema ready.
+    let first = serve(&dir, &settings);
+    let mut replicas = vec![first, serve(&dir, &settings), serve(&dir, &settings)];
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(
+            IdentityServiceClient::connect(format!("http://{}", replica.grpc))
+                .await
+                .unwrap(),
+        );
+    }
+    let password = "a-long-enough-passphrase";
+
+    // Code attempts are counted in the database, whichever replica answers.
+    register_on(&clients[0], "otp@example.com").await;
+    let otp = smtp
+        .nth_with_subject("otp@example.com", "verification code", 1)
+        .await
+        .otp();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    for n in 0..5 {
+        let request = pb::VerifyOtpRequest {
+            email: "otp@example.com".into(),
+            otp: wrong.into(),
+        };
+        assert_eq!(
+            clients[n % 3]
+                .clone()
+                .verify_otp(request)
+                .await
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+    let right = pb::VerifyOtpRequest {
+        email: "otp@example.com".into(),
+        otp,
+    };
+    assert_eq!(
+        clients[1]
+            .clone()
+            .verify_otp(right)
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::ResourceExhausted
+    );
+
+    // The resend cooldown opened on one replica holds on the others.
+    for client in &clients[1..] {
+        let request = pb::ResendOtpRequest {
+            email: "otp@example.com".into(),
+        };
+        assert_eq!(
+            client.clone().resend_otp(request).await.unwrap_err().code(),
+            tonic::Code::ResourceExhausted
+        );
+    }
+
+    // Rotation and reuse detection span replicas, with one shared signing key.
+    register_on(&clients[1], "rotate@example.com").await;
+    let code = smtp
+        .nth_with_subject("rotate@example.com", "verification code", 1)
+        .await
+        .otp();
+    clients[2]
+        .clone()
+        .verify_otp(pb::VerifyOtpRequest {
+            email: "rotate@example.com".into(),
+            otp: code,
+        })
+        .await
+        .unwrap();
+    let login = pb::LoginRequest {
+        email: "rotate@example.com".into(),
+        password: password.into(),
+    };
+    let first_pair = clients[0].clone().login(login).await.unwrap().into_inner();
+    let second_pair = clients[1]
+        .clone()
+        .refresh(pb::RefreshRequest {
+            refresh: first_pair.refresh.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let reuse = clients[2]
+        .clone()
+        .refresh(pb::RefreshRequest {
+            refresh: first_pair.refresh,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reuse.code(), tonic::Code::Unauthenticated);
+    assert!(reuse.message().contains("already used"), "{reuse:?}");
+    let revoked = clients[0]
+        .clone()
+        .refresh(pb::RefreshRequest {
+            refresh: second_pair.refresh,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(revoked.code(), tonic::Code::Unauthenticated);
+
+    // Every queued email goes out exactly once while replicas stop and start.
+    for n in 0..9 {
+        register_on(&clients[n % clients.len()], &format!("mail{n}@example.com")).await;
+        if n == 3 {
+            let (status, _) = replicas.remove(1).terminate().await;
+            assert!(status.success());
+            clients.remove(1);
+        }
+        if n == 6 {
+            let fresh = serve(&dir, &settings);
+            clients.push(
+                IdentityServiceClient::connect(format!("http://{}", fresh.grpc))
+                    .await
+                    .unwrap(),
+            );
+            replicas.push(fresh);
+        }
+    }
+    for n in 0..9 {
+        smtp.wait_for(&format!("mail{n}@example.com"), 2).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..9 {
+        assert_eq!(
+            smtp.to(&format!("mail{n}@example.com")).len(),
+            2,
+            "mail{n} got a duplicate"
+        );
+    }
+    for replica in replicas {
+        let (status, _) = replica.terminate().await;
+        assert!(status.success());
+    }
+}
+
+async fn register_on(client: &IdentityServiceClient<tonic::transport::Channel>, email: &str) {
+    let request = pb::RegisterRequest {
+        email: email.into(),
+        password: "a-long-enough-passphrase".into(),
+        ..Default::default()
+    };
+    client.clone().register(request).await.unwrap();
 }
 
 async fn futures_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -295,14 +295,14 @@ pub fn assert_refused<T: std::fmt::Debug>(
 }
 
 /// A database for one test, removed when the test ends.
-struct TestDatabase {
-    url: String,
+pub struct TestDatabase {
+    pub url: String,
     postgres: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDatabase {
-    async fn create(backend: Backend) -> Self {
+    pub async fn create(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
