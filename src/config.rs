@@ -148,6 +148,8 @@ pub struct Config {
     pub debug: bool,
     /// Log format: `json` or `pretty`.
     pub log_format: LogFormat,
+    /// OTLP/gRPC collector that receives traces, if any.
+    pub otlp_endpoint: Option<String>,
     /// SMTP server, or `None` to log mail instead.
     pub smtp: Option<SmtpConfig>,
     /// The `From` address of every email.
@@ -273,6 +275,7 @@ impl Config {
             secret_key,
             debug,
             log_format,
+            otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             smtp: smtp(&env)?,
             from_email: env
                 .get("DEFAULT_FROM_EMAIL")

@@ -44,7 +44,13 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    let _tracing = match telemetry::init(config.log_format, config.otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("identity: invalid setting OTEL_EXPORTER_OTLP_ENDPOINT: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,

@@ -85,6 +85,7 @@ where
             // Answer a little before the caller gives up, so it hears why.
             .map(|d| d.saturating_sub((d / 10).min(Duration::from_millis(100))))
             .map_or(self.request_timeout, |d| d.min(self.request_timeout));
+        super::continue_trace(&span, request.headers());
         let metrics = self.metrics.clone();
         metrics.grpc_started(&service, &method);
         let started = Instant::now();

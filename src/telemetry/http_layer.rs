@@ -35,6 +35,7 @@ pub async fn track_http(
         request.id = %request_id,
         trace.id = %trace_id(request.headers()).unwrap_or_default(),
     );
+    super::continue_trace(&span, request.headers());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();

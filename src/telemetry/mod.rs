@@ -12,15 +12,53 @@ pub use http_layer::track_http;
 pub use metrics::Metrics;
 
 use axum::http::HeaderMap;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing::Span;
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level.
-pub fn init(format: LogFormat) {
+/// Flushes exported traces when dropped at the end of `main`.
+pub struct TracingGuard(Option<SdkTracerProvider>);
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("identity: flushing traces failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level. With an
+/// OTLP endpoint, spans are also exported there, continuing callers' W3C `traceparent`.
+///
+/// # Errors
+/// When the OTLP exporter cannot be built.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<TracingGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = match otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
+            Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(Resource::builder().with_service_name("identity").build())
+                    .build(),
+            )
+        }
+        None => None,
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("identity")));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     // A second call (several apps in one test process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => registry
@@ -33,6 +71,28 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
     };
+    Ok(TracingGuard(provider))
+}
+
+/// Makes `span` a child of the caller's W3C `traceparent`, when one came and traces are exported.
+pub fn continue_trace(span: &Span, headers: &HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    // Without an exporter there is no OpenTelemetry layer; the span keeps its `trace.id` field.
+    let _ = span.set_parent(parent);
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
 }
 
 /// Runs CPU-bound work on the blocking pool inside the current span.

@@ -521,6 +521,80 @@ async fn limits_rotation_and_email_hold_across_three_replicas() {
     }
 }
 
+/// An OTLP collector that keeps the trace ids of every span it receives.
+#[derive(Clone, Default)]
+struct FakeCollector {
+    trace_ids: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for FakeCollector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut ids = self.trace_ids.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    ids.push(span.trace_id.iter().map(|b| format!("{b:02x}")).collect());
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_the_otlp_collector_under_the_callers_trace() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let collector = FakeCollector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let service = TraceServiceServer::new(collector.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    let mut request = tonic::Request::new(pb::ResendOtpRequest {
+        email: "traced@example.com".into(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+    );
+    let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
+        .await
+        .unwrap();
+    client.resend_otp(request).await.unwrap();
+    let (status, logs) = served.terminate().await;
+
+    assert!(status.success());
+    assert!(
+        logs.iter().any(|l| l.contains(trace)),
+        "the trace id is in the log line"
+    );
+    let exported = collector.trace_ids.lock().unwrap().clone();
+    assert!(
+        exported.iter().any(|id| id == trace),
+        "exported {exported:?}"
+    );
+}
+
 async fn register_on(client: &IdentityServiceClient<tonic::transport::Channel>, email: &str) {
     let request = pb::RegisterRequest {
         email: email.into(),
