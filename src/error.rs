@@ -44,9 +44,6 @@ pub enum ServiceError {
     /// The emailed link is too old.
     #[error("the link has expired; request a new one")]
     LinkExpired,
-    /// The email address was already verified.
-    #[error("the email address is already verified")]
-    AlreadyVerified,
     /// Another email to this address must wait.
     #[error("please wait before requesting another email")]
     Cooldown {
@@ -121,7 +118,6 @@ impl ServiceError {
             Self::TooManyAttempts => "OTP_ATTEMPTS_EXCEEDED",
             Self::LinkInvalid => "LINK_INVALID",
             Self::LinkExpired => "LINK_EXPIRED",
-            Self::AlreadyVerified => "ALREADY_VERIFIED",
             Self::Cooldown { .. } => "RESEND_COOLDOWN",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::LoginThrottled { .. } => "LOGIN_THROTTLED",

@@ -32,7 +32,6 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::SessionRevoked => Code::Unauthenticated,
         ServiceError::NotVerified
         | ServiceError::AccountDisabled
-        | ServiceError::AlreadyVerified
         | ServiceError::GoogleNotConfigured
         | ServiceError::GoogleLinkRefused => Code::FailedPrecondition,
         ServiceError::GoogleUnavailable => Code::Unavailable,

@@ -109,11 +109,7 @@ impl Services {
             return Err(ServiceError::OtpInvalid);
         };
         let now = self.clock.now_naive();
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let mut queries = conn.queries();
         let Some(stored) = queries
             .count_otp_attempt(user.id, OTP_MAX_ATTEMPTS)
@@ -337,11 +333,7 @@ impl Services {
             date_joined: now,
             password_changed_at: now,
         };
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let row = conn
             .queries()
             .insert_user(&new_user)

@@ -115,11 +115,7 @@ impl Services {
 
     /// Refuses a sign-in while the address is backing off after failures.
     pub(crate) async fn check_login_backoff(&self, email: &Email) -> ServiceResult<()> {
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let blocked = conn
             .queries()
             .blocked_until(&login_bucket(email), self.clock.now_naive())
@@ -135,11 +131,7 @@ impl Services {
     pub(crate) async fn record_login_failure(&self, email: &Email) -> ServiceResult<()> {
         let bucket = login_bucket(email);
         let now = self.clock.now_naive();
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let mut queries = conn.queries();
         let failures = queries
             .add_failure(&bucket, now, LOGIN_FAILURE_WINDOW)
@@ -157,11 +149,7 @@ impl Services {
 
     /// Forgets an address's failed sign-ins.
     pub(crate) async fn clear_login_failures(&self, email: &Email) -> ServiceResult<()> {
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         conn.queries()
             .clear_counter(&login_bucket(email))
             .await
@@ -174,11 +162,7 @@ impl Services {
         bucket: &str,
         policy: CounterPolicy,
     ) -> ServiceResult<Result<(), Duration>> {
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         Ok(conn
             .queries()
             .take_hit(bucket, self.clock.now_naive(), policy)

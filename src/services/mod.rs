@@ -29,7 +29,7 @@ use crate::{
     email::Mailer,
     error::{ServiceError, ServiceResult},
     google::GoogleClient,
-    storage::{Store, StoreError, UserRow},
+    storage::{Connection, Store, StoreError, UserRow},
     telemetry::Metrics,
 };
 
@@ -124,12 +124,17 @@ impl Services {
         self.store.is_reachable().await
     }
 
-    pub(crate) async fn user_by_email(&self, email: &Email) -> ServiceResult<Option<UserRow>> {
-        let mut conn = self
+    /// Borrows a database connection for statements outside a transaction.
+    pub(crate) async fn connection(&self) -> ServiceResult<Connection<'_>> {
+        Ok(self
             .store
             .connection()
             .await
-            .context("borrowing a connection")?;
+            .context("borrowing a connection")?)
+    }
+
+    pub(crate) async fn user_by_email(&self, email: &Email) -> ServiceResult<Option<UserRow>> {
+        let mut conn = self.connection().await?;
         Ok(conn
             .queries()
             .user_by_email(email.as_str())
@@ -138,11 +143,7 @@ impl Services {
     }
 
     pub(crate) async fn user_by_id(&self, id: UserId) -> ServiceResult<Option<UserRow>> {
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         Ok(conn
             .queries()
             .user_by_id(id.get())

@@ -48,11 +48,7 @@ impl Services {
                 self.config.password_reset_lifetime,
                 now.naive_utc(),
             );
-            let mut conn = self
-                .store
-                .connection()
-                .await
-                .context("borrowing a connection")?;
+            let mut conn = self.connection().await?;
             conn.queries()
                 .enqueue_email(&mail)
                 .await

@@ -134,11 +134,7 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, refresh: &str) -> ServiceResult<()> {
         let token_hash = RefreshToken::from_client(refresh).hash();
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let mut queries = conn.queries();
         let Some(session_id) = queries
             .refresh_token_session(&token_hash)
@@ -162,11 +158,7 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn logout_all(&self, bearer: Option<&str>) -> ServiceResult<u64> {
         let caller = self.authenticate(bearer).await?;
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let revoked = conn
             .queries()
             .revoke_user_sessions(caller.user.id.get(), self.clock.now_naive())
@@ -187,11 +179,7 @@ impl Services {
             TokenError::Expired => ServiceError::TokenExpired,
             TokenError::Invalid | TokenError::Signing(_) => ServiceError::TokenInvalid,
         })?;
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let mut queries = conn.queries();
         let session = queries
             .session(&claims.sid)
@@ -281,11 +269,7 @@ impl Services {
         password: &LoginPassword,
     ) -> ServiceResult<()> {
         let new_hash = self.hasher.hash(password.secret()).await?;
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         conn.queries()
             .upgrade_password_hash(user.id, old_hash, &new_hash)
             .await

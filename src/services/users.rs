@@ -34,11 +34,7 @@ impl Services {
             return Err(ServiceError::PermissionDenied);
         }
         let limit = i64::from(size.get());
-        let mut conn = self
-            .store
-            .connection()
-            .await
-            .context("borrowing a connection")?;
+        let mut conn = self.connection().await?;
         let mut rows = conn
             .queries()
             .users_after(token.after_id(), limit + 1)

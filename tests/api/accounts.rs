@@ -6,7 +6,7 @@ use identity::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused};
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused, retry_delay};
 
 async fn registering_returns_an_unverified_user_and_emails_a_code_and_a_link(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -207,12 +207,7 @@ async fn resending_inside_the_cooldown_is_refused_alike_for_known_and_unknown_em
         .await;
 
     let status = assert_refused(known, Code::ResourceExhausted, "RESEND_COOLDOWN");
-    let retry = status
-        .get_error_details()
-        .retry_info()
-        .unwrap()
-        .retry_delay
-        .unwrap();
+    let retry = retry_delay(&status);
     assert!(
         retry > Duration::ZERO && retry <= Duration::from_secs(60),
         "{retry:?}"

@@ -40,15 +40,7 @@ async fn whoami(app: &TestApp, access: &str) -> pb::User {
     )
     .unwrap();
     let id = claims["sub"].as_str().unwrap().parse().unwrap();
-    let request = TestApp::authorized(pb::GetUserRequest { id }, access);
-    app.client
-        .clone()
-        .get_user(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
+    app.get_user(access, id).await.unwrap()
 }
 
 async fn an_access_token_creates_a_verified_passwordless_account_once(backend: Backend) {

@@ -232,6 +232,13 @@ impl TestApp {
         request
     }
 
+    /// One user, read with a bearer token.
+    pub async fn get_user(&self, access: &str, id: i64) -> Result<pb::User, Status> {
+        let request = Self::authorized(pb::GetUserRequest { id }, access);
+        let reply = self.client.clone().get_user(request).await?;
+        Ok(reply.into_inner().user.unwrap())
+    }
+
     /// Every user, as staff sees them (signing staff in afresh, as the clock may have moved).
     pub async fn all_users(&self) -> Vec<pb::User> {
         let staff = self
@@ -292,6 +299,17 @@ pub fn assert_refused<T: std::fmt::Debug>(
         .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     assert_eq!(info.reason, reason, "unexpected reason: {status:?}");
     status
+}
+
+/// The `RetryInfo` delay of a refusal.
+#[track_caller]
+pub fn retry_delay(status: &Status) -> Duration {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    details
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("a RetryInfo detail")
 }
 
 /// A database for one test, removed when the test ends.

@@ -7,23 +7,11 @@ use identity::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused};
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused, retry_delay};
 
 fn jwt_part(token: &str, index: usize) -> serde_json::Value {
     let part = token.split('.').nth(index).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-}
-
-async fn get_self(app: &TestApp, access: &str, id: i64) -> Result<pb::User, tonic::Status> {
-    let request = TestApp::authorized(pb::GetUserRequest { id }, access);
-    Ok(app
-        .client
-        .clone()
-        .get_user(request)
-        .await?
-        .into_inner()
-        .user
-        .unwrap())
 }
 
 async fn login_returns_an_eddsa_access_token_with_the_documented_claims(backend: Backend) {
@@ -53,7 +41,7 @@ async fn login_returns_an_eddsa_access_token_with_the_documented_claims(backend:
         32,
         "opaque 256-bit refresh token"
     );
-    let me = get_self(&app, &tokens.access, user.id).await.unwrap();
+    let me = app.get_user(&tokens.access, user.id).await.unwrap();
     assert!(me.last_login.is_some());
 }
 
@@ -98,7 +86,7 @@ async fn refresh_rotates_and_reusing_a_spent_token_revokes_the_whole_family(back
 
     let second = app.refresh(&first.refresh).await.unwrap();
     assert_ne!(second.refresh, first.refresh);
-    assert!(get_self(&app, &second.access, user.id).await.is_ok());
+    assert!(app.get_user(&second.access, user.id).await.is_ok());
 
     let reuse = app.refresh(&first.refresh).await;
     assert_refused(reuse, Code::Unauthenticated, "REFRESH_TOKEN_REUSED");
@@ -110,7 +98,7 @@ async fn refresh_rotates_and_reusing_a_spent_token_revokes_the_whole_family(back
         "SESSION_REVOKED",
     );
     assert_refused(
-        get_self(&app, &second.access, user.id).await,
+        app.get_user(&second.access, user.id).await,
         Code::Unauthenticated,
         "SESSION_REVOKED",
     );
@@ -129,7 +117,7 @@ async fn an_access_token_is_no_refresh_token_and_a_refresh_token_is_no_bearer(ba
         "TOKEN_INVALID",
     );
     assert_refused(
-        get_self(&app, &tokens.refresh, user.id).await,
+        app.get_user(&tokens.refresh, user.id).await,
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
@@ -156,30 +144,30 @@ async fn expired_and_tampered_access_tokens_are_refused(backend: Backend) {
     let forged = claims.join(".");
 
     assert_refused(
-        get_self(&app, &tampered, user.id).await,
+        app.get_user(&tampered, user.id).await,
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
     assert_refused(
-        get_self(&app, &forged, 1).await,
+        app.get_user(&forged, 1).await,
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
     assert_refused(
-        get_self(&app, "not.a.jwt", 1).await,
+        app.get_user("not.a.jwt", 1).await,
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
 
     app.clock.advance(Duration::from_secs(300 + 31));
     assert_refused(
-        get_self(&app, &tokens.access, user.id).await,
+        app.get_user(&tokens.access, user.id).await,
         Code::Unauthenticated,
         "TOKEN_EXPIRED",
     );
     // The refresh token outlives the access token.
     let renewed = app.refresh(&tokens.refresh).await.unwrap();
-    assert!(get_self(&app, &renewed.access, user.id).await.is_ok());
+    assert!(app.get_user(&renewed.access, user.id).await.is_ok());
 }
 
 async fn a_refresh_token_expires(backend: Backend) {
@@ -213,7 +201,7 @@ async fn logout_revokes_the_session_so_refresh_fails(backend: Backend) {
         "SESSION_REVOKED",
     );
     assert_refused(
-        get_self(&app, &tokens.access, user.id).await,
+        app.get_user(&tokens.access, user.id).await,
         Code::Unauthenticated,
         "SESSION_REVOKED",
     );
@@ -272,12 +260,7 @@ async fn five_failed_logins_then_back_off_with_retry_info(backend: Backend) {
     let blocked = app.login("target@example.com", PASSWORD).await;
 
     let status = assert_refused(blocked, Code::ResourceExhausted, "LOGIN_THROTTLED");
-    let retry = status
-        .get_error_details()
-        .retry_info()
-        .unwrap()
-        .retry_delay
-        .unwrap();
+    let retry = retry_delay(&status);
     assert!(
         retry <= Duration::from_secs(30) && retry > Duration::ZERO,
         "{retry:?}"
@@ -353,7 +336,37 @@ async fn oversized_messages_are_refused(backend: Backend) {
     assert!(app.user("big@example.com").await.is_none());
 }
 
+async fn hs256_over_secret_key_works_for_seed_compatibility(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("JWT_ALGORITHM", "HS256"),
+            ("SECRET_KEY", "a-shared-secret-of-at-least-32-characters"),
+        ],
+    )
+    .await;
+    let (user, tokens) = app.signed_in_user("seed@example.com").await;
+
+    assert_eq!(jwt_part(&tokens.access, 0)["alg"], "HS256");
+    assert!(app.get_user(&tokens.access, user.id).await.is_ok());
+    let jwks: serde_json::Value = app
+        .http
+        .get(format!("{}/.well-known/jwks.json", app.http_base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"],
+        serde_json::json!([]),
+        "a shared secret is never published"
+    );
+}
+
 crate::on_both_backends!(
+    hs256_over_secret_key_works_for_seed_compatibility,
     of_concurrent_refreshes_with_one_token_exactly_one_wins,
     oversized_messages_are_refused,
     login_returns_an_eddsa_access_token_with_the_documented_claims,

@@ -21,18 +21,6 @@ async fn list(
     Ok(app.client.clone().list_users(request).await?.into_inner())
 }
 
-async fn get(app: &TestApp, access: &str, id: i64) -> Result<pb::User, tonic::Status> {
-    let request = TestApp::authorized(pb::GetUserRequest { id }, access);
-    Ok(app
-        .client
-        .clone()
-        .get_user(request)
-        .await?
-        .into_inner()
-        .user
-        .unwrap())
-}
-
 async fn staff_pages_through_every_user(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for n in 0..4 {
@@ -99,25 +87,25 @@ async fn a_user_reads_themselves_but_not_others_while_staff_reads_anyone(backend
     let staff = app.login(STAFF_EMAIL, STAFF_PASSWORD).await.unwrap();
 
     assert_eq!(
-        get(&app, &my_tokens.access, me.id).await.unwrap().email,
+        app.get_user(&my_tokens.access, me.id).await.unwrap().email,
         "me@example.com"
     );
     assert_refused(
-        get(&app, &my_tokens.access, other.id).await,
+        app.get_user(&my_tokens.access, other.id).await,
         Code::PermissionDenied,
         "PERMISSION_DENIED",
     );
     assert_eq!(
-        get(&app, &staff.access, other.id).await.unwrap().email,
+        app.get_user(&staff.access, other.id).await.unwrap().email,
         "them@example.com"
     );
     assert_refused(
-        get(&app, &staff.access, 999_999).await,
+        app.get_user(&staff.access, 999_999).await,
         Code::NotFound,
         "NOT_FOUND",
     );
     assert_refused(
-        get(&app, &staff.access, 0).await,
+        app.get_user(&staff.access, 0).await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
