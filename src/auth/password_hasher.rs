@@ -1,18 +1,23 @@
-//! Argon2id password hashing on a bounded pool of blocking threads, so a login storm queues
-//! behind the semaphore instead of starving the async workers that serve every other call.
+//! Argon2id password hashing on a small pool of dedicated threads. A login storm queues for
+//! them instead of starving the async workers that serve every other call, and memory stays
+//! bounded: each thread reuses its own allocator arena for argon2's 19 MiB working area,
+//! where the runtime's many blocking threads would each keep one.
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, Mutex, mpsc},
+    time::Instant,
+};
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
 };
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tracing::Span;
 
-use crate::{
-    config::HashingConfig,
-    telemetry::{Metrics, spawn_blocking_in_span},
-};
+use crate::{config::HashingConfig, telemetry::Metrics};
+
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +36,8 @@ pub enum Verification {
 pub struct PasswordHasher {
     params: Params,
     metrics: Metrics,
-    permits: Arc<Semaphore>,
+    /// The queue of the hashing threads; they stop when the last hasher is dropped.
+    jobs: Arc<mpsc::Sender<Job>>,
     /// Verified against when the account does not exist, so unknown emails cost the same.
     dummy_hash: Arc<str>,
 }
@@ -53,7 +59,7 @@ impl PasswordHasher {
         Ok(Self {
             params,
             metrics,
-            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            jobs: Arc::new(start_threads(config.concurrency.max(1))?),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -63,10 +69,10 @@ impl PasswordHasher {
     /// # Errors
     /// When hashing fails or the pool is gone.
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
-        let _permit = self.queue().await?;
         let params = self.params.clone();
         let password = password.clone();
-        spawn_blocking_in_span(move || hash_blocking(&params, password.expose_secret())).await?
+        self.run(move || hash_blocking(&params, password.expose_secret()))
+            .await?
     }
 
     /// Checks a password against a stored hash; with no hash, checks a dummy and fails.
@@ -78,14 +84,13 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<&str>,
     ) -> anyhow::Result<Verification> {
-        let _permit = self.queue().await?;
         let params = self.params.clone();
         let password = password.clone();
         let (hash, real) = match stored {
             Some(hash) => (hash.to_owned(), true),
             None => (self.dummy_hash.to_string(), false),
         };
-        spawn_blocking_in_span(move || {
+        self.run(move || {
             let verification = verify_blocking(&params, password.expose_secret(), &hash);
             if real {
                 verification
@@ -98,14 +103,52 @@ impl PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Waits for a slot on the hashing pool, recording how long that took.
-    async fn queue(&self) -> anyhow::Result<tokio::sync::SemaphorePermit<'_>> {
-        let waiting = std::time::Instant::now();
-        let permit = self.permits.acquire().await?;
-        self.metrics
-            .password_hash_wait(waiting.elapsed().as_secs_f64());
-        Ok(permit)
+    /// Runs `work` on a hashing thread, in the caller's span, recording how long it queued.
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let span = Span::current();
+        let metrics = self.metrics.clone();
+        let queued = Instant::now();
+        let job: Job = Box::new(move || {
+            metrics.password_hash_wait(queued.elapsed().as_secs_f64());
+            // The caller may have gone (deadline); the result is then dropped.
+            let _ = reply.send(span.in_scope(work));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the hashing threads have stopped"))?;
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("a hashing thread failed"))
     }
+}
+
+/// Starts `count` hashing threads sharing one queue.
+fn start_threads(count: usize) -> anyhow::Result<mpsc::Sender<Job>> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for n in 0..count {
+        let receiver = Arc::clone(&receiver);
+        std::thread::Builder::new()
+            .name(format!("argon2-{n}"))
+            .spawn(move || {
+                loop {
+                    // The lock is held only while waiting for the next job, not while running it.
+                    let next = match receiver.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match next {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })?;
+    }
+    Ok(sender)
 }
 
 fn argon2(params: &Params) -> Argon2<'static> {

@@ -1,4 +1,4 @@
-//! Logging set-up, and blocking work that keeps the caller's span.
+//! Logging and tracing set-up, metrics, and the per-call telemetry of both listeners.
 //!
 //! Rules: log a failure once, where it is handled; never put a password, code, token, link or
 //! email address in a field. Types holding such values print redacted `Debug`.
@@ -93,21 +93,6 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(axum::http::HeaderName::as_str).collect()
     }
-}
-
-/// Runs CPU-bound work on the blocking pool inside the current span.
-///
-/// # Errors
-/// When the task panicked or was cancelled.
-pub async fn spawn_blocking_in_span<R, F>(work: F) -> anyhow::Result<R>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    let span = Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
 }
 
 /// The caller's `x-request-id` when it is a sane token, else a new one.
