@@ -15,6 +15,10 @@ const LEASE: Duration = Duration::from_secs(120);
 const BATCH: i64 = 20;
 /// Longest wait between two attempts at one email.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How often expired state is purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How long expired state is kept before it is purged (longer than any window or lifetime).
+const RETENTION: Duration = Duration::from_secs(2 * 86_400);
 
 /// Settings of the worker.
 #[derive(Debug, Clone, Copy)]
@@ -37,9 +41,17 @@ pub async fn run(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut last_purge: Option<NaiveDateTime> = None;
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        let now = clock.now_naive();
+        if last_purge.is_none_or(|at| {
+            now - at >= chrono::Duration::from_std(PURGE_INTERVAL).unwrap_or_default()
+        }) {
+            last_purge = Some(now);
+            purge(&store, &clock).await;
         }
         if let Err(error) =
             deliver_due(&store, &transport, &clock, config, &metrics, &shutdown).await
@@ -108,6 +120,22 @@ async fn deliver_due(
         }
     }
     Ok(())
+}
+
+/// Deletes expired limits, codes, sessions and finished emails; a failure waits for the next round.
+async fn purge(store: &Store, clock: &Clock) {
+    let cutoff = clock.now_naive() - chrono::Duration::from_std(RETENTION).unwrap_or_default();
+    let outcome = match store.connection().await {
+        Ok(mut conn) => conn.queries().purge_expired(cutoff).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "purged expired state"),
+        Err(error) => {
+            tracing::warn!(error.cause_chain = ?error, "purging expired state failed; will retry")
+        }
+    }
 }
 
 fn lease() -> chrono::Duration {

@@ -100,7 +100,7 @@ impl Queries<'_> {
         Ok(row)
     }
 
-    /// Records a delivery.
+    /// Records a delivery and forgets the body: the codes and links it carried are not kept.
     ///
     /// # Errors
     /// On database failure.
@@ -110,6 +110,8 @@ impl Queries<'_> {
                 .set((
                     outbox::sent_at.eq(now),
                     outbox::locked_until.eq(None::<NaiveDateTime>),
+                    outbox::body_text.eq(""),
+                    outbox::body_html.eq(""),
                 ))
                 .execute(conn)
                 .await
@@ -117,7 +119,8 @@ impl Queries<'_> {
         Ok(())
     }
 
-    /// Records a failed delivery: retried from `retry_at`, or abandoned when `retry_at` is `None`.
+    /// Records a failed delivery: retried from `retry_at`, or abandoned (and its body
+    /// forgotten) when `retry_at` is `None`.
     ///
     /// # Errors
     /// On database failure.
@@ -139,6 +142,50 @@ impl Queries<'_> {
                 .execute(conn)
                 .await
         })?;
+        if retry_at.is_none() {
+            on_backend!(self, |conn| {
+                diesel::update(outbox::table.find(id))
+                    .set((outbox::body_text.eq(""), outbox::body_html.eq("")))
+                    .execute(conn)
+                    .await
+            })?;
+        }
         Ok(())
+    }
+
+    /// Deletes state that can no longer matter: counters whose window and block ended before
+    /// `cutoff`, codes and sessions that expired before it, and finished emails older than it.
+    /// Returns how many rows went.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn purge_expired(&mut self, cutoff: NaiveDateTime) -> Result<usize, StoreError> {
+        use super::schema::{counters, otps, sessions};
+        let purged = on_backend!(self, |conn| {
+            let counters = diesel::delete(
+                counters::table
+                    .filter(counters::window_started_at.lt(cutoff))
+                    .filter(
+                        counters::blocked_until
+                            .is_null()
+                            .or(counters::blocked_until.lt(cutoff)),
+                    ),
+            )
+            .execute(conn)
+            .await?;
+            let codes = diesel::delete(otps::table.filter(otps::expires_at.lt(cutoff)))
+                .execute(conn)
+                .await?;
+            let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.lt(cutoff)))
+                .execute(conn)
+                .await?;
+            let emails = diesel::delete(
+                outbox::table.filter(outbox::sent_at.lt(cutoff).or(outbox::gave_up_at.lt(cutoff))),
+            )
+            .execute(conn)
+            .await?;
+            Ok::<_, diesel::result::Error>(counters + codes + sessions + emails)
+        })?;
+        Ok(purged)
     }
 }

@@ -61,6 +61,8 @@ pub struct TestApp {
     pub smtp: FakeSmtp,
     pub google: FakeGoogle,
     pub clock: Clock,
+    /// The test database's URL (Postgres), for checks no API exposes.
+    pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _database: TestDatabase,
@@ -135,6 +137,7 @@ impl TestApp {
             smtp,
             google,
             clock,
+            database_url: database.url.clone(),
             stop: Some(stop),
             server: Some(server),
             _database: database,

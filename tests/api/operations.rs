@@ -275,6 +275,41 @@ async fn an_expired_deadline_answers_deadline_exceeded_and_changes_nothing(backe
     assert!(app.user("hurry@example.com").await.is_none());
 }
 
+/// Rows no API shows: delivered emails keep no body, and expired state is purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_mail_keeps_no_secret_and_expired_state_is_purged() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (client, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let (_, tokens) = app.signed_in_user("tidy@example.com").await;
+    let _ = app.login("tidy@example.com", "a-wrong-passphrase").await;
+    app.smtp.wait_for("tidy@example.com", 2).await;
+    app.settle_outbox().await;
+
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE body_text <> '' OR body_html <> ''").await,
+        0
+    );
+    assert!(count("SELECT count(*) FROM counters").await > 0);
+
+    app.clock
+        .advance(std::time::Duration::from_secs(40 * 86_400));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count("SELECT count(*) FROM sessions").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing was purged");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(count("SELECT count(*) FROM counters").await, 0);
+    assert_eq!(count("SELECT count(*) FROM outbox").await, 0);
+    assert!(app.refresh(&tokens.refresh).await.is_err());
+}
+
 crate::on_both_backends!(
     an_expired_deadline_answers_deadline_exceeded_and_changes_nothing,
     metrics_use_the_go_grpc_prometheus_names,
