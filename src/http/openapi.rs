@@ -7,6 +7,7 @@ use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
 use super::routes::HttpRoute;
+use crate::domain::PASSWORD_MAX_CHARS;
 
 /// RPCs that need `authorization: Bearer <access>`.
 const AUTHENTICATED: &[&str] = &["LogoutAll", "ListUsers", "GetUser"];
@@ -114,9 +115,21 @@ fn object_schema(fields: &[FieldDescriptor], schemas: &mut BTreeMap<String, Valu
     json!({"type": "object", "properties": properties, "additionalProperties": false})
 }
 
+/// What the domain types accept, so generated clients (and fuzzers) send plausible values.
+fn string_schema(name: &str) -> Value {
+    match name {
+        "email" => json!({"type": "string", "format": "email", "maxLength": 254}),
+        "password" | "new_password" => {
+            json!({"type": "string", "minLength": 1, "maxLength": PASSWORD_MAX_CHARS})
+        }
+        "otp" => json!({"type": "string", "pattern": "^[0-9]{6}$"}),
+        _ => json!({"type": "string"}),
+    }
+}
+
 fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {
     let single = match field.kind() {
-        Kind::String => json!({"type": "string"}),
+        Kind::String => string_schema(field.name()),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
             json!({"type": "integer", "format": "int32"})
