@@ -36,6 +36,10 @@ async fn main() {
     if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
         command.env("DATABASE_URL", url);
     }
+    // Allocator tuning under test, e.g. MALLOC_ARENA_MAX=2.
+    if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
+        command.env("MALLOC_ARENA_MAX", arenas);
+    }
     for limit in ["LOGIN", "REGISTER", "VERIFY", "EMAIL", "REFRESH"] {
         command.env(format!("RATE_LIMIT_{limit}"), "0");
     }

@@ -1,7 +1,8 @@
 //! Argon2id password hashing on a small pool of dedicated threads. A login storm queues for
 //! them instead of starving the async workers that serve every other call, and memory stays
-//! bounded: each thread reuses its own allocator arena for argon2's 19 MiB working area,
-//! where the runtime's many blocking threads would each keep one.
+//! bounded: each thread allocates argon2's working area (19 MiB by default) once and reuses
+//! it for every hash, where per-call allocation on the runtime's many blocking threads left
+//! the allocator holding hundreds of MiB.
 
 use std::{
     sync::{Arc, Mutex, mpsc},
@@ -9,15 +10,21 @@ use std::{
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+    ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    password_hash::phc::{Output, ParamsString, Salt},
 };
 use secrecy::{ExposeSecret, SecretString};
 use tracing::Span;
 
 use crate::{config::HashingConfig, telemetry::Metrics};
 
-/// Work for a hashing thread.
-type Job = Box<dyn FnOnce() + Send>;
+/// Work for a hashing thread, given the thread's reusable argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Salt length, as the PHC recommends.
+const SALT_LEN: usize = 16;
+/// Hash output length.
+const OUTPUT_LEN: usize = 32;
 
 /// Outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +62,11 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
-        let dummy_hash = hash_blocking(&params, "not a real password: timing equaliser")?;
+        let dummy_hash = hash_blocking(
+            &params,
+            "not a real password: timing equaliser",
+            &mut Vec::new(),
+        )?;
         Ok(Self {
             params,
             metrics,
@@ -71,7 +82,7 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
         let params = self.params.clone();
         let password = password.clone();
-        self.run(move || hash_blocking(&params, password.expose_secret()))
+        self.run(move |memory| hash_blocking(&params, password.expose_secret(), memory))
             .await?
     }
 
@@ -90,8 +101,8 @@ impl PasswordHasher {
             Some(hash) => (hash.to_owned(), true),
             None => (self.dummy_hash.to_string(), false),
         };
-        self.run(move || {
-            let verification = verify_blocking(&params, password.expose_secret(), &hash);
+        self.run(move |memory| {
+            let verification = verify_blocking(&params, password.expose_secret(), &hash, memory);
             if real {
                 verification
             } else {
@@ -106,16 +117,16 @@ impl PasswordHasher {
     /// Runs `work` on a hashing thread, in the caller's span, recording how long it queued.
     async fn run<R: Send + 'static>(
         &self,
-        work: impl FnOnce() -> R + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> R + Send + 'static,
     ) -> anyhow::Result<R> {
         let (reply, result) = tokio::sync::oneshot::channel();
         let span = Span::current();
         let metrics = self.metrics.clone();
         let queued = Instant::now();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |memory| {
             metrics.password_hash_wait(queued.elapsed().as_secs_f64());
             // The caller may have gone (deadline); the result is then dropped.
-            let _ = reply.send(span.in_scope(work));
+            let _ = reply.send(span.in_scope(|| work(memory)));
         });
         self.jobs
             .send(job)
@@ -135,6 +146,7 @@ fn start_threads(count: usize) -> anyhow::Result<mpsc::Sender<Job>> {
         std::thread::Builder::new()
             .name(format!("argon2-{n}"))
             .spawn(move || {
+                let mut memory = Vec::new();
                 loop {
                     // The lock is held only while waiting for the next job, not while running it.
                     let next = match receiver.lock() {
@@ -142,7 +154,7 @@ fn start_threads(count: usize) -> anyhow::Result<mpsc::Sender<Job>> {
                         Err(_) => return,
                     };
                     match next {
-                        Ok(job) => job(),
+                        Ok(job) => job(&mut memory),
                         Err(_) => return,
                     }
                 }
@@ -151,37 +163,83 @@ fn start_threads(count: usize) -> anyhow::Result<mpsc::Sender<Job>> {
     Ok(sender)
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
+/// A working area of at least `blocks` blocks, grown once and then reused.
+fn working_area(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    &mut memory[..blocks]
+}
+
+fn hash_blocking(
+    params: &Params,
+    password: &str,
+    memory: &mut Vec<Block>,
+) -> anyhow::Result<String> {
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("argon2 hashing failed: {e}");
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|e| fail(&e))?;
+    let mut out = [0u8; OUTPUT_LEN];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut out,
+            working_area(memory, params.block_count()),
+        )
+        .map_err(|e| fail(&e))?;
+    let phc = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| fail(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| fail(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| fail(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
-fn hash_blocking(params: &Params, password: &str) -> anyhow::Result<String> {
-    argon2(params)
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
-}
-
-fn verify_blocking(params: &Params, password: &str, stored: &str) -> Verification {
+fn verify_blocking(
+    params: &Params,
+    password: &str,
+    stored: &str,
+    memory: &mut Vec<Block>,
+) -> Verification {
     let Ok(hash) = PasswordHash::new(stored) else {
         return Verification::Invalid;
     };
-    if argon2(params)
-        .verify_password(password.as_bytes(), &hash)
-        .is_err()
-    {
+    let (Some(salt), Some(expected), Ok(used)) = (&hash.salt, &hash.hash, Params::try_from(&hash))
+    else {
+        return Verification::Invalid;
+    };
+    let Ok(version) = Version::try_from(hash.version.unwrap_or(0x13)) else {
+        return Verification::Invalid;
+    };
+    if hash.algorithm != ARGON2ID_IDENT {
         return Verification::Invalid;
     }
-    let current = hash.algorithm.as_str() == "argon2id"
-        && hash.version == Some(0x13)
-        && Params::try_from(&hash).is_ok_and(|used| {
-            used.m_cost() == params.m_cost()
-                && used.t_cost() == params.t_cost()
-                && used.p_cost() == params.p_cost()
-        });
+    let mut out = vec![0u8; expected.len()];
+    let blocks = used.block_count();
+    let computed = Argon2::new(Algorithm::Argon2id, version, used.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt.as_ref(),
+            &mut out,
+            working_area(memory, blocks),
+        );
+    if computed.is_err() || !constant_time_eq(&out, expected.as_bytes()) {
+        return Verification::Invalid;
+    }
+    let current = version == Version::V0x13
+        && used.m_cost() == params.m_cost()
+        && used.t_cost() == params.t_cost()
+        && used.p_cost() == params.p_cost();
     Verification::Valid {
         needs_rehash: !current,
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -220,6 +278,25 @@ mod tests {
             hasher(2048).verify(&password, Some(&hash)).await.unwrap(),
             Verification::Valid { needs_rehash: true }
         );
+        // Interchangeable with the reference implementation's PHC strings, both ways.
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let reference = argon2::Argon2::default();
+        assert!(
+            reference
+                .verify_password(
+                    b"correct horse battery",
+                    &argon2::PasswordHash::new(&hash).unwrap()
+                )
+                .is_ok()
+        );
+        let theirs = reference
+            .hash_password(b"correct horse battery")
+            .unwrap()
+            .to_string();
+        assert!(matches!(
+            old.verify(&password, Some(&theirs)).await.unwrap(),
+            Verification::Valid { .. }
+        ));
         let wrong = SecretString::from("wrong horse battery");
         assert_eq!(
             old.verify(&wrong, Some(&hash)).await.unwrap(),
