@@ -7,34 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, STAFF_EMAIL, STAFF_PASSWORD, TestApp};
 
-impl TestApp {
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.http_base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
-
-    async fn get_json(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
-        let mut request = self.http.get(format!("{}{path}", self.http_base));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        (
-            response.status(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
-}
-
 /// The `ErrorInfo.reason` of a gateway error body.
 fn reason(body: &Value) -> &str {
     body["details"]
@@ -384,7 +356,7 @@ async fn the_activation_link_answers_a_browser_with_a_page(backend: Backend) {
         .nth_with_subject("browser@example.com", "Activate", 1)
         .await
         .link("/activate/");
-    let local = link.replace("http://identity.test", &app.http_base);
+    let local = app.local(&link);
     let open = || {
         app.http
             .get(&local)
@@ -432,7 +404,7 @@ async fn configured_front_ends_receive_redirects(backend: Backend) {
 
     let response = app
         .http
-        .get(link.replace("http://identity.test", &app.http_base))
+        .get(app.local(&link))
         .header(header::ACCEPT, "text/html")
         .send()
         .await
@@ -472,7 +444,7 @@ async fn the_reset_link_opens_a_form_that_changes_the_password(backend: Backend)
         .nth_with_subject("formal@example.com", "Reset", 1)
         .await
         .link("/password-reset-confirm/");
-    let local = link.replace("http://identity.test", &app.http_base);
+    let local = app.local(&link);
 
     let form = app.http.get(&local).send().await.unwrap();
     assert_eq!(form.status(), StatusCode::OK);

@@ -192,9 +192,7 @@ async fn a_person_activates_from_the_emailed_link_in_a_browser(backend: Backend)
     browser.open("about:blank").await;
     let blank = browser.screenshot("blank").await;
 
-    browser
-        .open(&link.replace("http://identity.test", &app.http_base))
-        .await;
+    browser.open(&app.local(&link)).await;
 
     assert_eq!(browser.title().await, "Account activated");
     assert!(browser.text("main").await.contains("account is active"));
@@ -223,9 +221,7 @@ async fn a_person_resets_their_password_with_the_emailed_form(backend: Backend) 
     browser.open("about:blank").await;
     let blank = browser.screenshot("blank").await;
 
-    browser
-        .open(&link.replace("http://identity.test", &app.http_base))
-        .await;
+    browser.open(&app.local(&link)).await;
     assert_eq!(browser.title().await, "Choose a new password");
     assert_rendered(&browser.screenshot("reset-form").await, &blank);
     browser

@@ -9,6 +9,8 @@ use identity::{
     domain::{Email, Password},
     pb::{self, identity_service_client::IdentityServiceClient},
 };
+use reqwest::StatusCode;
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Status, transport::Channel};
 
@@ -384,4 +386,40 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
     });
     tokio::spawn(connection);
     client
+}
+
+/// The JSON bridge, as browsers and apps call it.
+impl TestApp {
+    /// An emailed link, pointed at this app's bridge.
+    pub fn local(&self, link: &str) -> String {
+        link.replace("http://identity.test", &self.http_base)
+    }
+
+    /// POSTs JSON to the bridge; returns the status and the JSON body (null if none).
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.http_base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// GETs from the bridge with an optional bearer token.
+    pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.http_base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
 }

@@ -349,15 +349,7 @@ async fn hs256_over_secret_key_works_for_seed_compatibility(backend: Backend) {
 
     assert_eq!(jwt_part(&tokens.access, 0)["alg"], "HS256");
     assert!(app.get_user(&tokens.access, user.id).await.is_ok());
-    let jwks: serde_json::Value = app
-        .http
-        .get(format!("{}/.well-known/jwks.json", app.http_base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, jwks) = app.get_json("/.well-known/jwks.json", None).await;
     assert_eq!(
         jwks["keys"],
         serde_json::json!([]),
