@@ -37,12 +37,49 @@ pub enum DatabaseConfig {
 /// How accounts prove their address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerificationConfig {
-    /// Email a one-time code on registration.
-    pub send_otp: bool,
-    /// Email an activation link on registration.
-    pub send_link: bool,
+    /// What registration mails (`VERIFICATION_METHOD`).
+    pub method: VerificationMethod,
     /// Refuse sign-in until the address is verified.
     pub required: bool,
+}
+
+/// How an address is proven: which of a code and a link are mailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerificationMethod {
+    /// A one-time code.
+    Code,
+    /// An activation link.
+    Link,
+    /// Both, in two emails.
+    CodeAndLink,
+}
+
+impl VerificationMethod {
+    /// Whether a code is mailed.
+    #[must_use]
+    pub fn sends_code(self) -> bool {
+        matches!(self, Self::Code | Self::CodeAndLink)
+    }
+
+    /// Whether a link is mailed.
+    #[must_use]
+    pub fn sends_link(self) -> bool {
+        matches!(self, Self::Link | Self::CodeAndLink)
+    }
+
+    /// What of `self` the deployment's `configured` method allows, if anything.
+    #[must_use]
+    pub fn within(self, configured: Self) -> Option<Self> {
+        match (
+            self.sends_code() && configured.sends_code(),
+            self.sends_link() && configured.sends_link(),
+        ) {
+            (true, true) => Some(Self::CodeAndLink),
+            (true, false) => Some(Self::Code),
+            (false, true) => Some(Self::Link),
+            (false, false) => None,
+        }
+    }
 }
 
 /// Outgoing mail server; absent means mail is written to the log.
@@ -259,9 +296,9 @@ impl Config {
             return Err(env.error("SECRET_KEY", "is required when JWT_ALGORITHM is HS256"));
         }
         let verification = match env.get("VERIFICATION_METHOD").as_deref() {
-            None | Some("both") => (true, true),
-            Some("otp") => (true, false),
-            Some("link") => (false, true),
+            None | Some("both") => VerificationMethod::CodeAndLink,
+            Some("otp") => VerificationMethod::Code,
+            Some("link") => VerificationMethod::Link,
             Some(_) => return Err(env.error("VERIFICATION_METHOD", "must be otp, link or both")),
         };
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
@@ -291,8 +328,7 @@ impl Config {
                 .to_owned(),
             templates_dir: env.get("TEMPLATES_DIR").map(PathBuf::from),
             verification: VerificationConfig {
-                send_otp: verification.0,
-                send_link: verification.1,
+                method: verification,
                 required: env.bool("VERIFICATION_REQUIRED", true)?,
             },
             otp_lifetime: env.seconds("OTP_EXPIRATION_TIME", 600)?,

@@ -5,6 +5,8 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
+use crate::domain::UserId;
+
 /// The server-wide secret behind every keyed hash.
 #[derive(Clone)]
 pub struct ServerSecret(SecretSlice<u8>);
@@ -35,8 +37,8 @@ impl ServerSecret {
 
     /// The keyed hash of a one-time code for one user, as stored.
     #[must_use]
-    pub fn otp_hash(&self, user_id: i64, code: &str) -> String {
-        hex(&self.mac("otp", &[&user_id.to_be_bytes(), code.as_bytes()]))
+    pub fn otp_hash(&self, user_id: UserId, code: &str) -> String {
+        hex(&self.mac("otp", &[&user_id.get().to_be_bytes(), code.as_bytes()]))
     }
 }
 
@@ -62,14 +64,21 @@ pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{ServerSecret, constant_time_eq};
+    use super::{ServerSecret, UserId, constant_time_eq};
 
     #[test]
     fn purposes_and_users_are_kept_apart() {
         let secret = ServerSecret::new(b"0123456789abcdef0123456789abcdef".to_vec());
-        assert_ne!(secret.otp_hash(1, "123456"), secret.otp_hash(2, "123456"));
+        let (one, two) = (UserId::parse(1).unwrap(), UserId::parse(2).unwrap());
+        assert_ne!(
+            secret.otp_hash(one, "123456"),
+            secret.otp_hash(two, "123456")
+        );
         assert_ne!(secret.mac("a", &[b"x"]), secret.mac("b", &[b"x"]));
-        assert_eq!(secret.otp_hash(1, "123456"), secret.otp_hash(1, "123456"));
+        assert_eq!(
+            secret.otp_hash(one, "123456"),
+            secret.otp_hash(one, "123456")
+        );
         assert!(constant_time_eq("abc", "abc"));
         assert!(!constant_time_eq("abc", "abd"));
     }

@@ -9,6 +9,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 
 use super::{ServerSecret, keyed_hash::constant_time_eq};
+use crate::domain::{Email, UserId};
 
 /// What a link is for; a token made for one purpose never works for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +29,37 @@ impl LinkPurpose {
     }
 }
 
+/// The token of an emailed link, as the person who clicked it sent it back.
+#[derive(Clone)]
+pub struct LinkToken(String);
+
+impl LinkToken {
+    /// Wraps a token from a link. Any text is accepted here: [`LinkTokens::check`] decides.
+    #[must_use]
+    pub fn from_client(token: &str) -> Self {
+        Self(token.trim().to_owned())
+    }
+
+    /// The token, for the page that posts it back.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LinkToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkToken(***)")
+    }
+}
+
 /// The parts of an account a link token is bound to.
 #[derive(Debug, Clone, Copy)]
 pub struct UserState<'a> {
     /// Account id.
-    pub id: i64,
+    pub id: UserId,
     /// Current address.
-    pub email: &'a str,
+    pub email: &'a Email,
     /// Current password hash, if any.
     pub password_hash: Option<&'a str>,
     /// Last password change.
@@ -81,12 +106,12 @@ impl LinkTokens {
     pub fn check(
         &self,
         purpose: LinkPurpose,
-        token: &str,
+        token: &LinkToken,
         user: &UserState<'_>,
         now: DateTime<Utc>,
         max_age: Duration,
     ) -> Result<(), LinkTokenError> {
-        let (stamp, mac) = token.split_once('-').ok_or(LinkTokenError::Invalid)?;
+        let (stamp, mac) = token.0.split_once('-').ok_or(LinkTokenError::Invalid)?;
         let issued = from_base36(stamp).ok_or(LinkTokenError::Invalid)?;
         if !constant_time_eq(mac, &self.mac(purpose, user, issued)) {
             return Err(LinkTokenError::Invalid);
@@ -102,8 +127,8 @@ impl LinkTokens {
         let mac = self.secret.mac(
             purpose.label(),
             &[
-                &user.id.to_be_bytes(),
-                user.email.as_bytes(),
+                &user.id.get().to_be_bytes(),
+                user.email.as_str().as_bytes(),
                 user.password_hash.unwrap_or("").as_bytes(),
                 &user.password_changed_at.timestamp_micros().to_be_bytes(),
                 &[u8::from(user.is_verified)],
@@ -141,17 +166,20 @@ mod tests {
 
     use chrono::Utc;
 
-    use super::{LinkPurpose, LinkTokenError, LinkTokens, UserState};
-    use crate::auth::ServerSecret;
+    use super::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
+    use crate::{
+        auth::ServerSecret,
+        domain::{Email, UserId},
+    };
 
     fn tokens() -> LinkTokens {
         LinkTokens::new(ServerSecret::new(vec![7; 32]))
     }
 
-    fn state(is_verified: bool) -> UserState<'static> {
+    fn state(email: &Email, is_verified: bool) -> UserState<'_> {
         UserState {
-            id: 9,
-            email: "a@example.com",
+            id: UserId::parse(9).unwrap(),
+            email,
             password_hash: Some("$argon2id$x"),
             password_changed_at: chrono::DateTime::UNIX_EPOCH,
             is_verified,
@@ -162,7 +190,10 @@ mod tests {
     fn a_token_works_once_for_its_purpose_and_state() {
         let now = Utc::now();
         let day = Duration::from_secs(86_400);
-        let token = tokens().make(LinkPurpose::Activation, &state(false), now);
+        let email = Email::parse("a@example.com").unwrap();
+        let state = |is_verified| state(&email, is_verified);
+        let token =
+            LinkToken::from_client(&tokens().make(LinkPurpose::Activation, &state(false), now));
         assert_eq!(
             tokens().check(LinkPurpose::Activation, &token, &state(false), now, day),
             Ok(())
@@ -180,7 +211,7 @@ mod tests {
             tokens().check(LinkPurpose::Activation, &token, &state(false), later, day),
             Err(LinkTokenError::Expired)
         );
-        let tampered = format!("{token}x");
+        let tampered = LinkToken::from_client(&format!("{}x", token.expose()));
         assert_eq!(
             tokens().check(LinkPurpose::Activation, &tampered, &state(false), now, day),
             Err(LinkTokenError::Invalid)

@@ -8,7 +8,7 @@ mod tokens;
 
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;
-pub use link_tokens::{LinkPurpose, LinkTokenError, LinkTokens, UserState};
+pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
 pub use password_hasher::{PasswordHasher, Verification};
-pub use refresh::RefreshToken;
-pub use tokens::{AccessClaims, TokenError, TokenIssuer};
+pub use refresh::{RefreshToken, RefreshTokenHash};
+pub use tokens::{AccessClaims, BearerToken, TokenError, TokenIssuer, VerifiedAccess};

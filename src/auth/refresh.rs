@@ -19,7 +19,8 @@ impl RefreshToken {
         Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    /// Wraps a token a client sent.
+    /// Wraps a token a client sent. Any text is accepted: an unknown token simply matches
+    /// no stored hash.
     #[must_use]
     pub fn from_client(token: &str) -> Self {
         Self(token.trim().to_owned())
@@ -27,13 +28,33 @@ impl RefreshToken {
 
     /// The hash the database stores. A fast hash suffices: the token has full entropy.
     #[must_use]
-    pub fn hash(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
+    pub fn hash(&self) -> RefreshTokenHash {
+        RefreshTokenHash(hex(&Sha256::digest(self.0.as_bytes())))
     }
 
     /// The token, for the response.
     #[must_use]
     pub fn into_string(self) -> String {
         self.0
+    }
+}
+
+/// The stored form of a refresh token: the hex SHA-256 of the token. Stored as `Text`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub struct RefreshTokenHash(String);
+
+impl RefreshTokenHash {
+    /// The hash as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds a hash the database holds.
+    pub(crate) fn from_trusted(stored: String) -> Self {
+        Self(stored)
     }
 }

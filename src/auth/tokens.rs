@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::keyed_hash::hex;
-use crate::config::JwtConfig;
+use crate::{
+    config::JwtConfig,
+    domain::{Email, SessionId, UserId},
+};
 
 /// The JOSE `typ` of access tokens (RFC 9068).
 const ACCESS_TYP: &str = "at+jwt";
@@ -43,6 +46,44 @@ pub struct AccessClaims {
     pub aud: String,
     /// Session id: revoking the session voids the token for this service.
     pub sid: String,
+}
+
+/// An access token whose signature, kind and lifetime checked out, with its subject and
+/// session parsed.
+#[derive(Debug, Clone)]
+pub struct VerifiedAccess {
+    /// The user the token was issued to (`sub`).
+    pub user_id: UserId,
+    /// The session it belongs to (`sid`).
+    pub session_id: SessionId,
+    /// Every claim, as signed.
+    pub claims: AccessClaims,
+}
+
+/// An access token as a caller presented it, from `authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// The token of an `authorization` value; `None` for another scheme or an empty token.
+    #[must_use]
+    pub fn from_authorization(value: &str) -> Option<Self> {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| Self(token.to_owned()))
+    }
+
+    /// The token, for verification.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(***)")
+    }
 }
 
 /// Why an access token was refused.
@@ -163,21 +204,21 @@ impl TokenIssuer {
     /// When signing fails.
     pub fn issue(
         &self,
-        user_id: i64,
-        email: &str,
-        session_id: &str,
+        user_id: UserId,
+        email: &Email,
+        session_id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<String, TokenError> {
         let claims = AccessClaims {
             sub: user_id.to_string(),
-            email: email.to_owned(),
+            email: email.as_str().to_owned(),
             token_type: ACCESS_TOKEN_TYPE.to_owned(),
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now.timestamp(),
             exp: (now + self.lifetime).timestamp(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sid: session_id.to_owned(),
+            sid: session_id.as_str().to_owned(),
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TYP.to_owned());
@@ -186,11 +227,12 @@ impl TokenIssuer {
             .map_err(|e| TokenError::Signing(e.to_string()))
     }
 
-    /// Verifies signature, algorithm, `typ`, issuer, audience, kind and lifetime.
+    /// Verifies signature, algorithm, `typ`, issuer, audience, kind and lifetime, and parses
+    /// the subject and session.
     ///
     /// # Errors
     /// `Expired` past `exp` (with leeway); `Invalid` for anything else wrong.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<VerifiedAccess, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(TokenError::Invalid);
@@ -211,7 +253,18 @@ impl TokenIssuer {
         if claims.exp + LEEWAY_SECONDS <= now.timestamp() {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        let user_id = claims
+            .sub
+            .parse()
+            .ok()
+            .and_then(|id| UserId::parse(id).ok())
+            .ok_or(TokenError::Invalid)?;
+        let session_id = SessionId::parse(&claims.sid).map_err(|_| TokenError::Invalid)?;
+        Ok(VerifiedAccess {
+            user_id,
+            session_id,
+            claims,
+        })
     }
 }
 
@@ -221,8 +274,11 @@ mod tests {
 
     use chrono::Utc;
 
-    use super::{TokenError, TokenIssuer};
-    use crate::config::{JwtAlgorithm, JwtConfig};
+    use super::{BearerToken, TokenError, TokenIssuer};
+    use crate::{
+        config::{JwtAlgorithm, JwtConfig},
+        domain::{Email, SessionId, UserId},
+    };
 
     fn config() -> JwtConfig {
         JwtConfig {
@@ -241,9 +297,12 @@ mod tests {
         let pem = TokenIssuer::generate_ed25519_pem().unwrap();
         let issuer = TokenIssuer::ed25519(&pem, &config()).unwrap();
         let now = Utc::now();
-        let token = issuer.issue(7, "a@example.com", "s1", now).unwrap();
-        let claims = issuer.verify(&token, now).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("7", "s1"));
+        let (user, session) = (UserId::parse(7).unwrap(), SessionId::generate());
+        let email = Email::parse("a@example.com").unwrap();
+        let token = issuer.issue(user, &email, &session, now).unwrap();
+        let verified = issuer.verify(&token, now).unwrap();
+        assert_eq!((verified.user_id, &verified.session_id), (user, &session));
+        assert_eq!(verified.claims.sub, "7");
 
         let other =
             TokenIssuer::ed25519(&TokenIssuer::generate_ed25519_pem().unwrap(), &config()).unwrap();
@@ -266,5 +325,18 @@ mod tests {
             issuer.verify(&tampered, now),
             Err(TokenError::Invalid)
         ));
+    }
+
+    #[test]
+    fn only_a_non_empty_bearer_credential_is_a_bearer_token() {
+        let token = BearerToken::from_authorization(" bearer  abc ").unwrap();
+        assert_eq!(token.expose(), "abc");
+        assert_eq!(format!("{token:?}"), "BearerToken(***)");
+        for value in ["", "Bearer", "Bearer  ", "Basic abc", "abc"] {
+            assert!(
+                BearerToken::from_authorization(value).is_none(),
+                "{value:?}"
+            );
+        }
     }
 }

@@ -10,8 +10,12 @@ use super::{ParseError, is_invisible};
 const MAX_LEN: usize = 254;
 const MAX_LOCAL_LEN: usize = 64;
 
-/// A syntactically valid email address: trimmed, NFKC-normalised and lower-cased.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// A syntactically valid email address: trimmed, NFKC-normalised and lower-cased. Stored as
+/// `Text` (see `storage::values`).
+#[derive(
+    Clone, PartialEq, Eq, Hash, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub struct Email(String);
 
 impl Email {

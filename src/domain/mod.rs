@@ -4,6 +4,7 @@ mod email;
 mod otp;
 mod page;
 mod password;
+mod session_id;
 mod uidb64;
 mod user;
 mod user_id;
@@ -14,6 +15,7 @@ pub use page::{PageSize, PageToken};
 pub use password::{
     LoginPassword, MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, Password,
 };
+pub use session_id::SessionId;
 pub use uidb64::Uidb64;
 pub use user::{PersonName, User};
 pub use user_id::UserId;

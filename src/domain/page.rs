@@ -2,7 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
-use super::ParseError;
+use super::{ParseError, UserId};
 
 /// Users per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -33,9 +33,9 @@ impl PageSize {
     }
 }
 
-/// Where the next page starts: after this user id.
+/// Where the next page starts: after this user, or at the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PageToken(i64);
+pub struct PageToken(Option<UserId>);
 
 impl PageToken {
     /// Parses a token from a previous page; empty means the first page.
@@ -44,7 +44,7 @@ impl PageToken {
     /// When it was not made by [`PageToken::encode`].
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         if raw.is_empty() {
-            return Ok(Self(0));
+            return Ok(Self(None));
         }
         let invalid = || ParseError::new("is not a token from a previous page");
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
@@ -52,27 +52,27 @@ impl PageToken {
         let id = text
             .strip_prefix("after:")
             .and_then(|id| id.parse::<i64>().ok())
-            .filter(|id| *id > 0)
+            .and_then(|id| UserId::parse(id).ok())
             .ok_or_else(invalid)?;
-        Ok(Self(id))
+        Ok(Self(Some(id)))
     }
 
-    /// The token for the page after the user `last_id`.
+    /// The token for the page after the user `last`.
     #[must_use]
-    pub fn encode(last_id: i64) -> String {
-        URL_SAFE_NO_PAD.encode(format!("after:{last_id}"))
+    pub fn encode(last: UserId) -> String {
+        URL_SAFE_NO_PAD.encode(format!("after:{last}"))
     }
 
-    /// The id the page starts after (0 for the first page).
+    /// The user the page starts after (`None` for the first page).
     #[must_use]
-    pub fn after_id(self) -> i64 {
+    pub fn after(self) -> Option<UserId> {
         self.0
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{PageSize, PageToken};
+    use super::{PageSize, PageToken, UserId};
 
     #[test]
     fn sizes_are_defaulted_and_capped() {
@@ -83,9 +83,10 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_refuse_garbage() {
+        let last = UserId::parse(41).unwrap();
         assert_eq!(
-            PageToken::parse(&PageToken::encode(41)).unwrap().after_id(),
-            41
+            PageToken::parse(&PageToken::encode(last)).unwrap().after(),
+            Some(last)
         );
         assert!(PageToken::parse("garbage!").is_err());
         assert!(PageToken::parse("NDE").is_err());

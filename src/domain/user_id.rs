@@ -4,8 +4,20 @@ use std::fmt;
 
 use super::ParseError;
 
-/// A positive user id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A positive user id. Stored as `BigInt` (see `storage::values`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::BigInt)]
 pub struct UserId(i64);
 
 impl UserId {
@@ -30,6 +42,11 @@ impl UserId {
     #[must_use]
     pub fn get(self) -> i64 {
         self.0
+    }
+
+    /// The number, borrowed, for the database to bind.
+    pub(crate) fn as_i64(&self) -> &i64 {
+        &self.0
     }
 }
 

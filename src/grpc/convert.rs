@@ -7,29 +7,91 @@ use pbjson_types::Timestamp;
 use tonic::Request;
 
 use crate::{
-    domain::{Email, ParseError, User},
+    auth::{BearerToken, LinkToken, RefreshToken},
+    domain::{
+        Email, LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName, Uidb64,
+        User, UserId,
+    },
     error::ServiceError,
     pb,
-    services::{Caller, google_login::GoogleCredential},
+    services::{Caller, accounts::Registration, google_login::GoogleCredential},
 };
 
+type Parsed<T> = Result<T, ServiceError>;
+
 /// Parses one field, naming it in the error.
-pub(crate) fn field<T>(
-    name: &'static str,
-    parsed: Result<T, ParseError>,
-) -> Result<T, ServiceError> {
+fn field<T>(name: &'static str, parsed: Result<T, ParseError>) -> Parsed<T> {
     parsed.map_err(|e| ServiceError::invalid(name, &e))
 }
 
-/// Parses the `email` field common to many requests.
-pub(crate) fn email(raw: &str) -> Result<Email, ServiceError> {
+/// The `email` field common to many requests.
+pub(crate) fn email(raw: &str) -> Parsed<Email> {
     field("email", Email::parse(raw))
 }
 
+/// A registration.
+pub(crate) fn registration(request: pb::RegisterRequest) -> Parsed<Registration> {
+    Ok(Registration {
+        email: email(&request.email)?,
+        password: field("password", Password::parse(&request.password))?,
+        first_name: field("first_name", PersonName::parse(&request.first_name))?,
+        last_name: field("last_name", PersonName::parse(&request.last_name))?,
+    })
+}
+
+/// An address and the code mailed to it.
+pub(crate) fn otp_verification(request: &pb::VerifyOtpRequest) -> Parsed<(Email, Otp)> {
+    Ok((
+        email(&request.email)?,
+        field("otp", Otp::parse(&request.otp))?,
+    ))
+}
+
+/// The two path segments of an emailed link.
+pub(crate) fn link(uidb64: &str, token: &str) -> Parsed<(Uidb64, LinkToken)> {
+    Ok((
+        field("uidb64", Uidb64::parse(uidb64))?,
+        LinkToken::from_client(token),
+    ))
+}
+
+/// A sign-in.
+pub(crate) fn credentials(request: &pb::LoginRequest) -> Parsed<(Email, LoginPassword)> {
+    Ok((
+        email(&request.email)?,
+        field("password", LoginPassword::parse(&request.password))?,
+    ))
+}
+
+/// A refresh token as the client holds it.
+pub(crate) fn refresh_token(raw: &str) -> RefreshToken {
+    RefreshToken::from_client(raw)
+}
+
+/// A reset link and the new password.
+pub(crate) fn password_reset(
+    request: &pb::PasswordResetConfirmRequest,
+) -> Parsed<(Uidb64, LinkToken, Password)> {
+    let (uid, token) = link(&request.uidb64, &request.token)?;
+    let password = field("new_password", Password::parse(&request.new_password))?;
+    Ok((uid, token, password))
+}
+
+/// The page asked for.
+pub(crate) fn page(request: &pb::ListUsersRequest) -> Parsed<(PageSize, PageToken)> {
+    Ok((
+        field("page_size", PageSize::parse(request.page_size))?,
+        field("page_token", PageToken::parse(&request.page_token))?,
+    ))
+}
+
+/// A user id.
+pub(crate) fn user_id(raw: i64) -> Parsed<UserId> {
+    field("id", UserId::parse(raw))
+}
+
 /// Exactly one of `access_token` and `id_token`.
-pub(crate) fn google_credential(
-    request: pb::GoogleLoginRequest,
-) -> Result<GoogleCredential, ServiceError> {
+pub(crate) fn google_credential(request: &pb::GoogleLoginRequest) -> Parsed<GoogleCredential> {
     let access_token = request.access_token.trim().to_owned();
     let id_token = request.id_token.trim().to_owned();
     match (access_token.is_empty(), id_token.is_empty()) {
@@ -47,13 +109,9 @@ pub(crate) fn google_credential(
 }
 
 /// The bearer token of `authorization` metadata, if any.
-pub(crate) fn bearer<T>(request: &Request<T>) -> Option<String> {
+pub(crate) fn bearer<T>(request: &Request<T>) -> Option<BearerToken> {
     let value = request.metadata().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
+    BearerToken::from_authorization(value)
 }
 
 /// The client's address: the peer, or the last `x-forwarded-for` hop when the peer is a trusted proxy.

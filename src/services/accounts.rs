@@ -3,15 +3,16 @@
 use anyhow::Context;
 
 use super::{
-    Caller, Services,
+    Caller, NewAccount, Services, Standing,
     limits::{IpBudget, MailStream},
     link_state, to_user,
 };
 use crate::{
-    auth::{LinkPurpose, LinkTokenError},
+    auth::{LinkPurpose, LinkToken, LinkTokenError},
+    config::VerificationMethod,
     domain::{Email, Otp, Password, PersonName, Uidb64, User},
     error::{ServiceError, ServiceResult},
-    storage::{NewUser, OtpRow, Queries, StoreError, UserRow},
+    storage::{OtpRow, Queries, UserRow},
 };
 
 /// Wrong guesses allowed against one code.
@@ -51,41 +52,20 @@ impl Services {
             .check_against(&registration.email)
             .map_err(|e| ServiceError::invalid("password", &e))?;
         let password_hash = self.hasher.hash(registration.password.secret()).await?;
-        let now = self.clock.now_naive();
-        let verification = self.config.verification;
-        let new_user = NewUser {
-            email: registration.email.as_str().to_owned(),
+        let account = NewAccount {
+            email: registration.email.clone(),
             password_hash: Some(password_hash),
             first_name: registration.first_name.into_inner(),
             last_name: registration.last_name.into_inner(),
-            is_active: !verification.required,
-            is_verified: false,
-            is_staff: false,
-            is_superuser: false,
-            date_joined: now,
-            password_changed_at: now,
+            standing: Standing::Unverified,
         };
-        let services = self.clone();
         let row = self
             .store
-            .transaction(move |mut tx| {
-                Box::pin(async move {
-                    let row = tx.insert_user(&new_user).await.map_err(|e| match e {
-                        StoreError::UniqueViolation => ServiceError::EmailTaken,
-                        other => anyhow::Error::new(other)
-                            .context("inserting the user")
-                            .into(),
-                    })?;
-                    services
-                        .queue_verification(
-                            &mut tx,
-                            &row,
-                            verification.send_otp,
-                            verification.send_link,
-                        )
-                        .await?;
-                    Ok::<_, ServiceError>(row)
-                })
+            .transaction(async |tx| {
+                let row = self.insert_account(tx, account).await?;
+                self.queue_verification(tx, &row, self.config.verification.method)
+                    .await?;
+                Ok::<_, ServiceError>(row)
             })
             .await?;
         // The first email opens the resend cooldown, as a resend would.
@@ -93,7 +73,7 @@ impl Services {
             .await
             .ok();
         self.outbox_wake.notify_one();
-        tracing::info!(user.id = row.id, "account registered");
+        tracing::info!(user.id = %row.id, "account registered");
         Ok(to_user(&row))
     }
 
@@ -134,23 +114,20 @@ impl Services {
             return Err(ServiceError::OtpExpired);
         }
         drop(conn);
-        let user_id = user.id;
         let row = self
             .store
-            .transaction(move |mut tx| {
-                Box::pin(async move {
-                    tx.mark_verified(user_id)
-                        .await
-                        .context("marking the user verified")?;
-                    tx.delete_otp(user_id)
-                        .await
-                        .context("deleting the used OTP")?;
-                    let row = tx.user_by_id(user_id).await.context("reloading the user")?;
-                    row.ok_or(ServiceError::OtpInvalid)
-                })
+            .transaction(async |tx| {
+                tx.mark_verified(user.id)
+                    .await
+                    .context("marking the user verified")?;
+                tx.delete_otp(user.id)
+                    .await
+                    .context("deleting the used OTP")?;
+                let row = tx.user_by_id(user.id).await.context("reloading the user")?;
+                row.ok_or(ServiceError::OtpInvalid)
             })
             .await?;
-        tracing::info!(user.id = row.id, "email verified by code");
+        tracing::info!(user.id = %row.id, "email verified by code");
         Ok(to_user(&row))
     }
 
@@ -161,7 +138,7 @@ impl Services {
     /// `RateLimited`, `Cooldown`.
     #[tracing::instrument(skip_all)]
     pub async fn resend_otp(&self, caller: Caller, email: Email) -> ServiceResult<&'static str> {
-        self.resend(caller, email, true, false).await
+        self.resend(caller, email, VerificationMethod::Code).await
     }
 
     /// Queues a new activation link for an unverified account; same answer for every address.
@@ -174,7 +151,7 @@ impl Services {
         caller: Caller,
         email: Email,
     ) -> ServiceResult<&'static str> {
-        self.resend(caller, email, false, true).await
+        self.resend(caller, email, VerificationMethod::Link).await
     }
 
     /// Verifies the address from the emailed link.
@@ -186,7 +163,7 @@ impl Services {
         &self,
         caller: Caller,
         uid: Uidb64,
-        token: String,
+        token: LinkToken,
     ) -> ServiceResult<User> {
         self.spend_ip_budget(caller, IpBudget::Verify).await?;
         let Some(user) = self.user_by_id(uid.user_id()).await? else {
@@ -204,28 +181,25 @@ impl Services {
                 LinkTokenError::Invalid => ServiceError::LinkInvalid,
                 LinkTokenError::Expired => ServiceError::LinkExpired,
             })?;
-        let user_id = user.id;
         let row = self
             .store
-            .transaction(move |mut tx| {
-                Box::pin(async move {
-                    // Only the first of two racing clicks changes the row.
-                    if !tx
-                        .mark_verified(user_id)
-                        .await
-                        .context("marking the user verified")?
-                    {
-                        return Err(ServiceError::LinkInvalid);
-                    }
-                    tx.delete_otp(user_id)
-                        .await
-                        .context("deleting the unused OTP")?;
-                    let row = tx.user_by_id(user_id).await.context("reloading the user")?;
-                    row.ok_or(ServiceError::LinkInvalid)
-                })
+            .transaction(async |tx| {
+                // Only the first of two racing clicks changes the row.
+                let verified = tx
+                    .mark_verified(user.id)
+                    .await
+                    .context("marking the user verified")?;
+                if !verified {
+                    return Err(ServiceError::LinkInvalid);
+                }
+                tx.delete_otp(user.id)
+                    .await
+                    .context("deleting the unused OTP")?;
+                let row = tx.user_by_id(user.id).await.context("reloading the user")?;
+                row.ok_or(ServiceError::LinkInvalid)
             })
             .await?;
-        tracing::info!(user.id = row.id, "email verified by link");
+        tracing::info!(user.id = %row.id, "email verified by link");
         Ok(to_user(&row))
     }
 
@@ -233,27 +207,21 @@ impl Services {
         &self,
         caller: Caller,
         email: Email,
-        otp: bool,
-        link: bool,
+        asked: VerificationMethod,
     ) -> ServiceResult<&'static str> {
         self.spend_ip_budget(caller, IpBudget::Email).await?;
         self.spend_mail_budget(&email, MailStream::Verification)
             .await?;
-        let verification = self.config.verification;
-        let (otp, link) = (otp && verification.send_otp, link && verification.send_link);
-        match self.user_by_email(&email).await? {
-            Some(user) if !user.is_verified && (otp || link) => {
-                let services = self.clone();
-                self.store
-                    .transaction(move |mut tx| {
-                        Box::pin(async move {
-                            services.queue_verification(&mut tx, &user, otp, link).await
-                        })
-                    })
-                    .await?;
-                self.outbox_wake.notify_one();
-            }
-            _ => {}
+        let Some(method) = asked.within(self.config.verification.method) else {
+            return Ok(RESEND_MESSAGE);
+        };
+        if let Some(user) = self.user_by_email(&email).await?
+            && !user.is_verified
+        {
+            self.store
+                .transaction(async |tx| self.queue_verification(tx, &user, method).await)
+                .await?;
+            self.outbox_wake.notify_one();
         }
         Ok(RESEND_MESSAGE)
     }
@@ -263,12 +231,10 @@ impl Services {
         &self,
         tx: &mut Queries<'_>,
         user: &UserRow,
-        otp: bool,
-        link: bool,
+        method: VerificationMethod,
     ) -> ServiceResult<()> {
         let now = self.clock.now();
-        let email = Email::from_trusted(user.email.clone());
-        if otp {
+        if method.sends_code() {
             let code =
                 Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for the OTP: {e}"))?;
             let row = OtpRow {
@@ -280,7 +246,7 @@ impl Services {
             };
             tx.replace_otp(&row).await.context("storing the OTP")?;
             let mail = self.mailer.otp(
-                &email,
+                &user.email,
                 &user.first_name,
                 code.expose(),
                 self.config.otp_lifetime,
@@ -290,15 +256,14 @@ impl Services {
                 .await
                 .context("queueing the OTP email")?;
         }
-        if link {
+        if method.sends_link() {
             let token = self
                 .links
                 .make(LinkPurpose::Activation, &link_state(user), now);
-            let uid = Uidb64::encode(crate::domain::UserId::from_trusted(user.id));
             let mail = self.mailer.activation(
-                &email,
+                &user.email,
                 &user.first_name,
-                &uid,
+                &Uidb64::encode(user.id),
                 &token,
                 self.config.activation_link_lifetime,
                 now.naive_utc(),
@@ -309,9 +274,7 @@ impl Services {
         }
         Ok(())
     }
-}
 
-impl Services {
     /// Creates a verified, active staff superuser (the `create-superuser` command).
     ///
     /// # Errors
@@ -320,31 +283,16 @@ impl Services {
         password
             .check_against(&email)
             .map_err(|e| ServiceError::invalid("password", &e))?;
-        let now = self.clock.now_naive();
-        let new_user = NewUser {
-            email: email.as_str().to_owned(),
+        let account = NewAccount {
+            email,
             password_hash: Some(self.hasher.hash(password.secret()).await?),
             first_name: String::new(),
             last_name: String::new(),
-            is_active: true,
-            is_verified: true,
-            is_staff: true,
-            is_superuser: true,
-            date_joined: now,
-            password_changed_at: now,
+            standing: Standing::Superuser,
         };
         let mut conn = self.connection().await?;
-        let row = conn
-            .queries()
-            .insert_user(&new_user)
-            .await
-            .map_err(|e| match e {
-                StoreError::UniqueViolation => ServiceError::EmailTaken,
-                other => anyhow::Error::new(other)
-                    .context("inserting the superuser")
-                    .into(),
-            })?;
-        tracing::info!(user.id = row.id, "superuser created");
+        let row = self.insert_account(&mut conn.queries(), account).await?;
+        tracing::info!(user.id = %row.id, "superuser created");
         Ok(to_user(&row))
     }
 }

@@ -4,12 +4,12 @@
 
 use anyhow::Context;
 
-use super::{Caller, Services, limits::IpBudget, sessions::TokenPair};
+use super::{Caller, NewAccount, Services, Standing, limits::IpBudget, sessions::TokenPair};
 use crate::{
     domain::Email,
     error::{ServiceError, ServiceResult},
     google::{GoogleError, GoogleIdentity},
-    storage::{NewUser, StoreError, UserRow},
+    storage::{Queries, StoreError, UserRow},
 };
 
 /// The provider name stored with linked identities.
@@ -62,29 +62,23 @@ impl Services {
             return Err(ServiceError::AccountDisabled);
         }
         let pair = self.start_session(&user).await?;
-        tracing::info!(user.id = user.id, "signed in with Google");
+        tracing::info!(user.id = %user.id, "signed in with Google");
         Ok(pair)
     }
 
     /// The account for a Google identity: linked, created, or linked by authoritative email.
     async fn google_user(&self, identity: GoogleIdentity, email: Email) -> ServiceResult<UserRow> {
-        // A concurrent first sign-in may create the row first; the second round then finds it.
+        // A concurrent first sign-in may create the row or the link first; the second round
+        // then finds it.
         for _ in 0..2 {
-            let services = self.clone();
-            let (identity, email) = (identity.clone(), email.clone());
             let outcome = self
                 .store
-                .transaction(move |mut tx| {
-                    Box::pin(async move { services.find_or_link(&mut tx, &identity, &email).await })
-                })
+                .transaction(async |tx| self.find_or_link(tx, &identity, &email).await)
                 .await;
             match outcome {
-                Err(ServiceError::Unexpected(error))
-                    if matches!(
-                        error.downcast_ref::<StoreError>(),
-                        Some(StoreError::UniqueViolation)
-                    ) => {}
-                other => return other,
+                Err(LinkError::Raced) => {}
+                Err(LinkError::Refused(error)) => return Err(error),
+                Ok(user) => return Ok(user),
             }
         }
         Err(anyhow::anyhow!("Google sign-in stayed contended").into())
@@ -92,47 +86,43 @@ impl Services {
 
     async fn find_or_link(
         &self,
-        tx: &mut crate::storage::Queries<'_>,
+        tx: &mut Queries<'_>,
         identity: &GoogleIdentity,
         email: &Email,
-    ) -> ServiceResult<UserRow> {
+    ) -> Result<UserRow, LinkError> {
         let now = self.clock.now_naive();
         if let Some(user_id) = tx
             .linked_user(PROVIDER, &identity.subject)
             .await
             .context("finding a linked identity")?
         {
-            return tx
+            return Ok(tx
                 .user_by_id(user_id)
                 .await
                 .context("loading the linked user")?
-                .ok_or(ServiceError::GoogleLinkRefused);
+                .ok_or(ServiceError::GoogleLinkRefused)?);
         }
         let existing = tx
-            .user_by_email(email.as_str())
+            .user_by_email(email)
             .await
             .context("finding a user by email")?;
         let user = match existing {
             None => {
-                let new_user = NewUser {
-                    email: email.as_str().to_owned(),
+                let account = NewAccount {
+                    email: email.clone(),
                     password_hash: None,
                     first_name: identity.given_name.clone(),
                     last_name: identity.family_name.clone(),
-                    is_active: true,
-                    is_verified: true,
-                    is_staff: false,
-                    is_superuser: false,
-                    date_joined: now,
-                    password_changed_at: now,
+                    standing: Standing::Verified,
                 };
-                tx.insert_user(&new_user)
-                    .await
-                    .map_err(unique_or_unexpected)?
+                match self.insert_account(tx, account).await {
+                    Err(ServiceError::EmailTaken) => return Err(LinkError::Raced),
+                    other => other?,
+                }
             }
             Some(existing) => {
                 if !google_is_authoritative(email, identity.hosted_domain.as_deref()) {
-                    return Err(ServiceError::GoogleLinkRefused);
+                    return Err(ServiceError::GoogleLinkRefused.into());
                 }
                 if !existing.is_verified {
                     // Whoever set this password never proved the address: it is not theirs.
@@ -155,10 +145,40 @@ impl Services {
                     .ok_or(ServiceError::GoogleLinkRefused)?
             }
         };
-        tx.link_identity(PROVIDER, &identity.subject, user.id, email.as_str(), now)
+        let linked = tx
+            .link_identity(PROVIDER, &identity.subject, user.id, email, now)
             .await
-            .map_err(unique_or_unexpected)?;
+            .context("linking a Google identity")?;
+        if !linked {
+            return Err(LinkError::Raced);
+        }
         Ok(user)
+    }
+}
+
+/// Why a linking transaction rolled back.
+enum LinkError {
+    /// A concurrent sign-in wrote the account or the link first: try again.
+    Raced,
+    /// The answer to give.
+    Refused(ServiceError),
+}
+
+impl From<ServiceError> for LinkError {
+    fn from(error: ServiceError) -> Self {
+        Self::Refused(error)
+    }
+}
+
+impl From<anyhow::Error> for LinkError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Refused(error.into())
+    }
+}
+
+impl From<StoreError> for LinkError {
+    fn from(error: StoreError) -> Self {
+        Self::Refused(error.into())
     }
 }
 
@@ -170,10 +190,6 @@ fn google_is_authoritative(email: &Email, hosted_domain: Option<&str>) -> bool {
         .map_or("", |(_, domain)| domain);
     matches!(domain, "gmail.com" | "googlemail.com")
         || hosted_domain.is_some_and(|hd| hd.eq_ignore_ascii_case(domain))
-}
-
-fn unique_or_unexpected(error: StoreError) -> ServiceError {
-    ServiceError::Unexpected(anyhow::Error::new(error).context("linking a Google identity"))
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::{
     email::Mailer,
     error::{ServiceError, ServiceResult},
     google::GoogleClient,
-    storage::{Connection, Store, StoreError, UserRow},
+    storage::{Connection, NewUser, Queries, Store, StoreError, UserRow},
     telemetry::Metrics,
 };
 
@@ -137,7 +137,7 @@ impl Services {
         let mut conn = self.connection().await?;
         Ok(conn
             .queries()
-            .user_by_email(email.as_str())
+            .user_by_email(email)
             .await
             .context("loading a user by email")?)
     }
@@ -146,10 +146,62 @@ impl Services {
         let mut conn = self.connection().await?;
         Ok(conn
             .queries()
-            .user_by_id(id.get())
+            .user_by_id(id)
             .await
             .context("loading a user by id")?)
     }
+
+    /// Writes a new account inside the caller's transaction: the one place an account is
+    /// inserted and a taken address becomes `EmailTaken`.
+    pub(crate) async fn insert_account(
+        &self,
+        tx: &mut Queries<'_>,
+        account: NewAccount,
+    ) -> ServiceResult<UserRow> {
+        let now = self.clock.now_naive();
+        let (is_active, is_verified, is_staff) = match account.standing {
+            Standing::Unverified => (!self.config.verification.required, false, false),
+            Standing::Verified => (true, true, false),
+            Standing::Superuser => (true, true, true),
+        };
+        let new_user = NewUser {
+            email: account.email,
+            password_hash: account.password_hash,
+            first_name: account.first_name,
+            last_name: account.last_name,
+            is_active,
+            is_verified,
+            is_staff,
+            is_superuser: is_staff,
+            date_joined: now,
+            password_changed_at: now,
+        };
+        tx.insert_user(&new_user)
+            .await
+            .context("inserting the user")?
+            .ok_or(ServiceError::EmailTaken)
+    }
+}
+
+/// An account about to be written by [`Services::insert_account`].
+pub(crate) struct NewAccount {
+    pub(crate) email: Email,
+    pub(crate) password_hash: Option<String>,
+    pub(crate) first_name: String,
+    pub(crate) last_name: String,
+    pub(crate) standing: Standing,
+}
+
+/// What a new account has proved and may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Standing {
+    /// Registered, waiting for its owner to prove the address (active already when
+    /// verification is optional).
+    Unverified,
+    /// The address is proven by a trusted party (Google).
+    Verified,
+    /// Made by an operator: verified, staff and superuser.
+    Superuser,
 }
 
 impl From<StoreError> for ServiceError {
@@ -165,8 +217,8 @@ pub(crate) fn utc(naive: NaiveDateTime) -> DateTime<Utc> {
 /// The public view of a stored account.
 pub(crate) fn to_user(row: &UserRow) -> User {
     User {
-        id: UserId::from_trusted(row.id),
-        email: Email::from_trusted(row.email.clone()),
+        id: row.id,
+        email: row.email.clone(),
         first_name: row.first_name.clone(),
         last_name: row.last_name.clone(),
         is_active: row.is_active,

@@ -8,8 +8,8 @@ use super::{
     link_state,
 };
 use crate::{
-    auth::{LinkPurpose, LinkTokenError},
-    domain::{Email, Password, Uidb64, UserId},
+    auth::{LinkPurpose, LinkToken, LinkTokenError},
+    domain::{Email, Password, Uidb64},
     error::{ServiceError, ServiceResult},
 };
 
@@ -39,11 +39,10 @@ impl Services {
             let token = self
                 .links
                 .make(LinkPurpose::PasswordReset, &link_state(&user), now);
-            let uid = Uidb64::encode(UserId::from_trusted(user.id));
             let mail = self.mailer.password_reset(
                 &email,
                 &user.first_name,
-                &uid,
+                &Uidb64::encode(user.id),
                 &token,
                 self.config.password_reset_lifetime,
                 now.naive_utc(),
@@ -54,7 +53,7 @@ impl Services {
                 .await
                 .context("queueing the reset email")?;
             self.outbox_wake.notify_one();
-            tracing::info!(user.id = user.id, "password reset link queued");
+            tracing::info!(user.id = %user.id, "password reset link queued");
         }
         Ok(RESET_MESSAGE)
     }
@@ -70,7 +69,7 @@ impl Services {
         &self,
         caller: Caller,
         uid: Uidb64,
-        token: String,
+        token: LinkToken,
         new_password: Password,
     ) -> ServiceResult<&'static str> {
         self.spend_ip_budget(caller, IpBudget::Verify).await?;
@@ -89,45 +88,37 @@ impl Services {
                 LinkTokenError::Invalid => ServiceError::LinkInvalid,
                 LinkTokenError::Expired => ServiceError::LinkExpired,
             })?;
-        let email = Email::from_trusted(user.email.clone());
         new_password
-            .check_against(&email)
+            .check_against(&user.email)
             .map_err(|e| ServiceError::invalid("new_password", &e))?;
         let hash = self.hasher.hash(new_password.secret()).await?;
         let now = self.clock.now_naive();
-        let (user_id, changed_at) = (user.id, user.password_changed_at);
         let revoked = self
             .store
-            .transaction(move |mut tx| {
-                Box::pin(async move {
-                    // Conditional on the password not having changed since the link was checked:
-                    // of two racing uses of one link, only one succeeds.
-                    if !tx
-                        .set_password_hash(user_id, Some(&hash), changed_at, now)
-                        .await
-                        .context("setting the password")?
-                    {
-                        return Err(ServiceError::LinkInvalid);
-                    }
-                    tx.mark_verified(user_id)
-                        .await
-                        .context("marking the user verified")?;
-                    tx.delete_otp(user_id)
-                        .await
-                        .context("deleting the unused OTP")?;
-                    Ok(tx
-                        .revoke_user_sessions(user_id, now)
-                        .await
-                        .context("revoking every session")?)
-                })
+            .transaction(async |tx| {
+                // Conditional on the password not having changed since the link was checked:
+                // of two racing uses of one link, only one succeeds.
+                let changed = tx
+                    .set_password_hash(user.id, Some(&hash), user.password_changed_at, now)
+                    .await
+                    .context("setting the password")?;
+                if !changed {
+                    return Err(ServiceError::LinkInvalid);
+                }
+                tx.mark_verified(user.id)
+                    .await
+                    .context("marking the user verified")?;
+                tx.delete_otp(user.id)
+                    .await
+                    .context("deleting the unused OTP")?;
+                Ok(tx
+                    .revoke_user_sessions(user.id, now)
+                    .await
+                    .context("revoking every session")?)
             })
             .await?;
-        self.clear_login_failures(&email).await?;
-        tracing::info!(
-            user.id = user_id,
-            sessions.revoked = revoked,
-            "password reset"
-        );
+        self.clear_login_failures(&user.email).await?;
+        tracing::info!(user.id = %user.id, sessions.revoked = revoked, "password reset");
         Ok(RESET_DONE_MESSAGE)
     }
 }

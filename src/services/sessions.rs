@@ -5,10 +5,10 @@ use anyhow::Context;
 
 use super::{Caller, Services, duration, limits::IpBudget, to_user};
 use crate::{
-    auth::{AccessClaims, RefreshToken, TokenError, Verification},
-    domain::{Email, LoginPassword, User},
+    auth::{AccessClaims, BearerToken, RefreshToken, TokenError, Verification},
+    domain::{Email, LoginPassword, SessionId, User},
     error::{ServiceError, ServiceResult},
-    storage::{SessionRow, UserRow},
+    storage::{Queries, SessionRow, UserRow},
 };
 
 /// An access and a refresh token.
@@ -68,7 +68,7 @@ impl Services {
             self.upgrade_hash(&user, old_hash, &password).await?;
         }
         let pair = self.start_session(&user).await?;
-        tracing::info!(user.id = user.id, "signed in");
+        tracing::info!(user.id = %user.id, "signed in");
         Ok(pair)
     }
 
@@ -78,45 +78,58 @@ impl Services {
     /// # Errors
     /// `RateLimited`, `TokenInvalid`, `TokenExpired`, `TokenReused`, `SessionRevoked`.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, caller: Caller, refresh: &str) -> ServiceResult<TokenPair> {
+    pub async fn refresh(
+        &self,
+        caller: Caller,
+        presented: RefreshToken,
+    ) -> ServiceResult<TokenPair> {
         self.spend_ip_budget(caller, IpBudget::Refresh).await?;
-        let presented = RefreshToken::from_client(refresh);
         let token_hash = presented.hash();
-        let services = self.clone();
         let rotation = self
             .store
-            .transaction(move |mut tx| {
-                Box::pin(async move {
-                    let now = services.clock.now_naive();
-                    let Some((session_id, expires_at)) = tx
-                        .spend_refresh_token(&token_hash, now)
+            .transaction(async |tx| {
+                let now = self.clock.now_naive();
+                let spent = tx
+                    .spend_refresh_token(&token_hash, now)
+                    .await
+                    .context("spending the refresh token")?;
+                let Some(spent) = spent else {
+                    let owner = tx
+                        .refresh_token_session(&token_hash)
                         .await
-                        .context("spending the refresh token")?
-                    else {
-                        let owner = tx.refresh_token_session(&token_hash).await.context("looking up a refresh token")?;
-                        let Some(session_id) = owner else {
-                            return Ok(Rotation::Refused(ServiceError::TokenInvalid));
-                        };
-                        tx.revoke_session(&session_id, now).await.context("revoking a reused session")?;
-                        tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
-                        return Ok(Rotation::Refused(ServiceError::TokenReused));
+                        .context("looking up a refresh token")?;
+                    let Some(session_id) = owner else {
+                        return Ok(Rotation::Refused(ServiceError::TokenInvalid));
                     };
-                    let session = tx.session(&session_id).await.context("loading the session")?;
-                    let Some(session) = session.filter(|s| s.revoked_at.is_none()) else {
-                        return Ok(Rotation::Refused(ServiceError::SessionRevoked));
-                    };
-                    if expires_at <= now || session.expires_at <= now {
-                        return Ok(Rotation::Refused(ServiceError::TokenExpired));
-                    }
-                    let user = tx.user_by_id(session.user_id).await.context("loading the session's user")?;
-                    let Some(user) = user.filter(|u| u.is_active) else {
-                        tx.revoke_session(&session.id, now).await.context("revoking a disabled user's session")?;
-                        return Ok(Rotation::Refused(ServiceError::SessionRevoked));
-                    };
-                    let refresh = services.issue_refresh_token(&mut tx, &session).await?;
-                    let access = services.issue_access_token(&user, &session.id)?;
-                    Ok::<_, ServiceError>(Rotation::Rotated(TokenPair { access, refresh }))
-                })
+                    tx.revoke_session(&session_id, now)
+                        .await
+                        .context("revoking a reused session")?;
+                    tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
+                    return Ok(Rotation::Refused(ServiceError::TokenReused));
+                };
+                let session = tx
+                    .session(&spent.session_id)
+                    .await
+                    .context("loading the session")?;
+                let Some(session) = session.filter(|s| s.revoked_at.is_none()) else {
+                    return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+                };
+                if spent.expires_at <= now || session.expires_at <= now {
+                    return Ok(Rotation::Refused(ServiceError::TokenExpired));
+                }
+                let user = tx
+                    .user_by_id(session.user_id)
+                    .await
+                    .context("loading the session's user")?;
+                let Some(user) = user.filter(|u| u.is_active) else {
+                    tx.revoke_session(&session.id, now)
+                        .await
+                        .context("revoking a disabled user's session")?;
+                    return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+                };
+                let refresh = self.issue_refresh_token(tx, &session).await?;
+                let access = self.issue_access_token(&user, &session.id)?;
+                Ok::<_, ServiceError>(Rotation::Rotated(TokenPair { access, refresh }))
             })
             .await?;
         // Refusals are decided inside the transaction but returned after it commits, so a
@@ -132,8 +145,8 @@ impl Services {
     /// # Errors
     /// `TokenInvalid` when the token was never issued.
     #[tracing::instrument(skip_all)]
-    pub async fn logout(&self, refresh: &str) -> ServiceResult<()> {
-        let token_hash = RefreshToken::from_client(refresh).hash();
+    pub async fn logout(&self, presented: RefreshToken) -> ServiceResult<()> {
+        let token_hash = presented.hash();
         let mut conn = self.connection().await?;
         let mut queries = conn.queries();
         let Some(session_id) = queries
@@ -156,12 +169,12 @@ impl Services {
     /// # Errors
     /// Those of [`Services::authenticate`].
     #[tracing::instrument(skip_all)]
-    pub async fn logout_all(&self, bearer: Option<&str>) -> ServiceResult<u64> {
+    pub async fn logout_all(&self, bearer: Option<BearerToken>) -> ServiceResult<u64> {
         let caller = self.authenticate(bearer).await?;
         let mut conn = self.connection().await?;
         let revoked = conn
             .queries()
-            .revoke_user_sessions(caller.user.id.get(), self.clock.now_naive())
+            .revoke_user_sessions(caller.user.id, self.clock.now_naive())
             .await
             .context("revoking every session")?;
         tracing::info!(user.id = %caller.user.id, sessions = revoked, "signed out everywhere");
@@ -172,33 +185,32 @@ impl Services {
     ///
     /// # Errors
     /// `Unauthenticated` (no token), `TokenInvalid`, `TokenExpired`, `SessionRevoked`.
-    pub async fn authenticate(&self, bearer: Option<&str>) -> ServiceResult<Authenticated> {
+    pub async fn authenticate(&self, bearer: Option<BearerToken>) -> ServiceResult<Authenticated> {
         let token = bearer.ok_or(ServiceError::Unauthenticated)?;
         let now = self.clock.now();
-        let claims = self.tokens.verify(token, now).map_err(|e| match e {
-            TokenError::Expired => ServiceError::TokenExpired,
-            TokenError::Invalid | TokenError::Signing(_) => ServiceError::TokenInvalid,
-        })?;
+        let verified = self
+            .tokens
+            .verify(token.expose(), now)
+            .map_err(|e| match e {
+                TokenError::Expired => ServiceError::TokenExpired,
+                TokenError::Invalid | TokenError::Signing(_) => ServiceError::TokenInvalid,
+            })?;
         let mut conn = self.connection().await?;
         let mut queries = conn.queries();
         let session = queries
-            .session(&claims.sid)
+            .session(&verified.session_id)
             .await
             .context("loading the session")?;
         let live = session.is_some_and(|s| {
             s.revoked_at.is_none()
                 && s.expires_at > now.naive_utc()
-                && s.user_id.to_string() == claims.sub
+                && s.user_id == verified.user_id
         });
         if !live {
             return Err(ServiceError::SessionRevoked);
         }
-        let user_id = claims
-            .sub
-            .parse::<i64>()
-            .map_err(|_| ServiceError::TokenInvalid)?;
         let user = queries
-            .user_by_id(user_id)
+            .user_by_id(verified.user_id)
             .await
             .context("loading the bearer")?;
         let user = user
@@ -206,34 +218,30 @@ impl Services {
             .ok_or(ServiceError::SessionRevoked)?;
         Ok(Authenticated {
             user: to_user(&user),
-            claims,
+            claims: verified.claims,
         })
     }
 
     pub(crate) async fn start_session(&self, user: &UserRow) -> ServiceResult<TokenPair> {
         let now = self.clock.now_naive();
         let session = SessionRow {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: SessionId::generate(),
             user_id: user.id,
             created_at: now,
             expires_at: now + duration(self.config.jwt.session_absolute_lifetime),
             revoked_at: None,
         };
         let access = self.issue_access_token(user, &session.id)?;
-        let services = self.clone();
-        let user_id = user.id;
         let refresh = self
             .store
-            .transaction(move |mut tx| {
-                Box::pin(async move {
-                    tx.insert_session(&session)
-                        .await
-                        .context("starting the session")?;
-                    tx.record_login(user_id, now)
-                        .await
-                        .context("recording the login")?;
-                    services.issue_refresh_token(&mut tx, &session).await
-                })
+            .transaction(async |tx| {
+                tx.insert_session(&session)
+                    .await
+                    .context("starting the session")?;
+                tx.record_login(user.id, now)
+                    .await
+                    .context("recording the login")?;
+                self.issue_refresh_token(tx, &session).await
             })
             .await?;
         Ok(TokenPair { access, refresh })
@@ -241,7 +249,7 @@ impl Services {
 
     async fn issue_refresh_token(
         &self,
-        tx: &mut crate::storage::Queries<'_>,
+        tx: &mut Queries<'_>,
         session: &SessionRow,
     ) -> ServiceResult<String> {
         let now = self.clock.now_naive();
@@ -249,13 +257,13 @@ impl Services {
             .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
         // A refresh token never outlives its session's absolute cap.
         let expires_at = (now + duration(self.config.jwt.refresh_lifetime)).min(session.expires_at);
-        tx.insert_refresh_token(&session.id, &token.hash(), now, expires_at)
+        tx.insert_refresh_token(&session.id, token.hash(), now, expires_at)
             .await
             .context("storing the refresh token")?;
         Ok(token.into_string())
     }
 
-    fn issue_access_token(&self, user: &UserRow, session_id: &str) -> ServiceResult<String> {
+    fn issue_access_token(&self, user: &UserRow, session_id: &SessionId) -> ServiceResult<String> {
         Ok(self
             .tokens
             .issue(user.id, &user.email, session_id, self.clock.now())

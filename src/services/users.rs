@@ -4,6 +4,7 @@ use anyhow::Context;
 
 use super::{Services, to_user};
 use crate::{
+    auth::BearerToken,
     domain::{PageSize, PageToken, User, UserId},
     error::{ServiceError, ServiceResult},
 };
@@ -25,7 +26,7 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn list_users(
         &self,
-        bearer: Option<&str>,
+        bearer: Option<BearerToken>,
         size: PageSize,
         token: PageToken,
     ) -> ServiceResult<UserPage> {
@@ -37,7 +38,7 @@ impl Services {
         let mut conn = self.connection().await?;
         let mut rows = conn
             .queries()
-            .users_after(token.after_id(), limit + 1)
+            .users_after(token.after(), limit + 1)
             .await
             .context("listing users")?;
         let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
@@ -57,7 +58,7 @@ impl Services {
     /// Those of [`Services::authenticate`], `PermissionDenied` for another user when not staff,
     /// `NotFound`.
     #[tracing::instrument(skip_all, fields(user.id = %id))]
-    pub async fn get_user(&self, bearer: Option<&str>, id: UserId) -> ServiceResult<User> {
+    pub async fn get_user(&self, bearer: Option<BearerToken>, id: UserId) -> ServiceResult<User> {
         let caller = self.authenticate(bearer).await?;
         if caller.user.id == id {
             return Ok(caller.user);

@@ -65,7 +65,7 @@ impl Queries<'_> {
         };
         let max_hits = i32::try_from(policy.max_hits).unwrap_or(i32::MAX);
         for _ in 0..RACE_ROUNDS {
-            let taken = on_backend!(self, |conn| {
+            let taken = on_backend!(self, conn => {
                 diesel::update(
                     counters::table
                         .find(bucket)
@@ -127,7 +127,7 @@ impl Queries<'_> {
     ) -> Result<u32, StoreError> {
         let window_cutoff = before(now, window);
         for _ in 0..RACE_ROUNDS {
-            let hits: Option<i32> = on_backend!(self, |conn| {
+            let hits: Option<i32> = on_backend!(self, conn => {
                 diesel::update(
                     counters::table
                         .find(bucket)
@@ -167,13 +167,13 @@ impl Queries<'_> {
         bucket: &str,
         until: NaiveDateTime,
     ) -> Result<(), StoreError> {
-        on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::update(counters::table.find(bucket))
                 .set(counters::blocked_until.eq(until))
                 .execute(conn)
                 .await
-        })?;
-        Ok(())
+                .map(drop)
+        })
     }
 
     /// When `bucket` is blocked until, if it is blocked after `now`.
@@ -198,24 +198,23 @@ impl Queries<'_> {
     /// # Errors
     /// On database failure.
     pub async fn clear_counter(&mut self, bucket: &str) -> Result<(), StoreError> {
-        on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::delete(counters::table.find(bucket))
                 .execute(conn)
                 .await
-        })?;
-        Ok(())
+                .map(drop)
+        })
     }
 
     async fn counter(&mut self, bucket: &str) -> Result<Option<CounterRow>, StoreError> {
-        let row = on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             counters::table
                 .find(bucket)
                 .select(CounterRow::as_select())
                 .first(conn)
                 .await
                 .optional()
-        })?;
-        Ok(row)
+        })
     }
 
     /// Creates the bucket with one hit; `false` when another writer created it first.
@@ -224,7 +223,7 @@ impl Queries<'_> {
         bucket: &str,
         now: NaiveDateTime,
     ) -> Result<bool, StoreError> {
-        let inserted = on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::insert_into(counters::table)
                 .values((
                     counters::bucket.eq(bucket),
@@ -235,8 +234,8 @@ impl Queries<'_> {
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .await
-        })?;
-        Ok(inserted == 1)
+                .map(|changed| changed == 1)
+        })
     }
 
     /// Starts a new window with one hit if the current one ended; `false` when another writer did first.
@@ -246,7 +245,7 @@ impl Queries<'_> {
         now: NaiveDateTime,
         window_cutoff: NaiveDateTime,
     ) -> Result<bool, StoreError> {
-        let restarted = on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::update(
                 counters::table
                     .find(bucket)
@@ -260,7 +259,7 @@ impl Queries<'_> {
             ))
             .execute(conn)
             .await
-        })?;
-        Ok(restarted == 1)
+            .map(|changed| changed == 1)
+        })
     }
 }

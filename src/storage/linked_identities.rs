@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{Queries, StoreError, on_backend, schema::linked_identities};
+use crate::domain::{Email, UserId};
 
 impl Queries<'_> {
     /// The user linked to `subject` at `provider`.
@@ -15,42 +16,44 @@ impl Queries<'_> {
         &mut self,
         provider: &str,
         subject: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        let user = on_backend!(self, |conn| {
+    ) -> Result<Option<UserId>, StoreError> {
+        on_backend!(self, conn => {
             linked_identities::table
                 .find((provider, subject))
                 .select(linked_identities::user_id)
                 .first(conn)
                 .await
                 .optional()
-        })?;
-        Ok(user)
+        })
     }
 
-    /// Links `subject` at `provider` to a user.
+    /// Links `subject` at `provider` to a user; `false` when another writer linked the
+    /// subject first (the insert waits for it), so a race never aborts the transaction.
     ///
     /// # Errors
-    /// `UniqueViolation` when the subject is already linked.
+    /// On database failure.
     pub async fn link_identity(
         &mut self,
         provider: &str,
         subject: &str,
-        user_id: i64,
-        email: &str,
+        user_id: UserId,
+        email: &Email,
         now: NaiveDateTime,
-    ) -> Result<(), StoreError> {
-        on_backend!(self, |conn| {
+    ) -> Result<bool, StoreError> {
+        let link = (
+            linked_identities::provider.eq(provider),
+            linked_identities::subject.eq(subject),
+            linked_identities::user_id.eq(user_id),
+            linked_identities::email.eq(email),
+            linked_identities::created_at.eq(now),
+        );
+        on_backend!(self, conn => {
             diesel::insert_into(linked_identities::table)
-                .values((
-                    linked_identities::provider.eq(provider),
-                    linked_identities::subject.eq(subject),
-                    linked_identities::user_id.eq(user_id),
-                    linked_identities::email.eq(email),
-                    linked_identities::created_at.eq(now),
-                ))
+                .values(link)
+                .on_conflict_do_nothing()
                 .execute(conn)
                 .await
-        })?;
-        Ok(())
+                .map(|inserted| inserted == 1)
+        })
     }
 }

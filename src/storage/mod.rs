@@ -13,8 +13,9 @@ mod schema;
 mod secrets;
 mod sessions;
 mod users;
+mod values;
 
-use std::{future::Future, path::Path, pin::Pin, time::Duration};
+use std::{future::Future, path::Path, time::Duration};
 
 use diesel::{ConnectionError, SqliteConnection};
 use diesel_async::{
@@ -26,7 +27,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
 
 pub use counters::CounterPolicy;
-pub use models::{NewEmail, NewUser, OtpRow, OutboxRow, SessionRow, UserRow};
+pub use models::{NewEmail, NewUser, OtpRow, OutboxRow, SessionRow, SpentRefreshToken, UserRow};
 
 use crate::config::DatabaseConfig;
 
@@ -67,9 +68,6 @@ impl From<diesel::result::Error> for StoreError {
     }
 }
 
-/// A boxed future borrowing a transaction, as [`Store::transaction`] takes.
-pub type TxFuture<'t, R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send + 't>>;
-
 #[derive(Clone)]
 enum Pool {
     Postgres(bb8::Pool<AsyncPgConnection>),
@@ -83,42 +81,62 @@ pub struct Store {
 }
 
 /// A pooled connection, returned to the pool on drop.
+pub struct Connection<'p>(Pooled<'p>);
+
 #[expect(
     clippy::large_enum_variant,
     reason = "short-lived, one per call; boxing would allocate per query"
 )]
-pub enum Connection<'p> {
-    /// Postgres.
+enum Pooled<'p> {
     Postgres(bb8::PooledConnection<'p, AsyncPgConnection>),
-    /// SQLite.
     Sqlite(bb8::PooledConnection<'p, SqliteConn>),
 }
 
 impl Connection<'_> {
     /// The queries, run on this connection outside any transaction.
     pub fn queries(&mut self) -> Queries<'_> {
-        match self {
-            Self::Postgres(conn) => Queries::Postgres(conn),
-            Self::Sqlite(conn) => Queries::Sqlite(conn),
-        }
+        Queries(match &mut self.0 {
+            Pooled::Postgres(conn) => Backend::Postgres(conn),
+            Pooled::Sqlite(conn) => Backend::Sqlite(conn),
+        })
     }
 }
 
 /// Every query of the service, on one borrowed connection (possibly inside a transaction).
-pub enum Queries<'c> {
-    /// Postgres.
+pub struct Queries<'c>(Backend<'c>);
+
+enum Backend<'c> {
     Postgres(&'c mut AsyncPgConnection),
-    /// SQLite.
     Sqlite(&'c mut SqliteConn),
 }
 
-/// Expands one diesel query body for each backend, so it is written once.
+/// What [`Store::transaction`] takes: an async closure over the transaction's queries whose
+/// future can move between threads. `AsyncFnOnce` alone cannot say so on stable Rust, as
+/// its future type has no name there; this names it (diesel-async does the same).
+pub trait TransactionBody<Args, Output>:
+    AsyncFnOnce(Args) -> Output + FnOnce(Args) -> <Self as TransactionBody<Args, Output>>::Future
+{
+    /// The future the closure returns.
+    type Future: Future<Output = Output>;
+}
+
+impl<F, Args, Fut, Output> TransactionBody<Args, Output> for F
+where
+    F: AsyncFnOnce(Args) -> Output + FnOnce(Args) -> Fut,
+    Fut: Future<Output = Output>,
+{
+    type Future = Fut;
+}
+
+/// Runs one diesel query body, written once, on whichever backend `queries` holds:
+/// `on_backend!(self, conn => query.get_result(conn).await)`. Diesel's error becomes a
+/// [`StoreError`].
 macro_rules! on_backend {
-    ($queries:expr, |$conn:ident| $body:expr) => {
-        match $queries {
-            $crate::storage::Queries::Postgres($conn) => $body,
-            $crate::storage::Queries::Sqlite($conn) => $body,
-        }
+    ($queries:expr, $conn:ident => $body:expr) => {
+        Ok::<_, $crate::storage::StoreError>(match &mut $queries.0 {
+            $crate::storage::Backend::Postgres($conn) => $body,
+            $crate::storage::Backend::Sqlite($conn) => $body,
+        }?)
     };
 }
 pub(crate) use on_backend;
@@ -219,41 +237,40 @@ impl Store {
     /// # Errors
     /// When none is free within the pool's timeout.
     pub async fn connection(&self) -> Result<Connection<'_>, StoreError> {
-        Ok(match &self.pool {
-            Pool::Postgres(pool) => Connection::Postgres(
-                pool.get()
-                    .await
-                    .map_err(|e| StoreError::Pool(e.to_string()))?,
-            ),
-            Pool::Sqlite(pool) => Connection::Sqlite(
-                pool.get()
-                    .await
-                    .map_err(|e| StoreError::Pool(e.to_string()))?,
-            ),
-        })
+        let pool_error = |e: bb8::RunError| StoreError::Pool(e.to_string());
+        Ok(Connection(match &self.pool {
+            Pool::Postgres(pool) => Pooled::Postgres(pool.get().await.map_err(pool_error)?),
+            Pool::Sqlite(pool) => Pooled::Sqlite(pool.get().await.map_err(pool_error)?),
+        }))
     }
 
     /// Runs `work` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    /// `work` is an async closure that borrows the transaction's queries, and may borrow
+    /// anything of the caller's (`&self` included): `store.transaction(async |tx| { .. })`.
     ///
     /// # Errors
     /// The error of `work`, or a storage failure converted into `E`.
     pub async fn transaction<R, E, F>(&self, work: F) -> Result<R, E>
     where
-        R: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-        F: for<'t> FnOnce(Queries<'t>) -> TxFuture<'t, R, E> + Send + 'static,
+        for<'q, 'c> F: AsyncFnOnce(&'q mut Queries<'c>) -> Result<R, E>
+            + TransactionBody<&'q mut Queries<'c>, Result<R, E>, Future: Send>
+            + Send,
+        R: Send,
+        E: From<StoreError> + Send,
     {
         let mut conn = self.connection().await?;
-        let outcome = match &mut conn {
-            Connection::Postgres(conn) => {
+        let outcome = match &mut conn.0 {
+            Pooled::Postgres(conn) => {
                 conn.transaction(async |tx| {
-                    work(Queries::Postgres(tx)).await.map_err(TxError::Caller)
+                    let mut queries = Queries(Backend::Postgres(tx));
+                    work(&mut queries).await.map_err(TxError::Caller)
                 })
                 .await
             }
-            Connection::Sqlite(conn) => {
+            Pooled::Sqlite(conn) => {
                 conn.transaction(async |tx| {
-                    work(Queries::Sqlite(tx)).await.map_err(TxError::Caller)
+                    let mut queries = Queries(Backend::Sqlite(tx));
+                    work(&mut queries).await.map_err(TxError::Caller)
                 })
                 .await
             }
@@ -285,8 +302,7 @@ impl Store {
 
 impl Queries<'_> {
     async fn ping(&mut self) -> Result<(), StoreError> {
-        on_backend!(self, |conn| conn.batch_execute("SELECT 1").await)?;
-        Ok(())
+        on_backend!(self, conn => conn.batch_execute("SELECT 1").await)
     }
 }
 

@@ -4,15 +4,19 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{counters, otps, outbox, refresh_tokens, sessions, users};
+use crate::{
+    auth::RefreshTokenHash,
+    domain::{Email, SessionId, UserId},
+};
 
 /// A `users` row, password hash included: never leaves the service layer.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct UserRow {
     /// Id.
-    pub id: i64,
+    pub id: UserId,
     /// Normalised email.
-    pub email: String,
+    pub email: Email,
     /// PHC string; `None` when the account has no usable password.
     pub password_hash: Option<String>,
     /// Given name.
@@ -40,7 +44,7 @@ pub struct UserRow {
 #[diesel(table_name = users)]
 pub struct NewUser {
     /// Normalised email.
-    pub email: String,
+    pub email: Email,
     /// PHC string.
     pub password_hash: Option<String>,
     /// Given name.
@@ -66,7 +70,7 @@ pub struct NewUser {
 #[diesel(table_name = otps)]
 pub struct OtpRow {
     /// Owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Keyed hash of the code.
     pub code_hash: String,
     /// Attempts made against this code, counted before comparing.
@@ -82,9 +86,9 @@ pub struct OtpRow {
 #[diesel(table_name = sessions)]
 pub struct SessionRow {
     /// Random id, carried in access tokens as `sid`.
-    pub id: String,
+    pub id: SessionId,
     /// Owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Login time (UTC).
     pub created_at: NaiveDateTime,
     /// Absolute end of the session (UTC).
@@ -98,15 +102,25 @@ pub struct SessionRow {
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshTokenRow {
     /// SHA-256 of the token.
-    pub token_hash: String,
+    pub token_hash: RefreshTokenHash,
     /// Session (family) it belongs to.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Issue time (UTC).
     pub issued_at: NaiveDateTime,
     /// Expiry (UTC).
     pub expires_at: NaiveDateTime,
     /// When it was spent by a rotation.
     pub used_at: Option<NaiveDateTime>,
+}
+
+/// What spending a refresh token tells: the session it belongs to and when it expires.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct SpentRefreshToken {
+    /// Session (family) it belongs to.
+    pub session_id: SessionId,
+    /// Expiry of the spent token (UTC).
+    pub expires_at: NaiveDateTime,
 }
 
 /// The parts of a `counters` row that decide whether to wait: one fixed window of one bucket.

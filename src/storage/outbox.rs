@@ -12,13 +12,13 @@ impl Queries<'_> {
     /// # Errors
     /// On database failure.
     pub async fn enqueue_email(&mut self, email: &NewEmail) -> Result<(), StoreError> {
-        on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::insert_into(outbox::table)
                 .values(email)
                 .execute(conn)
                 .await
-        })?;
-        Ok(())
+                .map(drop)
+        })
     }
 
     /// Emails neither delivered nor abandoned.
@@ -26,15 +26,14 @@ impl Queries<'_> {
     /// # Errors
     /// On database failure.
     pub async fn pending_email_count(&mut self) -> Result<i64, StoreError> {
-        let count = on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             outbox::table
                 .filter(outbox::sent_at.is_null())
                 .filter(outbox::gave_up_at.is_null())
                 .count()
                 .get_result(conn)
                 .await
-        })?;
-        Ok(count)
+        })
     }
 
     /// Ids of up to `limit` emails that are due and not claimed by a live worker.
@@ -46,7 +45,7 @@ impl Queries<'_> {
         now: NaiveDateTime,
         limit: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let ids = on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             outbox::table
                 .filter(outbox::sent_at.is_null())
                 .filter(outbox::gave_up_at.is_null())
@@ -61,8 +60,7 @@ impl Queries<'_> {
                 .select(outbox::id)
                 .load(conn)
                 .await
-        })?;
-        Ok(ids)
+        })
     }
 
     /// Claims one due email until `lease_until` and counts the attempt; `None` when another
@@ -76,7 +74,7 @@ impl Queries<'_> {
         now: NaiveDateTime,
         lease_until: NaiveDateTime,
     ) -> Result<Option<OutboxRow>, StoreError> {
-        let row = on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::update(
                 outbox::table
                     .find(id)
@@ -96,8 +94,7 @@ impl Queries<'_> {
             .get_result(conn)
             .await
             .optional()
-        })?;
-        Ok(row)
+        })
     }
 
     /// Records a delivery and forgets the body: the codes and links it carried are not kept.
@@ -105,7 +102,7 @@ impl Queries<'_> {
     /// # Errors
     /// On database failure.
     pub async fn mark_email_sent(&mut self, id: i64, now: NaiveDateTime) -> Result<(), StoreError> {
-        on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::update(outbox::table.find(id))
                 .set((
                     outbox::sent_at.eq(now),
@@ -115,8 +112,8 @@ impl Queries<'_> {
                 ))
                 .execute(conn)
                 .await
-        })?;
-        Ok(())
+                .map(drop)
+        })
     }
 
     /// Records a failed delivery: retried from `retry_at`, or abandoned (and its body
@@ -131,7 +128,7 @@ impl Queries<'_> {
         now: NaiveDateTime,
         retry_at: Option<NaiveDateTime>,
     ) -> Result<(), StoreError> {
-        on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             diesel::update(outbox::table.find(id))
                 .set((
                     outbox::last_error.eq(error),
@@ -143,7 +140,7 @@ impl Queries<'_> {
                 .await
         })?;
         if retry_at.is_none() {
-            on_backend!(self, |conn| {
+            on_backend!(self, conn => {
                 diesel::update(outbox::table.find(id))
                     .set((outbox::body_text.eq(""), outbox::body_html.eq("")))
                     .execute(conn)
@@ -161,7 +158,7 @@ impl Queries<'_> {
     /// On database failure.
     pub async fn purge_expired(&mut self, cutoff: NaiveDateTime) -> Result<usize, StoreError> {
         use super::schema::{counters, otps, sessions};
-        let purged = on_backend!(self, |conn| {
+        on_backend!(self, conn => {
             let counters = diesel::delete(
                 counters::table
                     .filter(counters::window_started_at.lt(cutoff))
@@ -185,7 +182,6 @@ impl Queries<'_> {
             .execute(conn)
             .await?;
             Ok::<_, diesel::result::Error>(counters + codes + sessions + emails)
-        })?;
-        Ok(purged)
+        })
     }
 }

@@ -18,13 +18,14 @@ impl Queries<'_> {
         candidate: &str,
         now: NaiveDateTime,
     ) -> Result<String, StoreError> {
-        let stored = on_backend!(self, |conn| {
+        let secret = (
+            instance_secrets::name.eq(name),
+            instance_secrets::value.eq(candidate),
+            instance_secrets::created_at.eq(now),
+        );
+        on_backend!(self, conn => {
             diesel::insert_into(instance_secrets::table)
-                .values((
-                    instance_secrets::name.eq(name),
-                    instance_secrets::value.eq(candidate),
-                    instance_secrets::created_at.eq(now),
-                ))
+                .values(secret)
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .await?;
@@ -33,7 +34,6 @@ impl Queries<'_> {
                 .select(instance_secrets::value)
                 .first::<String>(conn)
                 .await
-        })?;
-        Ok(stored)
+        })
     }
 }
