@@ -9,6 +9,8 @@ use std::{
 
 use secrecy::SecretString;
 
+use crate::text::percent_encode;
+
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting {name}: {reason}")]
@@ -433,18 +435,6 @@ fn smtp(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
             .secret("EMAIL_HOST_PASSWORD", "EMAIL_HOST_PASSWORD_FILE")?
             .map(SecretString::from),
     }))
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986), for URL parts.
-pub(crate) fn percent_encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Typed access to one lookup function; empty values count as unset.

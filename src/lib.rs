@@ -14,6 +14,7 @@
 //! - [`storage`]: the database boundary; the backend is chosen once, in `Store`.
 //! - [`auth`]: password hashing, JWTs, refresh tokens and emailed link tokens.
 //! - [`email`]: templates, the outbox worker and the SMTP or log transport.
+//! - [`text`]: escaping for URLs and HTML, shared by email and the bridge's pages.
 //! - [`google`]: verifying Google access and ID tokens.
 //! - [`services`]: every rule and transaction, once; the adapters only convert.
 //! - [`grpc`]: the tonic adapter, reflection, health and the one `ServiceError` to `Status` map.
@@ -33,6 +34,7 @@ pub mod http;
 pub mod services;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 
 /// Code generated from `proto/identity/v1/identity.proto`.
 #[allow(

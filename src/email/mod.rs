@@ -8,7 +8,6 @@ pub mod worker;
 use std::{sync::Arc, time::Duration};
 
 use chrono::NaiveDateTime;
-pub(crate) use templates::escape_html;
 pub use templates::{Rendered, TemplateName, Templates};
 pub use transport::Transport;
 

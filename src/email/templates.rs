@@ -5,6 +5,8 @@
 
 use std::{collections::HashMap, path::Path};
 
+use crate::text::escape_html;
+
 /// The messages the service sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TemplateName {
@@ -142,15 +144,6 @@ fn substitute(template: &str, values: &[(&str, &str)], escape: impl Fn(&str) -> 
     }
     out.push_str(rest);
     out
-}
-
-pub(crate) fn escape_html(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#x27;")
 }
 
 #[cfg(test)]

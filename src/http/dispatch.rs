@@ -3,15 +3,15 @@
 
 use std::{future::Future, net::SocketAddr};
 
+use axum::http::StatusCode;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use tonic::{Request, Response, Status, metadata::MetadataMap, transport::server::TcpConnectInfo};
-
-use crate::{
-    error::ServiceError,
-    grpc::{IdentityApi, status::to_status},
-    pb::identity_service_server::IdentityService,
+use tonic::{
+    Code, Request, Response, Status, metadata::MetadataMap, transport::server::TcpConnectInfo,
 };
+
+use super::error::Rejection;
+use crate::{grpc::IdentityApi, pb::identity_service_server::IdentityService};
 
 /// What travels with a bridged call besides its message.
 pub struct CallContext {
@@ -21,12 +21,22 @@ pub struct CallContext {
     pub peer: Option<SocketAddr>,
 }
 
+/// Why a bridged call has no reply.
+#[derive(Debug)]
+pub enum CallError {
+    /// The bridge refused the request before any RPC ran: it does not decode into the
+    /// RPC's message, as grpc-gateway refuses it.
+    Rejected(Rejection),
+    /// The RPC answered with this status.
+    Failed(Status),
+}
+
 /// Decodes `message` into `Req`, calls `method` as gRPC would, and encodes the reply.
 async fn forward<Req, Resp, F, Fut>(
     message: Value,
     context: CallContext,
     method: F,
-) -> Result<Value, Status>
+) -> Result<Value, CallError>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
@@ -34,10 +44,7 @@ where
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
     let decoded: Req = serde_json::from_value(message).map_err(|e| {
-        to_status(ServiceError::InvalidArgument {
-            field: "body",
-            reason: e.to_string(),
-        })
+        CallError::Rejected(Rejection::bad_request(format!("invalid request body: {e}")))
     })?;
     let mut request = Request::new(decoded);
     *request.metadata_mut() = context.metadata;
@@ -45,11 +52,14 @@ where
         local_addr: None,
         remote_addr: context.peer,
     });
-    let response = method(request).await?;
+    let response = method(request).await.map_err(CallError::Failed)?;
     serde_json::to_value(response.into_inner()).map_err(|e| {
-        to_status(ServiceError::Unexpected(anyhow::anyhow!(
-            "encoding a reply: {e}"
-        )))
+        tracing::error!(error = %e, "a reply could not be encoded as JSON");
+        CallError::Rejected(Rejection {
+            http: StatusCode::INTERNAL_SERVER_ERROR,
+            code: Code::Internal,
+            message: "internal error".into(),
+        })
     })
 }
 
@@ -61,11 +71,21 @@ macro_rules! rpcs {
         /// Forwards one call to the RPC named `rpc`.
         ///
         /// # Errors
-        /// The call's `Status`, or `NOT_FOUND` for an RPC the bridge does not know.
-        pub async fn call(api: &IdentityApi, rpc: &str, message: Value, context: CallContext) -> Result<Value, Status> {
+        /// The call's `Status`, or a rejection of a body that is not the RPC's message or of
+        /// an RPC the bridge does not know.
+        pub async fn call(
+            api: &IdentityApi,
+            rpc: &str,
+            message: Value,
+            context: CallContext,
+        ) -> Result<Value, CallError> {
             match rpc {
                 $($name => forward(message, context, |request| api.$method(request)).await,)*
-                _ => Err(to_status(ServiceError::NotFound)),
+                _ => Err(CallError::Rejected(Rejection {
+                    http: StatusCode::NOT_FOUND,
+                    code: Code::NotFound,
+                    message: format!("no RPC named {rpc}"),
+                })),
             }
         }
     };

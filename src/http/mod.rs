@@ -152,7 +152,11 @@ async fn bridge(
         metadata: MetadataMap::from_headers(headers.clone()),
         peer: Some(peer),
     };
-    let outcome = dispatch::call(&state.api, &route.rpc, message, context).await;
+    let outcome = match dispatch::call(&state.api, &route.rpc, message, context).await {
+        Ok(reply) => Ok(reply),
+        Err(dispatch::CallError::Failed(status)) => Err(status),
+        Err(dispatch::CallError::Rejected(rejection)) => return rejection.into_response(),
+    };
     if pages::wants_html(&headers)
         && let Some(page) = pages::outcome_page(&route.rpc, &outcome, &state.redirects, &params)
     {

@@ -11,9 +11,8 @@ use tonic::Status;
 
 use super::error::http_status;
 use crate::{
-    config::percent_encode,
     domain::{PASSWORD_MAX_CHARS as MAX_CHARS, PASSWORD_MIN_CHARS as MIN_CHARS},
-    email::escape_html as escape,
+    text::{escape_html as escape, percent_encode},
 };
 
 /// Where pages send people instead, when a front end handles these flows.

@@ -11,6 +11,7 @@ use std::{
 };
 
 use axum::http::{HeaderValue, Request, Response};
+use tonic::Status;
 use tracing::Instrument;
 
 use super::{Metrics, request_id, trace_id};
@@ -95,7 +96,7 @@ where
                 // Dropping the call on expiry cancels its work; the client hears DEADLINE_EXCEEDED.
                 let outcome = match tokio::time::timeout(deadline, call).await {
                     Ok(outcome) => outcome,
-                    Err(_) => Ok(deadline_exceeded()),
+                    Err(_) => Ok(Status::deadline_exceeded("deadline exceeded").into_http()),
                 };
                 let seconds = started.elapsed().as_secs_f64();
                 let code = match &outcome {
@@ -127,19 +128,6 @@ where
             .instrument(span),
         )
     }
-}
-
-/// A trailers-only reply with status `DEADLINE_EXCEEDED`.
-fn deadline_exceeded<B: Default>() -> Response<B> {
-    let mut response = Response::new(B::default());
-    let headers = response.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from_static("4"));
-    headers.insert(
-        "grpc-message",
-        HeaderValue::from_static("deadline%20exceeded"),
-    );
-    response
 }
 
 /// The caller's deadline from `grpc-timeout` (e.g. `250m`, `5S`).

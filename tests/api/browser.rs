@@ -100,6 +100,19 @@ impl Browser {
             .to_owned()
     }
 
+    /// The title, once it is `expected` or 10 s have passed: a click that submits a form
+    /// returns before the next page has loaded.
+    async fn title_once_it_is(&self, expected: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let title = self.title().await;
+            if title == expected || tokio::time::Instant::now() >= deadline {
+                return title;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn text(&self, css: &str) -> String {
         let element = self.element(css).await;
         self.command(
@@ -194,7 +207,10 @@ async fn a_person_activates_from_the_emailed_link_in_a_browser(backend: Backend)
 
     browser.open(&app.local(&link)).await;
 
-    assert_eq!(browser.title().await, "Account activated");
+    assert_eq!(
+        browser.title_once_it_is("Account activated").await,
+        "Account activated"
+    );
     assert!(browser.text("main").await.contains("account is active"));
     assert_rendered(&browser.screenshot("activation").await, &blank);
     assert!(app.user("clicker@example.com").await.unwrap().is_verified);
@@ -222,14 +238,20 @@ async fn a_person_resets_their_password_with_the_emailed_form(backend: Backend) 
     let blank = browser.screenshot("blank").await;
 
     browser.open(&app.local(&link)).await;
-    assert_eq!(browser.title().await, "Choose a new password");
+    assert_eq!(
+        browser.title_once_it_is("Choose a new password").await,
+        "Choose a new password"
+    );
     assert_rendered(&browser.screenshot("reset-form").await, &blank);
     browser
         .type_into("#new_password", "a-browser-chosen-passphrase")
         .await;
     browser.click("button[type=submit]").await;
 
-    assert_eq!(browser.title().await, "Password changed");
+    assert_eq!(
+        browser.title_once_it_is("Password changed").await,
+        "Password changed"
+    );
     assert_rendered(&browser.screenshot("reset-done").await, &blank);
     assert!(
         app.login("forgetful@example.com", "a-browser-chosen-passphrase")

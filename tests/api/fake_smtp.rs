@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -57,6 +57,7 @@ struct Shared {
     mails: Mutex<Vec<Mail>>,
     arrived: Notify,
     refuse: AtomicBool,
+    refused: AtomicUsize,
 }
 
 /// The server's handle.
@@ -94,6 +95,21 @@ impl FakeSmtp {
             .into_iter()
             .filter(|m| m.to.iter().any(|t| t == address))
             .collect()
+    }
+
+    /// Waits until `count` messages have been refused in all (10 s at most).
+    pub async fn wait_for_refusals(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.shared.arrived.notified();
+            let refused = self.shared.refused.load(Ordering::SeqCst);
+            if refused >= count {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("{refused} of {count} messages were refused in time");
+            }
+        }
     }
 
     /// Waits until `address` has received `count` messages (10 s at most) and returns them.
@@ -177,6 +193,8 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
             }
             if shared.refuse.load(Ordering::SeqCst) {
                 to.clear();
+                shared.refused.fetch_add(1, Ordering::SeqCst);
+                shared.arrived.notify_waiters();
                 b"451 try again later\r\n"
             } else {
                 let mail = parse(std::mem::take(&mut to), raw);

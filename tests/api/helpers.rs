@@ -274,9 +274,32 @@ impl TestApp {
             .find(|u| u.email == email)
     }
 
-    /// Waits long enough for the outbox worker to have sent anything queued.
+    /// Waits until the outbox holds nothing undelivered: the worker has sent (or given up on)
+    /// everything queued so far, as the service's own gauge tells.
     pub async fn settle_outbox(&self) {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = self
+                .http
+                .get(format!("{}/metrics", self.http_base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let pending = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("identity_outbox_pending_emails "));
+            if pending == Some("0") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the outbox still holds {pending:?} undelivered emails after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -329,7 +352,9 @@ impl TestDatabase {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join("identity.sqlite3").display());
+                let path = dir.path().join("identity.sqlite3");
+                std::fs::copy(migrated_sqlite_template().await, &path).unwrap();
+                let url = format!("sqlite://{}", path.display());
                 Self {
                     url,
                     postgres: None,
@@ -339,17 +364,15 @@ impl TestDatabase {
             Backend::Postgres => {
                 let admin = std::env::var("TEST_DATABASE_URL")
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-                let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
                 let client = admin_client(&admin).await;
+                let template = migrated_template(&client, &admin).await;
+                let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
                 client
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
                     .await
                     .unwrap();
-                let base = admin
-                    .rsplit_once('/')
-                    .map_or(admin.as_str(), |(base, _)| base);
                 Self {
-                    url: format!("{base}/{name}"),
+                    url: database_url(&admin, &name),
                     postgres: Some((admin, name)),
                     _dir: None,
                 }
@@ -378,6 +401,124 @@ impl Drop for TestDatabase {
         })
         .join();
     }
+}
+
+/// The URL of database `name` on the server `admin` points at.
+fn database_url(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// A database holding every migration, made once per version of `migrations/postgres` and
+/// shared by every test process: each test's database is a copy of it, which is much
+/// cheaper than migrating. Built under a different name and renamed, so a run killed
+/// midway never leaves a half-migrated template behind.
+async fn migrated_template(client: &tokio_postgres::Client, admin: &str) -> String {
+    const BUILD_LOCK: i64 = 0x0069_645f_746d_706c; // "id_tmpl"
+    let name = format!(
+        "identity_template_{:016x}",
+        migrations_fingerprint("postgres")
+    );
+    let exists = |name: String| async move {
+        client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .unwrap()
+            .is_some()
+    };
+    if exists(name.clone()).await {
+        return name;
+    }
+    client
+        .batch_execute(&format!("SELECT pg_advisory_lock({BUILD_LOCK})"))
+        .await
+        .unwrap();
+    if !exists(name.clone()).await {
+        let partial = format!("{name}_partial");
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {partial} WITH (FORCE)"),
+            format!("CREATE DATABASE {partial}"),
+        ] {
+            client.batch_execute(&statement).await.unwrap();
+        }
+        let database = identity::config::DatabaseConfig::Postgres {
+            url: database_url(admin, &partial).into(),
+        };
+        let store = identity::storage::Store::connect(&database, 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        drop(store);
+        // A database can only be renamed once nobody is connected to it.
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&partial],
+            )
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!("ALTER DATABASE {partial} RENAME TO {name}"))
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(&format!("SELECT pg_advisory_unlock({BUILD_LOCK})"))
+        .await
+        .unwrap();
+    name
+}
+
+/// A migrated SQLite file, made once per version of `migrations/sqlite` under `target/` and
+/// copied by every test. Written under a temporary name and renamed into place, so racing
+/// test processes each see a whole file or none.
+async fn migrated_sqlite_template() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let template = dir.join(format!(
+        "identity_template_{:016x}.sqlite3",
+        migrations_fingerprint("sqlite")
+    ));
+    if template.exists() {
+        return template;
+    }
+    let building = tempfile::Builder::new()
+        .prefix("identity_template_")
+        .tempdir_in(dir)
+        .unwrap();
+    let path = building.path().join("identity.sqlite3");
+    let database = identity::config::DatabaseConfig::Sqlite { path: path.clone() };
+    let store = identity::storage::Store::connect(&database, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    // Closing the last connection folds the write-ahead log into the file.
+    drop(store);
+    assert!(
+        !path.with_extension("sqlite3-wal").exists(),
+        "the template's write-ahead log was not folded in"
+    );
+    std::fs::rename(&path, &template).unwrap();
+    template
+}
+
+/// A fingerprint of one backend's migrations, so a changed migration gets a new template.
+fn migrations_fingerprint(backend: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flat_map(|entry| std::fs::read_dir(entry.unwrap().path()).unwrap())
+        .map(|file| file.unwrap().path())
+        .collect();
+    files.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in files {
+        file.strip_prefix(&dir).unwrap().hash(&mut hasher);
+        std::fs::read(&file).unwrap().hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 async fn admin_client(url: &str) -> tokio_postgres::Client {

@@ -135,7 +135,7 @@ async fn mail_refused_by_the_server_is_retried_and_delivered_once(backend: Backe
     app.smtp.refuse_mail(true);
 
     app.register("retry@example.com", PASSWORD).await.unwrap();
-    app.settle_outbox().await;
+    app.smtp.wait_for_refusals(1).await;
     assert!(app.smtp.to("retry@example.com").is_empty());
     app.smtp.refuse_mail(false);
 
