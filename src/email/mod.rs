@@ -54,53 +54,51 @@ impl Mailer {
 
     /// The activation link email.
     #[must_use]
-    pub fn activation(
-        &self,
-        to: &Email,
-        name: &str,
-        uidb64: &str,
-        token: &str,
-        lifetime: Duration,
-        now: NaiveDateTime,
-    ) -> NewEmail {
-        let link = format!(
-            "{}/accounts/api/activate/{uidb64}/{token}/",
-            self.public_base_url
-        );
-        let hours = lifetime.as_secs().div_ceil(3600).to_string();
+    pub fn activation(&self, to: &Email, name: &str, link: &EmailedLink<'_>) -> NewEmail {
+        let url = self.link_url("accounts/api/activate", link);
+        let hours = link.lifetime.as_secs().div_ceil(3600).to_string();
         let rendered = self.templates.render(
             TemplateName::Activation,
-            &[("name", greeting(name)), ("link", &link), ("hours", &hours)],
+            &[("name", greeting(name)), ("link", &url), ("hours", &hours)],
         );
-        outbox_row(to, rendered, now)
+        outbox_row(to, rendered, link.now)
     }
 
     /// The password reset link email.
     #[must_use]
-    pub fn password_reset(
-        &self,
-        to: &Email,
-        name: &str,
-        uidb64: &str,
-        token: &str,
-        lifetime: Duration,
-        now: NaiveDateTime,
-    ) -> NewEmail {
-        let link = format!(
-            "{}/accounts/password-reset-confirm/{uidb64}/{token}/",
-            self.public_base_url
-        );
-        let minutes = lifetime.as_secs().div_ceil(60).to_string();
+    pub fn password_reset(&self, to: &Email, name: &str, link: &EmailedLink<'_>) -> NewEmail {
+        let url = self.link_url("accounts/password-reset-confirm", link);
+        let minutes = link.lifetime.as_secs().div_ceil(60).to_string();
         let rendered = self.templates.render(
             TemplateName::PasswordReset,
             &[
                 ("name", greeting(name)),
-                ("link", &link),
+                ("link", &url),
                 ("minutes", &minutes),
             ],
         );
-        outbox_row(to, rendered, now)
+        outbox_row(to, rendered, link.now)
     }
+
+    fn link_url(&self, path: &str, link: &EmailedLink<'_>) -> String {
+        format!(
+            "{}/{path}/{}/{}/",
+            self.public_base_url, link.uidb64, link.token
+        )
+    }
+}
+
+/// The parts of an emailed link: whose it is, its token, and how long it lasts from when.
+#[derive(Debug, Clone, Copy)]
+pub struct EmailedLink<'a> {
+    /// The account, as `uidb64`.
+    pub uidb64: &'a str,
+    /// The link token.
+    pub token: &'a str,
+    /// How long the link works.
+    pub lifetime: Duration,
+    /// When it was made (UTC).
+    pub now: NaiveDateTime,
 }
 
 fn greeting(first_name: &str) -> &str {

@@ -11,6 +11,7 @@ use crate::{
     auth::{LinkPurpose, LinkToken, LinkTokenError},
     config::VerificationMethod,
     domain::{Email, Otp, Password, PersonName, Uidb64, User},
+    email::EmailedLink,
     error::{ServiceError, ServiceResult},
     storage::{OtpRow, Queries, UserRow},
 };
@@ -260,14 +261,14 @@ impl Services {
             let token = self
                 .links
                 .make(LinkPurpose::Activation, &link_state(user), now);
-            let mail = self.mailer.activation(
-                &user.email,
-                &user.first_name,
-                &Uidb64::encode(user.id),
-                &token,
-                self.config.activation_link_lifetime,
-                now.naive_utc(),
-            );
+            let uidb64 = Uidb64::encode(user.id);
+            let link = EmailedLink {
+                uidb64: &uidb64,
+                token: &token,
+                lifetime: self.config.activation_link_lifetime,
+                now: now.naive_utc(),
+            };
+            let mail = self.mailer.activation(&user.email, &user.first_name, &link);
             tx.enqueue_email(&mail)
                 .await
                 .context("queueing the activation email")?;

@@ -10,6 +10,7 @@ use super::{
 use crate::{
     auth::{LinkPurpose, LinkToken, LinkTokenError},
     domain::{Email, Password, Uidb64},
+    email::EmailedLink,
     error::{ServiceError, ServiceResult},
 };
 
@@ -39,14 +40,14 @@ impl Services {
             let token = self
                 .links
                 .make(LinkPurpose::PasswordReset, &link_state(&user), now);
-            let mail = self.mailer.password_reset(
-                &email,
-                &user.first_name,
-                &Uidb64::encode(user.id),
-                &token,
-                self.config.password_reset_lifetime,
-                now.naive_utc(),
-            );
+            let uidb64 = Uidb64::encode(user.id);
+            let link = EmailedLink {
+                uidb64: &uidb64,
+                token: &token,
+                lifetime: self.config.password_reset_lifetime,
+                now: now.naive_utc(),
+            };
+            let mail = self.mailer.password_reset(&email, &user.first_name, &link);
             let mut conn = self.connection().await?;
             conn.queries()
                 .enqueue_email(&mail)

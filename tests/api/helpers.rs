@@ -274,20 +274,24 @@ impl TestApp {
             .find(|u| u.email == email)
     }
 
+    /// The Prometheus text the bridge serves at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.http_base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits until the outbox holds nothing undelivered: the worker has sent (or given up on)
     /// everything queued so far, as the service's own gauge tells.
     pub async fn settle_outbox(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let metrics = self
-                .http
-                .get(format!("{}/metrics", self.http_base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = self.metrics().await;
             let pending = metrics
                 .lines()
                 .find_map(|line| line.strip_prefix("identity_outbox_pending_emails "));

@@ -174,15 +174,7 @@ async fn metrics_use_the_go_grpc_prometheus_names(backend: Backend) {
         .unwrap();
     assert_eq!(bridge.status(), reqwest::StatusCode::UNAUTHORIZED);
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.http_base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
 
     let has = |needle: &str| text.lines().any(|line| line.contains(needle));
     assert!(
