@@ -53,18 +53,8 @@ impl Application {
     /// # Errors
     /// Any failure to build.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let store = Store::connect(
-            &config.database,
-            config.database_pool_size,
-            config.statement_timeout,
-        )
-        .await
-        .context("opening the database")?;
-        store.migrate().await.context("migrating the database")?;
-        let secret = server_secret(&config, &store, &clock).await?;
-        let tokens = token_issuer(&config, &store, &clock).await?;
-        let templates =
-            Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
+        let services = services(config, clock).await?;
+        let config = Arc::clone(&services.config);
         let transport = Transport::new(config.smtp.as_ref(), &config.from_email)
             .context("setting up email delivery")?;
         let grpc_listener = TcpListener::bind(config.grpc_listen_addr)
@@ -75,21 +65,6 @@ impl Application {
             .await
             .with_context(|| format!("binding HTTP_LISTEN_ADDR {}", config.http_listen_addr))?;
         let http_addr = http_listener.local_addr()?;
-        let config = Arc::new(config);
-        let metrics = Metrics::new()?;
-        let services = Services::new(ServiceParts {
-            store,
-            clock,
-            hasher: PasswordHasher::new(&config.hashing, metrics.clone())?,
-            tokens,
-            secret,
-            mailer: Mailer::new(templates, config.public_base_url.clone()),
-            google: GoogleClient::new(config.google.clone())
-                .context("setting up the Google client")?,
-            outbox_wake: Arc::new(Notify::new()),
-            metrics,
-            config: Arc::clone(&config),
-        });
         Ok(Self {
             grpc_listener,
             grpc_addr,
@@ -165,6 +140,41 @@ impl Application {
         tracing::info!("identity stopped");
         grpc.and(bridge)
     }
+}
+
+/// The services alone, over a connected and migrated database: what a command run beside
+/// a live server needs (`create-superuser`). Binds no listener and starts no worker; mail
+/// it queues is delivered by the servers' workers.
+///
+/// # Errors
+/// Any failure to connect, migrate, or load keys and templates.
+pub async fn services(config: Config, clock: Clock) -> anyhow::Result<Services> {
+    let store = Store::connect(
+        &config.database,
+        config.database_pool_size,
+        config.statement_timeout,
+    )
+    .await
+    .context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    let secret = server_secret(&config, &store, &clock).await?;
+    let tokens = token_issuer(&config, &store, &clock).await?;
+    let templates =
+        Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
+    let config = Arc::new(config);
+    let metrics = Metrics::new()?;
+    Ok(Services::new(ServiceParts {
+        store,
+        clock,
+        hasher: PasswordHasher::new(&config.hashing, metrics.clone())?,
+        tokens,
+        secret,
+        mailer: Mailer::new(templates, config.public_base_url.clone()),
+        google: GoogleClient::new(config.google.clone()).context("setting up the Google client")?,
+        outbox_wake: Arc::new(Notify::new()),
+        metrics,
+        config,
+    }))
 }
 
 /// Resolves once the stop flag turns true.

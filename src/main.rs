@@ -5,7 +5,8 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use identity::{
-    app::Application,
+    app::{self, Application},
+    clock::Clock,
     config::Config,
     domain::{Email, Password},
     storage::Store,
@@ -81,9 +82,8 @@ async fn create_superuser(config: Config, email: &str) -> anyhow::Result<()> {
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("email {e}"))?;
     let password = read_password()?;
     let password = Password::parse(&password).map_err(|e| anyhow::anyhow!("password {e}"))?;
-    let app = Application::build(config).await?;
-    let user = app
-        .services()
+    let services = app::services(config, Clock::default()).await?;
+    let user = services
         .create_superuser(email, password)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -611,3 +611,182 @@ async fn futures_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     results
 }
+
+/// `migrate` and `create-superuser` as `kubectl exec` runs them in a serving pod: the same
+/// environment, listen addresses included, on the server's database.
+async fn operator_commands_run_beside_a_live_server(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_address(), free_address());
+    let settings = [
+        ("DATABASE_URL", database.url.as_str()),
+        ("GRPC_LISTEN_ADDR", grpc.as_str()),
+        ("HTTP_LISTEN_ADDR", http.as_str()),
+    ];
+    let served = serve(&dir, &settings);
+    let beside = |args: &[&str]| {
+        let mut command = identity(&dir, args);
+        command.envs(settings);
+        command
+    };
+
+    let migrated = beside(&["migrate"]).output().unwrap();
+    let piped = run_with_stdin(
+        beside(&["create-superuser", "--email", "ops1@example.com"]),
+        "a-sturdy-admin-passphrase\n",
+    );
+    let typed = run_in_terminal(
+        beside(&["create-superuser", "--email", "ops2@example.com"]),
+        &["a-typed-admin-passphrase", "a-typed-admin-passphrase"],
+    );
+    let mismatched = run_in_terminal(
+        beside(&["create-superuser", "--email", "ops3@example.com"]),
+        &["a-typed-admin-passphrase", "a-typo-admin-passphrase"],
+    );
+    let taken = run_with_stdin(
+        beside(&["create-superuser", "--email", "OPS1@example.com"]),
+        "another-sturdy-passphrase\n",
+    );
+
+    for (what, output) in [("migrate", &migrated), ("piped", &piped)] {
+        assert!(output.status.success(), "{what}: {}", stderr(output));
+    }
+    assert_eq!(typed.0, Some(0), "typed: {}", typed.1);
+    assert_ne!(mismatched.0, Some(0), "mismatched passwords");
+    assert!(mismatched.1.contains("do not match"), "{}", mismatched.1);
+    assert!(!taken.status.success(), "the address is taken");
+    assert_eq!(stderr(&taken).lines().count(), 1, "{}", stderr(&taken));
+    assert!(
+        stderr(&taken).contains("already exists"),
+        "{}",
+        stderr(&taken)
+    );
+    let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
+        .await
+        .unwrap();
+    for (email, password) in [
+        ("ops1@example.com", "a-sturdy-admin-passphrase"),
+        ("ops2@example.com", "a-typed-admin-passphrase"),
+    ] {
+        let login = pb::LoginRequest {
+            email: email.into(),
+            password: password.into(),
+        };
+        assert!(client.login(login).await.is_ok(), "{email} signs in");
+    }
+    let typo = pb::LoginRequest {
+        email: "ops3@example.com".into(),
+        password: "a-typed-admin-passphrase".into(),
+    };
+    assert!(client.login(typo).await.is_err(), "no account was made");
+    let (status, _) = served.terminate().await;
+    assert!(status.success());
+}
+
+crate::on_both_backends!(operator_commands_run_beside_a_live_server);
+
+/// A loopback address no one listens on, for settings that must name a fixed port.
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs `command` with `input` on standard input; bounded, so a command that hangs fails.
+fn run_with_stdin(mut command: Command, input: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let output = child.wait_with_output().unwrap();
+    drop(watchdog);
+    output
+}
+
+/// Runs `command` in a pseudo-terminal (util-linux `script`), answering each `Password`
+/// prompt with the next of `answers` as a person types; returns the exit code and
+/// everything the terminal showed. A command that hangs is killed after 30 s.
+fn run_in_terminal(command: Command, answers: &[&str]) -> (Option<i32>, String) {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut terminal = Command::new("script");
+    terminal.args(["--quiet", "--return", "--command"]);
+    terminal.arg(format!("{program} {}", args.join(" ")));
+    terminal.arg("/dev/null");
+    terminal.env_clear();
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            terminal.env(key, value);
+        }
+    }
+    terminal.current_dir(command.get_current_dir().unwrap());
+    let mut child = terminal
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (shown_tx, shown_rx) = std::sync::mpsc::channel::<u8>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut byte = [0u8; 1];
+        while stdout.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+            if shown_tx.send(byte[0]).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut shown = Vec::new();
+    let mut answered = 0;
+    let mut prompts_seen = 0;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match shown_rx.recv_timeout(left) {
+            Ok(byte) => shown.push(byte),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!(
+                    "the command hung in the terminal; it showed: {}",
+                    String::from_utf8_lossy(&shown)
+                );
+            }
+        }
+        let prompts = String::from_utf8_lossy(&shown).matches("Password").count();
+        if prompts > prompts_seen && shown.ends_with(b": ") {
+            prompts_seen = prompts;
+            if let Some(answer) = answers.get(answered) {
+                stdin.write_all(format!("{answer}\r").as_bytes()).unwrap();
+                stdin.flush().unwrap();
+                answered += 1;
+            }
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    (status.code(), String::from_utf8_lossy(&shown).into_owned())
+}
