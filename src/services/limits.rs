@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Caller, Services, duration};
+use super::{Caller, Services};
 use crate::{
     domain::Email,
     error::{ServiceError, ServiceResult},
@@ -113,38 +113,28 @@ impl Services {
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
     }
 
-    /// Refuses a sign-in while the address is backing off after failures.
-    pub(crate) async fn check_login_backoff(&self, email: &Email) -> ServiceResult<()> {
+    /// Reserves one sign-in attempt for the address before its password is checked, so a
+    /// burst of guesses is counted as it arrives: the first [`FREE_LOGIN_FAILURES`] and one
+    /// more are checked, and each attempt past the free ones holds the next off for a
+    /// doubling delay. A successful sign-in clears the count.
+    pub(crate) async fn reserve_login_attempt(&self, email: &Email) -> ServiceResult<()> {
         let mut conn = self.connection().await?;
-        let blocked = conn
+        let reserved = conn
             .queries()
-            .blocked_until(&login_bucket(email), self.clock.now_naive())
+            .reserve_attempt(
+                &login_bucket(email),
+                self.clock.now_naive(),
+                LOGIN_FAILURE_WINDOW,
+                |attempt| {
+                    attempt
+                        .checked_sub(FREE_LOGIN_FAILURES)
+                        .filter(|past| *past > 0)
+                        .map(login_delay)
+                },
+            )
             .await
-            .context("reading login back-off")?;
-        match blocked {
-            Some(retry_after) => Err(ServiceError::LoginThrottled { retry_after }),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a failed sign-in; past the free failures, blocks the address for a doubling delay.
-    pub(crate) async fn record_login_failure(&self, email: &Email) -> ServiceResult<()> {
-        let bucket = login_bucket(email);
-        let now = self.clock.now_naive();
-        let mut conn = self.connection().await?;
-        let mut queries = conn.queries();
-        let failures = queries
-            .add_failure(&bucket, now, LOGIN_FAILURE_WINDOW)
-            .await
-            .context("counting a failed login")?;
-        if failures > FREE_LOGIN_FAILURES {
-            let delay = login_delay(failures - FREE_LOGIN_FAILURES);
-            queries
-                .block_until(&bucket, now + duration(delay))
-                .await
-                .context("blocking logins")?;
-        }
-        Ok(())
+            .context("reserving a sign-in attempt")?;
+        reserved.map_err(|retry_after| ServiceError::LoginThrottled { retry_after })
     }
 
     /// Forgets an address's failed sign-ins.

@@ -49,12 +49,11 @@ impl Services {
         password: LoginPassword,
     ) -> ServiceResult<TokenPair> {
         self.spend_ip_budget(caller, IpBudget::Login).await?;
-        self.check_login_backoff(&email).await?;
+        self.reserve_login_attempt(&email).await?;
         let user = self.user_by_email(&email).await?;
         let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let verification = self.hasher.verify(password.secret(), stored_hash).await?;
         let (Some(user), Verification::Valid { needs_rehash }) = (user, verification) else {
-            self.record_login_failure(&email).await?;
             return Err(ServiceError::InvalidCredentials);
         };
         self.clear_login_failures(&email).await?;
@@ -222,6 +221,9 @@ impl Services {
         })
     }
 
+    /// Starts a session for `user` as it was read when the sign-in was decided: if its
+    /// password has changed since, the sign-in checked a password that no longer works and
+    /// is refused, so a reset always wins over a login racing it.
     pub(crate) async fn start_session(&self, user: &UserRow) -> ServiceResult<TokenPair> {
         let now = self.clock.now_naive();
         let session = SessionRow {
@@ -235,12 +237,16 @@ impl Services {
         let refresh = self
             .store
             .transaction(async |tx| {
+                let still_current = tx
+                    .record_login(user.id, user.password_changed_at, now)
+                    .await
+                    .context("recording the login")?;
+                if !still_current {
+                    return Err(ServiceError::InvalidCredentials);
+                }
                 tx.insert_session(&session)
                     .await
                     .context("starting the session")?;
-                tx.record_login(user.id, now)
-                    .await
-                    .context("recording the login")?;
                 self.issue_refresh_token(tx, &session).await
             })
             .await?;

@@ -43,6 +43,9 @@ fn wait_until(now: NaiveDateTime, then: NaiveDateTime) -> Duration {
 
 /// Rounds of optimistic retries when replicas race on one bucket.
 const RACE_ROUNDS: usize = 4;
+/// Rounds of [`Queries::reserve_attempt`]: each lost round means another reservation won,
+/// so a burst settles (reserved or refused) within a few more rounds than it has winners.
+const RESERVATION_ROUNDS: usize = 12;
 
 impl Queries<'_> {
     /// Takes one hit from `bucket` if its policy allows; otherwise says how long to wait.
@@ -115,58 +118,70 @@ impl Queries<'_> {
         Ok(Err(Duration::from_secs(1)))
     }
 
-    /// Adds one failure to `bucket` (restarting a window older than `window`) and returns the count.
+    /// Reserves the next attempt of `bucket` before the secret it guards is checked, so
+    /// attempts that arrive at once are counted at once. After reserving the `n`th attempt
+    /// of the window the bucket refuses more for `block_after(n)`, if that says so; a
+    /// reservation made while it refuses fails with the wait. A success should
+    /// [`clear`](Self::clear_counter) the bucket; a failure leaves its attempt counted.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn add_failure(
+    pub async fn reserve_attempt(
         &mut self,
         bucket: &str,
         now: NaiveDateTime,
         window: Duration,
-    ) -> Result<u32, StoreError> {
+        block_after: impl Fn(u32) -> Option<Duration>,
+    ) -> Result<Result<(), Duration>, StoreError> {
         let window_cutoff = before(now, window);
-        for _ in 0..RACE_ROUNDS {
-            let hits: Option<i32> = on_backend!(self, conn => {
-                diesel::update(
-                    counters::table
-                        .find(bucket)
-                        .filter(counters::window_started_at.gt(window_cutoff)),
-                )
-                .set((
-                    counters::hits.eq(counters::hits + 1),
-                    counters::last_hit_at.eq(now),
-                ))
-                .returning(counters::hits)
-                .get_result(conn)
-                .await
-                .optional()
-            })?;
-            if let Some(hits) = hits {
-                return Ok(u32::try_from(hits).unwrap_or(0));
+        let blocked_until = |n: u32| block_after(n).map(|delay| now + duration(delay));
+        for _ in 0..RESERVATION_ROUNDS {
+            let Some(row) = self.counter(bucket).await? else {
+                if self.insert_counter(bucket, now).await? {
+                    if let Some(until) = blocked_until(1) {
+                        self.block_until(bucket, until).await?;
+                    }
+                    return Ok(Ok(()));
+                }
+                continue;
+            };
+            if let Some(until) = row.blocked_until.filter(|until| *until > now) {
+                return Ok(Err(wait_until(now, until)));
             }
-            if self.insert_counter(bucket, now).await?
-                || self
-                    .restart_expired_window(bucket, now, window_cutoff)
-                    .await?
-            {
-                return Ok(1);
+            let (hits, started) = if row.window_started_at <= window_cutoff {
+                (0, now)
+            } else {
+                (row.hits, row.window_started_at)
+            };
+            let next = u32::try_from(hits).unwrap_or(0).saturating_add(1);
+            // Compare-and-set on the row as it was read: of racing reservations one wins,
+            // and the others read again.
+            let unchanged = counters::table
+                .find(bucket)
+                .filter(counters::hits.eq(row.hits))
+                .filter(counters::window_started_at.eq(row.window_started_at));
+            let reserved = on_backend!(self, conn => {
+                diesel::update(unchanged)
+                    .set((
+                        counters::hits.eq(i32::try_from(next).unwrap_or(i32::MAX)),
+                        counters::window_started_at.eq(started),
+                        counters::last_hit_at.eq(now),
+                        counters::blocked_until.eq(blocked_until(next)),
+                    ))
+                    .execute(conn)
+                    .await
+                    .map(|changed| changed == 1)
+            })?;
+            if reserved {
+                return Ok(Ok(()));
             }
         }
-        Err(StoreError::Setup(format!(
-            "counter {bucket} stayed contended"
-        )))
+        // Still contended after several rounds: ask the caller to come back shortly.
+        Ok(Err(Duration::from_secs(1)))
     }
 
     /// Refuses `bucket` until `until`.
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn block_until(
-        &mut self,
-        bucket: &str,
-        until: NaiveDateTime,
-    ) -> Result<(), StoreError> {
+    async fn block_until(&mut self, bucket: &str, until: NaiveDateTime) -> Result<(), StoreError> {
         on_backend!(self, conn => {
             diesel::update(counters::table.find(bucket))
                 .set(counters::blocked_until.eq(until))
@@ -174,23 +189,6 @@ impl Queries<'_> {
                 .await
                 .map(drop)
         })
-    }
-
-    /// When `bucket` is blocked until, if it is blocked after `now`.
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn blocked_until(
-        &mut self,
-        bucket: &str,
-        now: NaiveDateTime,
-    ) -> Result<Option<Duration>, StoreError> {
-        Ok(self
-            .counter(bucket)
-            .await?
-            .and_then(|row| row.blocked_until)
-            .filter(|until| *until > now)
-            .map(|until| wait_until(now, until)))
     }
 
     /// Forgets `bucket`.

@@ -116,17 +116,28 @@ impl Queries<'_> {
         })
     }
 
-    /// Records a successful sign-in.
+    /// Records a successful sign-in, if the password has not changed since
+    /// `password_changed_at` (when the sign-in checked it); `false` when it has. The update
+    /// locks the row, so a concurrent password change either waits for this sign-in (and
+    /// then revokes its session) or has committed first (and this finds it).
     ///
     /// # Errors
     /// On database failure.
-    pub async fn record_login(&mut self, id: UserId, now: NaiveDateTime) -> Result<(), StoreError> {
+    pub async fn record_login(
+        &mut self,
+        id: UserId,
+        password_changed_at: NaiveDateTime,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let unchanged = users::table
+            .find(id)
+            .filter(users::password_changed_at.eq(password_changed_at));
         on_backend!(self, conn => {
-            diesel::update(users::table.find(id))
+            diesel::update(unchanged)
                 .set(users::last_login.eq(now))
                 .execute(conn)
                 .await
-                .map(drop)
+                .map(|changed| changed == 1)
         })
     }
 

@@ -14,6 +14,7 @@ mod accounts;
 mod bridge;
 mod browser;
 mod cli;
+mod concurrency;
 mod google;
 mod operations;
 mod password_reset;

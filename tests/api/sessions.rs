@@ -298,7 +298,7 @@ async fn of_concurrent_refreshes_with_one_token_exactly_one_wins(backend: Backen
     let app = TestApp::spawn(backend).await;
     let (_, tokens) = app.signed_in_user("twins@example.com").await;
 
-    let racers: Vec<_> = (0..6)
+    let racers: Vec<_> = (0..20)
         .map(|_| {
             let mut client = app.client.clone();
             let request = pb::RefreshRequest {
