@@ -109,6 +109,7 @@ impl Application {
             max_attempts: self.config.email_max_attempts,
             retry_base: self.config.email_retry_base,
             poll_interval: self.config.email_poll_interval,
+            unverified_retention: self.config.unverified_retention,
         };
         let worker = tokio::spawn(worker::run(
             services.store.clone(),

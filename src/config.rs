@@ -215,6 +215,13 @@ pub struct Config {
     pub resend_per_hour: u32,
     /// Life of an activation link.
     pub activation_link_lifetime: Duration,
+    /// `UNVERIFIED_ACCOUNT_RETENTION`: accounts never proven are deleted this long after they
+    /// were made.
+    pub unverified_retention: Duration,
+    /// `REGISTER_REVEALS_EXISTING`: Register answers `ALREADY_EXISTS` for a taken address and
+    /// returns the new user, for deployments whose callers are all trusted. Off by default:
+    /// Register then answers alike for every address.
+    pub register_reveals_existing: bool,
     /// Life of a password reset link.
     pub password_reset_lifetime: Duration,
     /// Access and refresh tokens.
@@ -337,6 +344,8 @@ impl Config {
             resend_cooldown: env.seconds("OTP_RESEND_COOLDOWN", 60)?,
             resend_per_hour: env.number("RESEND_PER_HOUR", 5)?,
             activation_link_lifetime: env.seconds("ACTIVATION_LINK_TIMEOUT", 86_400)?,
+            unverified_retention: env.seconds("UNVERIFIED_ACCOUNT_RETENTION", 7 * 86_400)?,
+            register_reveals_existing: env.bool("REGISTER_REVEALS_EXISTING", false)?,
             password_reset_lifetime: env.seconds("PASSWORD_RESET_TIMEOUT", 3_600)?,
             jwt: JwtConfig {
                 algorithm: jwt_algorithm,

@@ -66,6 +66,8 @@ pub struct UserState<'a> {
     pub password_changed_at: DateTime<Utc>,
     /// Whether the address is verified.
     pub is_verified: bool,
+    /// The sign-up an activation link is for; its password is the one above.
+    pub registration: Option<i64>,
 }
 
 /// Why a link token was refused.
@@ -132,6 +134,7 @@ impl LinkTokens {
                 user.password_hash.unwrap_or("").as_bytes(),
                 &user.password_changed_at.timestamp_micros().to_be_bytes(),
                 &[u8::from(user.is_verified)],
+                &user.registration.unwrap_or(0).to_be_bytes(),
                 &issued.to_be_bytes(),
             ],
         );
@@ -183,6 +186,7 @@ mod tests {
             password_hash: Some("$argon2id$x"),
             password_changed_at: chrono::DateTime::UNIX_EPOCH,
             is_verified,
+            registration: None,
         }
     }
 

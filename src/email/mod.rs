@@ -80,12 +80,42 @@ impl Mailer {
         outbox_row(to, rendered, link.now)
     }
 
+    /// A notice to an account's owner about something that happened at `when`; it names the
+    /// time, never a secret.
+    #[must_use]
+    pub fn notice(&self, kind: Notice, to: &Email, name: &str, when: NaiveDateTime) -> NewEmail {
+        let template = match kind {
+            Notice::SignupAttempt => TemplateName::SignupAttempt,
+            Notice::PasswordChanged => TemplateName::PasswordChanged,
+            Notice::GoogleLinked => TemplateName::GoogleLinked,
+            Notice::SessionRevoked => TemplateName::SessionRevoked,
+        };
+        let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
+        let rendered = self
+            .templates
+            .render(template, &[("name", greeting(name)), ("when", &at)]);
+        outbox_row(to, rendered, when)
+    }
+
     fn link_url(&self, path: &str, link: &EmailedLink<'_>) -> String {
         format!(
             "{}/{path}/{}/{}/",
             self.public_base_url, link.uidb64, link.token
         )
     }
+}
+
+/// What an account's owner is told of (OWASP ASVS 5.0 V6: notify on credential changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Someone tried to register the address, which has a verified account.
+    SignupAttempt,
+    /// The password changed.
+    PasswordChanged,
+    /// A Google account was linked.
+    GoogleLinked,
+    /// A reused refresh token revoked a session.
+    SessionRevoked,
 }
 
 /// The parts of an emailed link: whose it is, its token, and how long it lasts from when.

@@ -16,16 +16,36 @@ pub enum TemplateName {
     Activation,
     /// The password reset link.
     PasswordReset,
+    /// A notice to the owner: someone tried to sign up with their address.
+    SignupAttempt,
+    /// A notice to the owner: the password changed.
+    PasswordChanged,
+    /// A notice to the owner: a Google account was linked.
+    GoogleLinked,
+    /// A notice to the owner: a reused refresh token ended a session.
+    SessionRevoked,
 }
 
 impl TemplateName {
-    const ALL: [Self; 3] = [Self::Otp, Self::Activation, Self::PasswordReset];
+    const ALL: [Self; 7] = [
+        Self::Otp,
+        Self::Activation,
+        Self::PasswordReset,
+        Self::SignupAttempt,
+        Self::PasswordChanged,
+        Self::GoogleLinked,
+        Self::SessionRevoked,
+    ];
 
     fn file_stem(self) -> &'static str {
         match self {
             Self::Otp => "otp",
             Self::Activation => "activation",
             Self::PasswordReset => "password_reset",
+            Self::SignupAttempt => "signup_attempt",
+            Self::PasswordChanged => "password_changed",
+            Self::GoogleLinked => "google_linked",
+            Self::SessionRevoked => "session_revoked",
         }
     }
 
@@ -42,6 +62,22 @@ impl TemplateName {
             Self::PasswordReset => (
                 include_str!("templates/password_reset.txt"),
                 include_str!("templates/password_reset.html"),
+            ),
+            Self::SignupAttempt => (
+                include_str!("templates/signup_attempt.txt"),
+                include_str!("templates/signup_attempt.html"),
+            ),
+            Self::PasswordChanged => (
+                include_str!("templates/password_changed.txt"),
+                include_str!("templates/password_changed.html"),
+            ),
+            Self::GoogleLinked => (
+                include_str!("templates/google_linked.txt"),
+                include_str!("templates/google_linked.html"),
+            ),
+            Self::SessionRevoked => (
+                include_str!("templates/session_revoked.txt"),
+                include_str!("templates/session_revoked.html"),
             ),
         }
     }

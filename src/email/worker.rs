@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub retry_base: Duration,
     /// Wait between rounds when nothing wakes the worker.
     pub poll_interval: Duration,
+    /// How long an account may stay unproven before it is purged.
+    pub unverified_retention: Duration,
 }
 
 /// Delivers the outbox until `shutdown` turns true; the email in hand is finished first.
@@ -51,7 +53,7 @@ pub async fn run(
             now - at >= chrono::Duration::from_std(PURGE_INTERVAL).unwrap_or_default()
         }) {
             last_purge = Some(now);
-            purge(&store, &clock).await;
+            purge(&store, &clock, config.unverified_retention).await;
         }
         if let Err(error) =
             deliver_due(&store, &transport, &clock, config, &metrics, &shutdown).await
@@ -122,11 +124,17 @@ async fn deliver_due(
     Ok(())
 }
 
-/// Deletes expired limits, codes, sessions and finished emails; a failure waits for the next round.
-async fn purge(store: &Store, clock: &Clock) {
-    let cutoff = clock.now_naive() - chrono::Duration::from_std(RETENTION).unwrap_or_default();
+/// Deletes expired limits, sessions, finished emails and accounts never proven; a failure
+/// waits for the next round.
+async fn purge(store: &Store, clock: &Clock, unverified_retention: Duration) {
+    let now = clock.now_naive();
+    let before = |span: Duration| now - chrono::Duration::from_std(span).unwrap_or_default();
     let outcome = match store.connection().await {
-        Ok(mut conn) => conn.queries().purge_expired(cutoff).await,
+        Ok(mut conn) => {
+            conn.queries()
+                .purge_expired(before(RETENTION), before(unverified_retention))
+                .await
+        }
         Err(error) => Err(error),
     };
     match outcome {

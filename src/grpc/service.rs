@@ -8,7 +8,7 @@ use super::{convert, status::to_status};
 use crate::{
     error::ServiceError,
     pb::{self, identity_service_server::IdentityService},
-    services::{Caller, Services},
+    services::{Caller, Services, accounts::REGISTER_MESSAGE},
 };
 
 /// Serves the identity API over gRPC.
@@ -49,7 +49,8 @@ impl IdentityService for IdentityApi {
         let registration = convert::registration(request.into_inner()).map_err(to_status)?;
         let outcome = self.services.register(caller, registration).await;
         reply(outcome, |user| pb::RegisterResponse {
-            user: Some(convert::user(user)),
+            user: user.map(convert::user),
+            message: REGISTER_MESSAGE.into(),
         })
     }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use super::{Caller, NewAccount, Services, Standing, limits::IpBudget, sessions::TokenPair};
 use crate::{
     domain::Email,
+    email::Notice,
     error::{ServiceError, ServiceResult},
     google::{GoogleError, GoogleIdentity},
     storage::{Queries, StoreError, UserRow},
@@ -58,6 +59,7 @@ impl Services {
             ServiceError::GoogleRejected("Google gave no usable email address".into())
         })?;
         let user = self.google_user(identity, email).await?;
+        self.outbox_wake.notify_one();
         if !user.is_active {
             return Err(ServiceError::AccountDisabled);
         }
@@ -132,13 +134,22 @@ impl Services {
                     tx.mark_verified(existing.id)
                         .await
                         .context("marking the user verified")?;
-                    tx.delete_otp(existing.id)
+                    tx.delete_registrations(existing.id)
                         .await
-                        .context("deleting the unused OTP")?;
+                        .context("forgetting unproven sign-ups")?;
                     tx.revoke_user_sessions(existing.id, now)
                         .await
                         .context("revoking the squatter's sessions")?;
                 }
+                let notice = self.mailer.notice(
+                    Notice::GoogleLinked,
+                    &existing.email,
+                    &existing.first_name,
+                    now,
+                );
+                tx.enqueue_email(&notice)
+                    .await
+                    .context("queueing the Google-linked notice")?;
                 tx.user_by_id(existing.id)
                     .await
                     .context("reloading the user")?

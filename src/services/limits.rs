@@ -18,6 +18,8 @@ const IP_WINDOW: Duration = Duration::from_secs(300);
 const HOUR: Duration = Duration::from_secs(3600);
 /// Code attempts per account per hour, across codes (a resend does not reset it).
 const OTP_ATTEMPTS_PER_HOUR: u32 = 10;
+/// Wrong guesses allowed against one code.
+const CODE_TRIES: u32 = 5;
 /// Failed sign-ins allowed before back-off starts.
 const FREE_LOGIN_FAILURES: u32 = 5;
 /// First back-off delay; it doubles with each further failure.
@@ -45,7 +47,8 @@ pub enum IpBudget {
 /// Which stream of email to one address a request adds to.
 #[derive(Debug, Clone, Copy)]
 pub enum MailStream {
-    /// Verification codes and activation links.
+    /// Verification codes and activation links, and the notice a sign-up attempt on a
+    /// verified address sends instead.
     Verification,
     /// Password reset links.
     PasswordReset,
@@ -113,11 +116,35 @@ impl Services {
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
     }
 
+    /// Spends one try against the address's current code, before it is compared: five per
+    /// code, counted alike for every address so the answers never tell which have accounts.
+    pub(crate) async fn spend_code_try(&self, email: &Email) -> ServiceResult<()> {
+        let policy = CounterPolicy {
+            window: self.config.otp_lifetime,
+            max_hits: CODE_TRIES,
+            cooldown: Duration::ZERO,
+        };
+        self.take_hit(&code_tries_bucket(email), policy)
+            .await?
+            .map_err(|_| ServiceError::TooManyAttempts)
+    }
+
+    /// Gives the address's next code its own tries: a new code was sent (or, for an address
+    /// without an account, would have been).
+    pub(crate) async fn reset_code_tries(&self, email: &Email) -> ServiceResult<()> {
+        let mut conn = self.connection().await?;
+        conn.queries()
+            .clear_counter(&code_tries_bucket(email))
+            .await
+            .context("resetting code tries")?;
+        Ok(())
+    }
+
     /// Reserves one sign-in attempt for the address before its password is checked, so a
     /// burst of guesses is counted as it arrives: the first [`FREE_LOGIN_FAILURES`] and one
     /// more are checked, and each attempt past the free ones holds the next off for a
-    /// doubling delay. A successful sign-in clears the count.
-    pub(crate) async fn reserve_login_attempt(&self, email: &Email) -> ServiceResult<()> {
+    /// doubling delay. Returns the attempt's number, for [`Services::forget_login_attempts`].
+    pub(crate) async fn reserve_login_attempt(&self, email: &Email) -> ServiceResult<u32> {
         let mut conn = self.connection().await?;
         let reserved = conn
             .queries()
@@ -135,6 +162,21 @@ impl Services {
             .await
             .context("reserving a sign-in attempt")?;
         reserved.map_err(|retry_after| ServiceError::LoginThrottled { retry_after })
+    }
+
+    /// Forgets an address's failed sign-ins after a successful one, unless more attempts were
+    /// reserved beside it (a burst keeps its count).
+    pub(crate) async fn forget_login_attempts(
+        &self,
+        email: &Email,
+        attempt: u32,
+    ) -> ServiceResult<()> {
+        let mut conn = self.connection().await?;
+        conn.queries()
+            .forget_attempts_through(&login_bucket(email), attempt)
+            .await
+            .context("clearing login failures")?;
+        Ok(())
     }
 
     /// Forgets an address's failed sign-ins.
@@ -159,6 +201,10 @@ impl Services {
             .await
             .context("spending a rate-limit budget")?)
     }
+}
+
+fn code_tries_bucket(email: &Email) -> String {
+    format!("code:{email}")
 }
 
 fn login_bucket(email: &Email) -> String {

@@ -29,7 +29,7 @@ use crate::{
     email::Mailer,
     error::{ServiceError, ServiceResult},
     google::GoogleClient,
-    storage::{Connection, NewUser, Queries, Store, StoreError, UserRow},
+    storage::{Connection, NewUser, Queries, RegistrationRow, Store, StoreError, UserRow},
     telemetry::Metrics,
 };
 
@@ -151,6 +151,11 @@ impl Services {
             .context("loading a user by id")?)
     }
 
+    /// The public view of a stored account.
+    pub(crate) fn to_user(&self, row: &UserRow) -> User {
+        to_user(row, self.config.verification.required)
+    }
+
     /// Writes a new account inside the caller's transaction: the one place an account is
     /// inserted and a taken address becomes `EmailTaken`.
     pub(crate) async fn insert_account(
@@ -159,17 +164,17 @@ impl Services {
         account: NewAccount,
     ) -> ServiceResult<UserRow> {
         let now = self.clock.now_naive();
-        let (is_active, is_verified, is_staff) = match account.standing {
-            Standing::Unverified => (!self.config.verification.required, false, false),
-            Standing::Verified => (true, true, false),
-            Standing::Superuser => (true, true, true),
+        let (is_verified, is_staff) = match account.standing {
+            Standing::Unverified => (false, false),
+            Standing::Verified => (true, false),
+            Standing::Superuser => (true, true),
         };
         let new_user = NewUser {
             email: account.email,
             password_hash: account.password_hash,
             first_name: account.first_name,
             last_name: account.last_name,
-            is_active,
+            is_active: true,
             is_verified,
             is_staff,
             is_superuser: is_staff,
@@ -195,8 +200,7 @@ pub(crate) struct NewAccount {
 /// What a new account has proved and may do.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Standing {
-    /// Registered, waiting for its owner to prove the address (active already when
-    /// verification is optional).
+    /// Registered, waiting for its owner to prove the address.
     Unverified,
     /// The address is proven by a trusted party (Google).
     Verified,
@@ -214,14 +218,15 @@ pub(crate) fn utc(naive: NaiveDateTime) -> DateTime<Utc> {
     naive.and_utc()
 }
 
-/// The public view of a stored account.
-pub(crate) fn to_user(row: &UserRow) -> User {
+/// The public view of a stored account. An account waiting for verification is shown
+/// inactive when verification is required: it cannot sign in yet.
+fn to_user(row: &UserRow, verification_required: bool) -> User {
     User {
         id: row.id,
         email: row.email.clone(),
         first_name: row.first_name.clone(),
         last_name: row.last_name.clone(),
-        is_active: row.is_active,
+        is_active: row.is_active && (row.is_verified || !verification_required),
         is_verified: row.is_verified,
         is_staff: row.is_staff,
         is_superuser: row.is_superuser,
@@ -238,6 +243,19 @@ pub(crate) fn link_state(row: &UserRow) -> UserState<'_> {
         password_hash: row.password_hash.as_deref(),
         password_changed_at: utc(row.password_changed_at),
         is_verified: row.is_verified,
+        registration: None,
+    }
+}
+
+/// The state an activation link for one sign-up is bound to: its password, not the account's.
+pub(crate) fn registration_link_state<'a>(
+    row: &'a UserRow,
+    registration: &'a RegistrationRow,
+) -> UserState<'a> {
+    UserState {
+        password_hash: registration.password_hash.as_deref(),
+        registration: Some(registration.id),
+        ..link_state(row)
     }
 }
 

@@ -10,7 +10,7 @@ use super::{
 use crate::{
     auth::{LinkPurpose, LinkToken, LinkTokenError},
     domain::{Email, Password, Uidb64},
-    email::EmailedLink,
+    email::{EmailedLink, Notice},
     error::{ServiceError, ServiceResult},
 };
 
@@ -109,15 +109,22 @@ impl Services {
                 tx.mark_verified(user.id)
                     .await
                     .context("marking the user verified")?;
-                tx.delete_otp(user.id)
+                tx.delete_registrations(user.id)
                     .await
-                    .context("deleting the unused OTP")?;
+                    .context("forgetting unproven sign-ups")?;
+                let notice =
+                    self.mailer
+                        .notice(Notice::PasswordChanged, &user.email, &user.first_name, now);
+                tx.enqueue_email(&notice)
+                    .await
+                    .context("queueing the password-changed notice")?;
                 Ok(tx
                     .revoke_user_sessions(user.id, now)
                     .await
                     .context("revoking every session")?)
             })
             .await?;
+        self.outbox_wake.notify_one();
         self.clear_login_failures(&user.email).await?;
         tracing::info!(user.id = %user.id, sessions.revoked = revoked, "password reset");
         Ok(RESET_DONE_MESSAGE)

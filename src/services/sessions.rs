@@ -3,10 +3,11 @@
 
 use anyhow::Context;
 
-use super::{Caller, Services, duration, limits::IpBudget, to_user};
+use super::{Caller, Services, duration, limits::IpBudget};
 use crate::{
     auth::{AccessClaims, BearerToken, RefreshToken, TokenError, Verification},
     domain::{Email, LoginPassword, SessionId, User},
+    email::Notice,
     error::{ServiceError, ServiceResult},
     storage::{Queries, SessionRow, UserRow},
 };
@@ -49,14 +50,14 @@ impl Services {
         password: LoginPassword,
     ) -> ServiceResult<TokenPair> {
         self.spend_ip_budget(caller, IpBudget::Login).await?;
-        self.reserve_login_attempt(&email).await?;
+        let attempt = self.reserve_login_attempt(&email).await?;
         let user = self.user_by_email(&email).await?;
         let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let verification = self.hasher.verify(password.secret(), stored_hash).await?;
         let (Some(user), Verification::Valid { needs_rehash }) = (user, verification) else {
             return Err(ServiceError::InvalidCredentials);
         };
-        self.clear_login_failures(&email).await?;
+        self.forget_login_attempts(&email, attempt).await?;
         if !user.is_verified && self.config.verification.required {
             return Err(ServiceError::NotVerified);
         }
@@ -100,9 +101,13 @@ impl Services {
                     let Some(session_id) = owner else {
                         return Ok(Rotation::Refused(ServiceError::TokenInvalid));
                     };
-                    tx.revoke_session(&session_id, now)
+                    let revoked = tx
+                        .revoke_session(&session_id, now)
                         .await
                         .context("revoking a reused session")?;
+                    if revoked {
+                        self.notify_session_revoked(tx, &session_id, now).await?;
+                    }
                     tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
                     return Ok(Rotation::Refused(ServiceError::TokenReused));
                 };
@@ -132,34 +137,68 @@ impl Services {
             })
             .await?;
         // Refusals are decided inside the transaction but returned after it commits, so a
-        // reuse's revocation is kept.
+        // reuse's revocation (and its notice) is kept.
         match rotation {
             Rotation::Rotated(pair) => Ok(pair),
-            Rotation::Refused(error) => Err(error),
+            Rotation::Refused(error) => {
+                if matches!(error, ServiceError::TokenReused) {
+                    self.outbox_wake.notify_one();
+                }
+                Err(error)
+            }
         }
     }
 
-    /// Ends the session a refresh token belongs to. Ending an ended session succeeds.
+    /// Tells the owner of a session that a reused refresh token ended it.
+    async fn notify_session_revoked(
+        &self,
+        tx: &mut Queries<'_>,
+        session_id: &SessionId,
+        now: chrono::NaiveDateTime,
+    ) -> ServiceResult<()> {
+        let session = tx
+            .session(session_id)
+            .await
+            .context("loading the revoked session")?;
+        let Some(session) = session else {
+            return Ok(());
+        };
+        let owner = tx
+            .user_by_id(session.user_id)
+            .await
+            .context("loading the session's owner")?;
+        if let Some(owner) = owner {
+            let notice =
+                self.mailer
+                    .notice(Notice::SessionRevoked, &owner.email, &owner.first_name, now);
+            tx.enqueue_email(&notice)
+                .await
+                .context("queueing the session-revoked notice")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the session a refresh token belongs to. As RFC 7009 asks, a token that is
+    /// unknown, malformed or already spent answers the same: there is nothing left to end.
     ///
     /// # Errors
-    /// `TokenInvalid` when the token was never issued.
+    /// Only when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, presented: RefreshToken) -> ServiceResult<()> {
         let token_hash = presented.hash();
         let mut conn = self.connection().await?;
         let mut queries = conn.queries();
-        let Some(session_id) = queries
+        let owner = queries
             .refresh_token_session(&token_hash)
             .await
-            .context("looking up a refresh token")?
-        else {
-            return Err(ServiceError::TokenInvalid);
-        };
-        queries
-            .revoke_session(&session_id, self.clock.now_naive())
-            .await
-            .context("revoking the session")?;
-        tracing::info!(session.id = %session_id, "signed out");
+            .context("looking up a refresh token")?;
+        if let Some(session_id) = owner {
+            queries
+                .revoke_session(&session_id, self.clock.now_naive())
+                .await
+                .context("revoking the session")?;
+            tracing::info!(session.id = %session_id, "signed out");
+        }
         Ok(())
     }
 
@@ -216,7 +255,7 @@ impl Services {
             .filter(|u| u.is_active)
             .ok_or(ServiceError::SessionRevoked)?;
         Ok(Authenticated {
-            user: to_user(&user),
+            user: self.to_user(&user),
             claims: verified.claims,
         })
     }

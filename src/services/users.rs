@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::{Services, to_user};
+use super::Services;
 use crate::{
     auth::BearerToken,
     domain::{PageSize, PageToken, User, UserId},
@@ -47,7 +47,7 @@ impl Services {
             .then(|| rows.last().map(|r| PageToken::encode(r.id)))
             .flatten();
         Ok(UserPage {
-            users: rows.iter().map(to_user).collect(),
+            users: rows.iter().map(|row| self.to_user(row)).collect(),
             next_page_token,
         })
     }
@@ -67,6 +67,6 @@ impl Services {
             return Err(ServiceError::PermissionDenied);
         }
         let row = self.user_by_id(id).await?.ok_or(ServiceError::NotFound)?;
-        Ok(to_user(&row))
+        Ok(self.to_user(&row))
     }
 }

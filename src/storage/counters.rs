@@ -119,10 +119,11 @@ impl Queries<'_> {
     }
 
     /// Reserves the next attempt of `bucket` before the secret it guards is checked, so
-    /// attempts that arrive at once are counted at once. After reserving the `n`th attempt
-    /// of the window the bucket refuses more for `block_after(n)`, if that says so; a
-    /// reservation made while it refuses fails with the wait. A success should
-    /// [`clear`](Self::clear_counter) the bucket; a failure leaves its attempt counted.
+    /// attempts that arrive at once are counted at once, and returns its number in the
+    /// window. After reserving the `n`th attempt the bucket refuses more for
+    /// `block_after(n)`, if that says so; a reservation made while it refuses fails with the
+    /// wait. A failure leaves its attempt counted; a success may
+    /// [`forget`](Self::forget_attempts_through) the attempts.
     ///
     /// # Errors
     /// On database failure.
@@ -132,7 +133,7 @@ impl Queries<'_> {
         now: NaiveDateTime,
         window: Duration,
         block_after: impl Fn(u32) -> Option<Duration>,
-    ) -> Result<Result<(), Duration>, StoreError> {
+    ) -> Result<Result<u32, Duration>, StoreError> {
         let window_cutoff = before(now, window);
         let blocked_until = |n: u32| block_after(n).map(|delay| now + duration(delay));
         for _ in 0..RESERVATION_ROUNDS {
@@ -141,7 +142,7 @@ impl Queries<'_> {
                     if let Some(until) = blocked_until(1) {
                         self.block_until(bucket, until).await?;
                     }
-                    return Ok(Ok(()));
+                    return Ok(Ok(1));
                 }
                 continue;
             };
@@ -173,7 +174,7 @@ impl Queries<'_> {
                     .map(|changed| changed == 1)
             })?;
             if reserved {
-                return Ok(Ok(()));
+                return Ok(Ok(next));
             }
         }
         // Still contended after several rounds: ask the caller to come back shortly.
@@ -185,6 +186,27 @@ impl Queries<'_> {
         on_backend!(self, conn => {
             diesel::update(counters::table.find(bucket))
                 .set(counters::blocked_until.eq(until))
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
+
+    /// Forgets the attempts of `bucket` if `attempt` is still its latest: a success clears
+    /// the count, but not past guesses that arrived beside it.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn forget_attempts_through(
+        &mut self,
+        bucket: &str,
+        attempt: u32,
+    ) -> Result<(), StoreError> {
+        let latest = counters::table
+            .find(bucket)
+            .filter(counters::hits.eq(i32::try_from(attempt).unwrap_or(i32::MAX)));
+        on_backend!(self, conn => {
+            diesel::delete(latest)
                 .execute(conn)
                 .await
                 .map(drop)

@@ -7,8 +7,8 @@
 mod counters;
 mod linked_identities;
 mod models;
-mod otps;
 mod outbox;
+mod registrations;
 mod schema;
 mod secrets;
 mod sessions;
@@ -27,7 +27,10 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
 
 pub use counters::CounterPolicy;
-pub use models::{NewEmail, NewUser, OtpRow, OutboxRow, SessionRow, SpentRefreshToken, UserRow};
+pub use models::{
+    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, SessionRow, SpentRefreshToken,
+    UserRow,
+};
 
 use crate::config::DatabaseConfig;
 

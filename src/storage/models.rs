@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{counters, otps, outbox, refresh_tokens, sessions, users};
+use super::schema::{counters, outbox, refresh_tokens, registrations, sessions, users};
 use crate::{
     auth::RefreshTokenHash,
     domain::{Email, SessionId, UserId},
@@ -65,20 +65,45 @@ pub struct NewUser {
     pub password_changed_at: NaiveDateTime,
 }
 
-/// An `otps` row: the live code of one user.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = otps)]
-pub struct OtpRow {
-    /// Owner.
+/// A `registrations` row: one sign-up of an unverified address, with its own password
+/// and code.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = registrations)]
+pub struct RegistrationRow {
+    /// Id; links and codes name the registration they were sent for.
+    pub id: i64,
+    /// The account it would activate.
     pub user_id: UserId,
-    /// Keyed hash of the code.
-    pub code_hash: String,
-    /// Attempts made against this code, counted before comparing.
-    pub attempts: i32,
-    /// When it was issued (UTC).
+    /// PHC string of the password chosen at this sign-up.
+    pub password_hash: Option<String>,
+    /// Given name chosen at this sign-up.
+    pub first_name: String,
+    /// Family name chosen at this sign-up.
+    pub last_name: String,
+    /// When the sign-up was made (UTC).
     pub created_at: NaiveDateTime,
-    /// When it stops working (UTC).
-    pub expires_at: NaiveDateTime,
+    /// Keyed hash of the live code, if one was sent.
+    pub code_hash: Option<String>,
+    /// When the live code stops working (UTC).
+    pub code_expires_at: Option<NaiveDateTime>,
+    /// Codes tried against this registration in its whole life.
+    pub code_attempts: i32,
+}
+
+/// Values of a new `registrations` row.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = registrations)]
+pub struct NewRegistration {
+    /// The account it would activate.
+    pub user_id: UserId,
+    /// PHC string of the chosen password.
+    pub password_hash: Option<String>,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// When (UTC).
+    pub created_at: NaiveDateTime,
 }
 
 /// A `sessions` row.

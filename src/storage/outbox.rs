@@ -151,13 +151,18 @@ impl Queries<'_> {
     }
 
     /// Deletes state that can no longer matter: counters whose window and block ended before
-    /// `cutoff`, codes and sessions that expired before it, and finished emails older than it.
-    /// Returns how many rows went.
+    /// `cutoff`, sessions that expired before it, finished emails older than it, and
+    /// accounts still unproven that were made before `unverified_cutoff` (with everything
+    /// of theirs). Returns how many rows went.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn purge_expired(&mut self, cutoff: NaiveDateTime) -> Result<usize, StoreError> {
-        use super::schema::{counters, otps, sessions};
+    pub async fn purge_expired(
+        &mut self,
+        cutoff: NaiveDateTime,
+        unverified_cutoff: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
+        use super::schema::{counters, sessions, users};
         on_backend!(self, conn => {
             let counters = diesel::delete(
                 counters::table
@@ -170,9 +175,13 @@ impl Queries<'_> {
             )
             .execute(conn)
             .await?;
-            let codes = diesel::delete(otps::table.filter(otps::expires_at.lt(cutoff)))
-                .execute(conn)
-                .await?;
+            let unverified = diesel::delete(
+                users::table
+                    .filter(users::is_verified.eq(false))
+                    .filter(users::date_joined.lt(unverified_cutoff)),
+            )
+            .execute(conn)
+            .await?;
             let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.lt(cutoff)))
                 .execute(conn)
                 .await?;
@@ -181,7 +190,7 @@ impl Queries<'_> {
             )
             .execute(conn)
             .await?;
-            Ok::<_, diesel::result::Error>(counters + codes + sessions + emails)
+            Ok::<_, diesel::result::Error>(counters + unverified + sessions + emails)
         })
     }
 }

@@ -18,12 +18,16 @@ diesel::table! {
 }
 
 diesel::table! {
-    otps (user_id) {
+    registrations (id) {
+        id -> BigInt,
         user_id -> BigInt,
-        code_hash -> Text,
-        attempts -> Integer,
+        password_hash -> Nullable<Text>,
+        first_name -> Text,
+        last_name -> Text,
         created_at -> Timestamp,
-        expires_at -> Timestamp,
+        code_hash -> Nullable<Text>,
+        code_expires_at -> Nullable<Timestamp>,
+        code_attempts -> Integer,
     }
 }
 
@@ -82,10 +86,10 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(otps -> users (user_id));
+diesel::joinable!(registrations -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
-diesel::allow_tables_to_appear_in_same_query!(users, otps, sessions, refresh_tokens);
+diesel::allow_tables_to_appear_in_same_query!(users, registrations, sessions, refresh_tokens);
 
 diesel::table! {
     linked_identities (provider, subject) {

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::{NewUser, Queries, StoreError, UserRow, on_backend, schema::users};
+use super::{NewUser, Queries, RegistrationRow, StoreError, UserRow, on_backend, schema::users};
 use crate::domain::{Email, UserId};
 
 impl Queries<'_> {
@@ -55,7 +55,8 @@ impl Queries<'_> {
         })
     }
 
-    /// Marks an unverified account verified and active; `false` when it already was.
+    /// Marks an unverified account verified; `false` when it already was. Whether it may
+    /// sign in (`is_active`) is an operator's decision and stays as it is.
     ///
     /// # Errors
     /// On database failure.
@@ -63,7 +64,35 @@ impl Queries<'_> {
         let unverified = users::table.find(id).filter(users::is_verified.eq(false));
         on_backend!(self, conn => {
             diesel::update(unverified)
-                .set((users::is_verified.eq(true), users::is_active.eq(true)))
+                .set(users::is_verified.eq(true))
+                .execute(conn)
+                .await
+                .map(|changed| changed == 1)
+        })
+    }
+
+    /// Verifies an unverified account with the password and names of the sign-up that
+    /// proved the mailbox, voiding every link made before; `false` when it was verified
+    /// already (of two racing proofs, one wins).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn verify_with(
+        &mut self,
+        id: UserId,
+        registration: &RegistrationRow,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let unverified = users::table.find(id).filter(users::is_verified.eq(false));
+        on_backend!(self, conn => {
+            diesel::update(unverified)
+                .set((
+                    users::is_verified.eq(true),
+                    users::password_hash.eq(&registration.password_hash),
+                    users::first_name.eq(&registration.first_name),
+                    users::last_name.eq(&registration.last_name),
+                    users::password_changed_at.eq(now),
+                ))
                 .execute(conn)
                 .await
                 .map(|changed| changed == 1)

@@ -8,14 +8,17 @@ use tonic_types::StatusExt;
 
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused, retry_delay};
 
-async fn registering_returns_an_unverified_user_and_emails_a_code_and_a_link(backend: Backend) {
+async fn registering_makes_an_unverified_user_and_emails_a_code_and_a_link(backend: Backend) {
     let app = TestApp::spawn(backend).await;
 
-    let user = app
+    let answer = app
         .register("  New.User@Example.COM ", PASSWORD)
         .await
         .unwrap();
 
+    assert!(answer.user.is_none(), "the answer names no account");
+    assert!(answer.message.contains("Check your email"), "{answer:?}");
+    let user = app.user("new.user@example.com").await.unwrap();
     assert_eq!(user.email, "new.user@example.com");
     assert_eq!(
         (user.first_name.as_str(), user.last_name.as_str()),
@@ -39,8 +42,10 @@ async fn registering_returns_an_unverified_user_and_emails_a_code_and_a_link(bac
     );
 }
 
-async fn a_duplicate_email_in_any_letter_case_is_refused_and_changes_nothing(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+async fn revealing_refuses_a_duplicate_email_in_any_letter_case_and_changes_nothing(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, &[("REGISTER_REVEALS_EXISTING", "true")]).await;
     app.register("taken@example.com", PASSWORD).await.unwrap();
     app.smtp.wait_for("taken@example.com", 2).await;
 
@@ -447,8 +452,8 @@ async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T
 crate::on_both_backends!(
     concurrent_wrong_codes_never_get_more_than_five_tries,
     a_resend_does_not_reset_the_hourly_attempt_budget,
-    registering_returns_an_unverified_user_and_emails_a_code_and_a_link,
-    a_duplicate_email_in_any_letter_case_is_refused_and_changes_nothing,
+    registering_makes_an_unverified_user_and_emails_a_code_and_a_link,
+    revealing_refuses_a_duplicate_email_in_any_letter_case_and_changes_nothing,
     bad_emails_and_passwords_are_refused_with_the_field_named,
     the_emailed_code_verifies_and_activates_the_account,
     five_wrong_codes_lock_the_code_so_the_sixth_try_fails_even_when_right,

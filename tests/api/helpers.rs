@@ -165,15 +165,20 @@ impl TestApp {
         }
     }
 
-    pub async fn register(&self, email: &str, password: &str) -> Result<pb::User, Status> {
+    /// Registers as "Ada Lovelace"; the answer is the same whether or not the address has
+    /// an account.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<pb::RegisterResponse, Status> {
         let request = pb::RegisterRequest {
             email: email.into(),
             password: password.into(),
             first_name: "Ada".into(),
             last_name: "Lovelace".into(),
         };
-        let response = self.client.clone().register(request).await?;
-        Ok(response.into_inner().user.unwrap())
+        Ok(self.client.clone().register(request).await?.into_inner())
     }
 
     pub async fn verify_otp(&self, email: &str, otp: &str) -> Result<pb::User, Status> {
