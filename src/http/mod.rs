@@ -33,6 +33,9 @@ use tokio::net::TcpListener;
 use tonic::{Code, metadata::MetadataMap};
 
 use error::Rejection;
+
+/// The RPC of the emailed activation link, which browsers confirm by POST.
+const ACTIVATE: &str = "Activate";
 pub use pages::PageRedirects;
 use routes::HttpRoute;
 
@@ -92,11 +95,22 @@ pub fn router(
         let filter = MethodFilter::try_from(route.method.clone())
             .map_err(|e| anyhow::anyhow!("{}: unsupported method: {e}", route.rpc))?;
         for path in [route.template.clone(), route.slashed()] {
-            let route = Arc::clone(&route);
-            let handler = move |state, peer, params, query, headers, body| {
-                bridge(state, route, peer, params, query, headers, body)
+            let call = Arc::clone(&route);
+            let handler = move |state, method, peer, params, query, headers, body| {
+                bridge(state, call, method, peer, params, query, headers, body)
             };
-            router = router.route(&path, on(filter, handler));
+            let mut methods = on(filter, handler);
+            if route.rpc == ACTIVATE {
+                // The emailed link: a browser's GET shows a button whose POST confirms, and
+                // HEAD (mail scanners) answers without calling anything.
+                let confirm = Arc::clone(&route);
+                methods = methods
+                    .post(move |state, method, peer, params, query, headers, body| {
+                        bridge(state, confirm, method, peer, params, query, headers, body)
+                    })
+                    .head(|| async { pages::link_head() });
+            }
+            router = router.route(&path, methods);
         }
     }
     let metrics = state.services.metrics.clone();
@@ -131,9 +145,14 @@ pub async fn serve(
 
 /// Decodes the HTTP request into the RPC's message, forwards it, and encodes the outcome as
 /// JSON (or, for a browser, as a page).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "an axum handler: one argument per part of the request it reads"
+)]
 async fn bridge(
     State(state): State<BridgeState>,
     route: Arc<HttpRoute>,
+    method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     params: RawPathParams,
     RawQuery(query): RawQuery,
@@ -144,6 +163,13 @@ async fn bridge(
         .iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    if route.rpc == ACTIVATE
+        && method == Method::GET
+        && pages::wants_html(&headers)
+        && let [(_, uidb64), (_, token)] = params.as_slice()
+    {
+        return pages::activation_confirm_page(uidb64, token);
+    }
     let message = match request_message(&route, &params, query.as_deref(), &headers, body) {
         Ok(message) => message,
         Err(rejection) => return rejection.into_response(),

@@ -80,6 +80,29 @@ fn activation_page(outcome: &Result<Value, Status>, redirects: &PageRedirects) -
     }
 }
 
+/// What a browser opening the emailed activation link sees: a button that confirms by POST.
+/// Mail scanners fetch links, so opening one changes nothing.
+#[must_use]
+pub fn activation_confirm_page(uidb64: &str, token: &str) -> Response {
+    page(
+        StatusCode::OK,
+        "Activate your account",
+        &format!(
+            "<p>Confirm that this email address is yours to activate your account.</p>\
+             <form method=\"post\" action=\"/accounts/api/activate/{uid}/{token}/\">\
+             <button type=\"submit\">Activate my account</button></form>",
+            uid = escape(uidb64),
+            token = escape(token),
+        ),
+    )
+}
+
+/// The answer to `HEAD` on an emailed link: the page's headers, and no change.
+#[must_use]
+pub fn link_head() -> Response {
+    page(StatusCode::OK, "", "")
+}
+
 /// The form the emailed reset link opens, or a redirect to the front end that handles it.
 #[must_use]
 pub fn reset_form_page(uidb64: &str, token: &str, redirects: &PageRedirects) -> Response {

@@ -201,6 +201,8 @@ impl Services {
             .prove_address(&user, &registration)
             .await?
             .ok_or(ServiceError::OtpInvalid)?;
+        // From now on the address answers codes as one without an account does.
+        self.reset_code_tries(&email).await?;
         tracing::info!(user.id = %row.id, registration.id = registration.id, "email verified by code");
         Ok(self.to_user(&row))
     }

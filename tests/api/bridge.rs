@@ -356,7 +356,7 @@ async fn malformed_requests_get_a_clear_4xx_never_a_5xx(backend: Backend) {
     );
 }
 
-async fn the_activation_link_answers_a_browser_with_a_page(backend: Backend) {
+async fn the_activation_link_answers_a_browser_with_a_button_that_confirms(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.register("browser@example.com", PASSWORD).await.unwrap();
     let link = app
@@ -365,25 +365,47 @@ async fn the_activation_link_answers_a_browser_with_a_page(backend: Backend) {
         .await
         .link("/activate/");
     let local = app.local(&link);
-    let open = || {
-        app.http
-            .get(&local)
-            .header(header::ACCEPT, "text/html,application/xhtml+xml")
-            .send()
-    };
+    let html = "text/html,application/xhtml+xml";
 
-    let first = open().await.unwrap();
-    assert_eq!(first.status(), StatusCode::OK);
+    // What mail scanners do: open the link, or ask only for its headers.
+    let opened = app
+        .http
+        .get(&local)
+        .header(header::ACCEPT, html)
+        .send()
+        .await
+        .unwrap();
+    let headed = app.http.head(&local).send().await.unwrap();
+
+    assert_eq!(opened.status(), StatusCode::OK);
     assert!(
-        first.headers()[header::CONTENT_TYPE]
+        opened.headers()[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
             .starts_with("text/html")
     );
+    let page = opened.text().await.unwrap();
+    assert!(page.contains("Activate your account") && page.contains("method=\"post\""));
+    assert_eq!(headed.status(), StatusCode::OK);
+    assert!(
+        !app.user("browser@example.com").await.unwrap().is_verified,
+        "opening the link changes nothing"
+    );
+
+    // What a person does: press the button.
+    let confirm = || {
+        app.http
+            .post(&local)
+            .header(header::ACCEPT, html)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .send()
+    };
+    let first = confirm().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
     assert!(first.text().await.unwrap().contains("Account activated"));
     assert!(app.user("browser@example.com").await.unwrap().is_verified);
 
-    let again = open().await.unwrap();
+    let again = confirm().await.unwrap();
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
     assert!(
         again
@@ -412,8 +434,9 @@ async fn configured_front_ends_receive_redirects(backend: Backend) {
 
     let response = app
         .http
-        .get(app.local(&link))
+        .post(app.local(&link))
         .header(header::ACCEPT, "text/html")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .send()
         .await
         .unwrap();
@@ -529,7 +552,7 @@ crate::on_both_backends!(
     every_annotated_route_answers_with_and_without_the_slash_and_nothing_else_does,
     refusals_carry_the_grpc_gateway_status_and_body,
     malformed_requests_get_a_clear_4xx_never_a_5xx,
-    the_activation_link_answers_a_browser_with_a_page,
+    the_activation_link_answers_a_browser_with_a_button_that_confirms,
     configured_front_ends_receive_redirects,
     the_reset_link_opens_a_form_that_changes_the_password,
     health_and_the_published_key_let_others_verify_tokens,

@@ -206,6 +206,13 @@ async fn a_person_activates_from_the_emailed_link_in_a_browser(backend: Backend)
     let blank = browser.screenshot("blank").await;
 
     browser.open(&app.local(&link)).await;
+    assert_eq!(
+        browser.title_once_it_is("Activate your account").await,
+        "Activate your account"
+    );
+    assert_rendered(&browser.screenshot("activation-confirm").await, &blank);
+    assert!(!app.user("clicker@example.com").await.unwrap().is_verified);
+    browser.click("button[type=submit]").await;
 
     assert_eq!(
         browser.title_once_it_is("Account activated").await,

@@ -63,7 +63,7 @@ pub struct TestApp {
     pub smtp: FakeSmtp,
     pub google: FakeGoogle,
     pub clock: Clock,
-    /// The test database's URL (Postgres), for checks no API exposes.
+    /// The test database's URL (`postgres://` or `sqlite://`), for checks no API exposes.
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -277,6 +277,27 @@ impl TestApp {
             .await
             .into_iter()
             .find(|u| u.email == email)
+    }
+
+    /// Runs one SQL statement on the test's database, as an operator at a console would
+    /// (for states no API reaches yet, such as a disabled account).
+    pub async fn execute_sql(&self, sql: &str) {
+        if let Some(path) = self.database_url.strip_prefix("sqlite://") {
+            let (path, sql) = (path.to_owned(), sql.to_owned());
+            tokio::task::spawn_blocking(move || {
+                use diesel::{Connection, RunQueryDsl};
+                let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+                diesel::sql_query(sql).execute(&mut conn).unwrap();
+            })
+            .await
+            .unwrap();
+        } else {
+            admin_client(&self.database_url)
+                .await
+                .batch_execute(sql)
+                .await
+                .unwrap();
+        }
     }
 
     /// The Prometheus text the bridge serves at `/metrics`.

@@ -17,6 +17,7 @@ mod cli;
 mod concurrency;
 mod google;
 mod operations;
+mod ownership;
 mod password_reset;
 mod sessions;
 mod users;
