@@ -112,6 +112,9 @@ pub struct GoogleConfig {
     pub jwks_url: String,
     /// Bound on each call to Google.
     pub timeout: Duration,
+    /// `GOOGLE_JWKS_REFETCH_INTERVAL`: an unknown `kid` refetches the key set at most this
+    /// often, so a flood of made-up key ids cannot keep Google's key set busy.
+    pub jwks_refetch_interval: Duration,
 }
 
 /// Which algorithm signs access tokens.
@@ -382,6 +385,7 @@ impl Config {
                     .get("GOOGLE_JWKS_URL")
                     .unwrap_or_else(|| "https://www.googleapis.com/oauth2/v3/certs".into()),
                 timeout: Duration::from_millis(env.number("GOOGLE_TIMEOUT_MS", 5_000)?),
+                jwks_refetch_interval: env.seconds("GOOGLE_JWKS_REFETCH_INTERVAL", 60)?,
             },
             email_max_attempts: env.number("EMAIL_MAX_ATTEMPTS", 8)?,
             email_retry_base: env.seconds("EMAIL_RETRY_BASE", 5)?,

@@ -11,10 +11,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use tokio::sync::RwLock;
 
-use crate::config::GoogleConfig;
+use crate::{config::GoogleConfig, domain::PersonName};
 
 /// Issuers Google writes into ID tokens.
 const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
+/// Clock skew tolerated on ID tokens' `exp` and `iat`.
+const ID_TOKEN_LEEWAY_SECONDS: i64 = 30;
 /// How long keys are kept when Google sends no `max-age`.
 const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(3600);
 
@@ -142,34 +144,60 @@ impl GoogleClient {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&ISSUERS);
         validation.set_audience(&self.config.client_ids);
-        validation.leeway = 30;
+        validation.leeway = ID_TOKEN_LEEWAY_SECONDS.unsigned_abs();
         validation.required_spec_claims =
             HashSet::from(["exp", "iat", "iss", "aud", "sub"].map(String::from));
         let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|e| GoogleError::Rejected(format!("the Google ID token is invalid: {e}")))?
             .claims;
+        let issued_at = number(&claims["iat"]).unwrap_or(i64::MAX);
+        if issued_at > chrono::Utc::now().timestamp() + ID_TOKEN_LEEWAY_SECONDS {
+            return Err(GoogleError::Rejected(
+                "the Google ID token was issued in the future".into(),
+            ));
+        }
         let subject = text(&claims["sub"]);
         let email_verified = truthy(&claims["email_verified"]);
         Ok(identity(&claims, subject, email_verified))
     }
 
-    /// The decoding key `kid`, from the cache or a fresh fetch (keys rotate).
+    /// The decoding key `kid`, from the cache or a fresh fetch (keys rotate). An unknown
+    /// `kid` refetches at most once per `jwks_refetch_interval`, and calls that miss at once
+    /// share the one fetch.
     async fn key(&self, kid: &str) -> Result<DecodingKey, GoogleError> {
+        let asked = Instant::now();
+        let unknown = || {
+            Err(GoogleError::Rejected(
+                "the Google ID token is signed with an unknown key".into(),
+            ))
+        };
+        let settled = |cache: &CachedKeys| {
+            // Fetched while this call waited, or too recently to fetch again.
+            cache.fetched >= asked
+                || (cache.fetched.elapsed() < cache.ttl
+                    && cache.fetched.elapsed() < self.config.jwks_refetch_interval)
+        };
         {
             let cached = self.keys.read().await;
-            if let Some(cache) = cached.as_ref().filter(|c| c.fetched.elapsed() < c.ttl)
-                && let Some(key) = find_key(&cache.keys, kid)
-            {
-                return key;
+            if let Some(cache) = cached.as_ref().filter(|c| c.fetched.elapsed() < c.ttl) {
+                if let Some(key) = find_key(&cache.keys, kid) {
+                    return key;
+                }
+                if settled(cache) {
+                    return unknown();
+                }
             }
         }
         let mut cached = self.keys.write().await;
+        if let Some(cache) = cached.as_ref().filter(|c| settled(c)) {
+            return find_key(&cache.keys, kid).unwrap_or_else(unknown);
+        }
         let response = self
             .http
             .get(&self.config.jwks_url)
             .send()
             .await
-            .map_err(|e| GoogleError::Unavailable(e.to_string()))?;
+            .map_err(|e| GoogleError::Unavailable(e.without_url().to_string()))?;
         if !response.status().is_success() {
             return Err(GoogleError::Unavailable(format!(
                 "JWKS answered {}",
@@ -177,10 +205,9 @@ impl GoogleClient {
             )));
         }
         let ttl = max_age(response.headers()).unwrap_or(DEFAULT_JWKS_TTL);
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| GoogleError::Unavailable(format!("JWKS is not JSON: {e}")))?;
+        let body: Value = response.json().await.map_err(|e| {
+            GoogleError::Unavailable(format!("JWKS is not JSON: {}", e.without_url()))
+        })?;
         let keys = body["keys"].as_array().cloned().unwrap_or_default();
         let key = find_key(&keys, kid);
         *cached = Some(CachedKeys {
@@ -188,18 +215,15 @@ impl GoogleClient {
             fetched: Instant::now(),
             ttl,
         });
-        key.unwrap_or_else(|| {
-            Err(GoogleError::Rejected(
-                "the Google ID token is signed with an unknown key".into(),
-            ))
-        })
+        key.unwrap_or_else(unknown)
     }
 
     async fn get_json(&self, request: reqwest::RequestBuilder) -> Result<Value, GoogleError> {
+        // reqwest's errors name the URL, and tokeninfo's carries the access token.
         let response = request
             .send()
             .await
-            .map_err(|e| GoogleError::Unavailable(e.to_string()))?;
+            .map_err(|e| GoogleError::Unavailable(e.without_url().to_string()))?;
         let status = response.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(GoogleError::Unavailable(format!(
@@ -211,10 +235,9 @@ impl GoogleClient {
                 "Google did not accept the token".into(),
             ));
         }
-        response
-            .json()
-            .await
-            .map_err(|e| GoogleError::Unavailable(format!("Google's answer is not JSON: {e}")))
+        response.json().await.map_err(|e| {
+            GoogleError::Unavailable(format!("Google's answer is not JSON: {}", e.without_url()))
+        })
     }
 }
 
@@ -249,9 +272,16 @@ fn identity(claims: &Value, subject: String, email_verified: bool) -> GoogleIden
             .as_str()
             .filter(|hd| !hd.is_empty())
             .map(str::to_owned),
-        given_name: text(&claims["given_name"]),
-        family_name: text(&claims["family_name"]),
+        given_name: name(&claims["given_name"]),
+        family_name: name(&claims["family_name"]),
     }
+}
+
+/// A name as Google gives it, held to the rules of ours; one that breaks them is dropped.
+fn name(value: &Value) -> String {
+    PersonName::parse(value.as_str().unwrap_or_default())
+        .map(PersonName::into_inner)
+        .unwrap_or_default()
 }
 
 fn text(value: &Value) -> String {

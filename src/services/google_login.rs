@@ -126,6 +126,15 @@ impl Services {
                 if !google_is_authoritative(email, identity.hosted_domain.as_deref()) {
                     return Err(ServiceError::GoogleLinkRefused.into());
                 }
+                // Addresses are recycled: an account linked to one Google account is never
+                // handed to another that now holds its address.
+                let linked = tx
+                    .has_linked_identity(PROVIDER, existing.id)
+                    .await
+                    .context("finding the account's Google link")?;
+                if linked {
+                    return Err(ServiceError::GoogleLinkRefused.into());
+                }
                 if !existing.is_verified {
                     // Whoever set this password never proved the address: it is not theirs.
                     tx.set_password_hash(existing.id, None, existing.password_changed_at, now)

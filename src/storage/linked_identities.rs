@@ -27,6 +27,27 @@ impl Queries<'_> {
         })
     }
 
+    /// Whether a user is linked to any subject at `provider`.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn has_linked_identity(
+        &mut self,
+        provider: &str,
+        user_id: UserId,
+    ) -> Result<bool, StoreError> {
+        let links = linked_identities::table
+            .filter(linked_identities::provider.eq(provider))
+            .filter(linked_identities::user_id.eq(user_id));
+        on_backend!(self, conn => {
+            links
+                .count()
+                .get_result(conn)
+                .await
+                .map(|count: i64| count > 0)
+        })
+    }
+
     /// Links `subject` at `provider` to a user; `false` when another writer linked the
     /// subject first (the insert waits for it), so a race never aborts the transaction.
     ///

@@ -790,3 +790,45 @@ fn run_in_terminal(command: Command, answers: &[&str]) -> (Option<i32>, String) 
     let status = child.wait().unwrap();
     (status.code(), String::from_utf8_lossy(&shown).into_owned())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_holds_a_google_access_token_when_google_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("http://{}", free_address());
+    let google = crate::fake_google::FakeGoogle::start().await;
+    google.stall(Duration::from_secs(2));
+    let served = serve(
+        &dir,
+        &[
+            ("GOOGLE_OAUTH_CLIENT_ID", crate::fake_google::CLIENT_ID),
+            ("GOOGLE_TOKENINFO_URL", &format!("{closed}/tokeninfo")),
+            ("GOOGLE_USERINFO_URL", &format!("{}/userinfo", google.base)),
+            ("GOOGLE_JWKS_URL", &format!("{}/jwks", google.base)),
+            ("GOOGLE_TIMEOUT_MS", "300"),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
+        .await
+        .unwrap();
+    let secret = "ya29.a-google-access-token-that-must-stay-secret";
+
+    let refused = client
+        .google_login(pb::GoogleLoginRequest {
+            access_token: secret.into(),
+            id_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    let (status, logs) = served.terminate().await;
+
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert!(status.success());
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("Google could not be reached")),
+        "the failure is logged"
+    );
+    let leaks: Vec<&String> = logs.iter().filter(|l| l.contains(secret)).collect();
+    assert!(leaks.is_empty(), "{leaks:?}");
+}

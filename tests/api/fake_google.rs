@@ -148,6 +148,17 @@ impl FakeGoogle {
 
     /// An ID token for `account`, signed by `key`, with `overrides` applied to the claims.
     pub fn id_token(&self, account: &GoogleAccount, key: TestKey, overrides: Value) -> String {
+        self.id_token_naming(account, key, key.kid(), overrides)
+    }
+
+    /// As [`FakeGoogle::id_token`], with the header naming `kid` whatever key signs it.
+    pub fn id_token_naming(
+        &self,
+        account: &GoogleAccount,
+        key: TestKey,
+        kid: &str,
+        overrides: Value,
+    ) -> String {
         let now = chrono::Utc::now().timestamp();
         let mut claims = json!({
             "iss": "https://accounts.google.com", "aud": CLIENT_ID, "sub": account.sub,
@@ -161,7 +172,7 @@ impl FakeGoogle {
             claims[name] = value;
         }
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some(key.kid().into());
+        header.kid = Some(kid.into());
         let signing = jsonwebtoken::EncodingKey::from_rsa_pem(key.pem().as_bytes()).unwrap();
         jsonwebtoken::encode(&header, &claims, &signing).unwrap()
     }

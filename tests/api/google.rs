@@ -322,7 +322,7 @@ async fn the_owner_takes_back_an_address_a_squatter_pre_registered(backend: Back
 }
 
 async fn keys_are_cached_and_refetched_when_google_rotates(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, &[("GOOGLE_JWKS_REFETCH_INTERVAL", "0")]).await;
     let account = GoogleAccount::new("g-800", "rotate@gmail.com");
 
     with_id_token(
@@ -431,7 +431,148 @@ async fn the_seed_path_takes_an_access_token_over_http(backend: Backend) {
     assert!(body["access"].is_string() && body["refresh"].is_string());
 }
 
+async fn a_recycled_gmail_address_never_hands_a_linked_account_to_another_google_account(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let first = GoogleAccount::new("g-first", "recycled@gmail.com");
+    let second = GoogleAccount::new("g-second", "recycled@gmail.com");
+    let original = with_id_token(
+        &app,
+        &app.google.id_token(&first, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+
+    let taken = with_id_token(
+        &app,
+        &app.google.id_token(&second, TestKey::First, json!({})),
+    )
+    .await;
+
+    assert_refused(taken, Code::FailedPrecondition, "GOOGLE_LINK_REFUSED");
+    let again = with_id_token(
+        &app,
+        &app.google.id_token(&first, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        whoami(&app, &again.access).await.id,
+        whoami(&app, &original.access).await.id
+    );
+}
+
+async fn an_id_token_issued_in_the_future_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-future", "future@gmail.com");
+    let now = chrono::Utc::now().timestamp();
+    let early = app
+        .google
+        .id_token(&account, TestKey::First, json!({"iat": now + 120}));
+    let skewed = app
+        .google
+        .id_token(&account, TestKey::First, json!({"iat": now + 10}));
+
+    assert_refused(
+        with_id_token(&app, &early).await,
+        Code::Unauthenticated,
+        "GOOGLE_TOKEN_INVALID",
+    );
+    assert!(app.user("future@gmail.com").await.is_none());
+    assert!(
+        with_id_token(&app, &skewed).await.is_ok(),
+        "within the leeway"
+    );
+}
+
+async fn a_flood_of_unknown_key_ids_shares_one_fetch_and_stalls_no_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-flood", "flood@gmail.com");
+    with_id_token(
+        &app,
+        &app.google.id_token(&account, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+    let fetched = app.google.jwks_fetches();
+
+    let floods: Vec<_> = (0..20)
+        .map(|n| {
+            let token = app.google.id_token_naming(
+                &account,
+                TestKey::First,
+                &format!("made-up-{n}"),
+                json!({}),
+            );
+            let mut client = app.client.clone();
+            tokio::spawn(async move {
+                client
+                    .google_login(pb::GoogleLoginRequest {
+                        access_token: String::new(),
+                        id_token: token,
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for flood in floods {
+        let status = flood.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+
+    assert!(
+        app.google.jwks_fetches() <= fetched + 1,
+        "{} fetches for 20 unknown key ids",
+        app.google.jwks_fetches() - fetched
+    );
+    let genuine = app.google.id_token(&account, TestKey::First, json!({}));
+    assert!(with_id_token(&app, &genuine).await.is_ok());
+}
+
+async fn names_from_google_follow_our_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-names", "names@gmail.com");
+    let token = app.google.id_token(
+        &account,
+        TestKey::First,
+        json!({"given_name": "Eve\u{0}\u{202e}", "family_name": "x".repeat(500)}),
+    );
+
+    let signed_in = with_id_token(&app, &token).await.unwrap();
+
+    let user = whoami(&app, &signed_in.access).await;
+    assert_eq!(
+        (user.first_name.as_str(), user.last_name.as_str()),
+        ("", "")
+    );
+}
+
+async fn linking_an_existing_account_tells_its_owner(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("notified@gmail.com").await;
+    let account = GoogleAccount::new("g-notice", "notified@gmail.com");
+
+    with_id_token(
+        &app,
+        &app.google.id_token(&account, TestKey::First, json!({})),
+    )
+    .await
+    .unwrap();
+
+    let notice = app
+        .smtp
+        .nth_with_subject("notified@gmail.com", "Google account was linked", 1)
+        .await;
+    assert!(notice.text.contains("UTC"), "{}", notice.text);
+}
+
 crate::on_both_backends!(
+    a_recycled_gmail_address_never_hands_a_linked_account_to_another_google_account,
+    an_id_token_issued_in_the_future_is_refused,
+    a_flood_of_unknown_key_ids_shares_one_fetch_and_stalls_no_one,
+    names_from_google_follow_our_rules,
+    linking_an_existing_account_tells_its_owner,
     an_access_token_creates_a_verified_passwordless_account_once,
     an_id_token_signs_in_when_signature_issuer_audience_and_expiry_hold,
     a_token_minted_for_another_app_or_expired_is_refused_and_creates_nothing,
