@@ -36,6 +36,8 @@ use error::Rejection;
 
 /// The RPC of the emailed activation link, which browsers confirm by POST.
 const ACTIVATE: &str = "Activate";
+/// The RPC the built-in reset page's form posts to: the one body that may be a form.
+const RESET_CONFIRM: &str = "PasswordResetConfirm";
 pub use pages::PageRedirects;
 use routes::HttpRoute;
 
@@ -122,7 +124,28 @@ pub fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(answer_headers))
         .with_state(state))
+}
+
+/// Headers every answer carries: `nosniff`, and on JSON `no-store` (token answers must not
+/// be cached, RFC 6749 §5.1) unless the route chose its own caching.
+async fn answer_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if is_json && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// Serves the bridge on `listener` until `shutdown` resolves, finishing in-flight requests.
@@ -217,7 +240,13 @@ fn request_message(
                 message: rejection.body_text(),
             }
         })?;
-        message = body_fields(headers, &body)?;
+        message = body_fields(headers, &body, route.rpc == RESET_CONFIRM)?;
+        // What the body says is the request: a query string must not add to it or change it.
+        if query.is_some_and(|q| !q.is_empty()) {
+            return Err(Rejection::bad_request(
+                "query parameters are not accepted with a request body",
+            ));
+        }
     }
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
@@ -232,7 +261,13 @@ fn request_message(
     Ok(Value::Object(message))
 }
 
-fn body_fields(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Rejection> {
+/// The fields of a request body: a JSON object, or, where `form_allowed` (the built-in reset
+/// page posts there), an HTML form.
+fn body_fields(
+    headers: &HeaderMap,
+    body: &Bytes,
+    form_allowed: bool,
+) -> Result<Map<String, Value>, Rejection> {
     if body.is_empty() {
         return Ok(Map::new());
     }
@@ -256,8 +291,7 @@ fn body_fields(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, 
                 "the request body is not valid JSON: {e}"
             ))),
         },
-        // HTML forms (the password reset page) post this.
-        "application/x-www-form-urlencoded" => {
+        "application/x-www-form-urlencoded" if form_allowed => {
             serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
                 .map(|pairs| {
                     pairs

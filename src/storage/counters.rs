@@ -34,11 +34,12 @@ fn duration(span: Duration) -> chrono::Duration {
     chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Whole seconds until `then`, rounded up (at least one): a client that waits exactly what
+/// it was told is not refused again.
 fn wait_until(now: NaiveDateTime, then: NaiveDateTime) -> Duration {
-    (then - now)
-        .to_std()
-        .unwrap_or(Duration::ZERO)
-        .max(Duration::from_secs(1))
+    let left = (then - now).to_std().unwrap_or(Duration::ZERO);
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    Duration::from_secs(seconds.max(1))
 }
 
 /// Rounds of optimistic retries when replicas race on one bucket.

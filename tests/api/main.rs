@@ -12,6 +12,7 @@ mod helpers;
 
 mod accounts;
 mod bridge;
+mod bridge_safety;
 mod browser;
 mod cli;
 mod concurrency;
