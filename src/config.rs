@@ -2,14 +2,11 @@
 //!
 //! Every error names the variable at fault, so a bad deployment fails with one clear line.
 
-use std::{
-    collections::HashMap, io::IsTerminal, net::IpAddr, net::SocketAddr, path::PathBuf,
-    time::Duration,
-};
+use std::{collections::HashMap, io::IsTerminal, net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::SecretString;
 
-use crate::text::percent_encode;
+use crate::{domain::IpNet, text::percent_encode};
 
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
@@ -235,8 +232,11 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Google sign-in.
     pub google: GoogleConfig,
-    /// Proxies whose `x-forwarded-for` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// `TRUSTED_PROXIES`: address ranges whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `IPV6_CLIENT_PREFIX`: IPv6 clients are counted by this many leading bits (a /64 is
+    /// one host's).
+    pub ipv6_client_prefix: u8,
     /// Delivery attempts before an email is given up.
     pub email_max_attempts: u32,
     /// First retry delay; it doubles on each failure.
@@ -373,6 +373,10 @@ impl Config {
                 refresh: env.number("RATE_LIMIT_REFRESH", 150)?,
             },
             trusted_proxies: env.list("TRUSTED_PROXIES")?,
+            ipv6_client_prefix: match env.number("IPV6_CLIENT_PREFIX", 64)? {
+                prefix @ 1..=128 => prefix,
+                _ => return Err(env.error("IPV6_CLIENT_PREFIX", "must be 1 to 128")),
+            },
             google: GoogleConfig {
                 client_ids: env.list("GOOGLE_OAUTH_CLIENT_ID")?,
                 tokeninfo_url: env

@@ -1,6 +1,7 @@
 //! Domain types, parsed once at the edge: holding one proves its input was valid.
 
 mod email;
+mod ip_net;
 mod otp;
 mod page;
 mod password;
@@ -10,6 +11,7 @@ mod user;
 mod user_id;
 
 pub use email::Email;
+pub use ip_net::{IpNet, canonical as canonical_ip, client_bucket};
 pub use otp::Otp;
 pub use page::{PageSize, PageToken};
 pub use password::{

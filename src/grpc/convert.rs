@@ -9,8 +9,8 @@ use tonic::Request;
 use crate::{
     auth::{BearerToken, LinkToken, RefreshToken},
     domain::{
-        Email, LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName, Uidb64,
-        User, UserId,
+        Email, IpNet, LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName,
+        Uidb64, User, UserId, canonical_ip,
     },
     error::ServiceError,
     pb,
@@ -114,18 +114,37 @@ pub(crate) fn bearer<T>(request: &Request<T>) -> Option<BearerToken> {
     BearerToken::from_authorization(value)
 }
 
-/// The client's address: the peer, or the last `x-forwarded-for` hop when the peer is a trusted proxy.
-pub(crate) fn caller<T>(request: &Request<T>, trusted_proxies: &[IpAddr]) -> Caller {
-    let peer = request.remote_addr().map(|addr| addr.ip());
-    let forwarded = || -> Option<IpAddr> {
-        let header = request.metadata().get("x-forwarded-for")?.to_str().ok()?;
-        header.rsplit(',').next()?.trim().parse().ok()
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// address of the `x-forwarded-for` chain (every value of the header, in order) that is not
+/// a trusted proxy. Addresses a client wrote itself stand left of that, so they never count.
+pub(crate) fn caller<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Caller {
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    let Some(peer) = request.remote_addr().map(|addr| canonical_ip(addr.ip())) else {
+        return Caller { ip: None };
     };
-    let ip = match peer {
-        Some(peer) if trusted_proxies.contains(&peer) => forwarded().or(Some(peer)),
-        other => other,
-    };
-    Caller { ip }
+    if !trusted(peer) {
+        return Caller { ip: Some(peer) };
+    }
+    let chain: Vec<&str> = request
+        .metadata()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in chain.iter().rev() {
+        // A hop that is not an address ends what can be believed.
+        let Ok(hop) = hop.parse::<IpAddr>().map(canonical_ip) else {
+            break;
+        };
+        client = hop;
+        if !trusted(hop) {
+            break;
+        }
+    }
+    Caller { ip: Some(client) }
 }
 
 /// The wire form of a user.

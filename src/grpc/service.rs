@@ -1,11 +1,12 @@
 //! The `identity.v1.IdentityService` handlers: convert, call, convert.
 
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::{convert, status::to_status};
 use crate::{
+    domain::IpNet,
     error::ServiceError,
     pb::{self, identity_service_server::IdentityService},
     services::{Caller, Services, accounts::REGISTER_MESSAGE},
@@ -15,13 +16,13 @@ use crate::{
 #[derive(Clone)]
 pub struct IdentityApi {
     services: Services,
-    trusted_proxies: Arc<[IpAddr]>,
+    trusted_proxies: Arc<[IpNet]>,
 }
 
 impl IdentityApi {
     /// An adapter over `services`, believing `x-forwarded-for` only from `trusted_proxies`.
     #[must_use]
-    pub fn new(services: Services, trusted_proxies: &[IpAddr]) -> Self {
+    pub fn new(services: Services, trusted_proxies: &[IpNet]) -> Self {
         Self {
             services,
             trusted_proxies: trusted_proxies.into(),

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::{Caller, Services};
 use crate::{
-    domain::Email,
+    domain::{Email, client_bucket},
     error::{ServiceError, ServiceResult},
     storage::CounterPolicy,
 };
@@ -78,7 +78,8 @@ impl Services {
             max_hits,
             cooldown: Duration::ZERO,
         };
-        self.take_hit(&format!("ip:{name}:{ip}"), policy)
+        let client = client_bucket(ip, self.config.ipv6_client_prefix);
+        self.take_hit(&format!("ip:{name}:{client}"), policy)
             .await?
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
     }

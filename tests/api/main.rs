@@ -15,6 +15,7 @@ mod bridge;
 mod bridge_safety;
 mod browser;
 mod cli;
+mod client_ip;
 mod concurrency;
 mod google;
 mod operations;
