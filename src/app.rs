@@ -24,6 +24,9 @@ use crate::{
     telemetry::Metrics,
 };
 
+/// The label the HS256 signing key is derived from `SECRET_KEY` under.
+pub const HS256_KEY_PURPOSE: &str = "jwt:hs256";
+
 /// Names of the secrets kept in the database when none is configured.
 const STORED_SECRET_KEY: &str = "secret_key";
 const STORED_SIGNING_KEY: &str = "jwt_ed25519_pkcs8_pem";
@@ -215,8 +218,10 @@ async fn token_issuer(
             .secret_key
             .as_ref()
             .context("SECRET_KEY is required for HS256")?;
+        // Never the raw secret, which also keys codes and links: a key of its own.
+        let secret = ServerSecret::new(key.expose_secret().as_bytes().to_vec());
         return Ok(TokenIssuer::hs256(
-            key.expose_secret().as_bytes(),
+            &secret.derive_key(HS256_KEY_PURPOSE),
             &config.jwt,
         ));
     }

@@ -153,6 +153,9 @@ pub struct HashingConfig {
     pub parallelism: u32,
     /// Hashes allowed to run at once; the rest wait their turn.
     pub concurrency: usize,
+    /// `PASSWORD_HASH_QUEUE`: hashes that may wait for a thread; past that, calls are refused
+    /// at once with a wait to retry after.
+    pub queue: usize,
 }
 
 /// Per-client-IP request budgets per five minutes; 0 turns one off.
@@ -364,6 +367,7 @@ impl Config {
                 iterations: env.number("PASSWORD_HASH_ITERATIONS", 2)?,
                 parallelism: env.number("PASSWORD_HASH_PARALLELISM", 1)?,
                 concurrency: env.number("PASSWORD_HASH_CONCURRENCY", cpus)?,
+                queue: env.number("PASSWORD_HASH_QUEUE", 64)?,
             },
             rate_limits: RateLimits {
                 login: env.number("RATE_LIMIT_LOGIN", 30)?,

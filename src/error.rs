@@ -56,6 +56,12 @@ pub enum ServiceError {
         /// When another request would succeed.
         retry_after: Duration,
     },
+    /// The service is saturated (password hashing); nothing was done.
+    #[error("the service is busy; try again shortly")]
+    Busy {
+        /// When another request would likely succeed.
+        retry_after: Duration,
+    },
     /// Too many failed sign-ins for this address.
     #[error("too many failed sign-ins; try again later")]
     LoginThrottled {
@@ -121,6 +127,7 @@ impl ServiceError {
             Self::Cooldown { .. } => "RESEND_COOLDOWN",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::LoginThrottled { .. } => "LOGIN_THROTTLED",
+            Self::Busy { .. } => "SERVER_BUSY",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::TokenInvalid => "TOKEN_INVALID",
             Self::TokenExpired => "TOKEN_EXPIRED",

@@ -18,13 +18,20 @@ impl ServerSecret {
         Self(SecretSlice::from(bytes))
     }
 
-    /// HMAC of `parts` under a key derived for `purpose`, so one purpose's MACs never verify as another's.
+    /// The key for one `purpose`: HMAC-SHA256 keyed by the secret over the purpose's label.
+    /// Each use of the secret has its own, so none can stand in for another.
     #[must_use]
-    pub fn mac(&self, purpose: &str, parts: &[&[u8]]) -> [u8; 32] {
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
         let mut derive = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         derive.update(purpose.as_bytes());
-        let purpose_key = derive.finalize().into_bytes();
+        derive.finalize().into_bytes().into()
+    }
+
+    /// HMAC of `parts` under a key derived for `purpose`, so one purpose's MACs never verify as another's.
+    #[must_use]
+    pub fn mac(&self, purpose: &str, parts: &[&[u8]]) -> [u8; 32] {
+        let purpose_key = self.derive_key(purpose);
         let mut mac = Hmac::<Sha256>::new_from_slice(&purpose_key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         for part in parts {

@@ -9,6 +9,6 @@ mod tokens;
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;
 pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
-pub use password_hasher::{PasswordHasher, Verification};
+pub use password_hasher::{HashError, PasswordHasher, Verification};
 pub use refresh::{RefreshToken, RefreshTokenHash};
 pub use tokens::{AccessClaims, BearerToken, TokenError, TokenIssuer, VerifiedAccess};

@@ -6,7 +6,7 @@
 
 use std::{
     sync::{Arc, Mutex, mpsc},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use argon2::{
@@ -26,6 +26,23 @@ const SALT_LEN: usize = 16;
 /// Hash output length.
 const OUTPUT_LEN: usize = 32;
 
+/// How long a caller refused by a full queue is told to wait.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing thread is busy and the queue is full; try again after the wait.
+    #[error("password hashing is saturated")]
+    Busy {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// Hashing itself failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 /// Outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
@@ -43,8 +60,8 @@ pub enum Verification {
 pub struct PasswordHasher {
     params: Params,
     metrics: Metrics,
-    /// The queue of the hashing threads; they stop when the last hasher is dropped.
-    jobs: Arc<mpsc::Sender<Job>>,
+    /// The bounded queue of the hashing threads; they stop when the last hasher is dropped.
+    jobs: Arc<mpsc::SyncSender<Job>>,
     /// Verified against when the account does not exist, so unknown emails cost the same.
     dummy_hash: Arc<str>,
 }
@@ -70,7 +87,7 @@ impl PasswordHasher {
         Ok(Self {
             params,
             metrics,
-            jobs: Arc::new(start_threads(config.concurrency.max(1))?),
+            jobs: Arc::new(start_threads(config.concurrency.max(1), config.queue)?),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -78,23 +95,24 @@ impl PasswordHasher {
     /// Hashes a new password.
     ///
     /// # Errors
-    /// When hashing fails or the pool is gone.
-    pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
+    /// `Busy` when the queue is full; `Failed` when hashing fails or the pool is gone.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
         let params = self.params.clone();
         let password = password.clone();
-        self.run(move |memory| hash_blocking(&params, password.expose_secret(), memory))
-            .await?
+        Ok(self
+            .run(move |memory| hash_blocking(&params, password.expose_secret(), memory))
+            .await??)
     }
 
     /// Checks a password against a stored hash; with no hash, checks a dummy and fails.
     ///
     /// # Errors
-    /// When the pool is gone.
+    /// `Busy` when the queue is full; `Failed` when the pool is gone.
     pub async fn verify(
         &self,
         password: &SecretString,
         stored: Option<&str>,
-    ) -> anyhow::Result<Verification> {
+    ) -> Result<Verification, HashError> {
         let params = self.params.clone();
         let password = password.clone();
         let (hash, real) = match stored {
@@ -115,31 +133,45 @@ impl PasswordHasher {
 
 impl PasswordHasher {
     /// Runs `work` on a hashing thread, in the caller's span, recording how long it queued.
+    /// A full queue refuses at once; a job whose caller has gone (cancelled, past its
+    /// deadline) by the time a thread is free is dropped unhashed.
     async fn run<R: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> R + Send + 'static,
-    ) -> anyhow::Result<R> {
+    ) -> Result<R, HashError> {
         let (reply, result) = tokio::sync::oneshot::channel();
         let span = Span::current();
         let metrics = self.metrics.clone();
         let queued = Instant::now();
         let job: Job = Box::new(move |memory| {
+            if reply.is_closed() {
+                metrics.password_hash_skipped("abandoned");
+                return;
+            }
             metrics.password_hash_wait(queued.elapsed().as_secs_f64());
-            // The caller may have gone (deadline); the result is then dropped.
             let _ = reply.send(span.in_scope(|| work(memory)));
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("the hashing threads have stopped"))?;
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                self.metrics.password_hash_skipped("busy");
+                return Err(HashError::Busy {
+                    retry_after: BUSY_RETRY,
+                });
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(anyhow::anyhow!("the hashing threads have stopped").into());
+            }
+        }
         result
             .await
-            .map_err(|_| anyhow::anyhow!("a hashing thread failed"))
+            .map_err(|_| anyhow::anyhow!("a hashing thread failed").into())
     }
 }
 
-/// Starts `count` hashing threads sharing one queue.
-fn start_threads(count: usize) -> anyhow::Result<mpsc::Sender<Job>> {
-    let (sender, receiver) = mpsc::channel::<Job>();
+/// Starts `count` hashing threads sharing one queue of at most `queue` waiting jobs.
+fn start_threads(count: usize, queue: usize) -> anyhow::Result<mpsc::SyncSender<Job>> {
+    let (sender, receiver) = mpsc::sync_channel::<Job>(queue);
     let receiver = Arc::new(Mutex::new(receiver));
     for n in 0..count {
         let receiver = Arc::clone(&receiver);
@@ -256,6 +288,7 @@ mod tests {
                 iterations: 1,
                 parallelism: 1,
                 concurrency: 2,
+                queue: 8,
             },
             crate::telemetry::Metrics::new().unwrap(),
         )

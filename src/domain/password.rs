@@ -42,6 +42,11 @@ impl Password {
                 "must be at most {MAX_CHARS} characters"
             )));
         }
+        // Unicode Cc (NUL, escapes, line breaks): invisible when typed, mangled by terminals and
+        // forms, and a way to make two passwords look alike.
+        if normalised.chars().any(char::is_control) {
+            return Err(ParseError::new("must not contain control characters"));
+        }
         if BLOCKLIST.contains(&normalised.to_lowercase()) {
             return Err(ParseError::new("is too common; choose another"));
         }
@@ -119,6 +124,19 @@ mod tests {
         assert!(Password::parse("correct horse").is_ok());
         assert!(Password::parse(&"é".repeat(MAX_CHARS)).is_ok());
         assert!(Password::parse(&"é".repeat(MAX_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_a_new_password_only() {
+        for raw in [
+            "long-enough\u{0}pass",
+            "tab\tseparated-pass",
+            "line\nbreak-passes",
+            "del\u{7f}-password",
+        ] {
+            assert!(Password::parse(raw).is_err(), "{raw:?}");
+        }
+        assert!(super::LoginPassword::parse("long-enough\u{0}pass").is_ok());
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub fn to_status(error: ServiceError) -> Status {
         ServiceError::TooManyAttempts
         | ServiceError::Cooldown { .. }
         | ServiceError::RateLimited { .. }
-        | ServiceError::LoginThrottled { .. } => Code::ResourceExhausted,
+        | ServiceError::LoginThrottled { .. }
+        | ServiceError::Busy { .. } => Code::ResourceExhausted,
         ServiceError::PermissionDenied => Code::PermissionDenied,
         ServiceError::NotFound => Code::NotFound,
         ServiceError::Unexpected(_) => Code::Internal,
@@ -57,7 +58,8 @@ pub fn to_status(error: ServiceError) -> Status {
         }
         ServiceError::Cooldown { retry_after }
         | ServiceError::RateLimited { retry_after }
-        | ServiceError::LoginThrottled { retry_after } => {
+        | ServiceError::LoginThrottled { retry_after }
+        | ServiceError::Busy { retry_after } => {
             details.set_retry_info(Some(*retry_after));
         }
         ServiceError::Unexpected(cause) => {

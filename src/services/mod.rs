@@ -22,7 +22,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::{
-    auth::{LinkTokens, PasswordHasher, ServerSecret, TokenIssuer, UserState},
+    auth::{HashError, LinkTokens, PasswordHasher, ServerSecret, TokenIssuer, UserState},
     clock::Clock,
     config::Config,
     domain::{Email, User, UserId},
@@ -206,6 +206,15 @@ pub(crate) enum Standing {
     Verified,
     /// Made by an operator: verified, staff and superuser.
     Superuser,
+}
+
+impl From<HashError> for ServiceError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy { retry_after } => Self::Busy { retry_after },
+            HashError::Failed(cause) => Self::Unexpected(cause),
+        }
+    }
 }
 
 impl From<StoreError> for ServiceError {

@@ -92,6 +92,16 @@ impl Metrics {
             .record(seconds);
     }
 
+    /// A password-hash job ended without hashing: `busy` (the queue was full) or `abandoned`
+    /// (its caller had gone before a thread was free).
+    pub fn password_hash_skipped(&self, reason: &'static str) {
+        self.counter(
+            "identity_password_hash_skipped_total",
+            vec![Label::new("reason", reason)],
+        )
+        .increment(1);
+    }
+
     /// Sets a gauge with no labels.
     pub fn gauge(&self, name: &'static str, value: f64) {
         self.recorder

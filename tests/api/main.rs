@@ -11,6 +11,7 @@ mod fake_smtp;
 mod helpers;
 
 mod accounts;
+mod bounds;
 mod bridge;
 mod bridge_safety;
 mod browser;

@@ -352,6 +352,27 @@ async fn hs256_over_secret_key_works_for_seed_compatibility(backend: Backend) {
 
     assert_eq!(jwt_part(&tokens.access, 0)["alg"], "HS256");
     assert!(app.get_user(&tokens.access, user.id).await.is_ok());
+    // Signed with HMAC-SHA256(SECRET_KEY, "jwt:hs256"), never with the raw secret.
+    let derived = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(
+            b"a-shared-secret-of-at-least-32-characters",
+        )
+        .unwrap();
+        mac.update(identity::app::HS256_KEY_PURPOSE.as_bytes());
+        mac.finalize().into_bytes()
+    };
+    let verify = |key: &[u8]| {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.validate_aud = false;
+        jsonwebtoken::decode::<serde_json::Value>(
+            &tokens.access,
+            &jsonwebtoken::DecodingKey::from_secret(key),
+            &validation,
+        )
+    };
+    assert!(verify(&derived).is_ok());
+    assert!(verify(b"a-shared-secret-of-at-least-32-characters").is_err());
     let (_, jwks) = app.get_json("/.well-known/jwks.json", None).await;
     assert_eq!(
         jwks["keys"],
