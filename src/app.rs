@@ -138,7 +138,12 @@ impl Application {
         tracing::info!(grpc.addr = %self.grpc_addr, http.addr = %self.http_addr, "identity is serving");
         let (grpc, bridge) = tokio::join!(
             server::serve(self.grpc_listener, api, services, stopped(stopping.clone())),
-            http::serve(self.http_listener, bridge, stopped(stopping)),
+            http::server::serve(
+                self.http_listener,
+                bridge,
+                self.config.http_header_read_timeout,
+                stopped(stopping),
+            ),
         );
         worker.await.context("the outbox worker panicked")?;
         tracing::info!("identity stopped");

@@ -235,6 +235,16 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Google sign-in.
     pub google: GoogleConfig,
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`: a bridge client must send a request's headers within
+    /// this, and an HTTP/1 connection idle between requests is closed after it.
+    pub http_header_read_timeout: Duration,
+    /// `GRPC_MAX_CONCURRENT_STREAMS`: calls one gRPC connection may have in flight.
+    pub grpc_max_concurrent_streams: u32,
+    /// `GRPC_KEEPALIVE_INTERVAL`: the server pings idle gRPC connections this often, and
+    /// closes one whose ping goes unanswered for `GRPC_KEEPALIVE_TIMEOUT`.
+    pub grpc_keepalive_interval: Duration,
+    /// See `grpc_keepalive_interval`.
+    pub grpc_keepalive_timeout: Duration,
     /// `TRUSTED_PROXIES`: address ranges whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// `IPV6_CLIENT_PREFIX`: IPv6 clients are counted by this many leading bits (a /64 is
@@ -376,6 +386,12 @@ impl Config {
                 email: env.number("RATE_LIMIT_EMAIL", 30)?,
                 refresh: env.number("RATE_LIMIT_REFRESH", 150)?,
             },
+            http_header_read_timeout: Duration::from_millis(
+                env.number("HTTP_HEADER_READ_TIMEOUT_MS", 10_000)?,
+            ),
+            grpc_max_concurrent_streams: env.number("GRPC_MAX_CONCURRENT_STREAMS", 100)?,
+            grpc_keepalive_interval: env.seconds("GRPC_KEEPALIVE_INTERVAL", 60)?,
+            grpc_keepalive_timeout: env.seconds("GRPC_KEEPALIVE_TIMEOUT", 20)?,
             trusted_proxies: env.list("TRUSTED_PROXIES")?,
             ipv6_client_prefix: match env.number("IPV6_CLIENT_PREFIX", 64)? {
                 prefix @ 1..=128 => prefix,

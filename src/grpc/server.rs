@@ -1,7 +1,7 @@
 //! The tonic server: the identity service with reflection (v1 and v1alpha, for every grpcurl),
 //! `grpc.health.v1` tied to database reachability, and message size limits.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
@@ -44,6 +44,7 @@ pub async fn serve(
     check_readiness(&reporter, &services).await;
     let telemetry =
         GrpcTelemetryLayer::new(services.metrics.clone(), services.config.request_timeout);
+    let config = Arc::clone(&services.config);
     let readiness = tokio::spawn(track_readiness(reporter.clone(), services)).abort_handle();
     let stop_readiness = readiness.clone();
     let drained = async move {
@@ -57,6 +58,9 @@ pub async fn serve(
     };
     let outcome = Server::builder()
         .max_connection_age(MAX_CONNECTION_AGE)
+        .max_concurrent_streams(Some(config.grpc_max_concurrent_streams))
+        .http2_keepalive_interval(Some(config.grpc_keepalive_interval))
+        .http2_keepalive_timeout(Some(config.grpc_keepalive_timeout))
         .layer(telemetry)
         .add_service(health)
         .add_service(reflection_v1)

@@ -15,8 +15,9 @@ pub mod openapi;
 mod ops;
 mod pages;
 pub mod routes;
+pub mod server;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -29,7 +30,6 @@ use axum::{
     routing::{MethodFilter, get, on},
 };
 use serde_json::{Map, Value};
-use tokio::net::TcpListener;
 use tonic::{Code, metadata::MetadataMap};
 
 use error::Rejection;
@@ -148,24 +148,6 @@ async fn answer_headers(mut response: Response) -> Response {
     response
 }
 
-/// Serves the bridge on `listener` until `shutdown` resolves, finishing in-flight requests.
-///
-/// # Errors
-/// When the server fails.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(Into::into)
-}
-
 /// Decodes the HTTP request into the RPC's message, forwards it, and encodes the outcome as
 /// JSON (or, for a browser, as a page).
 #[expect(
@@ -201,7 +183,17 @@ async fn bridge(
         metadata: MetadataMap::from_headers(headers.clone()),
         peer: Some(peer),
     };
-    let outcome = match dispatch::call(&state.api, &route.rpc, message, context).await {
+    let call = dispatch::call(&state.api, &route.rpc, message, context);
+    let Ok(outcome) = tokio::time::timeout(state.services.config.request_timeout, call).await
+    else {
+        return Rejection {
+            http: StatusCode::GATEWAY_TIMEOUT,
+            code: Code::DeadlineExceeded,
+            message: "deadline exceeded".into(),
+        }
+        .into_response();
+    };
+    let outcome = match outcome {
         Ok(reply) => Ok(reply),
         Err(dispatch::CallError::Failed(status)) => Err(status),
         Err(dispatch::CallError::Rejected(rejection)) => return rejection.into_response(),

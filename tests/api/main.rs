@@ -23,4 +23,5 @@ mod operations;
 mod ownership;
 mod password_reset;
 mod sessions;
+mod transport;
 mod users;
