@@ -335,7 +335,57 @@ fn reason_of(status: &tonic::Status) -> String {
         .unwrap_or_default()
 }
 
+async fn owners_are_told_of_password_changes_and_of_sessions_ended_by_a_reused_token(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("told@example.com").await;
+    app.refresh(&tokens.refresh).await.unwrap();
+
+    let reused = app.refresh(&tokens.refresh).await;
+    assert_refused(reused, Code::Unauthenticated, "REFRESH_TOKEN_REUSED");
+    let signed_out = app
+        .smtp
+        .nth_with_subject("told@example.com", "signed out one of your devices", 1)
+        .await;
+    app.client
+        .clone()
+        .password_reset(pb::PasswordResetRequest {
+            email: "told@example.com".into(),
+        })
+        .await
+        .unwrap();
+    let (uidb64, token) = app
+        .smtp
+        .nth_with_subject("told@example.com", "Reset", 1)
+        .await
+        .link_parts("/accounts/password-reset-confirm/");
+    app.client
+        .clone()
+        .password_reset_confirm(pb::PasswordResetConfirmRequest {
+            uidb64,
+            token,
+            new_password: OWNER.into(),
+        })
+        .await
+        .unwrap();
+    let changed = app
+        .smtp
+        .nth_with_subject("told@example.com", "password was changed", 1)
+        .await;
+
+    for notice in [&signed_out, &changed] {
+        assert!(
+            notice.text.contains(" UTC"),
+            "it names when: {}",
+            notice.text
+        );
+        assert!(!notice.text.contains(&tokens.refresh) && !notice.text.contains(OWNER));
+    }
+}
+
 crate::on_both_backends!(
+    owners_are_told_of_password_changes_and_of_sessions_ended_by_a_reused_token,
     register_answers_alike_whatever_the_address_holds,
     the_mailbox_owner_gets_the_account_by_code_not_the_squatter,
     the_mailbox_owner_gets_the_account_by_link_not_the_squatter,
