@@ -119,7 +119,10 @@ async fn a_full_hashing_queue_refuses_at_once_with_a_wait(backend: Backend) {
 }
 
 async fn a_caller_that_gave_up_is_not_hashed_for(backend: Backend) {
-    let app = TestApp::spawn_with(backend, SATURABLE).await;
+    // Hashes slow enough that the first is still running when the second gives up.
+    let mut settings = SATURABLE.to_vec();
+    settings.push(("PASSWORD_HASH_ITERATIONS", "48"));
+    let app = TestApp::spawn_with(backend, &settings).await;
     let mut client = app.client.clone();
     let occupying = tokio::spawn(async move { client.login(login(0)).await });
     // Let the first login take the only thread (the staff account's hash was the first job),
@@ -136,7 +139,11 @@ async fn a_caller_that_gave_up_is_not_hashed_for(backend: Backend) {
     let gave_up = app.client.clone().login(impatient).await.unwrap_err();
     occupying.await.unwrap().unwrap_err();
 
-    assert_eq!(gave_up.code(), Code::DeadlineExceeded, "{gave_up:?}");
+    // The server's deadline and the client's own timer race to end the call.
+    assert!(
+        matches!(gave_up.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{gave_up:?}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !app
         .metrics()

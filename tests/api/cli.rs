@@ -32,19 +32,10 @@ fn identity(dir: &tempfile::TempDir, args: &[&str]) -> Command {
 }
 
 fn create_superuser(dir: &tempfile::TempDir, email: &str, password: &str) -> std::process::Output {
-    let mut child = identity(dir, &["create-superuser", "--email", email])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_stdin(
+        identity(dir, &["create-superuser", "--email", email]),
+        &format!("{password}\n"),
+    )
 }
 
 /// A running `identity serve` and everything it logged so far.
