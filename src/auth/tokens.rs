@@ -191,6 +191,15 @@ impl TokenIssuer {
         }
     }
 
+    /// The JOSE name of the signing algorithm (`EdDSA` or `HS256`).
+    #[must_use]
+    pub fn algorithm_name(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::HS256 => "HS256",
+            _ => "EdDSA",
+        }
+    }
+
     /// The JSON Web Key Set other services verify access tokens with; empty for HS256,
     /// whose key must stay secret.
     #[must_use]

@@ -82,6 +82,10 @@ pub fn router(
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/.well-known/jwks.json", get(ops::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(ops::openid_configuration),
+        )
         .route("/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))
         .route(

@@ -3,9 +3,10 @@
 use axum::{
     Json,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use sha2::{Digest, Sha256};
 
 use super::BridgeState;
 
@@ -23,14 +24,52 @@ pub async fn readyz(State(state): State<BridgeState>) -> Response {
     }
 }
 
-/// `/.well-known/jwks.json`: the public keys of access tokens.
-pub async fn jwks(State(state): State<BridgeState>) -> Response {
-    let mut response = Json(state.services.tokens.jwks()).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=300"),
-    );
+/// How long verifiers may cache the key set. A key is published longer than this before it
+/// signs, so a verifier that caches this long never meets an unknown `kid`.
+pub const JWKS_MAX_AGE_SECONDS: u64 = 300;
+
+/// `/.well-known/jwks.json`: the public keys of access tokens, cacheable for
+/// [`JWKS_MAX_AGE_SECONDS`], with an `ETag` so a revalidation costs a `304`.
+pub async fn jwks(State(state): State<BridgeState>, request: HeaderMap) -> Response {
+    let body = state.services.tokens.jwks().to_string();
+    let etag = format!("\"{}\"", hex_prefix(&Sha256::digest(body.as_bytes())));
+    let unchanged = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) =
+        header::HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECONDS}"))
+    {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    if let Ok(value) = header::HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
     response
+}
+
+/// `/.well-known/openid-configuration`: where standard JWT libraries find the issuer's keys.
+/// It names only what exists here: no authorization or token endpoints, no OAuth flows.
+pub async fn openid_configuration(State(state): State<BridgeState>) -> Json<serde_json::Value> {
+    let config = &state.services.config;
+    Json(serde_json::json!({
+        "issuer": config.jwt.issuer,
+        "jwks_uri": format!("{}/.well-known/jwks.json", config.public_base_url),
+        "id_token_signing_alg_values_supported": [state.services.tokens.algorithm_name()],
+    }))
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// `/metrics`: Prometheus text exposition.

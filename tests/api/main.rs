@@ -19,6 +19,7 @@ mod cli;
 mod client_ip;
 mod concurrency;
 mod google;
+mod keys;
 mod operations;
 mod ownership;
 mod password_reset;
