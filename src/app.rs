@@ -12,14 +12,14 @@ use tokio::{
 };
 
 use crate::{
-    auth::{PasswordHasher, ServerSecret, TokenIssuer},
+    auth::{KeyEncryption, PasswordHasher, ServerSecret, TokenIssuer},
     clock::Clock,
     config::{Config, JwtAlgorithm},
     email::{Mailer, Templates, Transport, worker},
     google::GoogleClient,
     grpc::{IdentityApi, server},
     http,
-    services::{ServiceParts, Services},
+    services::{ServiceParts, Services, keys},
     storage::Store,
     telemetry::Metrics,
 };
@@ -29,7 +29,6 @@ pub const HS256_KEY_PURPOSE: &str = "jwt:hs256";
 
 /// Names of the secrets kept in the database when none is configured.
 const STORED_SECRET_KEY: &str = "secret_key";
-const STORED_SIGNING_KEY: &str = "jwt_ed25519_pkcs8_pem";
 
 /// A built, bound, migrated service, ready to run.
 pub struct Application {
@@ -123,6 +122,7 @@ impl Application {
             Arc::clone(&services.outbox_wake),
             stop_rx,
         ));
+        let key_maintenance = tokio::spawn(maintain_keys(services.clone(), stop_tx.subscribe()));
         let api = IdentityApi::new(services.clone(), &self.config.trusted_proxies);
         let redirects = http::PageRedirects {
             activation: self.config.activation_redirect_url.clone(),
@@ -146,6 +146,9 @@ impl Application {
             ),
         );
         worker.await.context("the outbox worker panicked")?;
+        key_maintenance
+            .await
+            .context("the key maintenance panicked")?;
         tracing::info!("identity stopped");
         grpc.and(bridge)
     }
@@ -167,7 +170,9 @@ pub async fn services(config: Config, clock: Clock) -> anyhow::Result<Services> 
     .context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     let secret = server_secret(&config, &store, &clock).await?;
-    let tokens = token_issuer(&config, &store, &clock).await?;
+    let key_encryption = KeyEncryption::new(config.jwt.key_encryption_key.as_ref())
+        .context("reading KEY_ENCRYPTION_KEY")?;
+    let tokens = token_issuer(&config, &store, &clock, &key_encryption).await?;
     let templates =
         Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
     let config = Arc::new(config);
@@ -177,6 +182,7 @@ pub async fn services(config: Config, clock: Clock) -> anyhow::Result<Services> 
         clock,
         hasher: PasswordHasher::new(&config.hashing, metrics.clone())?,
         tokens,
+        key_encryption,
         secret,
         mailer: Mailer::new(templates, config.public_base_url.clone()),
         google: GoogleClient::new(config.google.clone()).context("setting up the Google client")?,
@@ -184,6 +190,24 @@ pub async fn services(config: Config, clock: Clock) -> anyhow::Result<Services> 
         metrics,
         config,
     }))
+}
+
+/// Reloads the signing key set on a timer (scheduling and removing keys when due) until
+/// stopped; a failure waits for the next round.
+async fn maintain_keys(services: Services, stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(keys::refresh_interval(&services.config.jwt));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopping = stopped(stop);
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = &mut stopping => return,
+        }
+        if let Err(error) = services.maintain_signing_keys().await {
+            tracing::warn!(error = %error, "maintaining the signing keys failed; will retry");
+        }
+    }
 }
 
 /// Resolves once the stop flag turns true.
@@ -211,11 +235,13 @@ async fn server_secret(
     Ok(ServerSecret::new(bytes))
 }
 
-/// The configured signing key, or an Ed25519 key generated once and shared through the database.
+/// The configured signing key (HS256, or a pinned `JWT_PRIVATE_KEY_FILE`), or the key set
+/// kept in the database, which rotates.
 async fn token_issuer(
     config: &Config,
     store: &Store,
     clock: &Clock,
+    encryption: &KeyEncryption,
 ) -> anyhow::Result<TokenIssuer> {
     if config.jwt.algorithm == JwtAlgorithm::Hs256 {
         // Config refuses HS256 without SECRET_KEY, so this is only a second line of defence.
@@ -230,20 +256,20 @@ async fn token_issuer(
             &config.jwt,
         ));
     }
-    let pem = match &config.jwt.private_key_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading JWT_PRIVATE_KEY_FILE {}", path.display()))?,
-        None => {
-            stored_secret(
-                store,
-                clock,
-                STORED_SIGNING_KEY,
-                &TokenIssuer::generate_ed25519_pem()?,
-            )
-            .await?
-        }
-    };
-    TokenIssuer::ed25519(&pem, &config.jwt).context("loading the JWT signing key")
+    if let Some(path) = &config.jwt.private_key_file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading JWT_PRIVATE_KEY_FILE {}", path.display()))?;
+        return TokenIssuer::ed25519(&pem, &config.jwt).context("loading the JWT signing key");
+    }
+    if !encryption.seals() {
+        tracing::warn!(
+            "KEY_ENCRYPTION_KEY is not set; signing keys are kept unsealed in the database"
+        );
+    }
+    let keys = keys::initial_key_set(store, encryption, clock)
+        .await
+        .context("loading the signing keys")?;
+    TokenIssuer::ed25519_set(&keys, &config.jwt).context("loading the signing keys")
 }
 
 async fn stored_secret(

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, io::IsTerminal, net::SocketAddr, path::PathBuf, time::Duration};
 
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 
 use crate::{domain::IpNet, text::percent_encode};
 
@@ -140,6 +140,25 @@ pub struct JwtConfig {
     pub refresh_lifetime: Duration,
     /// Hard cap on a session's life from its login, however often it is refreshed.
     pub session_absolute_lifetime: Duration,
+    /// `KEY_ROTATION_PERIOD`: how long a signing key signs before the next takes over.
+    pub key_rotation_period: Duration,
+    /// `KEY_REFRESH_INTERVAL`: how often each replica reloads the key set (and schedules the
+    /// next key when one is due).
+    pub key_refresh_interval: Duration,
+    /// `JWKS_MAX_AGE`: how long verifiers may cache the key set (`Cache-Control: max-age`).
+    pub jwks_max_age: Duration,
+    /// `KEY_ENCRYPTION_KEY` (or `_FILE`): 32 bytes, base64, that seal the private keys in the
+    /// database; without it they are stored as they are.
+    pub key_encryption_key: Option<SecretSlice<u8>>,
+}
+
+impl JwtConfig {
+    /// How long before it signs a new key is published: one cache lifetime of the key set
+    /// and one reload of every replica, so no verifier meets an unknown `kid`.
+    #[must_use]
+    pub fn key_publication_lead(&self) -> Duration {
+        self.jwks_max_age + self.key_refresh_interval
+    }
 }
 
 /// Argon2id cost parameters and the size of the pool that runs them.
@@ -371,6 +390,10 @@ impl Config {
                 access_lifetime: env.seconds("ACCESS_TOKEN_LIFETIME", 300)?,
                 refresh_lifetime: env.seconds("REFRESH_TOKEN_LIFETIME", 86_400)?,
                 session_absolute_lifetime: env.seconds("SESSION_ABSOLUTE_LIFETIME", 30 * 86_400)?,
+                key_rotation_period: env.seconds("KEY_ROTATION_PERIOD", 30 * 86_400)?,
+                key_refresh_interval: env.seconds("KEY_REFRESH_INTERVAL", 30)?,
+                jwks_max_age: env.seconds("JWKS_MAX_AGE", 300)?,
+                key_encryption_key: key_encryption_key(&env)?,
             },
             hashing: HashingConfig {
                 memory_kib: env.number("PASSWORD_HASH_MEMORY_KIB", 19_456)?,
@@ -472,6 +495,20 @@ fn smtp(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
             .secret("EMAIL_HOST_PASSWORD", "EMAIL_HOST_PASSWORD_FILE")?
             .map(SecretString::from),
     }))
+}
+
+fn key_encryption_key(env: &Env<'_>) -> Result<Option<SecretSlice<u8>>, ConfigError> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let Some(encoded) = env.secret("KEY_ENCRYPTION_KEY", "KEY_ENCRYPTION_KEY_FILE")? else {
+        return Ok(None);
+    };
+    match STANDARD.decode(encoded.trim()) {
+        Ok(bytes) if bytes.len() == 32 => Ok(Some(SecretSlice::from(bytes))),
+        _ => Err(env.error(
+            "KEY_ENCRYPTION_KEY",
+            "must be 32 bytes in base64 (openssl rand -base64 32)",
+        )),
+    }
 }
 
 /// Typed access to one lookup function; empty values count as unset.

@@ -33,6 +33,19 @@ enum Command {
         #[arg(long)]
         email: String,
     },
+    /// The access-token signing keys (safe beside a running server).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys and their states.
+    List,
+    /// Publish a new key that signs once every verifier can have fetched it.
+    Rotate,
 }
 
 #[tokio::main]
@@ -56,6 +69,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
         Command::CreateSuperuser { email } => create_superuser(config, &email).await,
+        Command::Keys { command } => keys(config, command).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -91,6 +105,26 @@ async fn create_superuser(config: Config, email: &str) -> anyhow::Result<()> {
         "identity: superuser {} created with id {}",
         user.email, user.id
     );
+    Ok(())
+}
+
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    let services = app::services(config, Clock::default()).await?;
+    let keys = match command {
+        KeysCommand::List => services.signing_keys().await,
+        KeysCommand::Rotate => services.rotate_signing_key().await.map(|next| vec![next]),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{:<18} {:>10}  {:<8} activates_at", "kid", "generation", "state");
+    for key in keys {
+        println!(
+            "{:<18} {:>10}  {:<8} {}",
+            key.kid,
+            key.generation,
+            key.state.as_str(),
+            key.activates_at.to_rfc3339()
+        );
+    }
     Ok(())
 }
 

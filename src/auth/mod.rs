@@ -1,14 +1,18 @@
 //! Credentials: password hashing, access tokens, refresh tokens and keyed hashes for codes and links.
 
+mod key_encryption;
 mod keyed_hash;
 mod link_tokens;
 mod password_hasher;
 mod refresh;
 mod tokens;
 
+pub use key_encryption::KeyEncryption;
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;
 pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
 pub use password_hasher::{HashError, PasswordHasher, Verification};
 pub use refresh::{RefreshToken, RefreshTokenHash};
-pub use tokens::{AccessClaims, BearerToken, TokenError, TokenIssuer, VerifiedAccess};
+pub use tokens::{
+    AccessClaims, BearerToken, ScheduledKey, TokenError, TokenIssuer, VerifiedAccess,
+};

@@ -1,6 +1,10 @@
-//! Access tokens: short-lived JWTs (RFC 9068 `at+jwt`), one pinned algorithm, EdDSA by default.
+//! Access tokens: short-lived JWTs (RFC 9068 `at+jwt`), one pinned algorithm, EdDSA by
+//! default, signed from a key set that rotates by time.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    sync::{Arc, RwLock},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -100,60 +104,110 @@ pub enum TokenError {
     Signing(String),
 }
 
-/// Signs and verifies access tokens with one key.
+/// One signing key: what signs with it, what verifies it, and when it signs.
+#[derive(Clone)]
+struct Key {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// The public key as a JWK, when others can verify (EdDSA).
+    public_jwk: Option<serde_json::Value>,
+    /// When it starts signing.
+    activates_at: DateTime<Utc>,
+    /// When the next key takes over, if one is scheduled.
+    retires_at: Option<DateTime<Utc>>,
+}
+
+/// An Ed25519 private key and the time it starts signing, as the key set holds it.
+#[derive(Debug, Clone)]
+pub struct ScheduledKey {
+    /// PKCS#8 PEM.
+    pub pem: String,
+    /// When it starts signing.
+    pub activates_at: DateTime<Utc>,
+}
+
+/// Signs and verifies access tokens with a set of keys. At any instant the key that signs is
+/// the latest whose activation has come, so replicas holding the same set agree without
+/// talking; a key stays accepted (and published) until every token it signed has expired.
 #[derive(Clone)]
 pub struct TokenIssuer {
     algorithm: Algorithm,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    kid: String,
-    /// The public key as a JWK, when others can verify (EdDSA).
-    public_jwk: Option<serde_json::Value>,
+    keys: Arc<RwLock<Arc<[Key]>>>,
+    /// Whether the set comes from the database and rotates (not a pinned file or HS256).
+    rotating: bool,
     issuer: String,
     audience: String,
     lifetime: chrono::Duration,
 }
 
 impl TokenIssuer {
-    /// An EdDSA issuer from a PKCS#8 PEM Ed25519 private key.
+    /// An EdDSA issuer pinned to one PKCS#8 PEM Ed25519 private key (`JWT_PRIVATE_KEY_FILE`).
     ///
     /// # Errors
     /// When the PEM is not an Ed25519 private key.
     pub fn ed25519(pem: &str, config: &JwtConfig) -> anyhow::Result<Self> {
-        let signing = SigningKey::from_pkcs8_pem(pem)
-            .map_err(|e| anyhow::anyhow!("not an Ed25519 PKCS#8 private key: {e}"))?;
-        let der = signing
-            .to_pkcs8_der()
-            .map_err(|e| anyhow::anyhow!("re-encoding the signing key: {e}"))?;
-        let public = signing.verifying_key().to_bytes();
-        let mut issuer = Self::build(
-            Algorithm::EdDSA,
-            EncodingKey::from_ed_der(der.as_bytes()),
-            DecodingKey::from_ed_der(&public),
-            &public,
-            config,
-        );
-        issuer.public_jwk = Some(serde_json::json!({
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": URL_SAFE_NO_PAD.encode(public),
-            "kid": issuer.kid,
-            "alg": "EdDSA",
-            "use": "sig",
-        }));
+        let key = ed25519_key(pem, DateTime::UNIX_EPOCH)?;
+        Ok(Self::build(Algorithm::EdDSA, vec![key], false, config))
+    }
+
+    /// An EdDSA issuer over a key set that rotates; `keys` in any order, at least one.
+    ///
+    /// # Errors
+    /// When a key is not an Ed25519 private key, or there is none.
+    pub fn ed25519_set(keys: &[ScheduledKey], config: &JwtConfig) -> anyhow::Result<Self> {
+        let issuer = Self::build(Algorithm::EdDSA, Vec::new(), true, config);
+        issuer.replace_keys(keys)?;
         Ok(issuer)
     }
 
-    /// An HS256 issuer keyed by `SECRET_KEY` (seed compatibility; nobody else can verify).
+    /// An HS256 issuer with a secret key (seed compatibility; nobody else can verify).
     #[must_use]
     pub fn hs256(secret: &[u8], config: &JwtConfig) -> Self {
-        Self::build(
-            Algorithm::HS256,
-            EncodingKey::from_secret(secret),
-            DecodingKey::from_secret(secret),
-            secret,
-            config,
-        )
+        let key = Key {
+            kid: kid_of(secret),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            public_jwk: None,
+            activates_at: DateTime::UNIX_EPOCH,
+            retires_at: None,
+        };
+        Self::build(Algorithm::HS256, vec![key], false, config)
+    }
+
+    /// Replaces the key set (a reload from the database); every clone sees the new set.
+    ///
+    /// # Errors
+    /// When a key is not an Ed25519 private key, or there is none.
+    pub fn replace_keys(&self, keys: &[ScheduledKey]) -> anyhow::Result<()> {
+        let mut loaded = keys
+            .iter()
+            .map(|key| ed25519_key(&key.pem, key.activates_at))
+            .collect::<anyhow::Result<Vec<Key>>>()?;
+        anyhow::ensure!(!loaded.is_empty(), "the key set holds no key");
+        loaded.sort_by_key(|key| key.activates_at);
+        let next_activations: Vec<_> = loaded.iter().skip(1).map(|k| k.activates_at).collect();
+        for (key, next) in loaded.iter_mut().zip(next_activations) {
+            key.retires_at = Some(next);
+        }
+        let mut current = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = loaded.into();
+        Ok(())
+    }
+
+    /// Whether the key set rotates (it comes from the database).
+    #[must_use]
+    pub fn is_rotating(&self) -> bool {
+        self.rotating
+    }
+
+    /// The `kid` of the key that signs at `now`.
+    #[must_use]
+    pub fn active_kid(&self, now: DateTime<Utc>) -> String {
+        active(&self.snapshot(), now).map(|key| key.kid.clone()).unwrap_or_default()
     }
 
     /// A new random Ed25519 private key as PKCS#8 PEM.
@@ -169,26 +223,45 @@ impl TokenIssuer {
         Ok(pem.to_string())
     }
 
-    fn build(
-        algorithm: Algorithm,
-        encoding: EncodingKey,
-        decoding: DecodingKey,
-        key_material: &[u8],
-        config: &JwtConfig,
-    ) -> Self {
-        // The kid names the key without revealing it: a hash prefix of the public part (or, for HMAC, of the secret).
-        let kid = hex(&Sha256::digest(key_material)[..8]);
+    /// The `kid` of an Ed25519 private key, as tokens and the JWKS name it.
+    ///
+    /// # Errors
+    /// When the PEM is not an Ed25519 private key.
+    pub fn kid_of_pem(pem: &str) -> anyhow::Result<String> {
+        Ok(ed25519_key(pem, DateTime::UNIX_EPOCH)?.kid)
+    }
+
+    /// Whether a key that retired at `retired_at` may still have live tokens at `now`.
+    #[must_use]
+    pub fn still_needed(&self, retired_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        now <= retired_at + self.lifetime + chrono::Duration::seconds(LEEWAY_SECONDS)
+    }
+
+    fn build(algorithm: Algorithm, keys: Vec<Key>, rotating: bool, config: &JwtConfig) -> Self {
         Self {
             algorithm,
-            encoding,
-            decoding,
-            kid,
-            public_jwk: None,
+            keys: Arc::new(RwLock::new(keys.into())),
+            rotating,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             lifetime: chrono::Duration::from_std(config.access_lifetime)
                 .unwrap_or(chrono::Duration::minutes(5)),
         }
+    }
+
+    fn snapshot(&self) -> Arc<[Key]> {
+        Arc::clone(
+            &self
+                .keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Whether `key` is still published and accepted at `now`.
+    fn accepts(&self, key: &Key, now: DateTime<Utc>) -> bool {
+        key.retires_at
+            .is_none_or(|retired| self.still_needed(retired, now))
     }
 
     /// The JOSE name of the signing algorithm (`EdDSA` or `HS256`).
@@ -200,11 +273,18 @@ impl TokenIssuer {
         }
     }
 
-    /// The JSON Web Key Set other services verify access tokens with; empty for HS256,
+    /// The JSON Web Key Set other services verify access tokens with at `now`: the next key,
+    /// the active one and those retired whose tokens may still be live. Empty for HS256,
     /// whose key must stay secret.
     #[must_use]
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": self.public_jwk.iter().collect::<Vec<_>>() })
+    pub fn jwks(&self, now: DateTime<Utc>) -> serde_json::Value {
+        let keys = self.snapshot();
+        let published: Vec<&serde_json::Value> = keys
+            .iter()
+            .filter(|key| self.accepts(key, now))
+            .filter_map(|key| key.public_jwk.as_ref())
+            .collect();
+        serde_json::json!({ "keys": published })
     }
 
     /// Issues an access token for a session.
@@ -229,10 +309,12 @@ impl TokenIssuer {
             aud: self.audience.clone(),
             sid: session_id.as_str().to_owned(),
         };
+        let keys = self.snapshot();
+        let key = active(&keys, now).ok_or_else(|| TokenError::Signing("no signing key".into()))?;
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TYP.to_owned());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| TokenError::Signing(e.to_string()))
     }
 
@@ -246,6 +328,12 @@ impl TokenIssuer {
         if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(TokenError::Invalid);
         }
+        let keys = self.snapshot();
+        let key = keys
+            .iter()
+            .find(|key| header.kid.as_deref() == Some(key.kid.as_str()))
+            .filter(|key| self.accepts(key, now))
+            .ok_or(TokenError::Invalid)?;
         let mut validation = Validation::new(self.algorithm);
         // Expiry is checked below against the service clock, which tests can move.
         validation.validate_exp = false;
@@ -253,7 +341,7 @@ impl TokenIssuer {
             HashSet::from(["exp", "iat", "iss", "aud", "sub"].map(String::from));
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
             .map_err(|_| TokenError::Invalid)?
             .claims;
         if claims.token_type != ACCESS_TOKEN_TYPE || claims.iat > now.timestamp() + LEEWAY_SECONDS {
@@ -277,6 +365,45 @@ impl TokenIssuer {
     }
 }
 
+/// The key that signs at `now`: the latest whose activation has come (the first, before any).
+fn active(keys: &[Key], now: DateTime<Utc>) -> Option<&Key> {
+    keys.iter()
+        .rev()
+        .find(|key| key.activates_at <= now)
+        .or_else(|| keys.first())
+}
+
+/// The key id: a hash prefix of the public part (or, for HMAC, of the secret), which names
+/// the key without revealing it.
+fn kid_of(key_material: &[u8]) -> String {
+    hex(&Sha256::digest(key_material)[..8])
+}
+
+fn ed25519_key(pem: &str, activates_at: DateTime<Utc>) -> anyhow::Result<Key> {
+    let signing = SigningKey::from_pkcs8_pem(pem)
+        .map_err(|e| anyhow::anyhow!("not an Ed25519 PKCS#8 private key: {e}"))?;
+    let der = signing
+        .to_pkcs8_der()
+        .map_err(|e| anyhow::anyhow!("re-encoding the signing key: {e}"))?;
+    let public = signing.verifying_key().to_bytes();
+    let kid = kid_of(&public);
+    Ok(Key {
+        public_jwk: Some(serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(public),
+            "kid": kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        })),
+        kid,
+        encoding: EncodingKey::from_ed_der(der.as_bytes()),
+        decoding: DecodingKey::from_ed_der(&public),
+        activates_at,
+        retires_at: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -298,6 +425,10 @@ mod tests {
             access_lifetime: Duration::from_secs(300),
             refresh_lifetime: Duration::from_secs(86_400),
             session_absolute_lifetime: Duration::from_secs(86_400 * 30),
+            key_rotation_period: Duration::from_secs(86_400 * 30),
+            key_refresh_interval: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(300),
+            key_encryption_key: None,
         }
     }
 

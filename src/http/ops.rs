@@ -24,14 +24,12 @@ pub async fn readyz(State(state): State<BridgeState>) -> Response {
     }
 }
 
-/// How long verifiers may cache the key set. A key is published longer than this before it
-/// signs, so a verifier that caches this long never meets an unknown `kid`.
-pub const JWKS_MAX_AGE_SECONDS: u64 = 300;
-
-/// `/.well-known/jwks.json`: the public keys of access tokens, cacheable for
-/// [`JWKS_MAX_AGE_SECONDS`], with an `ETag` so a revalidation costs a `304`.
+/// `/.well-known/jwks.json`: the public keys of access tokens, cacheable for `JWKS_MAX_AGE`
+/// (a key is published longer than that before it signs, so a verifier that caches this
+/// long never meets an unknown `kid`), with an `ETag` so a revalidation costs a `304`.
 pub async fn jwks(State(state): State<BridgeState>, request: HeaderMap) -> Response {
-    let body = state.services.tokens.jwks().to_string();
+    let services = &state.services;
+    let body = services.tokens.jwks(services.clock.now()).to_string();
     let etag = format!("\"{}\"", hex_prefix(&Sha256::digest(body.as_bytes())));
     let unchanged = request
         .get(header::IF_NONE_MATCH)
@@ -46,9 +44,8 @@ pub async fn jwks(State(state): State<BridgeState>, request: HeaderMap) -> Respo
         ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
     let headers = response.headers_mut();
-    if let Ok(value) =
-        header::HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECONDS}"))
-    {
+    let max_age = services.config.jwt.jwks_max_age.as_secs();
+    if let Ok(value) = header::HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         headers.insert(header::CACHE_CONTROL, value);
     }
     if let Ok(value) = header::HeaderValue::from_str(&etag) {

@@ -7,9 +7,11 @@
 //! - [`google_login`]: signing in with Google, creating or linking accounts.
 //! - [`users`]: reading accounts.
 //! - [`limits`]: per-IP budgets, email cooldowns and login back-off, all in the database.
+//! - [`keys`]: the signing key set that rotates by time.
 
 pub mod accounts;
 pub mod google_login;
+pub mod keys;
 pub mod limits;
 pub mod password_reset;
 pub mod sessions;
@@ -22,7 +24,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::{
-    auth::{HashError, LinkTokens, PasswordHasher, ServerSecret, TokenIssuer, UserState},
+    auth::{
+        HashError, KeyEncryption, LinkTokens, PasswordHasher, ServerSecret, TokenIssuer, UserState,
+    },
     clock::Clock,
     config::Config,
     domain::{Email, User, UserId},
@@ -47,6 +51,7 @@ pub struct Services {
     pub(crate) clock: Clock,
     pub(crate) hasher: PasswordHasher,
     pub(crate) tokens: TokenIssuer,
+    pub(crate) key_encryption: KeyEncryption,
     pub(crate) links: LinkTokens,
     pub(crate) secret: ServerSecret,
     pub(crate) mailer: Mailer,
@@ -66,6 +71,8 @@ pub struct ServiceParts {
     pub hasher: PasswordHasher,
     /// Access tokens.
     pub tokens: TokenIssuer,
+    /// Seals signing keys written to the database.
+    pub key_encryption: KeyEncryption,
     /// Server secret for codes and links.
     pub secret: ServerSecret,
     /// Email rendering.
@@ -90,6 +97,7 @@ impl Services {
             clock: parts.clock,
             hasher: parts.hasher,
             tokens: parts.tokens,
+            key_encryption: parts.key_encryption,
             secret: parts.secret,
             mailer: parts.mailer,
             google: Arc::new(parts.google),

@@ -12,6 +12,7 @@ mod registrations;
 mod schema;
 mod secrets;
 mod sessions;
+mod signing_keys;
 mod users;
 mod values;
 
@@ -28,8 +29,8 @@ use secrecy::ExposeSecret;
 
 pub use counters::CounterPolicy;
 pub use models::{
-    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, SessionRow, SpentRefreshToken,
-    UserRow,
+    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, SessionRow, SigningKeyRow,
+    SpentRefreshToken, UserRow,
 };
 
 use crate::config::DatabaseConfig;

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{counters, outbox, refresh_tokens, registrations, sessions, users};
+use super::schema::{counters, outbox, refresh_tokens, registrations, sessions, signing_keys, users};
 use crate::{
     auth::RefreshTokenHash,
     domain::{Email, SessionId, UserId},
@@ -208,4 +208,20 @@ pub struct NewEmail {
     pub created_at: NaiveDateTime,
     /// Deliver from then on (UTC).
     pub next_attempt_at: NaiveDateTime,
+}
+
+/// A `signing_keys` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    /// Key id, as tokens and the JWKS name it.
+    pub kid: String,
+    /// 1 for the first key, one more for each that follows.
+    pub generation: i64,
+    /// The private key: PKCS#8 PEM, or sealed under the key-encryption key.
+    pub private_key: String,
+    /// When it was made (UTC).
+    pub created_at: NaiveDateTime,
+    /// When it starts signing (UTC).
+    pub activates_at: NaiveDateTime,
 }

@@ -86,6 +86,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        generation -> BigInt,
+        private_key -> Text,
+        created_at -> Timestamp,
+        activates_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(registrations -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));

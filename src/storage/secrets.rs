@@ -37,3 +37,20 @@ impl Queries<'_> {
         })
     }
 }
+
+impl Queries<'_> {
+    /// The secret stored under `name`, if any.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn secret(&mut self, name: &str) -> Result<Option<String>, StoreError> {
+        on_backend!(self, conn => {
+            instance_secrets::table
+                .find(name)
+                .select(instance_secrets::value)
+                .first::<String>(conn)
+                .await
+                .optional()
+        })
+    }
+}

@@ -287,6 +287,10 @@ impl TestApp {
             tokio::task::spawn_blocking(move || {
                 use diesel::{Connection, RunQueryDsl};
                 let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+                // The service writes on its own connection meanwhile: wait for it.
+                diesel::sql_query("PRAGMA busy_timeout = 5000")
+                    .execute(&mut conn)
+                    .unwrap();
                 diesel::sql_query(sql).execute(&mut conn).unwrap();
             })
             .await
