@@ -115,7 +115,10 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate => services.rotate_signing_key().await.map(|next| vec![next]),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{:<18} {:>10}  {:<8} activates_at", "kid", "generation", "state");
+    println!(
+        "{:<18} {:>10}  {:<8} activates_at",
+        "kid", "generation", "state"
+    );
     for key in keys {
         println!(
             "{:<18} {:>10}  {:<8} {}",

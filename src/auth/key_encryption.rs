@@ -111,8 +111,16 @@ mod tests {
         let sealed = sealing.seal("-----BEGIN PRIVATE KEY-----").unwrap();
 
         assert!(sealed.starts_with("sealed:v1:") && !sealed.contains("PRIVATE KEY"));
-        assert_eq!(sealing.open(&sealed).unwrap(), "-----BEGIN PRIVATE KEY-----");
-        assert!(KeyEncryption::new(Some(&other)).unwrap().open(&sealed).is_err());
+        assert_eq!(
+            sealing.open(&sealed).unwrap(),
+            "-----BEGIN PRIVATE KEY-----"
+        );
+        assert!(
+            KeyEncryption::new(Some(&other))
+                .unwrap()
+                .open(&sealed)
+                .is_err()
+        );
         assert!(KeyEncryption::new(None).unwrap().open(&sealed).is_err());
         let plain = KeyEncryption::new(None).unwrap();
         assert_eq!(plain.seal("pem").unwrap(), "pem");

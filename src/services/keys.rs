@@ -92,7 +92,10 @@ pub async fn initial_key_set(
     open_all(&rows, encryption)
 }
 
-fn open_all(rows: &[SigningKeyRow], encryption: &KeyEncryption) -> anyhow::Result<Vec<ScheduledKey>> {
+fn open_all(
+    rows: &[SigningKeyRow],
+    encryption: &KeyEncryption,
+) -> anyhow::Result<Vec<ScheduledKey>> {
     rows.iter()
         .map(|row| {
             Ok(ScheduledKey {
@@ -129,7 +132,10 @@ impl Services {
         }
         let now = self.clock.now();
         let rows = self.stored_keys().await?;
-        if rows.last().is_none_or(|newest| utc(newest.activates_at) <= now) {
+        if rows
+            .last()
+            .is_none_or(|newest| utc(newest.activates_at) <= now)
+        {
             let at = now + duration(self.config.jwt.key_publication_lead());
             self.schedule_key(&rows, at.naive_utc()).await?;
         }
@@ -159,7 +165,8 @@ impl Services {
             let due = utc(newest.activates_at) + duration(jwt.key_rotation_period);
             let earliest = now + duration(jwt.key_publication_lead());
             if due <= earliest {
-                self.schedule_key(&rows, earliest.max(due).naive_utc()).await?;
+                self.schedule_key(&rows, earliest.max(due).naive_utc())
+                    .await?;
                 rows = self.stored_keys().await?;
             }
         }
@@ -234,10 +241,9 @@ impl Services {
                     KeyState::Active
                 } else if n > active {
                     KeyState::Next
-                } else if rows
-                    .get(n + 1)
-                    .is_some_and(|successor| self.tokens.still_needed(utc(successor.activates_at), now))
-                {
+                } else if rows.get(n + 1).is_some_and(|successor| {
+                    self.tokens.still_needed(utc(successor.activates_at), now)
+                }) {
                     KeyState::Retired
                 } else {
                     KeyState::Expired

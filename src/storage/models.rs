@@ -3,7 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{counters, outbox, refresh_tokens, registrations, sessions, signing_keys, users};
+use super::schema::{
+    counters, outbox, refresh_tokens, registrations, sessions, signing_keys, users,
+};
 use crate::{
     auth::RefreshTokenHash,
     domain::{Email, SessionId, UserId},

@@ -304,6 +304,42 @@ impl TestApp {
         }
     }
 
+    /// The column `value` of every row a query returns, as text, from the test's database.
+    pub async fn query_texts(&self, sql: &str) -> Vec<String> {
+        if let Some(path) = self.database_url.strip_prefix("sqlite://") {
+            let (path, sql) = (path.to_owned(), sql.to_owned());
+            tokio::task::spawn_blocking(move || {
+                use diesel::{Connection, RunQueryDsl};
+                #[derive(diesel::QueryableByName)]
+                struct Text {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    value: String,
+                }
+                let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+                diesel::sql_query("PRAGMA busy_timeout = 5000")
+                    .execute(&mut conn)
+                    .unwrap();
+                diesel::sql_query(sql)
+                    .load::<Text>(&mut conn)
+                    .unwrap()
+                    .into_iter()
+                    .map(|row| row.value)
+                    .collect()
+            })
+            .await
+            .unwrap()
+        } else {
+            admin_client(&self.database_url)
+                .await
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect()
+        }
+    }
+
     /// The Prometheus text the bridge serves at `/metrics`.
     pub async fn metrics(&self) -> String {
         self.http

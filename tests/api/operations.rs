@@ -174,7 +174,17 @@ async fn metrics_use_the_go_grpc_prometheus_names(backend: Backend) {
         .unwrap();
     assert_eq!(bridge.status(), reqwest::StatusCode::UNAUTHORIZED);
 
-    let text = app.metrics().await;
+    // The worker counts a delivery just after the fake server has it: wait for the count.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = app.metrics().await;
+        if text.contains(r#"identity_email_deliveries_total{outcome="sent"} 2"#)
+            || tokio::time::Instant::now() >= deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
 
     let has = |needle: &str| text.lines().any(|line| line.contains(needle));
     assert!(
