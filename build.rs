@@ -9,7 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut compiler = protox::Compiler::new(["proto"])?;
     compiler.include_imports(true).include_source_info(true);
-    compiler.open_files(["identity/v1/identity.proto"])?;
+    compiler.open_files([
+        "identity/v1/identity.proto",
+        "identity/v1/token_service.proto",
+    ])?;
 
     // The encoded bytes keep custom options (google.api.http) that the prost types would drop.
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

@@ -17,7 +17,7 @@ use crate::{
     config::{Config, JwtAlgorithm},
     email::{Mailer, Templates, Transport, worker},
     google::GoogleClient,
-    grpc::{IdentityApi, server},
+    grpc::{IdentityApi, TokenApi, server},
     http,
     services::{ServiceParts, Services, keys},
     storage::Store,
@@ -137,7 +137,13 @@ impl Application {
         });
         tracing::info!(grpc.addr = %self.grpc_addr, http.addr = %self.http_addr, "identity is serving");
         let (grpc, bridge) = tokio::join!(
-            server::serve(self.grpc_listener, api, services, stopped(stopping.clone())),
+            server::serve(
+                self.grpc_listener,
+                api,
+                TokenApi::new(services.clone(), stopping.clone()),
+                services,
+                stopped(stopping.clone()),
+            ),
             http::server::serve(
                 self.http_listener,
                 bridge,

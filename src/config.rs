@@ -6,7 +6,7 @@ use std::{collections::HashMap, io::IsTerminal, net::SocketAddr, path::PathBuf, 
 
 use secrecy::{SecretSlice, SecretString};
 
-use crate::{domain::IpNet, text::percent_encode};
+use crate::{auth::ServiceTokens, domain::IpNet, text::percent_encode};
 
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +264,10 @@ pub struct Config {
     pub grpc_keepalive_interval: Duration,
     /// See `grpc_keepalive_interval`.
     pub grpc_keepalive_timeout: Duration,
+    /// `SERVICE_TOKENS_FILE`: the services allowed to call `TokenService`, and what for.
+    pub service_tokens: ServiceTokens,
+    /// `REVOCATION_POLL_INTERVAL_MS`: how often a revocation stream looks for new entries.
+    pub revocation_poll_interval: Duration,
     /// `TRUSTED_PROXIES`: address ranges whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// `IPV6_CLIENT_PREFIX`: IPv6 clients are counted by this many leading bits (a /64 is
@@ -415,6 +419,18 @@ impl Config {
             grpc_max_concurrent_streams: env.number("GRPC_MAX_CONCURRENT_STREAMS", 100)?,
             grpc_keepalive_interval: env.seconds("GRPC_KEEPALIVE_INTERVAL", 60)?,
             grpc_keepalive_timeout: env.seconds("GRPC_KEEPALIVE_TIMEOUT", 20)?,
+            service_tokens: match env.get("SERVICE_TOKENS_FILE") {
+                None => ServiceTokens::default(),
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| env.error("SERVICE_TOKENS_FILE", format!("reading {path}: {e}")))
+                    .and_then(|text| {
+                        ServiceTokens::parse(&text)
+                            .map_err(|why| env.error("SERVICE_TOKENS_FILE", why))
+                    })?,
+            },
+            revocation_poll_interval: Duration::from_millis(
+                env.number("REVOCATION_POLL_INTERVAL_MS", 500)?,
+            ),
             trusted_proxies: env.list("TRUSTED_PROXIES")?,
             ipv6_client_prefix: match env.number("IPV6_CLIENT_PREFIX", 64)? {
                 prefix @ 1..=128 => prefix,

@@ -14,7 +14,10 @@ use crate::{
     },
     error::ServiceError,
     pb,
-    services::{Caller, accounts::Registration, google_login::GoogleCredential},
+    services::{
+        Caller, accounts::Registration, google_login::GoogleCredential, sessions::Authenticated,
+        token_service::Revocation,
+    },
 };
 
 type Parsed<T> = Result<T, ServiceError>;
@@ -145,6 +148,81 @@ pub(crate) fn caller<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Call
         }
     }
     Caller { ip: Some(client) }
+}
+
+/// The token an introspection asks about; an empty one is simply not live.
+pub(crate) fn introspected_token(request: &pb::IntrospectTokenRequest) -> Option<BearerToken> {
+    BearerToken::from_authorization(&format!("Bearer {}", request.token))
+}
+
+/// Where a revocation stream resumes: after the cursor it was given (from the start when empty).
+pub(crate) fn revocation_cursor(raw: &str) -> Parsed<i64> {
+    if raw.is_empty() {
+        return Ok(0);
+    }
+    raw.parse::<i64>()
+        .ok()
+        .filter(|cursor| *cursor > 0)
+        .ok_or_else(|| ServiceError::InvalidArgument {
+            field: "cursor",
+            reason: "is not a cursor from this stream".into(),
+        })
+}
+
+/// The wire form of an introspection.
+pub(crate) fn introspection(live: Option<Authenticated>) -> pb::IntrospectTokenResponse {
+    let Some(live) = live else {
+        return pb::IntrospectTokenResponse::default();
+    };
+    let claims = live.claims;
+    pb::IntrospectTokenResponse {
+        active: true,
+        sub: claims.sub,
+        sid: claims.sid,
+        email: claims.email,
+        iss: claims.iss,
+        aud: claims.aud,
+        jti: claims.jti,
+        iat: claims.iat,
+        exp: claims.exp,
+        token_type: claims.token_type,
+        user: Some(user(live.user)),
+    }
+}
+
+/// The wire form of one published key.
+pub(crate) fn json_web_key(jwk: &serde_json::Value) -> pb::JsonWebKey {
+    let field = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
+    pb::JsonWebKey {
+        kty: field("kty"),
+        crv: field("crv"),
+        x: field("x"),
+        kid: field("kid"),
+        alg: field("alg"),
+        r#use: field("use"),
+    }
+}
+
+/// The wire form of a revocation.
+pub(crate) fn revocation(revocation: Revocation) -> pb::WatchRevocationsResponse {
+    use pb::watch_revocations_response::Revoked;
+    match revocation {
+        Revocation::Session { cursor, session_id } => pb::WatchRevocationsResponse {
+            cursor: cursor.to_string(),
+            revoked: Some(Revoked::SessionId(session_id.as_str().to_owned())),
+        },
+        Revocation::User {
+            cursor,
+            user_id,
+            not_valid_before,
+        } => pb::WatchRevocationsResponse {
+            cursor: cursor.to_string(),
+            revoked: Some(Revoked::User(pb::UserNotValidBefore {
+                user_id: user_id.get(),
+                not_valid_before: not_valid_before.timestamp(),
+            })),
+        },
+    }
 }
 
 /// The wire form of a user.

@@ -7,9 +7,13 @@ use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use super::IdentityApi;
+use super::{IdentityApi, TokenApi};
 use crate::{
-    pb, pb::identity_service_server::IdentityServiceServer, services::Services,
+    pb,
+    pb::{
+        identity_service_server::IdentityServiceServer, token_service_server::TokenServiceServer,
+    },
+    services::Services,
     telemetry::GrpcTelemetryLayer,
 };
 
@@ -27,6 +31,7 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 pub async fn serve(
     listener: TcpListener,
     api: IdentityApi,
+    token_api: TokenApi,
     services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -34,6 +39,9 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let identity = IdentityServiceServer::new(api)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let tokens = TokenServiceServer::new(token_api)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -66,6 +74,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(identity)
+        .add_service(tokens)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), drained)
         .await;
     readiness.abort();
@@ -104,6 +113,12 @@ async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter
         .set_service_status(
             <IdentityServiceServer<IdentityApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    reporter
+        .set_service_status(
+            <TokenServiceServer<TokenApi> as tonic::server::NamedService>::NAME,
             status,
         )
         .await;

@@ -8,6 +8,7 @@
 //! - [`users`]: reading accounts.
 //! - [`limits`]: per-IP budgets, email cooldowns and login back-off, all in the database.
 //! - [`keys`]: the signing key set that rotates by time.
+//! - [`token_service`]: for backend services: key set, introspection, revocation log.
 
 pub mod accounts;
 pub mod google_login;
@@ -15,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod password_reset;
 pub mod sessions;
+pub mod token_service;
 pub mod users;
 
 use std::{net::IpAddr, sync::Arc};

@@ -29,8 +29,8 @@ use secrecy::ExposeSecret;
 
 pub use counters::CounterPolicy;
 pub use models::{
-    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, SessionRow, SigningKeyRow,
-    SpentRefreshToken, UserRow,
+    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow,
+    SigningKeyRow, SpentRefreshToken, UserRow,
 };
 
 use crate::config::DatabaseConfig;

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    counters, outbox, refresh_tokens, registrations, sessions, signing_keys, users,
+    counters, outbox, refresh_tokens, registrations, revocations, sessions, signing_keys, users,
 };
 use crate::{
     auth::RefreshTokenHash,
@@ -226,4 +226,20 @@ pub struct SigningKeyRow {
     pub created_at: NaiveDateTime,
     /// When it starts signing (UTC).
     pub activates_at: NaiveDateTime,
+}
+
+/// A `revocations` row: one session, or every session of a user before an instant.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = revocations)]
+pub struct RevocationRow {
+    /// Position in the log; followers resume after it.
+    pub id: i64,
+    /// The session revoked, for a one-session revocation.
+    pub session_id: Option<SessionId>,
+    /// The user, for a revocation of all their sessions.
+    pub user_id: Option<UserId>,
+    /// Tokens of that user issued before this are void.
+    pub not_valid_before: Option<NaiveDateTime>,
+    /// When (UTC).
+    pub created_at: NaiveDateTime,
 }

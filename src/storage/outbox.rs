@@ -151,7 +151,8 @@ impl Queries<'_> {
     }
 
     /// Deletes state that can no longer matter: counters whose window and block ended before
-    /// `cutoff`, sessions that expired before it, finished emails older than it, and
+    /// `cutoff`, sessions that expired before it, finished emails and revocations older than
+    /// it (no access token they could void lives that long), and
     /// accounts still unproven that were made before `unverified_cutoff` (with everything
     /// of theirs). Returns how many rows went.
     ///
@@ -162,7 +163,7 @@ impl Queries<'_> {
         cutoff: NaiveDateTime,
         unverified_cutoff: NaiveDateTime,
     ) -> Result<usize, StoreError> {
-        use super::schema::{counters, sessions, users};
+        use super::schema::{counters, revocations, sessions, users};
         on_backend!(self, conn => {
             let counters = diesel::delete(
                 counters::table
@@ -185,12 +186,15 @@ impl Queries<'_> {
             let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.lt(cutoff)))
                 .execute(conn)
                 .await?;
+            let revoked = diesel::delete(revocations::table.filter(revocations::created_at.lt(cutoff)))
+                .execute(conn)
+                .await?;
             let emails = diesel::delete(
                 outbox::table.filter(outbox::sent_at.lt(cutoff).or(outbox::gave_up_at.lt(cutoff))),
             )
             .execute(conn)
             .await?;
-            Ok::<_, diesel::result::Error>(counters + unverified + sessions + emails)
+            Ok::<_, diesel::result::Error>(counters + unverified + sessions + revoked + emails)
         })
     }
 }

@@ -5,10 +5,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{
-    Queries, SessionRow, SpentRefreshToken, StoreError,
+    Queries, RevocationRow, SessionRow, SpentRefreshToken, StoreError,
     models::RefreshTokenRow,
     on_backend,
-    schema::{refresh_tokens, sessions},
+    schema::{refresh_tokens, revocations, sessions},
 };
 use crate::{
     auth::RefreshTokenHash,
@@ -114,7 +114,8 @@ impl Queries<'_> {
         })
     }
 
-    /// Revokes one live session; `false` when it was already revoked or unknown.
+    /// Revokes one live session, and logs it for services that follow revocations; `false`
+    /// when it was already revoked or unknown.
     ///
     /// # Errors
     /// On database failure.
@@ -126,16 +127,30 @@ impl Queries<'_> {
         let live = sessions::table
             .find(id)
             .filter(sessions::revoked_at.is_null());
-        on_backend!(self, conn => {
+        let revoked = on_backend!(self, conn => {
             diesel::update(live)
                 .set(sessions::revoked_at.eq(now))
                 .execute(conn)
                 .await
                 .map(|changed| changed == 1)
-        })
+        })?;
+        if revoked {
+            let entry = (
+                revocations::session_id.eq(id),
+                revocations::created_at.eq(now),
+            );
+            on_backend!(self, conn => {
+                diesel::insert_into(revocations::table)
+                    .values(entry)
+                    .execute(conn)
+                    .await
+            })?;
+        }
+        Ok(revoked)
     }
 
-    /// Revokes every live session of a user; returns how many there were.
+    /// Revokes every live session of a user, and (when there was one) logs "not valid before
+    /// now" for services that follow revocations; returns how many sessions were live.
     ///
     /// # Errors
     /// On database failure.
@@ -148,10 +163,45 @@ impl Queries<'_> {
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::revoked_at.is_null())
             .filter(sessions::expires_at.gt(now));
-        on_backend!(self, conn => {
+        let revoked = on_backend!(self, conn => {
             diesel::update(live)
                 .set(sessions::revoked_at.eq(now))
                 .execute(conn)
+                .await
+        })?;
+        // With no live session there is no live token to void.
+        if revoked > 0 {
+            let entry = (
+                revocations::user_id.eq(user_id),
+                revocations::not_valid_before.eq(now),
+                revocations::created_at.eq(now),
+            );
+            on_backend!(self, conn => {
+                diesel::insert_into(revocations::table)
+                    .values(entry)
+                    .execute(conn)
+                    .await
+            })?;
+        }
+        Ok(revoked)
+    }
+
+    /// Up to `limit` revocations after `cursor`, in order.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn revocations_after(
+        &mut self,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<RevocationRow>, StoreError> {
+        on_backend!(self, conn => {
+            revocations::table
+                .filter(revocations::id.gt(cursor))
+                .order(revocations::id.asc())
+                .limit(limit)
+                .select(RevocationRow::as_select())
+                .load(conn)
                 .await
         })
     }

@@ -24,5 +24,6 @@ mod operations;
 mod ownership;
 mod password_reset;
 mod sessions;
+mod token_service;
 mod transport;
 mod users;

@@ -1,0 +1,116 @@
+//! The `identity.v1.TokenService` handlers, for backend services: authorize the service
+//! token, convert, call, convert.
+
+use std::pin::Pin;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+
+use super::{convert, status::to_status};
+use crate::{
+    auth::Scope,
+    pb::{self, token_service_server::TokenService},
+    services::{Services, token_service::Revocation},
+};
+
+/// Revocations a stream may hold for a slow reader before it waits for it.
+const STREAM_BUFFER: usize = 64;
+
+/// Serves the service-facing API over gRPC.
+#[derive(Clone)]
+pub struct TokenApi {
+    services: Services,
+    /// Turns true when the server drains, so endless streams end and the drain completes.
+    stopping: watch::Receiver<bool>,
+}
+
+impl TokenApi {
+    /// An adapter over `services`; its streams end when `stopping` turns true.
+    #[must_use]
+    pub fn new(services: Services, stopping: watch::Receiver<bool>) -> Self {
+        Self { services, stopping }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<(), Status> {
+        let bearer = convert::bearer(request);
+        let service = self
+            .services
+            .authorize_service(bearer.as_ref(), scope)
+            .map_err(to_status)?;
+        tracing::debug!(service.name = %service.name, "service call authorized");
+        Ok(())
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl TokenService for TokenApi {
+    async fn get_jwks(&self, request: Request<pb::GetJwksRequest>) -> Reply<pb::GetJwksResponse> {
+        self.authorize(&request, Scope::Jwks)?;
+        let keys = self.services.published_keys();
+        Ok(Response::new(pb::GetJwksResponse {
+            keys: keys.iter().map(convert::json_web_key).collect(),
+        }))
+    }
+
+    async fn introspect_token(
+        &self,
+        request: Request<pb::IntrospectTokenRequest>,
+    ) -> Reply<pb::IntrospectTokenResponse> {
+        self.authorize(&request, Scope::Introspect)?;
+        let Some(token) = convert::introspected_token(request.get_ref()) else {
+            return Ok(Response::new(pb::IntrospectTokenResponse::default()));
+        };
+        let outcome = self.services.introspect(token).await.map_err(to_status)?;
+        Ok(Response::new(convert::introspection(outcome)))
+    }
+
+    type WatchRevocationsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>>;
+
+    async fn watch_revocations(
+        &self,
+        request: Request<pb::WatchRevocationsRequest>,
+    ) -> Reply<Self::WatchRevocationsStream> {
+        self.authorize(&request, Scope::Revocations)?;
+        let mut cursor =
+            convert::revocation_cursor(&request.get_ref().cursor).map_err(to_status)?;
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let services = self.services.clone();
+        let mut stopping = self.stopping.clone();
+        let interval = services.config.revocation_poll_interval;
+        tokio::spawn(async move {
+            loop {
+                match services.revocations_after(cursor).await {
+                    Ok(batch) => {
+                        for revocation in batch {
+                            cursor = match &revocation {
+                                Revocation::Session { cursor, .. }
+                                | Revocation::User { cursor, .. } => *cursor,
+                            };
+                            if sender
+                                .send(Ok(convert::revocation(revocation)))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(to_status(error))).await;
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = sender.closed() => return,
+                    _ = stopping.wait_for(|stopped| *stopped) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}

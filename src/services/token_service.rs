@@ -1,0 +1,110 @@
+//! For backend services that trust `identity`'s access tokens: the key set, introspection
+//! that sees revocations at once, and the revocation log they can follow. Callers prove
+//! they are a service with a service token; end-user tokens are refused.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::{Services, sessions::Authenticated, utc};
+use crate::{
+    auth::{BearerToken, Scope, ServiceCredential},
+    domain::{SessionId, UserId},
+    error::{ServiceError, ServiceResult},
+};
+
+/// Revocations a stream reads from the log at a time.
+const REVOCATION_BATCH: i64 = 500;
+
+/// One entry of the revocation log.
+#[derive(Debug, Clone)]
+pub enum Revocation {
+    /// One session's tokens are void.
+    Session {
+        /// Position in the log.
+        cursor: i64,
+        /// The session (`sid`).
+        session_id: SessionId,
+    },
+    /// Every token of a user issued before an instant is void.
+    User {
+        /// Position in the log.
+        cursor: i64,
+        /// The user (`sub`).
+        user_id: UserId,
+        /// Tokens issued before this are void.
+        not_valid_before: DateTime<Utc>,
+    },
+}
+
+impl Services {
+    /// The service a bearer service token belongs to, if it may use `scope`.
+    ///
+    /// # Errors
+    /// `Unauthenticated` without a service token (an end-user token is none);
+    /// `PermissionDenied` when the token lacks the scope.
+    pub fn authorize_service(
+        &self,
+        bearer: Option<&BearerToken>,
+        scope: Scope,
+    ) -> ServiceResult<&ServiceCredential> {
+        let credential = bearer
+            .and_then(|token| self.config.service_tokens.find(token.expose()))
+            .ok_or(ServiceError::Unauthenticated)?;
+        if !credential.allows(scope) {
+            return Err(ServiceError::PermissionDenied);
+        }
+        Ok(credential)
+    }
+
+    /// Whether an access token is live now, and for whom: `None` for any token that is not
+    /// (malformed, forged, expired, revoked, of a disabled user), without saying why.
+    ///
+    /// # Errors
+    /// Only when the database fails.
+    pub async fn introspect(&self, token: BearerToken) -> ServiceResult<Option<Authenticated>> {
+        match self.authenticate(Some(token)).await {
+            Ok(live) => Ok(Some(live)),
+            Err(ServiceError::Unexpected(cause)) => Err(ServiceError::Unexpected(cause)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The published keys, as JWKs.
+    #[must_use]
+    pub fn published_keys(&self) -> Vec<serde_json::Value> {
+        self.tokens.jwks(self.clock.now())["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The revocations logged after `cursor`, in order (a bounded batch).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn revocations_after(&self, cursor: i64) -> ServiceResult<Vec<Revocation>> {
+        let mut conn = self.connection().await?;
+        let rows = conn
+            .queries()
+            .revocations_after(cursor, REVOCATION_BATCH)
+            .await
+            .context("reading the revocation log")?;
+        Ok(rows
+            .into_iter()
+            .filter_map(
+                |row| match (row.session_id, row.user_id, row.not_valid_before) {
+                    (Some(session_id), _, _) => Some(Revocation::Session {
+                        cursor: row.id,
+                        session_id,
+                    }),
+                    (None, Some(user_id), Some(at)) => Some(Revocation::User {
+                        cursor: row.id,
+                        user_id,
+                        not_valid_before: utc(at),
+                    }),
+                    _ => None,
+                },
+            )
+            .collect())
+    }
+}

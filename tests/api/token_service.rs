@@ -1,0 +1,249 @@
+//! The service-facing API: service tokens with scopes, introspection that sees revocations
+//! at once, the key set, and a revocation stream that resumes from its cursor.
+
+use std::time::Duration;
+
+use identity::pb::{self, token_service_client::TokenServiceClient};
+use sha2::{Digest, Sha256};
+use tokio_stream::StreamExt;
+use tonic::{Code, Request, transport::Channel};
+
+use crate::helpers::{Backend, PASSWORD, TestApp};
+
+const BILLING: &str = "billing-service-token-of-enough-entropy";
+const READER: &str = "reader-service-token-of-enough-entropy";
+
+fn sha(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An app whose services file allows `billing` everything and `reader` only the key set.
+async fn spawn(backend: Backend) -> (TestApp, tempfile::NamedTempFile) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "# name scopes sha256(token)\nbilling introspect,revocations,jwks {}\nreader jwks {}\n",
+            sha(BILLING),
+            sha(READER)
+        ),
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("SERVICE_TOKENS_FILE", &path),
+            ("REVOCATION_POLL_INTERVAL_MS", "50"),
+        ],
+    )
+    .await;
+    (app, file)
+}
+
+/// The next revocation of a stream, within 10 s.
+async fn next(
+    stream: &mut tonic::Streaming<pb::WatchRevocationsResponse>,
+    what: &str,
+) -> pb::WatchRevocationsResponse {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not arrive"))
+        .unwrap()
+        .unwrap()
+}
+
+fn as_service<T>(message: T, token: &str) -> Request<T> {
+    TestApp::authorized(message, token)
+}
+
+async fn client(app: &TestApp) -> TokenServiceClient<Channel> {
+    TokenServiceClient::new(app.channel().await)
+}
+
+async fn introspect(app: &TestApp, token: &str) -> pb::IntrospectTokenResponse {
+    client(app)
+        .await
+        .introspect_token(as_service(
+            pb::IntrospectTokenRequest {
+                token: token.into(),
+            },
+            BILLING,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn only_services_with_the_scope_may_call(backend: Backend) {
+    let (app, _file) = spawn(backend).await;
+    let (_, user_tokens) = app.signed_in_user("caller@example.com").await;
+    let mut client = client(&app).await;
+    let ask = || pb::IntrospectTokenRequest {
+        token: user_tokens.access.clone(),
+    };
+
+    let anonymous = client.introspect_token(ask()).await.unwrap_err();
+    let end_user = client
+        .introspect_token(as_service(ask(), &user_tokens.access))
+        .await
+        .unwrap_err();
+    let reader = client
+        .introspect_token(as_service(ask(), READER))
+        .await
+        .unwrap_err();
+    let keys = client
+        .get_jwks(as_service(pb::GetJwksRequest {}, READER))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    assert_eq!(
+        end_user.code(),
+        Code::Unauthenticated,
+        "end-user tokens are refused"
+    );
+    assert_eq!(reader.code(), Code::PermissionDenied);
+    let (_, jwks) = app.get_json("/.well-known/jwks.json", None).await;
+    assert_eq!(keys.keys.len(), 1);
+    assert_eq!(keys.keys[0].kid, jwks["keys"][0]["kid"].as_str().unwrap());
+    assert_eq!(
+        (keys.keys[0].kty.as_str(), keys.keys[0].alg.as_str()),
+        ("OKP", "EdDSA")
+    );
+}
+
+async fn introspection_sees_every_revocation_at_once(backend: Backend) {
+    let (app, _file) = spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("live@example.com").await;
+
+    let live = introspect(&app, &tokens.access).await;
+    assert!(live.active);
+    assert_eq!(live.sub, user.id.to_string());
+    assert_eq!(live.user.unwrap().email, "live@example.com");
+    for garbage in [
+        "",
+        "not-a-token",
+        &format!("{}x", tokens.access),
+        &tokens.refresh,
+    ] {
+        assert_eq!(
+            introspect(&app, garbage).await,
+            pb::IntrospectTokenResponse::default()
+        );
+    }
+
+    app.client
+        .clone()
+        .logout(pb::LogoutRequest {
+            refresh: tokens.refresh.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(!introspect(&app, &tokens.access).await.active, "logout");
+
+    let other = app.login("live@example.com", PASSWORD).await.unwrap();
+    assert!(introspect(&app, &other.access).await.active);
+    app.client
+        .clone()
+        .logout_all(TestApp::authorized(pb::LogoutAllRequest {}, &other.access))
+        .await
+        .unwrap();
+    assert!(!introspect(&app, &other.access).await.active, "logout-all");
+
+    let third = app.login("live@example.com", PASSWORD).await.unwrap();
+    app.execute_sql("UPDATE users SET is_active = FALSE WHERE email = 'live@example.com'")
+        .await;
+    let disabled = introspect(&app, &third.access).await;
+    assert_eq!(
+        disabled,
+        pb::IntrospectTokenResponse::default(),
+        "disabled user"
+    );
+
+    let (_, expiring) = app.signed_in_user("expiring@example.com").await;
+    app.clock.advance(Duration::from_secs(300 + 31));
+    assert!(!introspect(&app, &expiring.access).await.active, "expired");
+}
+
+async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Backend) {
+    let (app, _file) = spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("watched@example.com").await;
+    let sid = {
+        use base64::Engine;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(tokens.access.split('.').nth(1).unwrap())
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&claims).unwrap()["sid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The client (and its connection) must outlive the streams it opens.
+    let services = client(&app).await;
+    let watch = |cursor: String| {
+        let mut services = services.clone();
+        async move {
+            services
+                .watch_revocations(as_service(pb::WatchRevocationsRequest { cursor }, BILLING))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut stream = watch(String::new()).await;
+
+    app.client
+        .clone()
+        .logout(pb::LogoutRequest {
+            refresh: tokens.refresh.clone(),
+        })
+        .await
+        .unwrap();
+    let first = next(&mut stream, "the logout").await;
+    let second_login = app.login("watched@example.com", PASSWORD).await.unwrap();
+    app.client
+        .clone()
+        .logout_all(TestApp::authorized(
+            pb::LogoutAllRequest {},
+            &second_login.access,
+        ))
+        .await
+        .unwrap();
+    let second = next(&mut stream, "the logout-all").await;
+    let mut resumed = watch(first.cursor.clone()).await;
+    let replayed = next(&mut resumed, "the replay").await;
+
+    use pb::watch_revocations_response::Revoked;
+    assert_eq!(first.revoked, Some(Revoked::SessionId(sid)));
+    let Some(Revoked::User(everything)) = &second.revoked else {
+        panic!("{second:?}")
+    };
+    assert_eq!(everything.user_id, user.id);
+    assert!(everything.not_valid_before > 0);
+    assert_eq!(
+        replayed, second,
+        "resuming after the first gives the second"
+    );
+    let refused = client(&app)
+        .await
+        .watch_revocations(as_service(
+            pb::WatchRevocationsRequest {
+                cursor: "garbage".into(),
+            },
+            BILLING,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+}
+
+crate::on_both_backends!(
+    only_services_with_the_scope_may_call,
+    introspection_sees_every_revocation_at_once,
+    revocations_stream_to_services_and_resume_from_their_cursor,
+);
