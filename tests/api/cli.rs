@@ -947,3 +947,39 @@ async fn keys_rotate_beside_a_live_server_and_new_tokens_verify_without_a_restar
     let (status, _) = served.terminate().await;
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_revocation_stream_does_not_hold_up_shutdown() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "a-service-token-for-the-drain-test";
+    let hash: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = dir.path().join("services");
+    std::fs::write(&file, format!("watcher revocations {hash}\n")).unwrap();
+    let served = serve(&dir, &[("SERVICE_TOKENS_FILE", file.to_str().unwrap())]);
+    let mut client =
+        pb::token_service_client::TokenServiceClient::connect(format!("http://{}", served.grpc))
+            .await
+            .unwrap();
+    let mut request = tonic::Request::new(pb::WatchRevocationsRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut stream = client
+        .watch_revocations(request)
+        .await
+        .unwrap()
+        .into_inner();
+
+    let (status, _) = served.terminate().await;
+
+    assert!(status.success());
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+    assert!(
+        matches!(ended, Ok(Ok(None) | Err(_))),
+        "the stream ended with the server: {ended:?}"
+    );
+}
