@@ -135,16 +135,7 @@ impl Queries<'_> {
                 .map(|changed| changed == 1)
         })?;
         if revoked {
-            let entry = (
-                revocations::session_id.eq(id),
-                revocations::created_at.eq(now),
-            );
-            on_backend!(self, conn => {
-                diesel::insert_into(revocations::table)
-                    .values(entry)
-                    .execute(conn)
-                    .await
-            })?;
+            self.log_revocation(Some(id), None, now).await?;
         }
         Ok(revoked)
     }
@@ -171,17 +162,7 @@ impl Queries<'_> {
         })?;
         // With no live session there is no live token to void.
         if revoked > 0 {
-            let entry = (
-                revocations::user_id.eq(user_id),
-                revocations::not_valid_before.eq(now),
-                revocations::created_at.eq(now),
-            );
-            on_backend!(self, conn => {
-                diesel::insert_into(revocations::table)
-                    .values(entry)
-                    .execute(conn)
-                    .await
-            })?;
+            self.log_revocation(None, Some(user_id), now).await?;
         }
         Ok(revoked)
     }
@@ -203,6 +184,28 @@ impl Queries<'_> {
                 .select(RevocationRow::as_select())
                 .load(conn)
                 .await
+        })
+    }
+
+    /// Appends to the revocation log: one session, or every session of a user before `now`.
+    async fn log_revocation(
+        &mut self,
+        session_id: Option<&SessionId>,
+        user_id: Option<UserId>,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        let entry = (
+            revocations::session_id.eq(session_id),
+            revocations::user_id.eq(user_id),
+            revocations::not_valid_before.eq(user_id.map(|_| now)),
+            revocations::created_at.eq(now),
+        );
+        on_backend!(self, conn => {
+            diesel::insert_into(revocations::table)
+                .values(entry)
+                .execute(conn)
+                .await
+                .map(drop)
         })
     }
 }

@@ -211,6 +211,20 @@ impl TestApp {
         Ok(self.client.clone().refresh(request).await?.into_inner())
     }
 
+    /// Ends the session of a refresh token.
+    pub async fn logout(&self, refresh: &str) {
+        let request = pb::LogoutRequest {
+            refresh: refresh.into(),
+        };
+        self.client.clone().logout(request).await.unwrap();
+    }
+
+    /// Ends every session of the bearer.
+    pub async fn logout_all(&self, access: &str) {
+        let request = Self::authorized(pb::LogoutAllRequest {}, access);
+        self.client.clone().logout_all(request).await.unwrap();
+    }
+
     /// Registers, reads the code from the email, and verifies.
     pub async fn verified_user(&self, email: &str) -> pb::User {
         self.register(email, PASSWORD)

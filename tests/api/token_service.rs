@@ -137,22 +137,12 @@ async fn introspection_sees_every_revocation_at_once(backend: Backend) {
         );
     }
 
-    app.client
-        .clone()
-        .logout(pb::LogoutRequest {
-            refresh: tokens.refresh.clone(),
-        })
-        .await
-        .unwrap();
+    app.logout(&tokens.refresh).await;
     assert!(!introspect(&app, &tokens.access).await.active, "logout");
 
     let other = app.login("live@example.com", PASSWORD).await.unwrap();
     assert!(introspect(&app, &other.access).await.active);
-    app.client
-        .clone()
-        .logout_all(TestApp::authorized(pb::LogoutAllRequest {}, &other.access))
-        .await
-        .unwrap();
+    app.logout_all(&other.access).await;
     assert!(!introspect(&app, &other.access).await.active, "logout-all");
 
     let third = app.login("live@example.com", PASSWORD).await.unwrap();
@@ -197,23 +187,10 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
     };
     let mut stream = watch(String::new()).await;
 
-    app.client
-        .clone()
-        .logout(pb::LogoutRequest {
-            refresh: tokens.refresh.clone(),
-        })
-        .await
-        .unwrap();
+    app.logout(&tokens.refresh).await;
     let first = next(&mut stream, "the logout").await;
     let second_login = app.login("watched@example.com", PASSWORD).await.unwrap();
-    app.client
-        .clone()
-        .logout_all(TestApp::authorized(
-            pb::LogoutAllRequest {},
-            &second_login.access,
-        ))
-        .await
-        .unwrap();
+    app.logout_all(&second_login.access).await;
     let second = next(&mut stream, "the logout-all").await;
     let mut resumed = watch(first.cursor.clone()).await;
     let replayed = next(&mut resumed, "the replay").await;
