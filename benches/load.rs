@@ -13,13 +13,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use identity::pb::{self, identity_service_client::IdentityServiceClient};
+use identity::pb::{
+    self, identity_service_client::IdentityServiceClient, token_service_client::TokenServiceClient,
+};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const CONCURRENCY: usize = 16;
 const DURATION: Duration = Duration::from_secs(4);
 const PASSWORD: &str = "a-long-enough-passphrase";
+/// The bench's service token for `TokenService` (its SHA-256 goes in the services file).
+const SERVICE_TOKEN: &str = "the-load-benchmark-service-token";
 
 #[tokio::main]
 async fn main() {
@@ -43,6 +47,13 @@ async fn main() {
     for limit in ["LOGIN", "REGISTER", "VERIFY", "EMAIL", "REFRESH"] {
         command.env(format!("RATE_LIMIT_{limit}"), "0");
     }
+    let services = dir.path().join("services.txt");
+    std::fs::write(
+        &services,
+        format!("bench introspect {}\n", sha256_hex(SERVICE_TOKEN)),
+    )
+    .unwrap();
+    command.env("SERVICE_TOKENS_FILE", &services);
     let mut server = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let addr = loop {
@@ -59,19 +70,22 @@ async fn main() {
         .await
         .unwrap();
 
-    // A verified account to sign in as, made the way an operator would.
-    let admin = Command::new(env!("CARGO_BIN_EXE_identity"))
-        .args(["create-superuser", "--email", "bench@example.com"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("SQLITE_PATH", dir.path().join("bench.sqlite3"))
-        .envs(std::env::var("BENCH_DATABASE_URL").map(|u| ("DATABASE_URL", u)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    write_line(admin, PASSWORD);
+    // Verified accounts to sign in as, made the way an operator would: one per client, as
+    // sign-in attempts of one address are counted before they are checked.
+    for worker in 0..CONCURRENCY {
+        let admin = Command::new(env!("CARGO_BIN_EXE_identity"))
+            .args(["create-superuser", "--email", &bench_email(worker)])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("SQLITE_PATH", dir.path().join("bench.sqlite3"))
+            .envs(std::env::var("BENCH_DATABASE_URL").map(|u| ("DATABASE_URL", u)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        write_line(admin, PASSWORD);
+    }
 
     let baseline = run("Health.Check", &channel, |channel, _| async move {
         HealthClient::new(channel)
@@ -84,11 +98,12 @@ async fn main() {
     .await;
     let client = IdentityServiceClient::new(channel.clone());
     let login = pb::LoginRequest {
-        email: "bench@example.com".into(),
+        email: bench_email(0),
         password: PASSWORD.into(),
     };
     let tokens = client.clone().login(login).await.unwrap().into_inner();
     let access = tokens.access.clone();
+    let introspected = tokens.access.clone();
 
     let mut results = vec![baseline.clone()];
     results.push(
@@ -108,9 +123,26 @@ async fn main() {
         .await,
     );
     results.push(
-        run("Login (argon2id)", &channel, |channel, _| async move {
+        run("IntrospectToken", &channel, move |channel, _| {
+            let token = introspected.clone();
+            async move {
+                let mut request = tonic::Request::new(pb::IntrospectTokenRequest { token });
+                request.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {SERVICE_TOKEN}").parse().unwrap(),
+                );
+                TokenServiceClient::new(channel)
+                    .introspect_token(request)
+                    .await
+                    .is_ok_and(|reply| reply.into_inner().active)
+            }
+        })
+        .await,
+    );
+    results.push(
+        run("Login (argon2id)", &channel, |channel, n| async move {
             let login = pb::LoginRequest {
-                email: "bench@example.com".into(),
+                email: bench_email(n / 1_000_000),
                 password: PASSWORD.into(),
             };
             IdentityServiceClient::new(channel)
@@ -237,6 +269,19 @@ fn write_line(mut child: std::process::Child, line: &str) {
         .write_all(format!("{line}\n").as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success(), "create-superuser failed");
+}
+
+/// The account worker `n` signs in as.
+fn bench_email(n: usize) -> String {
+    format!("bench{n}@example.com")
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn peak_memory_kib(pid: u32) -> u32 {

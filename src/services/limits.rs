@@ -165,8 +165,8 @@ impl Services {
         reserved.map_err(|retry_after| ServiceError::LoginThrottled { retry_after })
     }
 
-    /// Forgets an address's failed sign-ins after a successful one, unless more attempts were
-    /// reserved beside it (a burst keeps its count).
+    /// Gives back a successful sign-in's attempt: the count is forgotten, unless more
+    /// attempts were reserved beside it (a burst keeps its count, less this one).
     pub(crate) async fn forget_login_attempts(
         &self,
         email: &Email,
@@ -174,7 +174,7 @@ impl Services {
     ) -> ServiceResult<()> {
         let mut conn = self.connection().await?;
         conn.queries()
-            .forget_attempts_through(&login_bucket(email), attempt)
+            .release_attempt(&login_bucket(email), attempt, FREE_LOGIN_FAILURES)
             .await
             .context("clearing login failures")?;
         Ok(())

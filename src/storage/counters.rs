@@ -123,8 +123,8 @@ impl Queries<'_> {
     /// attempts that arrive at once are counted at once, and returns its number in the
     /// window. After reserving the `n`th attempt the bucket refuses more for
     /// `block_after(n)`, if that says so; a reservation made while it refuses fails with the
-    /// wait. A failure leaves its attempt counted; a success may
-    /// [`forget`](Self::forget_attempts_through) the attempts.
+    /// wait. A failure leaves its attempt counted; a success
+    /// [gives it back](Self::release_attempt).
     ///
     /// # Errors
     /// On database failure.
@@ -193,25 +193,53 @@ impl Queries<'_> {
         })
     }
 
-    /// Forgets the attempts of `bucket` if `attempt` is still its latest: a success clears
-    /// the count, but not past guesses that arrived beside it.
+    /// Gives back a reserved attempt that succeeded. When it is still the bucket's latest,
+    /// the count is forgotten (a success clears earlier failures); when others were reserved
+    /// beside it, only its own attempt is returned, and a back-off lifts if what is left is
+    /// within `free` (so concurrent successes never lock an account out, and a burst of
+    /// guesses keeps its count).
     ///
     /// # Errors
     /// On database failure.
-    pub async fn forget_attempts_through(
+    pub async fn release_attempt(
         &mut self,
         bucket: &str,
         attempt: u32,
+        free: u32,
     ) -> Result<(), StoreError> {
         let latest = counters::table
             .find(bucket)
             .filter(counters::hits.eq(i32::try_from(attempt).unwrap_or(i32::MAX)));
-        on_backend!(self, conn => {
+        let forgotten = on_backend!(self, conn => {
             diesel::delete(latest)
                 .execute(conn)
                 .await
-                .map(drop)
-        })
+                .map(|deleted| deleted == 1)
+        })?;
+        if forgotten {
+            return Ok(());
+        }
+        let counted = counters::table.find(bucket).filter(counters::hits.gt(0));
+        let left: Option<i32> = on_backend!(self, conn => {
+            diesel::update(counted)
+                .set(counters::hits.eq(counters::hits - 1))
+                .returning(counters::hits)
+                .get_result(conn)
+                .await
+                .optional()
+        })?;
+        if left.is_some_and(|left| u32::try_from(left).unwrap_or(0) <= free) {
+            let within = counters::table
+                .find(bucket)
+                .filter(counters::hits.le(i32::try_from(free).unwrap_or(i32::MAX)));
+            on_backend!(self, conn => {
+                diesel::update(within)
+                    .set(counters::blocked_until.eq(None::<NaiveDateTime>))
+                    .execute(conn)
+                    .await
+            })?;
+        }
+        Ok(())
     }
 
     /// Forgets `bucket`.

@@ -72,6 +72,36 @@ async fn a_burst_of_guesses_is_counted_before_any_is_checked(backend: Backend) {
     );
 }
 
+async fn devices_signing_in_at_once_never_leave_the_account_locked(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_LOGIN", "0")]).await;
+    app.verified_user("devices@example.com").await;
+
+    let outcomes = all_at_once((0..20).map(|_| {
+        let mut client = app.client.clone();
+        let request = pb::LoginRequest {
+            email: "devices@example.com".into(),
+            password: PASSWORD.into(),
+        };
+        async move { client.login(request).await }
+    }))
+    .await;
+
+    // Attempts are reserved before any is checked, so a burst past the allowance waits like
+    // any other; those checked succeed.
+    let signed_in = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert!(signed_in >= 1, "{outcomes:?}");
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(reason(refused), "LOGIN_THROTTLED", "{refused:?}");
+    }
+    // Each success gave its attempt back: the account is not backing off afterwards.
+    assert!(app.login("devices@example.com", PASSWORD).await.is_ok());
+    assert_refused(
+        app.login("devices@example.com", "a-wrong-passphrase").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+}
+
 async fn a_password_reset_wins_over_logins_racing_it(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_LOGIN", "0")]).await;
     app.verified_user("racer@example.com").await;
@@ -195,6 +225,7 @@ async fn of_twenty_uses_of_one_reset_link_one_sets_the_password(backend: Backend
 }
 
 crate::on_both_backends!(
+    devices_signing_in_at_once_never_leave_the_account_locked,
     a_burst_of_guesses_is_counted_before_any_is_checked,
     a_password_reset_wins_over_logins_racing_it,
     of_twenty_clicks_on_one_activation_link_one_verifies,
