@@ -204,14 +204,6 @@ impl TokenIssuer {
         self.rotating
     }
 
-    /// The `kid` of the key that signs at `now`.
-    #[must_use]
-    pub fn active_kid(&self, now: DateTime<Utc>) -> String {
-        active(&self.snapshot(), now)
-            .map(|key| key.kid.clone())
-            .unwrap_or_default()
-    }
-
     /// A new random Ed25519 private key as PKCS#8 PEM.
     ///
     /// # Errors
