@@ -565,6 +565,7 @@ async fn migrated_sqlite_template() -> std::path::PathBuf {
     if template.exists() {
         return template;
     }
+    std::fs::create_dir_all(dir).unwrap();
     let building = tempfile::Builder::new()
         .prefix("identity_template_")
         .tempdir_in(dir)
