@@ -77,6 +77,13 @@ impl BearerToken {
         (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| Self(token.to_owned()))
     }
 
+    /// A token handed over as it is (an introspection request); `None` when empty.
+    #[must_use]
+    pub fn from_token(token: &str) -> Option<Self> {
+        let token = token.trim();
+        (!token.is_empty()).then(|| Self(token.to_owned()))
+    }
+
     /// The token, for verification.
     #[must_use]
     pub fn expose(&self) -> &str {

@@ -152,7 +152,7 @@ pub(crate) fn caller<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Call
 
 /// The token an introspection asks about; an empty one is simply not live.
 pub(crate) fn introspected_token(request: &pb::IntrospectTokenRequest) -> Option<BearerToken> {
-    BearerToken::from_authorization(&format!("Bearer {}", request.token))
+    BearerToken::from_token(&request.token)
 }
 
 /// Where a revocation stream resumes: after the cursor it was given (from the start when empty).

@@ -161,9 +161,21 @@ impl Services {
             .context("loading a user by id")?)
     }
 
-    /// The public view of a stored account.
+    /// The public view of a stored account. An account waiting for verification is shown
+    /// inactive when verification is required: it cannot sign in yet.
     pub(crate) fn to_user(&self, row: &UserRow) -> User {
-        to_user(row, self.config.verification.required)
+        User {
+            id: row.id,
+            email: row.email.clone(),
+            first_name: row.first_name.clone(),
+            last_name: row.last_name.clone(),
+            is_active: row.is_active && (row.is_verified || !self.config.verification.required),
+            is_verified: row.is_verified,
+            is_staff: row.is_staff,
+            is_superuser: row.is_superuser,
+            date_joined: utc(row.date_joined),
+            last_login: row.last_login.map(utc),
+        }
     }
 
     /// Writes a new account inside the caller's transaction: the one place an account is
@@ -235,23 +247,6 @@ impl From<StoreError> for ServiceError {
 
 pub(crate) fn utc(naive: NaiveDateTime) -> DateTime<Utc> {
     naive.and_utc()
-}
-
-/// The public view of a stored account. An account waiting for verification is shown
-/// inactive when verification is required: it cannot sign in yet.
-fn to_user(row: &UserRow, verification_required: bool) -> User {
-    User {
-        id: row.id,
-        email: row.email.clone(),
-        first_name: row.first_name.clone(),
-        last_name: row.last_name.clone(),
-        is_active: row.is_active && (row.is_verified || !verification_required),
-        is_verified: row.is_verified,
-        is_staff: row.is_staff,
-        is_superuser: row.is_superuser,
-        date_joined: utc(row.date_joined),
-        last_login: row.last_login.map(utc),
-    }
 }
 
 /// The state an emailed link is bound to.
