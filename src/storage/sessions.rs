@@ -140,8 +140,9 @@ impl Queries<'_> {
         Ok(revoked)
     }
 
-    /// Revokes every live session of a user, and (when there was one) logs "not valid before
-    /// now" for services that follow revocations; returns how many sessions were live.
+    /// Revokes every live session of a user, and logs each of them and (when there was one)
+    /// "not valid before now" for services that follow revocations; returns how many
+    /// sessions were live.
     ///
     /// # Errors
     /// On database failure.
@@ -154,17 +155,23 @@ impl Queries<'_> {
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::revoked_at.is_null())
             .filter(sessions::expires_at.gt(now));
-        let revoked = on_backend!(self, conn => {
+        let revoked: Vec<SessionId> = on_backend!(self, conn => {
             diesel::update(live)
                 .set(sessions::revoked_at.eq(now))
-                .execute(conn)
+                .returning(sessions::id)
+                .get_results(conn)
                 .await
         })?;
+        // Each session is named too: "not valid before" counts whole seconds, so a token
+        // issued in the second of the revocation is voided only by its session's entry.
+        for session_id in &revoked {
+            self.log_revocation(Some(session_id), None, now).await?;
+        }
         // With no live session there is no live token to void.
-        if revoked > 0 {
+        if !revoked.is_empty() {
             self.log_revocation(None, Some(user_id), now).await?;
         }
-        Ok(revoked)
+        Ok(revoked.len())
     }
 
     /// Up to `limit` revocations after `cursor`, in order.

@@ -160,19 +160,22 @@ async fn introspection_sees_every_revocation_at_once(backend: Backend) {
     assert!(!introspect(&app, &expiring.access).await.active, "expired");
 }
 
+/// The session id (`sid`) an access token names.
+fn sid_of(access: &str) -> String {
+    use base64::Engine;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(access.split('.').nth(1).unwrap())
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&claims).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Backend) {
     let (app, _file) = spawn(backend).await;
     let (user, tokens) = app.signed_in_user("watched@example.com").await;
-    let sid = {
-        use base64::Engine;
-        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(tokens.access.split('.').nth(1).unwrap())
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&claims).unwrap()["sid"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let sid = sid_of(&tokens.access);
     // The client (and its connection) must outlive the streams it opens.
     let services = client(&app).await;
     let watch = |cursor: String| {
@@ -191,20 +194,26 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
     let first = next(&mut stream, "the logout").await;
     let second_login = app.login("watched@example.com", PASSWORD).await.unwrap();
     app.logout_all(&second_login.access).await;
+    let second_session = next(&mut stream, "the logout-all's session").await;
     let second = next(&mut stream, "the logout-all").await;
     let mut resumed = watch(first.cursor.clone()).await;
     let replayed = next(&mut resumed, "the replay").await;
 
     use pb::watch_revocations_response::Revoked;
     assert_eq!(first.revoked, Some(Revoked::SessionId(sid)));
+    assert_eq!(
+        second_session.revoked,
+        Some(Revoked::SessionId(sid_of(&second_login.access))),
+        "each session a logout-all ends is named"
+    );
     let Some(Revoked::User(everything)) = &second.revoked else {
         panic!("{second:?}")
     };
     assert_eq!(everything.user_id, user.id);
     assert!(everything.not_valid_before > 0);
     assert_eq!(
-        replayed, second,
-        "resuming after the first gives the second"
+        replayed, second_session,
+        "resuming after the first gives the next"
     );
     let refused = client(&app)
         .await

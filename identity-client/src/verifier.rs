@@ -1,0 +1,375 @@
+//! The verifier: local checks against the cached key set and the streamed revocations,
+//! with introspection on request, and the background tasks that keep both current.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock, Weak},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use jsonwebtoken::DecodingKey;
+use tokio::task::AbortHandle;
+use tonic::{Code, Request, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::{
+    VerifiedToken,
+    claims::{Expectations, access_token_kid},
+    credential::ServiceToken,
+    keys::{KeyCache, decoding_keys},
+    layer::RequireAccessToken,
+    pb::{self, token_service_client::TokenServiceClient},
+    revocations::Revocations,
+};
+
+/// The `TokenService` client, carrying the service token on every call.
+pub type TokenServiceChannel = TokenServiceClient<InterceptedService<Channel, ServiceToken>>;
+
+/// The first wait before a dropped revocation stream reconnects; it doubles up to the max.
+const RECONNECT_FIRST_WAIT: Duration = Duration::from_millis(100);
+const RECONNECT_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a token was refused. A service should answer every one alike (the layer does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No bearer token came with the request.
+    #[error("no access token")]
+    Missing,
+    /// Not an access token of this issuer's form.
+    #[error("malformed access token")]
+    Malformed,
+    /// Signed by no key the issuer publishes.
+    #[error("access token signed by an unknown key")]
+    UnknownKey,
+    /// The signature does not match.
+    #[error("access token signature does not verify")]
+    BadSignature,
+    /// Another issuer's, or for another audience.
+    #[error("access token is for another issuer or audience")]
+    NotForUs,
+    /// Issued in the future.
+    #[error("access token is not valid yet")]
+    NotYetValid,
+    /// Past its expiry.
+    #[error("access token has expired")]
+    Expired,
+    /// Its session, or every session of its user, has been revoked.
+    #[error("access token has been revoked")]
+    Revoked,
+    /// Introspection says it is not live (for example, its user is disabled).
+    #[error("access token is not active")]
+    Inactive,
+    /// Introspection was asked for and the server could not be reached.
+    #[error("the identity service could not be asked")]
+    Unavailable,
+}
+
+/// Why a verifier could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The service token cannot travel in a header.
+    #[error("the service token is not a valid header value")]
+    InvalidServiceToken,
+    /// The key set could not be fetched (unreachable, or the service token refused).
+    #[error("fetching the key set: {0}")]
+    Jwks(#[source] tonic::Status),
+}
+
+/// Verifies `identity`'s access tokens. Cheap to clone; its background tasks stop when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct Verifier {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: TokenServiceChannel,
+    expectations: Expectations,
+    keys: KeyCache,
+    revocations: RwLock<Revocations>,
+    introspect: bool,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Settings of a [`Verifier`]; every one has the server's default.
+#[must_use]
+pub struct VerifierBuilder {
+    channel: Channel,
+    service_token: String,
+    issuer: String,
+    audience: String,
+    leeway: Duration,
+    jwks_refresh_interval: Duration,
+    min_refetch_interval: Duration,
+    revocation_retention: Duration,
+    introspect: bool,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl VerifierBuilder {
+    /// The issuer tokens must name (`JWT_ISSUER`; default `identity`).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = issuer.into();
+        self
+    }
+
+    /// The audience tokens must name (`JWT_AUDIENCE`; default `identity`).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+
+    /// Clock skew tolerated on expiry and issue time (default 30 s, as the server).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// How often the key set is fetched anew (default 300 s, the server's `JWKS_MAX_AGE`,
+    /// which publishes a next key at least that long before it signs).
+    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
+        self.jwks_refresh_interval = interval;
+        self
+    }
+
+    /// The least time between two fetches caused by tokens naming an unknown key (default
+    /// 10 s), so forged `kid`s cannot make this service flood the server.
+    pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
+        self.min_refetch_interval = interval;
+        self
+    }
+
+    /// How long a revocation is remembered (default 1 hour); at least the server's
+    /// `ACCESS_TOKEN_LIFETIME` plus the leeway, after which no token it voids is live.
+    pub fn revocation_retention(mut self, retention: Duration) -> Self {
+        self.revocation_retention = retention;
+        self
+    }
+
+    /// Also ask the server about every token that verifies locally (default off). This sees
+    /// what no local check can (a disabled user) at the cost of a call per request.
+    pub fn introspect(mut self, introspect: bool) -> Self {
+        self.introspect = introspect;
+        self
+    }
+
+    /// The clock expiry is checked against, in seconds since the epoch (default: the
+    /// system clock).
+    pub fn clock(mut self, now: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(now);
+        self
+    }
+
+    /// Fetches the key set and starts following revocations.
+    ///
+    /// # Errors
+    /// When the service token is not a header value, or the key set cannot be fetched.
+    pub async fn connect(self) -> Result<Verifier, ConnectError> {
+        let token =
+            ServiceToken::new(&self.service_token).map_err(|_| ConnectError::InvalidServiceToken)?;
+        let client = TokenServiceClient::with_interceptor(self.channel, token);
+        let keys = fetch_keys(&client).await.map_err(ConnectError::Jwks)?;
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let refresh = self.jwks_refresh_interval;
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
+            client: client.clone(),
+            expectations: Expectations {
+                issuer: self.issuer,
+                audience: self.audience,
+                leeway,
+            },
+            keys: KeyCache::new(keys, self.min_refetch_interval),
+            revocations: RwLock::new(Revocations::new(self.revocation_retention)),
+            introspect: self.introspect,
+            clock: self.clock,
+            tasks: vec![
+                tokio::spawn(follow_revocations(weak.clone(), client.clone())).abort_handle(),
+                tokio::spawn(refresh_keys(weak.clone(), client, refresh)).abort_handle(),
+            ],
+        });
+        Ok(Verifier { shared })
+    }
+}
+
+fn system_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Verifier {
+    /// A verifier that asks the server on `channel`, authenticating with `service_token`
+    /// (which needs the `jwks` and `revocations` scopes, and `introspect` for
+    /// [`VerifierBuilder::introspect`]).
+    pub fn builder(channel: Channel, service_token: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder {
+            channel,
+            service_token: service_token.into(),
+            issuer: "identity".into(),
+            audience: "identity".into(),
+            leeway: Duration::from_secs(30),
+            jwks_refresh_interval: Duration::from_secs(300),
+            min_refetch_interval: Duration::from_secs(10),
+            revocation_retention: Duration::from_secs(3600),
+            introspect: false,
+            clock: Arc::new(system_now),
+        }
+    }
+
+    /// Checks `token` and says whose it is.
+    ///
+    /// # Errors
+    /// Why it was refused; see [`Refusal`].
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, Refusal> {
+        let shared = &self.shared;
+        let kid = access_token_kid(token)?;
+        let key = shared
+            .keys
+            .find(&kid, || async {
+                fetch_keys(&shared.client)
+                    .await
+                    .inspect_err(|status| {
+                        tracing::warn!(code = ?status.code(), "identity key set fetch failed");
+                    })
+                    .ok()
+            })
+            .await
+            .ok_or(Refusal::UnknownKey)?;
+        let verified = shared
+            .expectations
+            .check(token, &key, (shared.clock)())?;
+        if self.revocations().voids(&verified) {
+            return Err(Refusal::Revoked);
+        }
+        if shared.introspect {
+            self.introspect(token).await?;
+        }
+        Ok(verified)
+    }
+
+    /// Asks the server whether `token` is live now.
+    async fn introspect(&self, token: &str) -> Result<(), Refusal> {
+        let answer = self
+            .shared
+            .client
+            .clone()
+            .introspect_token(Request::new(pb::IntrospectTokenRequest {
+                token: token.to_owned(),
+            }))
+            .await
+            .map_err(|status| {
+                tracing::warn!(code = ?status.code(), "identity introspection failed");
+                Refusal::Unavailable
+            })?;
+        if answer.into_inner().active {
+            Ok(())
+        } else {
+            Err(Refusal::Inactive)
+        }
+    }
+
+    /// The tower layer that lets only requests with a verified bearer token through.
+    #[must_use]
+    pub fn layer(&self) -> RequireAccessToken {
+        RequireAccessToken::new(self.clone())
+    }
+
+    /// The `TokenService` client this verifier uses, with the service token attached.
+    #[must_use]
+    pub fn client(&self) -> TokenServiceChannel {
+        self.shared.client.clone()
+    }
+
+    fn revocations(&self) -> std::sync::RwLockReadGuard<'_, Revocations> {
+        self.shared
+            .revocations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+async fn fetch_keys(
+    client: &TokenServiceChannel,
+) -> Result<HashMap<String, DecodingKey>, tonic::Status> {
+    let jwks = client
+        .clone()
+        .get_jwks(Request::new(pb::GetJwksRequest {}))
+        .await?
+        .into_inner();
+    Ok(decoding_keys(&jwks))
+}
+
+/// Replaces the key set on a timer, so next keys are known before they sign and removed
+/// ones are dropped.
+async fn refresh_keys(shared: Weak<Shared>, client: TokenServiceChannel, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let fetched = fetch_keys(&client).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match fetched {
+            Ok(keys) => shared.keys.replace(keys),
+            Err(status) => tracing::warn!(code = ?status.code(), "identity key set fetch failed"),
+        }
+    }
+}
+
+/// Follows `WatchRevocations`, reconnecting with a growing wait and resuming from the last
+/// cursor applied, until the verifier is dropped.
+async fn follow_revocations(shared: Weak<Shared>, client: TokenServiceChannel) {
+    let mut wait = RECONNECT_FIRST_WAIT;
+    loop {
+        let Some(cursor) = shared.upgrade().map(|shared| {
+            shared
+                .revocations
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .cursor()
+        }) else {
+            return;
+        };
+        let request = Request::new(pb::WatchRevocationsRequest { cursor });
+        match client.clone().watch_revocations(request).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(revocation)) => {
+                            let Some(shared) = shared.upgrade() else {
+                                return;
+                            };
+                            shared
+                                .revocations
+                                .write()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .apply(revocation);
+                            wait = RECONNECT_FIRST_WAIT;
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::warn!(code = ?status.code(), "identity revocation stream broke");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) if status.code() == Code::PermissionDenied => {
+                tracing::error!("the service token may not follow revocations");
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), "identity revocation stream refused");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+    }
+}
