@@ -109,7 +109,6 @@ impl Expectations {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed step should fail the test loudly")]
 mod tests {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
@@ -187,13 +186,22 @@ mod tests {
             expectations().check(&sign(&claims(), 2), &key(1).1, NOW),
             Err(Refusal::BadSignature)
         );
-        assert_eq!(check(&with("aud", json!("billing")), NOW), Err(Refusal::NotForUs));
-        assert_eq!(check(&with("iss", json!("evil")), NOW), Err(Refusal::NotForUs));
+        assert_eq!(
+            check(&with("aud", json!("billing")), NOW),
+            Err(Refusal::NotForUs)
+        );
+        assert_eq!(
+            check(&with("iss", json!("evil")), NOW),
+            Err(Refusal::NotForUs)
+        );
         assert_eq!(
             check(&with("token_type", json!("refresh")), NOW),
             Err(Refusal::Malformed)
         );
-        assert_eq!(check(&with("sub", json!("0")), NOW), Err(Refusal::Malformed));
+        assert_eq!(
+            check(&with("sub", json!("0")), NOW),
+            Err(Refusal::Malformed)
+        );
         assert_eq!(check(&with("sid", json!("")), NOW), Err(Refusal::Malformed));
     }
 

@@ -79,7 +79,12 @@ where
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let path = request.uri().path();
-        if self.layer.open_paths.iter().any(|open| path.starts_with(open)) {
+        if self
+            .layer
+            .open_paths
+            .iter()
+            .any(|open| path.starts_with(open))
+        {
             return Box::pin(inner.call(request));
         }
         let verifier = self.layer.verifier.clone();
@@ -142,7 +147,10 @@ fn refused<B: Default>(grpc: bool, refusal: Refusal) -> Response<B> {
         } else {
             "Bearer error=\"invalid_token\""
         };
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
     }
     response
 }

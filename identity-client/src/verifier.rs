@@ -173,8 +173,8 @@ impl VerifierBuilder {
     /// # Errors
     /// When the service token is not a header value, or the key set cannot be fetched.
     pub async fn connect(self) -> Result<Verifier, ConnectError> {
-        let token =
-            ServiceToken::new(&self.service_token).map_err(|_| ConnectError::InvalidServiceToken)?;
+        let token = ServiceToken::new(&self.service_token)
+            .map_err(|_| ConnectError::InvalidServiceToken)?;
         let client = TokenServiceClient::with_interceptor(self.channel, token);
         let keys = fetch_keys(&client).await.map_err(ConnectError::Jwks)?;
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
@@ -202,7 +202,9 @@ impl VerifierBuilder {
 fn system_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 impl Verifier {
@@ -243,9 +245,7 @@ impl Verifier {
             })
             .await
             .ok_or(Refusal::UnknownKey)?;
-        let verified = shared
-            .expectations
-            .check(token, &key, (shared.clock)())?;
+        let verified = shared.expectations.check(token, &key, (shared.clock)())?;
         if self.revocations().voids(&verified) {
             return Err(Refusal::Revoked);
         }

@@ -9,9 +9,13 @@ use std::{
 
 use identity::pb::{self, identity_service_client::IdentityServiceClient};
 
+use reqwest::StatusCode;
+
 use crate::{
+    client::{my_orders, serve_orders},
     fake_smtp::FakeSmtp,
-    helpers::{Backend, TestDatabase},
+    helpers::{Backend, TestDatabase, service_tokens_file},
+    token_service::BILLING,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_identity");
@@ -828,11 +832,13 @@ async fn no_log_line_holds_a_google_access_token_when_google_fails() {
 async fn keys_rotate_beside_a_live_server_and_new_tokens_verify_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let kek = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let services = service_tokens_file(dir.path(), &[("orders", "jwks,revocations", BILLING)]);
     let settings = [
         ("KEY_REFRESH_INTERVAL", "1"),
         ("JWKS_MAX_AGE", "1"),
         ("KEY_ENCRYPTION_KEY", kek),
         ("RATE_LIMIT_LOGIN", "0"),
+        ("SERVICE_TOKENS_FILE", &services),
     ];
     let beside = |args: &[&str], extra: &[(&str, &str)]| {
         let mut command = identity(&dir, args);
@@ -874,6 +880,16 @@ async fn keys_rotate_beside_a_live_server_and_new_tokens_verify_without_a_restar
     };
     let old_token = login().await;
     let old_kid = kid(&old_token);
+    // A consuming service that stays up across the rotation.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", served.grpc))
+        .unwrap()
+        .connect_lazy();
+    let verifier = identity_client::Verifier::builder(channel, BILLING)
+        .connect()
+        .await
+        .unwrap();
+    let orders = serve_orders(&verifier).await;
+    assert_eq!(my_orders(&orders, Some(&old_token)).await.0, StatusCode::OK);
 
     let listed = beside(&["keys", "list"], &[]).output().unwrap();
     let rotated = beside(&["keys", "rotate"], &[]).output().unwrap();
@@ -916,6 +932,11 @@ async fn keys_rotate_beside_a_live_server_and_new_tokens_verify_without_a_restar
             .metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         assert!(client.get_user(request).await.is_ok(), "both keys verify");
+        assert_eq!(
+            my_orders(&orders, Some(token)).await.0,
+            StatusCode::OK,
+            "the consuming service takes tokens of both keys without a restart"
+        );
     }
     let after = beside(&["keys", "list"], &[]).output().unwrap();
     let after = String::from_utf8_lossy(&after.stdout).into_owned();
@@ -950,16 +971,10 @@ async fn keys_rotate_beside_a_live_server_and_new_tokens_verify_without_a_restar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_revocation_stream_does_not_hold_up_shutdown() {
-    use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let token = "a-service-token-for-the-drain-test";
-    let hash: String = sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let file = dir.path().join("services");
-    std::fs::write(&file, format!("watcher revocations {hash}\n")).unwrap();
-    let served = serve(&dir, &[("SERVICE_TOKENS_FILE", file.to_str().unwrap())]);
+    let file = service_tokens_file(dir.path(), &[("watcher", "revocations", token)]);
+    let served = serve(&dir, &[("SERVICE_TOKENS_FILE", &file)]);
     let mut client =
         pb::token_service_client::TokenServiceClient::connect(format!("http://{}", served.grpc))
             .await

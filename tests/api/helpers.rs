@@ -19,6 +19,23 @@ use crate::{
     fake_smtp::FakeSmtp,
 };
 
+/// Writes a `SERVICE_TOKENS_FILE` into `dir` with one line per `(name, scopes, token)`, the
+/// token stored as its SHA-256; returns its path.
+pub fn service_tokens_file(dir: &std::path::Path, services: &[(&str, &str, &str)]) -> String {
+    use sha2::Digest;
+    let mut text = String::from("# name scopes sha256(token)\n");
+    for (name, scopes, token) in services {
+        let hash: String = sha2::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        text.push_str(&format!("{name} {scopes} {hash}\n"));
+    }
+    let path = dir.join("service-tokens");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// The database backend a test runs on.
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {

@@ -16,6 +16,7 @@ mod bridge;
 mod bridge_safety;
 mod browser;
 mod cli;
+mod client;
 mod client_ip;
 mod concurrency;
 mod google;

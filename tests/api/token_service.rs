@@ -4,35 +4,24 @@
 use std::time::Duration;
 
 use identity::pb::{self, token_service_client::TokenServiceClient};
-use sha2::{Digest, Sha256};
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, transport::Channel};
 
-use crate::helpers::{Backend, PASSWORD, TestApp};
+use crate::helpers::{Backend, PASSWORD, TestApp, service_tokens_file};
 
-const BILLING: &str = "billing-service-token-of-enough-entropy";
+pub(crate) const BILLING: &str = "billing-service-token-of-enough-entropy";
 const READER: &str = "reader-service-token-of-enough-entropy";
 
-fn sha(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// An app whose services file allows `billing` everything and `reader` only the key set.
-async fn spawn(backend: Backend) -> (TestApp, tempfile::NamedTempFile) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        file.path(),
-        format!(
-            "# name scopes sha256(token)\nbilling introspect,revocations,jwks {}\nreader jwks {}\n",
-            sha(BILLING),
-            sha(READER)
-        ),
-    )
-    .unwrap();
-    let path = file.path().to_str().unwrap().to_owned();
+pub(crate) async fn spawn(backend: Backend) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = service_tokens_file(
+        dir.path(),
+        &[
+            ("billing", "introspect,revocations,jwks", BILLING),
+            ("reader", "jwks", READER),
+        ],
+    );
     let app = TestApp::spawn_with(
         backend,
         &[
@@ -41,7 +30,7 @@ async fn spawn(backend: Backend) -> (TestApp, tempfile::NamedTempFile) {
         ],
     )
     .await;
-    (app, file)
+    (app, dir)
 }
 
 /// The next revocation of a stream, within 10 s.
