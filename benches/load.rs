@@ -3,7 +3,8 @@
 //! `cargo bench --bench load` starts `identity serve` (release build, embedded SQLite or
 //! `BENCH_DATABASE_URL`, rate limits off), drives it over gRPC from concurrent clients, and
 //! prints each RPC's throughput as a ratio to the health check measured in the same run (so
-//! numbers compare across machines), with p50/p99 latency and the server's peak memory.
+//! numbers compare across machines), with p50/p99 latency and the server's peak memory. The
+//! `identity-client verify` row is a consuming service's local check of an access token.
 
 #![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 
@@ -50,7 +51,10 @@ async fn main() {
     let services = dir.path().join("services.txt");
     std::fs::write(
         &services,
-        format!("bench introspect {}\n", sha256_hex(SERVICE_TOKEN)),
+        format!(
+            "bench introspect,jwks,revocations {}\n",
+            sha256_hex(SERVICE_TOKEN)
+        ),
     )
     .unwrap();
     command.env("SERVICE_TOKENS_FILE", &services);
@@ -136,6 +140,19 @@ async fn main() {
                     .await
                     .is_ok_and(|reply| reply.into_inner().active)
             }
+        })
+        .await,
+    );
+    // What a consuming service pays per request with `identity-client`: no call at all.
+    let verifier = identity_client::Verifier::builder(channel.clone(), SERVICE_TOKEN)
+        .connect()
+        .await
+        .unwrap();
+    let verified = tokens.access.clone();
+    results.push(
+        run("identity-client verify", &channel, move |_, _| {
+            let (verifier, token) = (verifier.clone(), verified.clone());
+            async move { verifier.verify(&token).await.is_ok() }
         })
         .await,
     );
