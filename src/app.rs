@@ -128,9 +128,14 @@ impl Application {
             activation: self.config.activation_redirect_url.clone(),
             password_reset: self.config.password_reset_url.clone(),
         };
-        let bridge = http::router(api.clone(), services.clone(), redirects)?;
         // One signal stops both listeners and the worker.
         let stopping = stop_tx.subscribe();
+        let token_api = TokenApi::new(services.clone(), stopping.clone());
+        let apis = http::Apis {
+            identity: api.clone(),
+            tokens: token_api.clone(),
+        };
+        let bridge = http::router(apis, services.clone(), redirects)?;
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -140,7 +145,7 @@ impl Application {
             server::serve(
                 self.grpc_listener,
                 api,
-                TokenApi::new(services.clone(), stopping.clone()),
+                token_api,
                 services,
                 stopped(stopping.clone()),
             ),

@@ -11,7 +11,19 @@ use tonic::{
 };
 
 use super::error::Rejection;
-use crate::{grpc::IdentityApi, pb::identity_service_server::IdentityService};
+use crate::{
+    grpc::{IdentityApi, TokenApi},
+    pb::{identity_service_server::IdentityService, token_service_server::TokenService},
+};
+
+/// The gRPC adapters the bridge forwards to.
+#[derive(Clone)]
+pub struct Apis {
+    /// `identity.v1.IdentityService`.
+    pub identity: IdentityApi,
+    /// `identity.v1.TokenService`.
+    pub tokens: TokenApi,
+}
 
 /// What travels with a bridged call besides its message.
 pub struct CallContext {
@@ -64,7 +76,7 @@ where
 }
 
 macro_rules! rpcs {
-    ($($name:literal => $method:ident),* $(,)?) => {
+    ($($name:literal => $api:ident . $method:ident),* $(,)?) => {
         /// Every RPC the bridge can forward.
         pub const RPCS: &[&str] = &[$($name),*];
 
@@ -74,13 +86,13 @@ macro_rules! rpcs {
         /// The call's `Status`, or a rejection of a body that is not the RPC's message or of
         /// an RPC the bridge does not know.
         pub async fn call(
-            api: &IdentityApi,
+            apis: &Apis,
             rpc: &str,
             message: Value,
             context: CallContext,
         ) -> Result<Value, CallError> {
             match rpc {
-                $($name => forward(message, context, |request| api.$method(request)).await,)*
+                $($name => forward(message, context, |request| apis.$api.$method(request)).await,)*
                 _ => Err(CallError::Rejected(Rejection {
                     http: StatusCode::NOT_FOUND,
                     code: Code::NotFound,
@@ -92,18 +104,19 @@ macro_rules! rpcs {
 }
 
 rpcs! {
-    "Register" => register,
-    "VerifyOtp" => verify_otp,
-    "ResendOtp" => resend_otp,
-    "Activate" => activate,
-    "ResendActivationEmail" => resend_activation_email,
-    "Login" => login,
-    "Refresh" => refresh,
-    "Logout" => logout,
-    "LogoutAll" => logout_all,
-    "PasswordReset" => password_reset,
-    "PasswordResetConfirm" => password_reset_confirm,
-    "GoogleLogin" => google_login,
-    "ListUsers" => list_users,
-    "GetUser" => get_user,
+    "Register" => identity.register,
+    "VerifyOtp" => identity.verify_otp,
+    "ResendOtp" => identity.resend_otp,
+    "Activate" => identity.activate,
+    "ResendActivationEmail" => identity.resend_activation_email,
+    "Login" => identity.login,
+    "Refresh" => identity.refresh,
+    "Logout" => identity.logout,
+    "LogoutAll" => identity.logout_all,
+    "PasswordReset" => identity.password_reset,
+    "PasswordResetConfirm" => identity.password_reset_confirm,
+    "GoogleLogin" => identity.google_login,
+    "ListUsers" => identity.list_users,
+    "GetUser" => identity.get_user,
+    "IntrospectToken" => tokens.introspect_token,
 }

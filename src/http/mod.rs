@@ -41,7 +41,9 @@ const RESET_CONFIRM: &str = "PasswordResetConfirm";
 pub use pages::PageRedirects;
 use routes::HttpRoute;
 
-use crate::{grpc::IdentityApi, services::Services, telemetry};
+pub use dispatch::Apis;
+
+use crate::{services::Services, telemetry};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -49,7 +51,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What every bridge handler shares.
 #[derive(Clone)]
 pub struct BridgeState {
-    api: IdentityApi,
+    apis: dispatch::Apis,
     services: Services,
     redirects: Arc<PageRedirects>,
     openapi: Arc<Value>,
@@ -60,7 +62,7 @@ pub struct BridgeState {
 /// # Errors
 /// When the annotations name an RPC the bridge cannot forward, or the descriptors are broken.
 pub fn router(
-    api: IdentityApi,
+    apis: dispatch::Apis,
     services: Services,
     redirects: PageRedirects,
 ) -> anyhow::Result<Router> {
@@ -73,7 +75,7 @@ pub fn router(
         anyhow::bail!("the bridge cannot forward {}", missing.rpc);
     }
     let state = BridgeState {
-        api,
+        apis,
         services,
         redirects: Arc::new(redirects),
         openapi: Arc::new(openapi::document(&pool, &annotated)?),
@@ -187,7 +189,7 @@ async fn bridge(
         metadata: MetadataMap::from_headers(headers.clone()),
         peer: Some(peer),
     };
-    let call = dispatch::call(&state.api, &route.rpc, message, context);
+    let call = dispatch::call(&state.apis, &route.rpc, message, context);
     let Ok(outcome) = tokio::time::timeout(state.services.config.request_timeout, call).await
     else {
         return Rejection {

@@ -11,6 +11,8 @@ use crate::domain::PASSWORD_MAX_CHARS;
 
 /// RPCs that need `authorization: Bearer <access>`.
 const AUTHENTICATED: &[&str] = &["LogoutAll", "ListUsers", "GetUser"];
+/// RPCs that need `authorization: Bearer <service token>`.
+const FOR_SERVICES: &[&str] = &["IntrospectToken"];
 
 /// The document for `routes`.
 ///
@@ -53,6 +55,9 @@ pub fn document(pool: &DescriptorPool, routes: &[HttpRoute]) -> anyhow::Result<V
         if AUTHENTICATED.contains(&route.rpc.as_str()) {
             operation["security"] = json!([{"bearerAuth": []}]);
         }
+        if FOR_SERVICES.contains(&route.rpc.as_str()) {
+            operation["security"] = json!([{"serviceToken": []}]);
+        }
         let method = route.method.as_str().to_ascii_lowercase();
         paths
             .entry(route.slashed())
@@ -82,7 +87,10 @@ pub fn document(pool: &DescriptorPool, routes: &[HttpRoute]) -> anyhow::Result<V
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "serviceToken": {"type": "http", "scheme": "bearer", "description": "A service token listed in SERVICE_TOKENS_FILE."},
+            },
         },
     }))
 }

@@ -5,8 +5,8 @@ use prost_reflect::{DescriptorPool, Value};
 
 use crate::pb;
 
-/// The gRPC service the annotations are read from.
-pub const SERVICE: &str = "identity.v1.IdentityService";
+/// The gRPC services the annotations are read from.
+pub const SERVICES: &[&str] = &["identity.v1.IdentityService", "identity.v1.TokenService"];
 
 /// One annotated RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,19 +44,23 @@ pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
         .map_err(|e| anyhow::anyhow!("decoding descriptors: {e}"))
 }
 
-/// Every annotated RPC of the service.
+/// Every annotated RPC of the services.
 ///
 /// # Errors
-/// When the descriptors lack the service or an annotation is malformed.
+/// When the descriptors lack a service or an annotation is malformed.
 pub fn annotated_routes(pool: &DescriptorPool) -> anyhow::Result<Vec<HttpRoute>> {
-    let service = pool
-        .get_service_by_name(SERVICE)
-        .ok_or_else(|| anyhow::anyhow!("{SERVICE} is not in the descriptors"))?;
     let http = pool
         .get_extension_by_name("google.api.http")
         .ok_or_else(|| anyhow::anyhow!("google.api.http is not in the descriptors"))?;
+    let mut methods = Vec::new();
+    for name in SERVICES {
+        let service = pool
+            .get_service_by_name(name)
+            .ok_or_else(|| anyhow::anyhow!("{name} is not in the descriptors"))?;
+        methods.extend(service.methods());
+    }
     let mut routes = Vec::new();
-    for method in service.methods() {
+    for method in methods {
         let options = method.options();
         if !options.has_extension(&http) {
             continue;
@@ -111,6 +115,8 @@ mod tests {
                 .unwrap()
                 .has_body
         );
-        assert_eq!(routes.len(), 14);
+        let introspect = routes.iter().find(|r| r.rpc == "IntrospectToken").unwrap();
+        assert_eq!(introspect.template, "/accounts/api/token/introspect");
+        assert_eq!(routes.len(), 15);
     }
 }

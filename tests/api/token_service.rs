@@ -217,7 +217,61 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
     assert_eq!(refused.code(), Code::InvalidArgument);
 }
 
+/// POSTs an introspection to the bridge as `bearer`.
+async fn introspect_over_http(
+    app: &TestApp,
+    bearer: Option<&str>,
+    token: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = app
+        .http
+        .post(format!("{}/accounts/api/token/introspect/", app.http_base))
+        .json(&serde_json::json!({ "token": token }));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn introspection_has_a_bridge_path_for_services(backend: Backend) {
+    let (app, _file) = spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("bridged@example.com").await;
+
+    let (status, live) = introspect_over_http(&app, Some(BILLING), &tokens.access).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(live["active"], true);
+    assert_eq!(live["sub"], user.id.to_string());
+    assert_eq!(live["user"]["email"], "bridged@example.com");
+    let (status, dead) = introspect_over_http(&app, Some(BILLING), "garbage").await;
+    assert_eq!(
+        (status, &dead["active"]),
+        (reqwest::StatusCode::OK, &false.into())
+    );
+    assert_eq!(dead["sub"], "", "an inactive answer says nothing else");
+
+    for (bearer, http, code) in [
+        (None, reqwest::StatusCode::UNAUTHORIZED, 16),
+        (
+            Some(tokens.access.as_str()),
+            reqwest::StatusCode::UNAUTHORIZED,
+            16,
+        ),
+        (Some(READER), reqwest::StatusCode::FORBIDDEN, 7),
+    ] {
+        let (status, error) = introspect_over_http(&app, bearer, &tokens.access).await;
+        assert_eq!((status, &error["code"]), (http, &code.into()), "{bearer:?}");
+        assert!(error.get("active").is_none());
+    }
+    let (_, openapi) = app.get_json("/openapi.json", None).await;
+    assert_eq!(
+        openapi["paths"]["/accounts/api/token/introspect/"]["post"]["security"][0]["serviceToken"],
+        serde_json::json!([])
+    );
+}
+
 crate::on_both_backends!(
+    introspection_has_a_bridge_path_for_services,
     only_services_with_the_scope_may_call,
     introspection_sees_every_revocation_at_once,
     revocations_stream_to_services_and_resume_from_their_cursor,
