@@ -59,6 +59,9 @@ impl Application {
         let config = Arc::clone(&services.config);
         let transport = Transport::new(config.smtp.as_ref(), &config.from_email)
             .context("setting up email delivery")?;
+        if let Some(tls) = &config.grpc_tls {
+            server::check_tls(tls)?;
+        }
         let grpc_listener = TcpListener::bind(config.grpc_listen_addr)
             .await
             .with_context(|| format!("binding GRPC_LISTEN_ADDR {}", config.grpc_listen_addr))?;

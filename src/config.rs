@@ -6,7 +6,7 @@ use std::{collections::HashMap, io::IsTerminal, net::SocketAddr, path::PathBuf, 
 
 use secrecy::{SecretSlice, SecretString};
 
-use crate::{auth::ServiceTokens, domain::IpNet, text::percent_encode};
+use crate::{auth::ServiceCredentials, domain::IpNet, text::percent_encode};
 
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,19 @@ pub struct SmtpConfig {
     pub user: Option<String>,
     /// Password for `user`.
     pub password: Option<SecretString>,
+}
+
+/// TLS for the gRPC listener (`GRPC_TLS_CERT_FILE`, `GRPC_TLS_KEY_FILE`), optionally
+/// asking clients for certificates from a CA (`GRPC_TLS_CLIENT_CA_FILE`).
+#[derive(Debug, Clone)]
+pub struct GrpcTlsConfig {
+    /// The server's certificate chain, PEM.
+    pub certificate_pem: String,
+    /// Its private key, PEM.
+    pub private_key_pem: SecretString,
+    /// The CA whose client certificates a service may present instead of a service token;
+    /// clients without one still connect.
+    pub client_ca_pem: Option<String>,
 }
 
 /// Google sign-in.
@@ -264,8 +277,10 @@ pub struct Config {
     pub grpc_keepalive_interval: Duration,
     /// See `grpc_keepalive_interval`.
     pub grpc_keepalive_timeout: Duration,
+    /// TLS on the gRPC listener; plaintext when `None`.
+    pub grpc_tls: Option<GrpcTlsConfig>,
     /// `SERVICE_TOKENS_FILE`: the services allowed to call `TokenService`, and what for.
-    pub service_tokens: ServiceTokens,
+    pub service_credentials: ServiceCredentials,
     /// `REVOCATION_POLL_INTERVAL_MS`: how often a revocation stream looks for new entries.
     pub revocation_poll_interval: Duration,
     /// `TRUSTED_PROXIES`: address ranges whose `x-forwarded-for` is believed.
@@ -419,12 +434,13 @@ impl Config {
             grpc_max_concurrent_streams: env.number("GRPC_MAX_CONCURRENT_STREAMS", 100)?,
             grpc_keepalive_interval: env.seconds("GRPC_KEEPALIVE_INTERVAL", 60)?,
             grpc_keepalive_timeout: env.seconds("GRPC_KEEPALIVE_TIMEOUT", 20)?,
-            service_tokens: match env.get("SERVICE_TOKENS_FILE") {
-                None => ServiceTokens::default(),
+            grpc_tls: grpc_tls(&env)?,
+            service_credentials: match env.get("SERVICE_TOKENS_FILE") {
+                None => ServiceCredentials::default(),
                 Some(path) => std::fs::read_to_string(&path)
                     .map_err(|e| env.error("SERVICE_TOKENS_FILE", format!("reading {path}: {e}")))
                     .and_then(|text| {
-                        ServiceTokens::parse(&text)
+                        ServiceCredentials::parse(&text)
                             .map_err(|why| env.error("SERVICE_TOKENS_FILE", why))
                     })?,
             },
@@ -456,6 +472,27 @@ impl Config {
                 env.number("EMAIL_POLL_INTERVAL_MS", 1_000)?,
             ),
         })
+    }
+}
+
+/// TLS for gRPC: a certificate and its key together, and a client CA only with them.
+fn grpc_tls(env: &Env) -> Result<Option<GrpcTlsConfig>, ConfigError> {
+    let certificate = env.file("GRPC_TLS_CERT_FILE")?;
+    let private_key = env.file("GRPC_TLS_KEY_FILE")?;
+    let client_ca = env.file("GRPC_TLS_CLIENT_CA_FILE")?;
+    match (certificate, private_key) {
+        (Some(certificate_pem), Some(private_key)) => Ok(Some(GrpcTlsConfig {
+            certificate_pem,
+            private_key_pem: SecretString::from(private_key),
+            client_ca_pem: client_ca,
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) => Err(env.error(
+            "GRPC_TLS_CLIENT_CA_FILE",
+            "needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: client certificates need TLS",
+        )),
+        (Some(_), None) => Err(env.error("GRPC_TLS_KEY_FILE", "is needed with GRPC_TLS_CERT_FILE")),
+        (None, Some(_)) => Err(env.error("GRPC_TLS_CERT_FILE", "is needed with GRPC_TLS_KEY_FILE")),
     }
 }
 
@@ -533,6 +570,16 @@ struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 impl Env<'_> {
     fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The text of the file the setting `name` names, if it is set.
+    fn file(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        self.get(name)
+            .map(|path| {
+                std::fs::read_to_string(&path)
+                    .map_err(|e| self.error(name, format!("cannot read {path}: {e}")))
+            })
+            .transpose()
     }
 
     /// A secret from `NAME`, or from the file `NAME_FILE` names (Kubernetes secret volumes).
@@ -659,6 +706,32 @@ mod tests {
         );
         let missing = config_error(&[("DATABASE_URL_FILE", "/nonexistent/identity")]);
         assert_eq!(missing.name, "DATABASE_URL_FILE");
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_key_together_and_a_client_ca_only_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("any.pem");
+        std::fs::write(&pem, "pem").unwrap();
+        let pem = pem.to_str().unwrap();
+        assert_eq!(
+            config_error(&[("GRPC_TLS_CERT_FILE", pem)]).name,
+            "GRPC_TLS_KEY_FILE"
+        );
+        assert_eq!(
+            config_error(&[("GRPC_TLS_CLIENT_CA_FILE", pem)]).name,
+            "GRPC_TLS_CLIENT_CA_FILE"
+        );
+        assert_eq!(
+            config_error(&[("GRPC_TLS_CERT_FILE", "/nonexistent/cert.pem")]).name,
+            "GRPC_TLS_CERT_FILE"
+        );
+        let tls = config(&[("GRPC_TLS_CERT_FILE", pem), ("GRPC_TLS_KEY_FILE", pem)])
+            .unwrap()
+            .grpc_tls
+            .unwrap();
+        assert!(tls.client_ca_pem.is_none());
+        assert!(config(&[]).unwrap().grpc_tls.is_none());
     }
 
     fn config_error(pairs: &[(&str, &str)]) -> super::ConfigError {

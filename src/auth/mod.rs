@@ -5,7 +5,7 @@ mod keyed_hash;
 mod link_tokens;
 mod password_hasher;
 mod refresh;
-mod service_tokens;
+mod service_credentials;
 mod tokens;
 
 pub use key_encryption::KeyEncryption;
@@ -14,7 +14,7 @@ pub(crate) use keyed_hash::constant_time_eq;
 pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
 pub use password_hasher::{HashError, PasswordHasher, Verification};
 pub use refresh::{RefreshToken, RefreshTokenHash};
-pub use service_tokens::{Scope, ServiceCredential, ServiceTokens};
+pub use service_credentials::{ClientCertificate, Scope, ServiceCredential, ServiceCredentials};
 pub use tokens::{
     AccessClaims, BearerToken, ScheduledKey, TokenError, TokenIssuer, VerifiedAccess,
 };

@@ -7,7 +7,7 @@ use pbjson_types::Timestamp;
 use tonic::Request;
 
 use crate::{
-    auth::{BearerToken, LinkToken, RefreshToken},
+    auth::{BearerToken, ClientCertificate, LinkToken, RefreshToken},
     domain::{
         Email, IpNet, LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName,
         Uidb64, User, UserId, canonical_ip,
@@ -115,6 +115,13 @@ pub(crate) fn google_credential(request: &pb::GoogleLoginRequest) -> Parsed<Goog
 pub(crate) fn bearer<T>(request: &Request<T>) -> Option<BearerToken> {
     let value = request.metadata().get("authorization")?.to_str().ok()?;
     BearerToken::from_authorization(value)
+}
+
+/// The leaf certificate the caller's TLS connection presented, which the handshake verified
+/// against `GRPC_TLS_CLIENT_CA_FILE`.
+pub(crate) fn client_certificate<T>(request: &Request<T>) -> Option<ClientCertificate> {
+    let chain = request.peer_certs()?;
+    ClientCertificate::from_der(chain.first()?.as_ref())
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most

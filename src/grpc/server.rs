@@ -3,12 +3,14 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use super::{IdentityApi, TokenApi};
 use crate::{
+    config::GrpcTlsConfig,
     pb,
     pb::{
         identity_service_server::IdentityServiceServer, token_service_server::TokenServiceServer,
@@ -64,7 +66,11 @@ pub async fn serve(
             .set_service_status("liveness", ServingStatus::NotServing)
             .await;
     };
-    let outcome = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.grpc_tls {
+        builder = builder.tls_config(tls_config(tls))?;
+    }
+    let outcome = builder
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_concurrent_streams(Some(config.grpc_max_concurrent_streams))
         .http2_keepalive_interval(Some(config.grpc_keepalive_interval))
@@ -79,6 +85,38 @@ pub async fn serve(
         .await;
     readiness.abort();
     outcome.map_err(Into::into)
+}
+
+/// rustls settings for the listener: the server's certificate, and client certificates from
+/// the CA asked for but not required (end users connect without one).
+fn tls_config(tls: &GrpcTlsConfig) -> ServerTlsConfig {
+    let identity = Identity::from_pem(&tls.certificate_pem, tls.private_key_pem.expose_secret());
+    let config = ServerTlsConfig::new().identity(identity);
+    match &tls.client_ca_pem {
+        Some(ca) => config
+            .client_ca_root(Certificate::from_pem(ca))
+            .client_auth_optional(true),
+        None => config,
+    }
+}
+
+/// Checks the TLS settings before anything is served, so a bad certificate or key fails
+/// start-up with the setting's name.
+///
+/// # Errors
+/// When the certificate, key or CA do not load.
+pub fn check_tls(tls: &GrpcTlsConfig) -> anyhow::Result<()> {
+    Server::builder()
+        .tls_config(tls_config(tls))
+        .map(drop)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE or GRPC_TLS_CLIENT_CA_FILE: {e}: {}",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )
+        })
 }
 
 /// Reflection over our contract, health, and the `google.rpc` error details we send.

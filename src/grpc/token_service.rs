@@ -1,5 +1,5 @@
 //! The `identity.v1.TokenService` handlers, for backend services: authorize the service
-//! token, convert, call, convert.
+//! (its token or its client certificate), convert, call, convert.
 
 use std::pin::Pin;
 
@@ -34,9 +34,10 @@ impl TokenApi {
 
     fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<(), Status> {
         let bearer = convert::bearer(request);
+        let certificate = convert::client_certificate(request);
         let service = self
             .services
-            .authorize_service(bearer.as_ref(), scope)
+            .authorize_service(bearer.as_ref(), certificate.as_ref(), scope)
             .map_err(to_status)?;
         tracing::debug!(service.name = %service.name, "service call authorized");
         Ok(())

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Services, sessions::Authenticated, utc};
 use crate::{
-    auth::{BearerToken, Scope, ServiceCredential},
+    auth::{BearerToken, ClientCertificate, Scope, ServiceCredential},
     domain::{SessionId, UserId},
     error::{ServiceError, ServiceResult},
 };
@@ -37,18 +37,22 @@ pub enum Revocation {
 }
 
 impl Services {
-    /// The service a bearer service token belongs to, if it may use `scope`.
+    /// The service a caller is, if it may use `scope`: by its service token, or else by the
+    /// client certificate its TLS connection presented.
     ///
     /// # Errors
-    /// `Unauthenticated` without a service token (an end-user token is none);
-    /// `PermissionDenied` when the token lacks the scope.
+    /// `Unauthenticated` without a service credential (an end-user token is none);
+    /// `PermissionDenied` when the service lacks the scope.
     pub fn authorize_service(
         &self,
         bearer: Option<&BearerToken>,
+        certificate: Option<&ClientCertificate>,
         scope: Scope,
     ) -> ServiceResult<&ServiceCredential> {
+        let credentials = &self.config.service_credentials;
         let credential = bearer
-            .and_then(|token| self.config.service_tokens.find(token.expose()))
+            .and_then(|token| credentials.find_token(token.expose()))
+            .or_else(|| certificate.and_then(|c| credentials.find_certificate_holder(c)))
             .ok_or(ServiceError::Unauthenticated)?;
         if !credential.allows(scope) {
             return Err(ServiceError::PermissionDenied);

@@ -20,16 +20,20 @@ use crate::{
 };
 
 /// Writes a `SERVICE_TOKENS_FILE` into `dir` with one line per `(name, scopes, token)`, the
-/// token stored as its SHA-256; returns its path.
+/// token stored as its SHA-256 (`client-certificate` is written as it is); returns its path.
 pub fn service_tokens_file(dir: &std::path::Path, services: &[(&str, &str, &str)]) -> String {
     use sha2::Digest;
-    let mut text = String::from("# name scopes sha256(token)\n");
+    let mut text = String::from("# name scopes sha256(token)|client-certificate\n");
     for (name, scopes, token) in services {
-        let hash: String = sha2::Sha256::digest(token.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        text.push_str(&format!("{name} {scopes} {hash}\n"));
+        let credential: String = if *token == "client-certificate" {
+            (*token).to_owned()
+        } else {
+            sha2::Sha256::digest(token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        text.push_str(&format!("{name} {scopes} {credential}\n"));
     }
     let path = dir.join("service-tokens");
     std::fs::write(&path, text).unwrap();
@@ -142,9 +146,12 @@ impl TestApp {
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let client = IdentityServiceClient::connect(format!("http://{grpc_addr}"))
-            .await
-            .expect("the client connects");
+        // Lazily, as a server on TLS refuses this plaintext client; its tests dial their own.
+        let client = IdentityServiceClient::new(
+            Channel::from_shared(format!("http://{grpc_addr}"))
+                .unwrap()
+                .connect_lazy(),
+        );
         Self {
             client,
             grpc_addr,
@@ -170,6 +177,13 @@ impl TestApp {
             .connect()
             .await
             .unwrap()
+    }
+
+    /// A plaintext channel that connects on first use.
+    pub fn channel_lazy(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .unwrap()
+            .connect_lazy()
     }
 
     /// Stops the server gracefully and waits for it.

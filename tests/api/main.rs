@@ -25,6 +25,7 @@ mod operations;
 mod ownership;
 mod password_reset;
 mod sessions;
+mod tls;
 mod token_service;
 mod transport;
 mod users;
