@@ -283,6 +283,9 @@ pub struct Config {
     pub service_credentials: ServiceCredentials,
     /// `REVOCATION_POLL_INTERVAL_MS`: how often a revocation stream looks for new entries.
     pub revocation_poll_interval: Duration,
+    /// `REVOCATION_HEARTBEAT_INTERVAL`: how often an idle revocation stream says it is caught
+    /// up, so readers can tell it is alive.
+    pub revocation_heartbeat_interval: Duration,
     /// `TRUSTED_PROXIES`: address ranges whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// `IPV6_CLIENT_PREFIX`: IPv6 clients are counted by this many leading bits (a /64 is
@@ -444,6 +447,7 @@ impl Config {
                             .map_err(|why| env.error("SERVICE_TOKENS_FILE", why))
                     })?,
             },
+            revocation_heartbeat_interval: env.seconds("REVOCATION_HEARTBEAT_INTERVAL", 15)?,
             revocation_poll_interval: Duration::from_millis(
                 env.number("REVOCATION_POLL_INTERVAL_MS", 500)?,
             ),

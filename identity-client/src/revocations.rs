@@ -48,6 +48,7 @@ impl Revocations {
                 let entry = self.users.entry(user.user_id).or_insert((i64::MIN, now));
                 *entry = (entry.0.max(user.not_valid_before), now);
             }
+            // A caught-up message revokes nothing.
             None => {}
         }
         if !revocation.cursor.is_empty() {
@@ -98,6 +99,7 @@ mod tests {
         pb::WatchRevocationsResponse {
             cursor: cursor.into(),
             revoked: Some(revoked),
+            caught_up: false,
         }
     }
 

@@ -3,13 +3,13 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock, Weak},
+    sync::{Arc, Mutex, RwLock, Weak},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::DecodingKey;
 use tokio::task::AbortHandle;
-use tonic::{Code, Request, service::interceptor::InterceptedService, transport::Channel};
+use tonic::{Request, Streaming, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
     VerifiedToken,
@@ -72,6 +72,10 @@ pub enum ConnectError {
     /// The key set could not be fetched (unreachable, or the service token refused).
     #[error("fetching the key set: {0}")]
     Jwks(#[source] tonic::Status),
+    /// The revocation log could not be read (unreachable, too slow, or the service token
+    /// lacks the `revocations` scope).
+    #[error("reading the revocation log: {0}")]
+    Revocations(#[source] tonic::Status),
 }
 
 /// Verifies `identity`'s access tokens. Cheap to clone; its background tasks stop when the
@@ -88,12 +92,16 @@ struct Shared {
     revocations: RwLock<Revocations>,
     introspect: bool,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
-    tasks: Vec<AbortHandle>,
+    tasks: Mutex<Vec<AbortHandle>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        let tasks = self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for task in tasks.iter() {
             task.abort();
         }
     }
@@ -110,6 +118,8 @@ pub struct VerifierBuilder {
     jwks_refresh_interval: Duration,
     min_refetch_interval: Duration,
     revocation_retention: Duration,
+    catch_up_timeout: Duration,
+    silent_stream_limit: Duration,
     introspect: bool,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 }
@@ -154,6 +164,19 @@ impl VerifierBuilder {
         self
     }
 
+    /// How long `connect` may take to read the revocation log (default 10 s).
+    pub fn catch_up_timeout(mut self, timeout: Duration) -> Self {
+        self.catch_up_timeout = timeout;
+        self
+    }
+
+    /// How long the revocation stream may stay silent before it is taken for dead and
+    /// reconnected (default 45 s: three of the server's `REVOCATION_HEARTBEAT_INTERVAL`).
+    pub fn silent_stream_limit(mut self, limit: Duration) -> Self {
+        self.silent_stream_limit = limit;
+        self
+    }
+
     /// Also ask the server about every token that verifies locally (default off). This sees
     /// what no local check can (a disabled user) at the cost of a call per request.
     pub fn introspect(mut self, introspect: bool) -> Self {
@@ -168,18 +191,35 @@ impl VerifierBuilder {
         self
     }
 
-    /// Fetches the key set and starts following revocations.
+    /// Fetches the key set, reads the revocation log, and goes on following it.
     ///
     /// # Errors
-    /// When the service token is not a header value, or the key set cannot be fetched.
+    /// When the service token is not a header value, or the key set or the revocation log
+    /// cannot be read.
     pub async fn connect(self) -> Result<Verifier, ConnectError> {
         let token = ServiceToken::new(&self.service_token)
             .map_err(|_| ConnectError::InvalidServiceToken)?;
         let client = TokenServiceClient::with_interceptor(self.channel, token);
         let keys = fetch_keys(&client).await.map_err(ConnectError::Jwks)?;
+        // Not serving before the log is read: a fresh verifier must not pass revoked tokens.
+        let mut revocations = Revocations::new(self.revocation_retention);
+        let mut stream = watch_revocations(&client, String::new())
+            .await
+            .map_err(ConnectError::Revocations)?;
+        tokio::time::timeout(
+            self.catch_up_timeout,
+            catch_up(&mut stream, &mut revocations),
+        )
+        .await
+        .map_err(|_| {
+            ConnectError::Revocations(tonic::Status::deadline_exceeded(
+                "the revocation log was not read in time",
+            ))
+        })?
+        .map_err(ConnectError::Revocations)?;
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
-        let refresh = self.jwks_refresh_interval;
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
+        let (refresh, silent_stream_limit) = (self.jwks_refresh_interval, self.silent_stream_limit);
+        let shared = Arc::new(Shared {
             client: client.clone(),
             expectations: Expectations {
                 issuer: self.issuer,
@@ -187,14 +227,28 @@ impl VerifierBuilder {
                 leeway,
             },
             keys: KeyCache::new(keys, self.min_refetch_interval),
-            revocations: RwLock::new(Revocations::new(self.revocation_retention)),
+            revocations: RwLock::new(revocations),
             introspect: self.introspect,
             clock: self.clock,
-            tasks: vec![
-                tokio::spawn(follow_revocations(weak.clone(), client.clone())).abort_handle(),
-                tokio::spawn(refresh_keys(weak.clone(), client, refresh)).abort_handle(),
-            ],
+            tasks: Mutex::new(Vec::new()),
         });
+        // Spawned once the verifier exists, so their first upgrade of it succeeds.
+        let weak = Arc::downgrade(&shared);
+        let tasks = [
+            tokio::spawn(follow_revocations(
+                weak.clone(),
+                client.clone(),
+                Some(stream),
+                silent_stream_limit,
+            ))
+            .abort_handle(),
+            tokio::spawn(refresh_keys(weak, client, refresh)).abort_handle(),
+        ];
+        shared
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(tasks);
         Ok(Verifier { shared })
     }
 }
@@ -221,6 +275,8 @@ impl Verifier {
             jwks_refresh_interval: Duration::from_secs(300),
             min_refetch_interval: Duration::from_secs(10),
             revocation_retention: Duration::from_secs(3600),
+            catch_up_timeout: Duration::from_secs(10),
+            silent_stream_limit: Duration::from_secs(45),
             introspect: false,
             clock: Arc::new(system_now),
         }
@@ -323,11 +379,75 @@ async fn refresh_keys(shared: Weak<Shared>, client: TokenServiceChannel, interva
     }
 }
 
-/// Follows `WatchRevocations`, reconnecting with a growing wait and resuming from the last
-/// cursor applied, until the verifier is dropped.
-async fn follow_revocations(shared: Weak<Shared>, client: TokenServiceChannel) {
+/// Opens `WatchRevocations` from `cursor`.
+async fn watch_revocations(
+    client: &TokenServiceChannel,
+    cursor: String,
+) -> Result<Streaming<pb::WatchRevocationsResponse>, tonic::Status> {
+    let request = Request::new(pb::WatchRevocationsRequest { cursor });
+    Ok(client
+        .clone()
+        .watch_revocations(request)
+        .await?
+        .into_inner())
+}
+
+/// Reads `stream` into `revocations` until the server says it is caught up.
+async fn catch_up(
+    stream: &mut Streaming<pb::WatchRevocationsResponse>,
+    revocations: &mut Revocations,
+) -> Result<(), tonic::Status> {
+    loop {
+        let Some(message) = stream.message().await? else {
+            return Err(tonic::Status::unavailable("the revocation stream ended"));
+        };
+        let caught_up = message.caught_up;
+        revocations.apply(message);
+        if caught_up {
+            return Ok(());
+        }
+    }
+}
+
+/// Follows `WatchRevocations` from the stream `connect` opened, then reconnects with a
+/// growing wait, resuming from the last cursor applied, until the verifier is dropped. A
+/// stream silent for longer than the server's heartbeats allow is taken for dead.
+async fn follow_revocations(
+    shared: Weak<Shared>,
+    client: TokenServiceChannel,
+    mut stream: Option<Streaming<pb::WatchRevocationsResponse>>,
+    silent_stream_limit: Duration,
+) {
     let mut wait = RECONNECT_FIRST_WAIT;
     loop {
+        if let Some(open) = stream.as_mut() {
+            loop {
+                match tokio::time::timeout(silent_stream_limit, open.message()).await {
+                    Ok(Ok(Some(message))) => {
+                        let Some(shared) = shared.upgrade() else {
+                            return;
+                        };
+                        shared
+                            .revocations
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .apply(message);
+                        wait = RECONNECT_FIRST_WAIT;
+                    }
+                    Ok(Ok(None)) => break,
+                    Ok(Err(status)) => {
+                        tracing::warn!(code = ?status.code(), "identity revocation stream broke");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!("identity revocation stream went silent; reconnecting");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+        }
         let Some(cursor) = shared.upgrade().map(|shared| {
             shared
                 .revocations
@@ -337,39 +457,14 @@ async fn follow_revocations(shared: Weak<Shared>, client: TokenServiceChannel) {
         }) else {
             return;
         };
-        let request = Request::new(pb::WatchRevocationsRequest { cursor });
-        match client.clone().watch_revocations(request).await {
-            Ok(stream) => {
-                let mut stream = stream.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(revocation)) => {
-                            let Some(shared) = shared.upgrade() else {
-                                return;
-                            };
-                            shared
-                                .revocations
-                                .write()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .apply(revocation);
-                            wait = RECONNECT_FIRST_WAIT;
-                        }
-                        Ok(None) => break,
-                        Err(status) => {
-                            tracing::warn!(code = ?status.code(), "identity revocation stream broke");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(status) if status.code() == Code::PermissionDenied => {
-                tracing::error!("the service token may not follow revocations");
-            }
+        stream = match watch_revocations(&client, cursor).await {
+            Ok(opened) => Some(opened),
             Err(status) => {
                 tracing::warn!(code = ?status.code(), "identity revocation stream refused");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+                None
             }
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+        };
     }
 }

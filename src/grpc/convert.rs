@@ -217,6 +217,7 @@ pub(crate) fn revocation(revocation: Revocation) -> pb::WatchRevocationsResponse
         Revocation::Session { cursor, session_id } => pb::WatchRevocationsResponse {
             cursor: cursor.to_string(),
             revoked: Some(Revoked::SessionId(session_id.as_str().to_owned())),
+            caught_up: false,
         },
         Revocation::User {
             cursor,
@@ -228,7 +229,21 @@ pub(crate) fn revocation(revocation: Revocation) -> pb::WatchRevocationsResponse
                 user_id: user_id.get(),
                 not_valid_before: not_valid_before.timestamp(),
             })),
+            caught_up: false,
         },
+    }
+}
+
+/// The message that says a revocation stream is caught up at `cursor`.
+pub(crate) fn caught_up(cursor: i64) -> pb::WatchRevocationsResponse {
+    pb::WatchRevocationsResponse {
+        cursor: if cursor > 0 {
+            cursor.to_string()
+        } else {
+            String::new()
+        },
+        revoked: None,
+        caught_up: true,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `identity.v1.TokenService` handlers, for backend services: authorize the service
 //! (its token or its client certificate), convert, call, convert.
 
-use std::pin::Pin;
+use std::{pin::Pin, time::Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -82,28 +82,41 @@ impl TokenService for TokenApi {
         let services = self.services.clone();
         let mut stopping = self.stopping.clone();
         let interval = services.config.revocation_poll_interval;
+        let heartbeat = services.config.revocation_heartbeat_interval;
         tokio::spawn(async move {
+            // When the reader was last told it is caught up; `None` until the first time.
+            let mut told_caught_up: Option<Instant> = None;
             loop {
-                match services.revocations_after(cursor).await {
-                    Ok(batch) => {
-                        for revocation in batch {
-                            cursor = match &revocation {
-                                Revocation::Session { cursor, .. }
-                                | Revocation::User { cursor, .. } => *cursor,
-                            };
-                            if sender
-                                .send(Ok(convert::revocation(revocation)))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                    }
+                let batch = match services.revocations_after(cursor).await {
+                    Ok(batch) => batch,
                     Err(error) => {
                         let _ = sender.send(Err(to_status(error))).await;
                         return;
                     }
+                };
+                for revocation in batch.revocations {
+                    cursor = match &revocation {
+                        Revocation::Session { cursor, .. } | Revocation::User { cursor, .. } => {
+                            *cursor
+                        }
+                    };
+                    if sender
+                        .send(Ok(convert::revocation(revocation)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                let heartbeat_due = told_caught_up.is_none_or(|at| at.elapsed() >= heartbeat);
+                if batch.drained && heartbeat_due {
+                    if sender.send(Ok(convert::caught_up(cursor))).await.is_err() {
+                        return;
+                    }
+                    told_caught_up = Some(Instant::now());
+                }
+                if !batch.drained {
+                    continue;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}

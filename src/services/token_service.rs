@@ -36,6 +36,15 @@ pub enum Revocation {
     },
 }
 
+/// A read of the revocation log.
+#[derive(Debug, Clone)]
+pub struct RevocationBatch {
+    /// The entries, in order.
+    pub revocations: Vec<Revocation>,
+    /// Whether nothing further was logged when it was read.
+    pub drained: bool,
+}
+
 impl Services {
     /// The service a caller is, if it may use `scope`: by its service token, or else by the
     /// client certificate its TLS connection presented.
@@ -82,18 +91,20 @@ impl Services {
             .unwrap_or_default()
     }
 
-    /// The revocations logged after `cursor`, in order (a bounded batch).
+    /// The revocations logged after `cursor`, in order (a bounded batch), and whether they
+    /// are all the log holds after it.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn revocations_after(&self, cursor: i64) -> ServiceResult<Vec<Revocation>> {
+    pub async fn revocations_after(&self, cursor: i64) -> ServiceResult<RevocationBatch> {
         let mut conn = self.connection().await?;
         let rows = conn
             .queries()
             .revocations_after(cursor, REVOCATION_BATCH)
             .await
             .context("reading the revocation log")?;
-        Ok(rows
+        let drained = rows.len() < usize::try_from(REVOCATION_BATCH).unwrap_or(usize::MAX);
+        let revocations = rows
             .into_iter()
             .filter_map(
                 |row| match (row.session_id, row.user_id, row.not_valid_before) {
@@ -109,6 +120,10 @@ impl Services {
                     _ => None,
                 },
             )
-            .collect())
+            .collect();
+        Ok(RevocationBatch {
+            revocations,
+            drained,
+        })
     }
 }

@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use identity_client::{Refusal, Verifier};
+use identity_client::{ConnectError, Refusal, Verifier};
 use reqwest::{StatusCode, header};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::{
     helpers::{Backend, PASSWORD, TestApp},
-    token_service::{BILLING, spawn},
+    token_service::{BILLING, READER, spawn},
 };
 
 #[path = "../../identity-client/examples/orders.rs"]
@@ -22,7 +22,7 @@ use crate::{
 mod orders;
 
 /// A verifier for the app's tokens, over a channel of its own.
-async fn verifier(app: &TestApp) -> Verifier {
+async fn connect_verifier(app: &TestApp) -> Verifier {
     Verifier::builder(app.channel().await, BILLING)
         .connect()
         .await
@@ -67,7 +67,7 @@ async fn a_service_accepts_live_tokens_and_refuses_revoked_ones_within_two_secon
     backend: Backend,
 ) {
     let (app, _file) = spawn(backend).await;
-    let verifier = verifier(&app).await;
+    let verifier = connect_verifier(&app).await;
     let base = serve_orders(&verifier).await;
     let (user, first) = app.signed_in_user("orders@example.com").await;
     let second = app.login("orders@example.com", PASSWORD).await.unwrap();
@@ -101,31 +101,48 @@ async fn a_service_accepts_live_tokens_and_refuses_revoked_ones_within_two_secon
         "signing in again after LogoutAll works"
     );
 
-    // A verifier started later learns the same revocations from the log.
-    let late = verifier_with_log_replayed(&app, &second.access).await;
-    assert_eq!(late, Err(Refusal::Revoked));
+    // A verifier started later has read the log before it serves.
+    let late = connect_verifier(&app).await;
+    assert_eq!(late.verify(&second.access).await, Err(Refusal::Revoked));
+    assert!(late.verify(&after.access).await.is_ok());
 }
 
-/// What a verifier started now says of `token`, once it has read the revocation log.
-async fn verifier_with_log_replayed(
-    app: &TestApp,
-    token: &str,
-) -> Result<identity_client::VerifiedToken, Refusal> {
-    let late = verifier(app).await;
-    let started = Instant::now();
-    loop {
-        let outcome = late.verify(token).await;
-        if outcome.is_err() || started.elapsed() > Duration::from_secs(2) {
-            return outcome;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn a_verifier_does_not_start_without_the_revocation_log(backend: Backend) {
+    let (app, _file) = spawn(backend).await;
+    let keys_only = Verifier::builder(app.channel().await, READER)
+        .connect()
+        .await
+        .err()
+        .expect("a token without the revocations scope cannot start a verifier");
+    assert!(
+        matches!(&keys_only, ConnectError::Revocations(status) if status.code() == tonic::Code::PermissionDenied),
+        "{keys_only:?}"
+    );
+    let stranger = Verifier::builder(app.channel().await, "not-a-service-token")
+        .connect()
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&stranger, ConnectError::Jwks(status) if status.code() == tonic::Code::Unauthenticated),
+        "{stranger:?}"
+    );
+}
+
+/// A JWT part (base64url JSON) with `field` set to `value`.
+fn with_field(part: &str, field: &str, value: &str) -> String {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut decoded: serde_json::Value =
+        serde_json::from_slice(&engine.decode(part).unwrap()).unwrap();
+    decoded[field] = value.into();
+    engine.encode(serde_json::to_vec(&decoded).unwrap())
 }
 
 async fn forged_expired_and_other_audience_tokens_are_refused(backend: Backend) {
     let (app, _file) = spawn(backend).await;
     let (user, tokens) = app.signed_in_user("forger@example.com").await;
-    let verifier = verifier(&app).await;
+    let verifier = connect_verifier(&app).await;
     let base = serve_orders(&verifier).await;
     assert_eq!(
         verifier.verify(&tokens.access).await.unwrap().user_id,
@@ -136,22 +153,8 @@ async fn forged_expired_and_other_audience_tokens_are_refused(backend: Backend) 
         let parts: Vec<&str> = tokens.access.split('.').collect();
         [parts[0], parts[1], parts[2]]
     };
-    let other_claims = {
-        use base64::Engine;
-        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut decoded: serde_json::Value =
-            serde_json::from_slice(&engine.decode(claims).unwrap()).unwrap();
-        decoded["sub"] = "1".into();
-        engine.encode(serde_json::to_vec(&decoded).unwrap())
-    };
-    let unknown_kid = {
-        use base64::Engine;
-        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut decoded: serde_json::Value =
-            serde_json::from_slice(&engine.decode(header).unwrap()).unwrap();
-        decoded["kid"] = "forged".into();
-        engine.encode(serde_json::to_vec(&decoded).unwrap())
-    };
+    let other_claims = with_field(claims, "sub", "1");
+    let unknown_kid = with_field(header, "kid", "forged");
     for (forged, why) in [
         (
             format!("{header}.{other_claims}.{signature}"),
@@ -194,7 +197,7 @@ async fn forged_expired_and_other_audience_tokens_are_refused(backend: Backend) 
 async fn introspection_sees_what_no_local_check_can(backend: Backend) {
     let (app, _file) = spawn(backend).await;
     let (_, tokens) = app.signed_in_user("disabled@example.com").await;
-    let local = verifier(&app).await;
+    let local = connect_verifier(&app).await;
     let asking = Verifier::builder(app.channel().await, BILLING)
         .introspect(true)
         .connect()
@@ -211,7 +214,7 @@ async fn introspection_sees_what_no_local_check_can(backend: Backend) {
 async fn a_tonic_service_behind_the_layer_refuses_calls_without_a_live_token(backend: Backend) {
     let (app, _file) = spawn(backend).await;
     let (_, tokens) = app.signed_in_user("grpc@example.com").await;
-    let verifier = verifier(&app).await;
+    let verifier = connect_verifier(&app).await;
     let (_, health) = tonic_health::server::health_reporter();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -250,6 +253,7 @@ async fn a_tonic_service_behind_the_layer_refuses_calls_without_a_live_token(bac
 
 crate::on_both_backends!(
     a_service_accepts_live_tokens_and_refuses_revoked_ones_within_two_seconds,
+    a_verifier_does_not_start_without_the_revocation_log,
     forged_expired_and_other_audience_tokens_are_refused,
     introspection_sees_what_no_local_check_can,
     a_tonic_service_behind_the_layer_refuses_calls_without_a_live_token,

@@ -10,7 +10,7 @@ use tonic::{Code, Request, transport::Channel};
 use crate::helpers::{Backend, PASSWORD, TestApp, service_tokens_file};
 
 pub(crate) const BILLING: &str = "billing-service-token-of-enough-entropy";
-const READER: &str = "reader-service-token-of-enough-entropy";
+pub(crate) const READER: &str = "reader-service-token-of-enough-entropy";
 
 /// An app whose services file allows `billing` everything and `reader` only the key set.
 pub(crate) async fn spawn(backend: Backend) -> (TestApp, tempfile::TempDir) {
@@ -33,8 +33,8 @@ pub(crate) async fn spawn(backend: Backend) -> (TestApp, tempfile::TempDir) {
     (app, dir)
 }
 
-/// The next revocation of a stream, within 10 s.
-async fn next(
+/// The next message of a stream, within 10 s.
+async fn next_message(
     stream: &mut tonic::Streaming<pb::WatchRevocationsResponse>,
     what: &str,
 ) -> pb::WatchRevocationsResponse {
@@ -43,6 +43,19 @@ async fn next(
         .unwrap_or_else(|_| panic!("{what} did not arrive"))
         .unwrap()
         .unwrap()
+}
+
+/// The next revocation of a stream, past any caught-up message, within 10 s.
+async fn next(
+    stream: &mut tonic::Streaming<pb::WatchRevocationsResponse>,
+    what: &str,
+) -> pb::WatchRevocationsResponse {
+    loop {
+        let message = next_message(stream, what).await;
+        if !message.caught_up {
+            return message;
+        }
+    }
 }
 
 fn as_service<T>(message: T, token: &str) -> Request<T> {
@@ -178,6 +191,12 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
         }
     };
     let mut stream = watch(String::new()).await;
+    let opening = next_message(&mut stream, "the caught-up message").await;
+    assert!(
+        opening.caught_up && opening.revoked.is_none(),
+        "{opening:?}"
+    );
+    assert_eq!(opening.cursor, "", "nothing is logged yet");
 
     app.logout(&tokens.refresh).await;
     let first = next(&mut stream, "the logout").await;
@@ -186,7 +205,9 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
     let second_session = next(&mut stream, "the logout-all's session").await;
     let second = next(&mut stream, "the logout-all").await;
     let mut resumed = watch(first.cursor.clone()).await;
-    let replayed = next(&mut resumed, "the replay").await;
+    let replayed = next_message(&mut resumed, "the replay").await;
+    let replayed_user = next_message(&mut resumed, "the rest of the replay").await;
+    let caught_up = next_message(&mut resumed, "the caught-up message").await;
 
     use pb::watch_revocations_response::Revoked;
     assert_eq!(first.revoked, Some(Revoked::SessionId(sid)));
@@ -203,6 +224,11 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
     assert_eq!(
         replayed, second_session,
         "resuming after the first gives the next"
+    );
+    assert_eq!(replayed_user, second);
+    assert!(
+        caught_up.caught_up && caught_up.cursor == second.cursor,
+        "the replay ends with a caught-up message at its cursor: {caught_up:?}"
     );
     let refused = client(&app)
         .await
@@ -270,7 +296,32 @@ async fn introspection_has_a_bridge_path_for_services(backend: Backend) {
     );
 }
 
+async fn an_idle_stream_says_it_is_caught_up_on_each_heartbeat(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = service_tokens_file(dir.path(), &[("billing", "revocations", BILLING)]);
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("SERVICE_TOKENS_FILE", &path),
+            ("REVOCATION_POLL_INTERVAL_MS", "50"),
+            ("REVOCATION_HEARTBEAT_INTERVAL", "1"),
+        ],
+    )
+    .await;
+    let mut stream = client(&app)
+        .await
+        .watch_revocations(as_service(pb::WatchRevocationsRequest::default(), BILLING))
+        .await
+        .unwrap()
+        .into_inner();
+    let opening = next_message(&mut stream, "the caught-up message").await;
+    let heartbeat = next_message(&mut stream, "a heartbeat").await;
+    assert!(opening.caught_up && heartbeat.caught_up);
+    assert_eq!(heartbeat.revoked, None, "a heartbeat revokes nothing");
+}
+
 crate::on_both_backends!(
+    an_idle_stream_says_it_is_caught_up_on_each_heartbeat,
     introspection_has_a_bridge_path_for_services,
     only_services_with_the_scope_may_call,
     introspection_sees_every_revocation_at_once,
