@@ -39,6 +39,7 @@ mod revocations;
 mod verifier;
 
 pub use claims::VerifiedToken;
+pub use credential::ServiceToken;
 pub use layer::{RequireAccessToken, RequireAccessTokenService};
 pub use verifier::{ConnectError, Refusal, TokenServiceChannel, Verifier, VerifierBuilder};
 
