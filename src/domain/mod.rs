@@ -1,5 +1,6 @@
 //! Domain types, parsed once at the edge: holding one proves its input was valid.
 
+mod device;
 mod email;
 mod ip_net;
 mod otp;
@@ -10,6 +11,7 @@ mod uidb64;
 mod user;
 mod user_id;
 
+pub use device::DeviceName;
 pub use email::Email;
 pub use ip_net::{IpNet, canonical as canonical_ip, client_bucket};
 pub use otp::Otp;

@@ -9,14 +9,14 @@ use tonic::Request;
 use crate::{
     auth::{BearerToken, ClientCertificate, LinkToken, RefreshToken},
     domain::{
-        Email, IpNet, LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName,
-        Uidb64, User, UserId, canonical_ip,
+        DeviceName, Email, IpNet, LoginPassword, Otp, PageSize, PageToken, ParseError, Password,
+        PersonName, SessionId, Uidb64, User, UserId, canonical_ip,
     },
     error::ServiceError,
     pb,
     services::{
-        Caller, accounts::Registration, google_login::GoogleCredential, sessions::Authenticated,
-        token_service::Revocation,
+        Caller, accounts::Registration, devices::Device, google_login::GoogleCredential,
+        sessions::Authenticated, token_service::Revocation,
     },
 };
 
@@ -127,13 +127,11 @@ pub(crate) fn client_certificate<T>(request: &Request<T>) -> Option<ClientCertif
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
 /// address of the `x-forwarded-for` chain (every value of the header, in order) that is not
 /// a trusted proxy. Addresses a client wrote itself stand left of that, so they never count.
-pub(crate) fn caller<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Caller {
+fn client_ip<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Option<IpAddr> {
     let trusted = |ip: IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
-    let Some(peer) = request.remote_addr().map(|addr| canonical_ip(addr.ip())) else {
-        return Caller { ip: None };
-    };
+    let peer = canonical_ip(request.remote_addr()?.ip());
     if !trusted(peer) {
-        return Caller { ip: Some(peer) };
+        return Some(peer);
     }
     let chain: Vec<&str> = request
         .metadata()
@@ -154,7 +152,22 @@ pub(crate) fn caller<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Call
             break;
         }
     }
-    Caller { ip: Some(client) }
+    Some(client)
+}
+
+/// Who is calling: their address (see `client_ip`) and the device they describe, by the
+/// `x-device-name` a client sets, else its `user-agent`.
+pub(crate) fn caller<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Caller {
+    let metadata = request.metadata();
+    let described = ["x-device-name", "user-agent"]
+        .into_iter()
+        .filter_map(|key| metadata.get(key)?.to_str().ok())
+        .map(DeviceName::from_client)
+        .find(|device| !device.as_str().is_empty());
+    Caller {
+        ip: client_ip(request, trusted_proxies),
+        device: described.unwrap_or_default(),
+    }
 }
 
 /// The token an introspection asks about; an empty one is simply not live.
@@ -244,6 +257,27 @@ pub(crate) fn caught_up(cursor: i64) -> pb::WatchRevocationsResponse {
         },
         revoked: None,
         caught_up: true,
+    }
+}
+
+/// A session id from a request.
+pub(crate) fn session_id(raw: &str) -> Parsed<SessionId> {
+    SessionId::parse(raw.trim()).map_err(|e| ServiceError::InvalidArgument {
+        field: "session_id",
+        reason: e.reason().to_owned(),
+    })
+}
+
+/// The wire form of a device's session.
+pub(crate) fn session(device: Device) -> pb::Session {
+    pb::Session {
+        id: device.session_id.as_str().to_owned(),
+        device: device.device.as_str().to_owned(),
+        ip: device.ip.unwrap_or_default(),
+        created_at: Some(timestamp(device.created_at)),
+        last_refreshed_at: device.last_refreshed_at.map(timestamp),
+        expires_at: Some(timestamp(device.expires_at)),
+        current: device.current,
     }
 }
 

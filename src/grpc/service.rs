@@ -192,6 +192,38 @@ impl IdentityService for IdentityApi {
         })
     }
 
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Reply<pb::ListSessionsResponse> {
+        let bearer = convert::bearer(&request);
+        let outcome = self.services.list_sessions(bearer).await;
+        reply(outcome, |devices| pb::ListSessionsResponse {
+            sessions: devices.into_iter().map(convert::session).collect(),
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Reply<pb::RevokeSessionResponse> {
+        let bearer = convert::bearer(&request);
+        let session_id = convert::session_id(&request.get_ref().session_id).map_err(to_status)?;
+        let outcome = self.services.revoke_own_session(bearer, session_id).await;
+        reply(outcome, |()| pb::RevokeSessionResponse {})
+    }
+
+    async fn logout_others(
+        &self,
+        request: Request<pb::LogoutOthersRequest>,
+    ) -> Reply<pb::LogoutOthersResponse> {
+        let bearer = convert::bearer(&request);
+        let outcome = self.services.logout_others(bearer).await;
+        reply(outcome, |revoked| pb::LogoutOthersResponse {
+            revoked_sessions: i64::try_from(revoked).unwrap_or(i64::MAX),
+        })
+    }
+
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
         let bearer = convert::bearer(&request);
         let id = convert::user_id(request.get_ref().id).map_err(to_status)?;

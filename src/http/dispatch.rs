@@ -118,5 +118,8 @@ rpcs! {
     "GoogleLogin" => identity.google_login,
     "ListUsers" => identity.list_users,
     "GetUser" => identity.get_user,
+    "ListSessions" => identity.list_sessions,
+    "RevokeSession" => identity.revoke_session,
+    "LogoutOthers" => identity.logout_others,
     "IntrospectToken" => tokens.introspect_token,
 }

@@ -10,7 +10,14 @@ use super::routes::HttpRoute;
 use crate::domain::PASSWORD_MAX_CHARS;
 
 /// RPCs that need `authorization: Bearer <access>`.
-const AUTHENTICATED: &[&str] = &["LogoutAll", "ListUsers", "GetUser"];
+const AUTHENTICATED: &[&str] = &[
+    "LogoutAll",
+    "ListUsers",
+    "GetUser",
+    "ListSessions",
+    "RevokeSession",
+    "LogoutOthers",
+];
 /// RPCs that need `authorization: Bearer <service token>`.
 const FOR_SERVICES: &[&str] = &["IntrospectToken"];
 

@@ -117,6 +117,6 @@ mod tests {
         );
         let introspect = routes.iter().find(|r| r.rpc == "IntrospectToken").unwrap();
         assert_eq!(introspect.template, "/accounts/api/token/introspect");
-        assert_eq!(routes.len(), 15);
+        assert_eq!(routes.len(), 18);
     }
 }

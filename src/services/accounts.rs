@@ -60,7 +60,7 @@ impl Services {
         caller: Caller,
         registration: Registration,
     ) -> ServiceResult<Option<User>> {
-        self.spend_ip_budget(caller, IpBudget::Register).await?;
+        self.spend_ip_budget(&caller, IpBudget::Register).await?;
         registration
             .password
             .check_against(&registration.email)
@@ -162,7 +162,7 @@ impl Services {
     /// addresses), `OtpExpired`.
     #[tracing::instrument(skip_all)]
     pub async fn verify_otp(&self, caller: Caller, email: Email, otp: Otp) -> ServiceResult<User> {
-        self.spend_ip_budget(caller, IpBudget::Verify).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
         self.spend_otp_budget(&email).await?;
         self.spend_code_try(&email).await?;
         let Some(user) = self
@@ -242,7 +242,7 @@ impl Services {
         uid: Uidb64,
         token: LinkToken,
     ) -> ServiceResult<User> {
-        self.spend_ip_budget(caller, IpBudget::Verify).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
         let Some(user) = self
             .user_by_id(uid.user_id())
             .await?
@@ -323,7 +323,7 @@ impl Services {
         email: Email,
         asked: VerificationMethod,
     ) -> ServiceResult<&'static str> {
-        self.spend_ip_budget(caller, IpBudget::Email).await?;
+        self.spend_ip_budget(&caller, IpBudget::Email).await?;
         self.spend_mail_budget(&email, MailStream::Verification)
             .await?;
         let Some(method) = asked.within(self.config.verification.method) else {

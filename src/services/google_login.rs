@@ -40,7 +40,7 @@ impl Services {
         if !self.google.is_configured() {
             return Err(ServiceError::GoogleNotConfigured);
         }
-        self.spend_ip_budget(caller, IpBudget::Login).await?;
+        self.spend_ip_budget(&caller, IpBudget::Login).await?;
         let verified = match credential {
             GoogleCredential::AccessToken(token) => self.google.verify_access_token(&token).await,
             GoogleCredential::IdToken(token) => self.google.verify_id_token(&token).await,
@@ -63,7 +63,7 @@ impl Services {
         if !user.is_active {
             return Err(ServiceError::AccountDisabled);
         }
-        let pair = self.start_session(&user).await?;
+        let pair = self.start_session(&user, &caller).await?;
         tracing::info!(user.id = %user.id, "signed in with Google");
         Ok(pair)
     }

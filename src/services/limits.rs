@@ -58,7 +58,7 @@ impl Services {
     /// Spends one request of the caller's per-IP budget.
     pub(crate) async fn spend_ip_budget(
         &self,
-        caller: Caller,
+        caller: &Caller,
         budget: IpBudget,
     ) -> ServiceResult<()> {
         let limits = &self.config.rate_limits;

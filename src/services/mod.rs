@@ -11,6 +11,7 @@
 //! - [`token_service`]: for backend services: key set, introspection, revocation log.
 
 pub mod accounts;
+pub mod devices;
 pub mod google_login;
 pub mod keys;
 pub mod limits;
@@ -31,7 +32,7 @@ use crate::{
     },
     clock::Clock,
     config::Config,
-    domain::{Email, User, UserId},
+    domain::{DeviceName, Email, User, UserId},
     email::Mailer,
     error::{ServiceError, ServiceResult},
     google::GoogleClient,
@@ -40,10 +41,12 @@ use crate::{
 };
 
 /// Who is calling, as far as the transport can tell.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The client's address (the peer, or a trusted proxy's forwarded address).
     pub ip: Option<IpAddr>,
+    /// The client's device as it described itself, for the sessions it starts.
+    pub device: DeviceName,
 }
 
 /// The dependencies every service call needs, shared by all adapters.

@@ -32,7 +32,7 @@ impl Services {
         caller: Caller,
         email: Email,
     ) -> ServiceResult<&'static str> {
-        self.spend_ip_budget(caller, IpBudget::Email).await?;
+        self.spend_ip_budget(&caller, IpBudget::Email).await?;
         self.spend_mail_budget(&email, MailStream::PasswordReset)
             .await?;
         if let Some(user) = self.user_by_email(&email).await? {
@@ -73,7 +73,7 @@ impl Services {
         token: LinkToken,
         new_password: Password,
     ) -> ServiceResult<&'static str> {
-        self.spend_ip_budget(caller, IpBudget::Verify).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
         let Some(user) = self.user_by_id(uid.user_id()).await? else {
             return Err(ServiceError::LinkInvalid);
         };

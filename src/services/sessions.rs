@@ -49,7 +49,7 @@ impl Services {
         email: Email,
         password: LoginPassword,
     ) -> ServiceResult<TokenPair> {
-        self.spend_ip_budget(caller, IpBudget::Login).await?;
+        self.spend_ip_budget(&caller, IpBudget::Login).await?;
         let attempt = self.reserve_login_attempt(&email).await?;
         let user = self.user_by_email(&email).await?;
         let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
@@ -67,7 +67,7 @@ impl Services {
         if needs_rehash && let Some(old_hash) = &user.password_hash {
             self.upgrade_hash(&user, old_hash, &password).await?;
         }
-        let pair = self.start_session(&user).await?;
+        let pair = self.start_session(&user, &caller).await?;
         tracing::info!(user.id = %user.id, "signed in");
         Ok(pair)
     }
@@ -83,7 +83,7 @@ impl Services {
         caller: Caller,
         presented: RefreshToken,
     ) -> ServiceResult<TokenPair> {
-        self.spend_ip_budget(caller, IpBudget::Refresh).await?;
+        self.spend_ip_budget(&caller, IpBudget::Refresh).await?;
         let token_hash = presented.hash();
         let rotation = self
             .store
@@ -131,6 +131,9 @@ impl Services {
                         .context("revoking a disabled user's session")?;
                     return Ok(Rotation::Refused(ServiceError::SessionRevoked));
                 };
+                tx.touch_session(&session.id, now)
+                    .await
+                    .context("recording the refresh")?;
                 let refresh = self.issue_refresh_token(tx, &session).await?;
                 let access = self.issue_access_token(&user, &session.id)?;
                 Ok::<_, ServiceError>(Rotation::Rotated(TokenPair { access, refresh }))
@@ -263,7 +266,11 @@ impl Services {
     /// Starts a session for `user` as it was read when the sign-in was decided: if its
     /// password has changed since, the sign-in checked a password that no longer works and
     /// is refused, so a reset always wins over a login racing it.
-    pub(crate) async fn start_session(&self, user: &UserRow) -> ServiceResult<TokenPair> {
+    pub(crate) async fn start_session(
+        &self,
+        user: &UserRow,
+        caller: &Caller,
+    ) -> ServiceResult<TokenPair> {
         let now = self.clock.now_naive();
         let session = SessionRow {
             id: SessionId::generate(),
@@ -271,6 +278,9 @@ impl Services {
             created_at: now,
             expires_at: now + duration(self.config.jwt.session_absolute_lifetime),
             revoked_at: None,
+            device: caller.device.as_str().to_owned(),
+            client_ip: caller.ip.map(|ip| ip.to_string()),
+            last_refreshed_at: None,
         };
         let access = self.issue_access_token(user, &session.id)?;
         let refresh = self

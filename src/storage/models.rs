@@ -122,6 +122,12 @@ pub struct SessionRow {
     pub expires_at: NaiveDateTime,
     /// When it was revoked, if it was.
     pub revoked_at: Option<NaiveDateTime>,
+    /// The device as the client described it at sign-in (cleaned, bounded).
+    pub device: String,
+    /// The client's address at sign-in.
+    pub client_ip: Option<String>,
+    /// When a refresh token of it was last spent.
+    pub last_refreshed_at: Option<NaiveDateTime>,
 }
 
 /// A `refresh_tokens` row.

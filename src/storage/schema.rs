@@ -38,6 +38,9 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        device -> Text,
+        client_ip -> Nullable<Text>,
+        last_refreshed_at -> Nullable<Timestamp>,
     }
 }
 

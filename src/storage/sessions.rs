@@ -30,6 +30,45 @@ impl Queries<'_> {
         })
     }
 
+    /// Records that a session's refresh token was spent at `now`.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn touch_session(
+        &mut self,
+        id: &SessionId,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, conn => {
+            diesel::update(sessions::table.find(id))
+                .set(sessions::last_refreshed_at.eq(now))
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
+
+    /// The live sessions of a user, newest first.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn live_sessions(
+        &mut self,
+        user_id: UserId,
+        now: NaiveDateTime,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        on_backend!(self, conn => {
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now))
+                .order((sessions::created_at.desc(), sessions::id.desc()))
+                .select(SessionRow::as_select())
+                .load(conn)
+                .await
+        })
+    }
+
     /// Stores the hash of a newly issued refresh token.
     ///
     /// # Errors
@@ -151,27 +190,48 @@ impl Queries<'_> {
         user_id: UserId,
         now: NaiveDateTime,
     ) -> Result<usize, StoreError> {
+        let revoked = self.revoke_live_sessions(user_id, None, now).await?;
+        // With no live session there is no live token to void.
+        if revoked > 0 {
+            self.log_revocation(None, Some(user_id), now).await?;
+        }
+        Ok(revoked)
+    }
+
+    /// Revokes every live session of a user but `kept`, and logs each; returns how many.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn revoke_other_sessions(
+        &mut self,
+        user_id: UserId,
+        kept: &SessionId,
+        now: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
+        self.revoke_live_sessions(user_id, Some(kept), now).await
+    }
+
+    async fn revoke_live_sessions(
+        &mut self,
+        user_id: UserId,
+        kept: Option<&SessionId>,
+        now: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
         let live = sessions::table
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::revoked_at.is_null())
-            .filter(sessions::expires_at.gt(now));
-        let revoked: Vec<SessionId> = on_backend!(self, conn => {
-            diesel::update(live)
-                .set(sessions::revoked_at.eq(now))
-                .returning(sessions::id)
-                .get_results(conn)
-                .await
-        })?;
-        // Each session is named too: "not valid before" counts whole seconds, so a token
-        // issued in the second of the revocation is voided only by its session's entry.
-        for session_id in &revoked {
-            self.log_revocation(Some(session_id), None, now).await?;
+            .filter(sessions::expires_at.gt(now))
+            .select(sessions::id);
+        let ids: Vec<SessionId> = on_backend!(self, conn => { live.load(conn).await })?;
+        let mut revoked = 0;
+        for id in ids.iter().filter(|id| Some(*id) != kept) {
+            // Each session is named: "not valid before" counts whole seconds, so a token
+            // issued in the second of the revocation is voided only by its session's entry.
+            if self.revoke_session(id, now).await? {
+                revoked += 1;
+            }
         }
-        // With no live session there is no live token to void.
-        if !revoked.is_empty() {
-            self.log_revocation(None, Some(user_id), now).await?;
-        }
-        Ok(revoked.len())
+        Ok(revoked)
     }
 
     /// Up to `limit` revocations after `cursor`, in order.

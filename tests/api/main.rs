@@ -19,6 +19,7 @@ mod cli;
 mod client;
 mod client_ip;
 mod concurrency;
+mod devices;
 mod google;
 mod keys;
 mod operations;

@@ -1,0 +1,117 @@
+//! A user's own devices: the live sessions they can see and end, one at a time or all but
+//! the one in hand.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::{Services, utc};
+use crate::{
+    auth::BearerToken,
+    domain::{DeviceName, SessionId},
+    error::{ServiceError, ServiceResult},
+};
+
+/// One live session, as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The session.
+    pub session_id: SessionId,
+    /// What the client called itself at sign-in.
+    pub device: DeviceName,
+    /// The client's address at sign-in.
+    pub ip: Option<String>,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When it was last refreshed.
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    /// When it ends at the latest.
+    pub expires_at: DateTime<Utc>,
+    /// Whether the caller's token belongs to it.
+    pub current: bool,
+}
+
+impl Services {
+    /// The bearer's live sessions, newest first.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`].
+    pub async fn list_sessions(&self, bearer: Option<BearerToken>) -> ServiceResult<Vec<Device>> {
+        let caller = self.authenticate(bearer).await?;
+        let mut conn = self.connection().await?;
+        let sessions = conn
+            .queries()
+            .live_sessions(caller.user.id, self.clock.now_naive())
+            .await
+            .context("listing sessions")?;
+        Ok(sessions
+            .into_iter()
+            .map(|session| Device {
+                current: session.id.as_str() == caller.claims.sid,
+                session_id: session.id,
+                device: DeviceName::from_stored(session.device),
+                ip: session.client_ip,
+                created_at: utc(session.created_at),
+                last_refreshed_at: session.last_refreshed_at.map(utc),
+                expires_at: utc(session.expires_at),
+            })
+            .collect())
+    }
+
+    /// Ends one of the bearer's own live sessions.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`]; `NotFound` alike for a session that is not the
+    /// bearer's, unknown, or already ended.
+    #[tracing::instrument(skip_all)]
+    pub async fn revoke_own_session(
+        &self,
+        bearer: Option<BearerToken>,
+        session_id: SessionId,
+    ) -> ServiceResult<()> {
+        let caller = self.authenticate(bearer).await?;
+        let now = self.clock.now_naive();
+        self.store
+            .transaction(async |tx| {
+                let owned = tx
+                    .session(&session_id)
+                    .await
+                    .context("loading the session")?
+                    .is_some_and(|session| session.user_id == caller.user.id);
+                // The conditional revoke decides races: of twenty at once, one ends it.
+                if !owned
+                    || !tx
+                        .revoke_session(&session_id, now)
+                        .await
+                        .context("revoking the session")?
+                {
+                    return Err(ServiceError::NotFound);
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(user.id = %caller.user.id, session.id = %session_id, "session ended by its owner");
+        Ok(())
+    }
+
+    /// Ends every session of the bearer but the one its token belongs to; returns how many.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`].
+    #[tracing::instrument(skip_all)]
+    pub async fn logout_others(&self, bearer: Option<BearerToken>) -> ServiceResult<u64> {
+        let caller = self.authenticate(bearer).await?;
+        let current =
+            SessionId::parse(&caller.claims.sid).map_err(|_| ServiceError::TokenInvalid)?;
+        let revoked = self
+            .store
+            .transaction(async |tx| {
+                tx.revoke_other_sessions(caller.user.id, &current, self.clock.now_naive())
+                    .await
+                    .context("revoking the other sessions")
+                    .map_err(ServiceError::from)
+            })
+            .await?;
+        tracing::info!(user.id = %caller.user.id, sessions = revoked, "signed out elsewhere");
+        Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
+    }
+}
