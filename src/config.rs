@@ -151,6 +151,10 @@ pub struct JwtConfig {
     pub access_lifetime: Duration,
     /// Lifetime of each refresh token.
     pub refresh_lifetime: Duration,
+    /// `REFRESH_REUSE_GRACE`: for this long after a refresh token is spent, presenting it
+    /// again (a client retrying after a dropped answer) returns the same successor instead
+    /// of revoking the session, while that successor is unspent; zero turns it off.
+    pub refresh_reuse_grace: Duration,
     /// Hard cap on a session's life from its login, however often it is refreshed.
     pub session_absolute_lifetime: Duration,
     /// `KEY_ROTATION_PERIOD`: how long a signing key signs before the next takes over.
@@ -411,6 +415,7 @@ impl Config {
                 audience: env.get("JWT_AUDIENCE").unwrap_or_else(|| "identity".into()),
                 access_lifetime: env.seconds("ACCESS_TOKEN_LIFETIME", 300)?,
                 refresh_lifetime: env.seconds("REFRESH_TOKEN_LIFETIME", 86_400)?,
+                refresh_reuse_grace: env.seconds("REFRESH_REUSE_GRACE", 10)?,
                 session_absolute_lifetime: env.seconds("SESSION_ABSOLUTE_LIFETIME", 30 * 86_400)?,
                 key_rotation_period: env.seconds("KEY_ROTATION_PERIOD", 30 * 86_400)?,
                 key_refresh_interval: env.seconds("KEY_REFRESH_INTERVAL", 30)?,

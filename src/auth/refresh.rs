@@ -3,7 +3,10 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-use super::keyed_hash::hex;
+use super::keyed_hash::{ServerSecret, hex};
+
+/// The purpose under which a token's successor is derived.
+const SUCCESSOR_PURPOSE: &str = "refresh-successor";
 
 /// A refresh token as the client holds it.
 pub struct RefreshToken(String);
@@ -24,6 +27,14 @@ impl RefreshToken {
     #[must_use]
     pub fn from_client(token: &str) -> Self {
         Self(token.trim().to_owned())
+    }
+
+    /// The token that replaces this one when it is spent: derived under the server secret,
+    /// so a retried refresh can be answered with the same successor again without the
+    /// server ever storing a token it could hand out, and unguessable without the secret.
+    #[must_use]
+    pub fn successor(&self, secret: &ServerSecret) -> Self {
+        Self(URL_SAFE_NO_PAD.encode(secret.mac(SUCCESSOR_PURPOSE, &[self.0.as_bytes()])))
     }
 
     /// The hash the database stores. A fast hash suffices: the token has full entropy.

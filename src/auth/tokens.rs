@@ -425,6 +425,7 @@ mod tests {
             audience: "services".into(),
             access_lifetime: Duration::from_secs(300),
             refresh_lifetime: Duration::from_secs(86_400),
+            refresh_reuse_grace: Duration::from_secs(10),
             session_absolute_lifetime: Duration::from_secs(86_400 * 30),
             key_rotation_period: Duration::from_secs(86_400 * 30),
             key_refresh_interval: Duration::from_secs(30),

@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use super::{Caller, Services, duration, limits::IpBudget};
 use crate::{
-    auth::{AccessClaims, BearerToken, RefreshToken, TokenError, Verification},
+    auth::{AccessClaims, BearerToken, RefreshToken, RefreshTokenHash, TokenError, Verification},
     domain::{Email, LoginPassword, SessionId, User},
     email::Notice,
     error::{ServiceError, ServiceResult},
@@ -93,6 +93,7 @@ impl Services {
                     .spend_refresh_token(&token_hash, now)
                     .await
                     .context("spending the refresh token")?;
+                let successor = presented.successor(&self.secret);
                 let Some(spent) = spent else {
                     let owner = tx
                         .refresh_token_session(&token_hash)
@@ -101,6 +102,12 @@ impl Services {
                     let Some(session_id) = owner else {
                         return Ok(Rotation::Refused(ServiceError::TokenInvalid));
                     };
+                    if self.is_retry(tx, &token_hash, &successor, now).await? {
+                        // The same successor again, with a fresh access token: a client
+                        // whose answer was lost is not signed out, and concurrent
+                        // refreshes with one token all end in one new token.
+                        return self.reissue(tx, &session_id, successor, now).await;
+                    }
                     let revoked = tx
                         .revoke_session(&session_id, now)
                         .await
@@ -134,7 +141,7 @@ impl Services {
                 tx.touch_session(&session.id, now)
                     .await
                     .context("recording the refresh")?;
-                let refresh = self.issue_refresh_token(tx, &session).await?;
+                let refresh = self.issue_refresh_token(tx, &session, successor).await?;
                 let access = self.issue_access_token(&user, &session.id)?;
                 Ok::<_, ServiceError>(Rotation::Rotated(TokenPair { access, refresh }))
             })
@@ -150,6 +157,69 @@ impl Services {
                 Err(error)
             }
         }
+    }
+
+    /// Whether a spent token is presented again within the reuse grace while the successor
+    /// its spending issued is still unspent.
+    async fn is_retry(
+        &self,
+        tx: &mut Queries<'_>,
+        spent: &RefreshTokenHash,
+        successor: &RefreshToken,
+        now: chrono::NaiveDateTime,
+    ) -> ServiceResult<bool> {
+        let grace = self.config.jwt.refresh_reuse_grace;
+        if grace.is_zero() {
+            return Ok(false);
+        }
+        let spent_at = tx
+            .refresh_token_spent_at(spent)
+            .await
+            .context("looking up when a refresh token was spent")?
+            .flatten();
+        let within_grace = spent_at.is_some_and(|at| now - at < duration(grace));
+        if !within_grace {
+            return Ok(false);
+        }
+        let successor_unspent = tx
+            .refresh_token_spent_at(&successor.hash())
+            .await
+            .context("looking up a refresh token's successor")?
+            == Some(None);
+        Ok(successor_unspent)
+    }
+
+    /// Answers a retried refresh: the live session's successor token again, with a fresh
+    /// access token.
+    async fn reissue(
+        &self,
+        tx: &mut Queries<'_>,
+        session_id: &SessionId,
+        successor: RefreshToken,
+        now: chrono::NaiveDateTime,
+    ) -> ServiceResult<Rotation> {
+        let session = tx
+            .session(session_id)
+            .await
+            .context("loading the session")?
+            .filter(|s| s.revoked_at.is_none() && s.expires_at > now);
+        let Some(session) = session else {
+            return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+        };
+        let user = tx
+            .user_by_id(session.user_id)
+            .await
+            .context("loading the session's user")?
+            .filter(|u| u.is_active);
+        let Some(user) = user else {
+            return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+        };
+        let access = self.issue_access_token(&user, &session.id)?;
+        tracing::info!(session.id = %session.id, "a retried refresh got the same successor");
+        Ok(Rotation::Rotated(TokenPair {
+            access,
+            refresh: successor.into_string(),
+        }))
     }
 
     /// Tells the owner of a session that a reused refresh token ended it.
@@ -296,7 +366,9 @@ impl Services {
                 tx.insert_session(&session)
                     .await
                     .context("starting the session")?;
-                self.issue_refresh_token(tx, &session).await
+                let first = RefreshToken::generate()
+                    .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
+                self.issue_refresh_token(tx, &session, first).await
             })
             .await?;
         Ok(TokenPair { access, refresh })
@@ -306,10 +378,9 @@ impl Services {
         &self,
         tx: &mut Queries<'_>,
         session: &SessionRow,
+        token: RefreshToken,
     ) -> ServiceResult<String> {
         let now = self.clock.now_naive();
-        let token = RefreshToken::generate()
-            .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
         // A refresh token never outlives its session's absolute cap.
         let expires_at = (now + duration(self.config.jwt.refresh_lifetime)).min(session.expires_at);
         tx.insert_refresh_token(&session.id, token.hash(), now, expires_at)

@@ -138,6 +138,25 @@ impl Queries<'_> {
         })
     }
 
+    /// When a refresh token (of any session) was spent: `None` for an unknown token,
+    /// `Some(None)` for one that is unspent.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn refresh_token_spent_at(
+        &mut self,
+        token_hash: &RefreshTokenHash,
+    ) -> Result<Option<Option<NaiveDateTime>>, StoreError> {
+        on_backend!(self, conn => {
+            refresh_tokens::table
+                .find(token_hash)
+                .select(refresh_tokens::used_at)
+                .first(conn)
+                .await
+                .optional()
+        })
+    }
+
     /// One session.
     ///
     /// # Errors

@@ -8,7 +8,7 @@ use tonic_types::StatusExt;
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused, retry_delay};
 
 /// Runs every future at once and collects their outcomes in order.
-async fn all_at_once<T: Send + 'static>(
+pub(crate) async fn all_at_once<T: Send + 'static>(
     calls: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
 ) -> Vec<T> {
     let handles: Vec<_> = calls.into_iter().map(tokio::spawn).collect();
@@ -224,7 +224,38 @@ async fn of_twenty_uses_of_one_reset_link_one_sets_the_password(backend: Backend
     assert!(app.login("twenty@example.com", &loser).await.is_err());
 }
 
+async fn twenty_refreshes_with_one_token_at_once_end_in_one_new_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("refresher@example.com").await;
+    let client = app.client.clone();
+
+    let outcomes = all_at_once((0..20).map(|_| {
+        let (mut client, refresh) = (client.clone(), tokens.refresh.clone());
+        async move {
+            client
+                .refresh(pb::RefreshRequest { refresh })
+                .await
+                .map(|reply| reply.into_inner())
+        }
+    }))
+    .await;
+
+    let pairs: Vec<pb::RefreshResponse> = outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("every retry within the grace is answered"))
+        .collect();
+    let mut successors: Vec<&str> = pairs.iter().map(|pair| pair.refresh.as_str()).collect();
+    successors.dedup();
+    assert_eq!(successors.len(), 1, "one new token: {successors:?}");
+    assert!(app.get_user(&pairs[19].access, user.id).await.is_ok());
+    assert!(
+        app.refresh(successors[0]).await.is_ok(),
+        "the new token works"
+    );
+}
+
 crate::on_both_backends!(
+    twenty_refreshes_with_one_token_at_once_end_in_one_new_token,
     devices_signing_in_at_once_never_leave_the_account_locked,
     a_burst_of_guesses_is_counted_before_any_is_checked,
     a_password_reset_wins_over_logins_racing_it,

@@ -5,7 +5,10 @@ use identity::pb;
 use reqwest::StatusCode;
 use tonic::{Code, Request};
 
-use crate::helpers::{Backend, PASSWORD, TestApp};
+use crate::{
+    concurrency::all_at_once,
+    helpers::{Backend, PASSWORD, TestApp},
+};
 
 /// Signs in as `email` from a client that calls itself `device`.
 async fn login_from(app: &TestApp, email: &str, device: &str) -> pb::LoginResponse {
@@ -113,24 +116,21 @@ async fn twenty_revocations_of_one_session_at_once_end_it_once(backend: Backend)
     let target = login_from(&app, "racer@example.com", "target").await;
     let target_id = sessions(&app, &keeper.access).await.unwrap()[0].id.clone();
 
-    let attempts = (0..20).map(|_| {
-        let (app_client, access, id) =
-            (app.client.clone(), keeper.access.clone(), target_id.clone());
-        tokio::spawn(async move {
-            let mut client = app_client;
+    let client = app.client.clone();
+    let outcomes = all_at_once((0..20).map(|_| {
+        let (mut client, access, id) = (client.clone(), keeper.access.clone(), target_id.clone());
+        async move {
             client
                 .revoke_session(TestApp::authorized(
                     pb::RevokeSessionRequest { session_id: id },
                     &access,
                 ))
                 .await
+                .map(drop)
                 .map_err(|status| status.code())
-        })
-    });
-    let mut outcomes = Vec::new();
-    for attempt in attempts.collect::<Vec<_>>() {
-        outcomes.push(attempt.await.unwrap().map(drop));
-    }
+        }
+    }))
+    .await;
 
     let ended = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
     assert_eq!(ended, 1, "{outcomes:?}");

@@ -341,6 +341,7 @@ async fn owners_are_told_of_password_changes_and_of_sessions_ended_by_a_reused_t
     let app = TestApp::spawn(backend).await;
     let (_, tokens) = app.signed_in_user("told@example.com").await;
     app.refresh(&tokens.refresh).await.unwrap();
+    app.clock.advance(std::time::Duration::from_secs(11));
 
     let reused = app.refresh(&tokens.refresh).await;
     assert_refused(reused, Code::Unauthenticated, "REFRESH_TOKEN_REUSED");

@@ -88,6 +88,8 @@ async fn refresh_rotates_and_reusing_a_spent_token_revokes_the_whole_family(back
     assert_ne!(second.refresh, first.refresh);
     assert!(app.get_user(&second.access, user.id).await.is_ok());
 
+    // Past REFRESH_REUSE_GRACE a spent token is a stolen copy.
+    app.clock.advance(std::time::Duration::from_secs(11));
     let reuse = app.refresh(&first.refresh).await;
     assert_refused(reuse, Code::Unauthenticated, "REFRESH_TOKEN_REUSED");
 
@@ -105,6 +107,49 @@ async fn refresh_rotates_and_reusing_a_spent_token_revokes_the_whole_family(back
     // Other sessions are untouched.
     let other = app.login("rotate@example.com", PASSWORD).await.unwrap();
     assert!(app.refresh(&other.refresh).await.is_ok());
+}
+
+async fn a_retried_refresh_gets_the_same_new_token_until_that_one_is_used(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (user, first) = app.signed_in_user("retry@example.com").await;
+
+    let second = app.refresh(&first.refresh).await.unwrap();
+    let retried = app.refresh(&first.refresh).await.unwrap();
+    assert_eq!(
+        retried.refresh, second.refresh,
+        "the answer that was lost, again"
+    );
+    assert!(app.get_user(&retried.access, user.id).await.is_ok());
+
+    // Once the new token has been used, the old one is a stolen copy again.
+    let third = app.refresh(&second.refresh).await.unwrap();
+    assert_refused(
+        app.refresh(&first.refresh).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_REUSED",
+    );
+    assert_refused(
+        app.refresh(&third.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+}
+
+async fn with_no_grace_a_retried_refresh_revokes_the_session(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("REFRESH_REUSE_GRACE", "0")]).await;
+    let (_, first) = app.signed_in_user("strict@example.com").await;
+    let second = app.refresh(&first.refresh).await.unwrap();
+
+    assert_refused(
+        app.refresh(&first.refresh).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_REUSED",
+    );
+    assert_refused(
+        app.refresh(&second.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
 }
 
 async fn an_access_token_is_no_refresh_token_and_a_refresh_token_is_no_bearer(backend: Backend) {
@@ -297,8 +342,8 @@ async fn the_per_ip_login_budget_is_enforced(backend: Backend) {
     );
 }
 
-async fn of_concurrent_refreshes_with_one_token_exactly_one_wins(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+async fn with_no_grace_of_concurrent_refreshes_with_one_token_exactly_one_wins(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("REFRESH_REUSE_GRACE", "0")]).await;
     let (_, tokens) = app.signed_in_user("twins@example.com").await;
 
     let racers: Vec<_> = (0..20)
@@ -383,7 +428,9 @@ async fn hs256_over_secret_key_works_for_seed_compatibility(backend: Backend) {
 
 crate::on_both_backends!(
     hs256_over_secret_key_works_for_seed_compatibility,
-    of_concurrent_refreshes_with_one_token_exactly_one_wins,
+    with_no_grace_of_concurrent_refreshes_with_one_token_exactly_one_wins,
+    a_retried_refresh_gets_the_same_new_token_until_that_one_is_used,
+    with_no_grace_a_retried_refresh_revokes_the_session,
     oversized_messages_are_refused,
     login_returns_an_eddsa_access_token_with_the_documented_claims,
     a_wrong_password_and_an_unknown_email_answer_alike,
