@@ -500,22 +500,27 @@ async fn limits_rotation_and_email_hold_across_three_replicas() {
         .await
         .unwrap()
         .into_inner();
-    let reuse = clients[2]
-        .clone()
-        .refresh(pb::RefreshRequest {
-            refresh: first_pair.refresh,
-        })
-        .await
-        .unwrap_err();
+    let refresh_on = |replica: usize, refresh: &str| {
+        let mut client = clients[replica].clone();
+        let request = pb::RefreshRequest {
+            refresh: refresh.to_owned(),
+        };
+        async move {
+            client
+                .refresh(request)
+                .await
+                .map(|r| r.into_inner().refresh)
+        }
+    };
+    // A retry on another replica, within the grace, gets the same successor.
+    let retried = refresh_on(2, &first_pair.refresh).await.unwrap();
+    assert_eq!(retried, second_pair.refresh);
+    // Once the successor is used (on a third replica), the old token is a stolen copy.
+    let third = refresh_on(0, &second_pair.refresh).await.unwrap();
+    let reuse = refresh_on(2, &first_pair.refresh).await.unwrap_err();
     assert_eq!(reuse.code(), tonic::Code::Unauthenticated);
     assert!(reuse.message().contains("already used"), "{reuse:?}");
-    let revoked = clients[0]
-        .clone()
-        .refresh(pb::RefreshRequest {
-            refresh: second_pair.refresh,
-        })
-        .await
-        .unwrap_err();
+    let revoked = refresh_on(1, &third).await.unwrap_err();
     assert_eq!(revoked.code(), tonic::Code::Unauthenticated);
 
     // Every queued email goes out exactly once while replicas stop and start.
