@@ -115,6 +115,7 @@ impl Application {
             retry_base: self.config.email_retry_base,
             poll_interval: self.config.email_poll_interval,
             unverified_retention: self.config.unverified_retention,
+            audit_retention: self.config.audit_retention,
         };
         let worker = tokio::spawn(worker::run(
             services.store.clone(),

@@ -257,6 +257,8 @@ pub struct Config {
     /// `UNVERIFIED_ACCOUNT_RETENTION`: accounts never proven are deleted this long after they
     /// were made.
     pub unverified_retention: Duration,
+    /// `AUDIT_RETENTION`: audit events are deleted this long after they happened.
+    pub audit_retention: Duration,
     /// `REGISTER_REVEALS_EXISTING`: Register answers `ALREADY_EXISTS` for a taken address and
     /// returns the new user, for deployments whose callers are all trusted. Off by default:
     /// Register then answers alike for every address.
@@ -406,6 +408,7 @@ impl Config {
             resend_per_hour: env.number("RESEND_PER_HOUR", 5)?,
             activation_link_lifetime: env.seconds("ACTIVATION_LINK_TIMEOUT", 86_400)?,
             unverified_retention: env.seconds("UNVERIFIED_ACCOUNT_RETENTION", 7 * 86_400)?,
+            audit_retention: env.seconds("AUDIT_RETENTION", 90 * 86_400)?,
             register_reveals_existing: env.bool("REGISTER_REVEALS_EXISTING", false)?,
             password_reset_lifetime: env.seconds("PASSWORD_RESET_TIMEOUT", 3_600)?,
             jwt: JwtConfig {

@@ -104,6 +104,15 @@ pub enum ServiceError {
     /// The thing asked for does not exist.
     #[error("not found")]
     NotFound,
+    /// The change would leave no active superuser.
+    #[error("this would leave no active superuser; make another superuser first")]
+    LastSuperuser,
+    /// The caller's `etag` is not the account's: it changed since the caller read it.
+    #[error("the account changed since it was read; read it again and retry")]
+    StaleEtag,
+    /// A concurrent change to the same account got there first; nothing was changed.
+    #[error("the account was changed at the same time; try again")]
+    ConcurrentChange,
     /// Something outside the caller's control failed.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -140,6 +149,9 @@ impl ServiceError {
             Self::GoogleUnavailable => "GOOGLE_UNAVAILABLE",
             Self::PermissionDenied => "PERMISSION_DENIED",
             Self::NotFound => "NOT_FOUND",
+            Self::LastSuperuser => "LAST_SUPERUSER",
+            Self::StaleEtag => "ETAG_MISMATCH",
+            Self::ConcurrentChange => "CONCURRENT_CHANGE",
             Self::Unexpected(_) => "INTERNAL",
         }
     }

@@ -47,6 +47,20 @@ impl ServerSecret {
     pub fn otp_hash(&self, user_id: UserId, code: &str) -> String {
         hex(&self.mac("otp", &[&user_id.get().to_be_bytes(), code.as_bytes()]))
     }
+
+    /// The keyed hash of a code sent to confirm an address change, bound to the account and
+    /// the address it moves to.
+    #[must_use]
+    pub fn email_change_code_hash(&self, user_id: UserId, new_email: &str, code: &str) -> String {
+        hex(&self.mac(
+            "email-change",
+            &[
+                &user_id.get().to_be_bytes(),
+                new_email.as_bytes(),
+                code.as_bytes(),
+            ],
+        ))
+    }
 }
 
 /// Lower-case hex.

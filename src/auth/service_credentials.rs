@@ -33,6 +33,12 @@ pub enum Scope {
     Introspect,
     /// Follow revocations (`WatchRevocations`).
     Revocations,
+    /// Read accounts (`ListUsers`, `GetUser`).
+    UsersRead,
+    /// Create, change and delete accounts (`CreateUser`, `UpdateUser`, `DeleteUser`).
+    UsersWrite,
+    /// Read the audit trail (`ListAuditEvents`).
+    AuditRead,
 }
 
 impl Scope {
@@ -41,6 +47,9 @@ impl Scope {
             "jwks" => Some(Self::Jwks),
             "introspect" => Some(Self::Introspect),
             "revocations" => Some(Self::Revocations),
+            "users:read" => Some(Self::UsersRead),
+            "users:write" => Some(Self::UsersWrite),
+            "audit:read" => Some(Self::AuditRead),
             _ => None,
         }
     }

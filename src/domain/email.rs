@@ -96,9 +96,65 @@ impl fmt::Debug for Email {
     }
 }
 
+/// The start of an address, for finding accounts: normalised as [`Email`] is, so it matches
+/// the stored spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailPrefix(String);
+
+impl EmailPrefix {
+    /// Parses a prefix; `None` for an empty one, which matches every address.
+    ///
+    /// # Errors
+    /// When it is too long or holds spaces or invisible characters.
+    pub fn parse(raw: &str) -> Result<Option<Self>, ParseError> {
+        let normalised: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+        if normalised.is_empty() {
+            return Ok(None);
+        }
+        if normalised.chars().count() > MAX_LEN {
+            return Err(ParseError::new(format!(
+                "must be at most {MAX_LEN} characters"
+            )));
+        }
+        if normalised
+            .chars()
+            .any(|c| is_invisible(c) || c.is_whitespace())
+        {
+            return Err(ParseError::new(
+                "must not contain spaces or invisible characters",
+            ));
+        }
+        Ok(Some(Self(normalised)))
+    }
+
+    /// A `LIKE` pattern matching the addresses that start with the prefix, with `\` as the
+    /// escape character, so `_` and `%` in it match only themselves.
+    #[must_use]
+    pub fn like_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.0.len() + 1);
+        for c in self.0.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Email;
+    use super::{Email, EmailPrefix};
+
+    #[test]
+    fn prefixes_are_normalised_and_match_only_themselves() {
+        let prefix = EmailPrefix::parse(" Ａn_a%\\ ").unwrap().unwrap();
+        assert_eq!(prefix.like_pattern(), "an\\_a\\%\\\\%");
+        assert_eq!(EmailPrefix::parse("  ").unwrap(), None);
+        assert!(EmailPrefix::parse("a b").is_err());
+        assert!(EmailPrefix::parse(&"a".repeat(255)).is_err());
+    }
 
     #[test]
     fn normalises_case_width_and_spaces() {

@@ -1,5 +1,6 @@
 //! Domain types, parsed once at the edge: holding one proves its input was valid.
 
+mod audit;
 mod device;
 mod email;
 mod ip_net;
@@ -11,11 +12,12 @@ mod uidb64;
 mod user;
 mod user_id;
 
+pub use audit::{Actor, AuditKind, AuditOutcome};
 pub use device::DeviceName;
-pub use email::Email;
+pub use email::{Email, EmailPrefix};
 pub use ip_net::{IpNet, canonical as canonical_ip, client_bucket};
 pub use otp::Otp;
-pub use page::{PageSize, PageToken};
+pub use page::{AuditPageToken, PageSize, PageToken};
 pub use password::{
     LoginPassword, MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, Password,
 };

@@ -1,4 +1,4 @@
-//! Paging through users: a bounded page size and an opaque cursor.
+//! Paging through lists: a bounded page size and opaque cursors.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
@@ -43,18 +43,10 @@ impl PageToken {
     /// # Errors
     /// When it was not made by [`PageToken::encode`].
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        if raw.is_empty() {
-            return Ok(Self(None));
-        }
-        let invalid = || ParseError::new("is not a token from a previous page");
-        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
-        let id = text
-            .strip_prefix("after:")
-            .and_then(|id| id.parse::<i64>().ok())
-            .and_then(|id| UserId::parse(id).ok())
-            .ok_or_else(invalid)?;
-        Ok(Self(Some(id)))
+        let id = decode(raw, "after:")?
+            .map(|id| UserId::parse(id).map_err(|_| invalid()))
+            .transpose()?;
+        Ok(Self(id))
     }
 
     /// The token for the page after the user `last`.
@@ -70,9 +62,65 @@ impl PageToken {
     }
 }
 
+/// Where the next page of the audit trail starts: before this event, or at the newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditPageToken(Option<i64>);
+
+impl AuditPageToken {
+    /// Parses a token from a previous page; empty means the newest page.
+    ///
+    /// # Errors
+    /// When it was not made by [`AuditPageToken::encode`].
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let before = decode(raw, "before:")?;
+        if before.is_some_and(|id| id <= 0) {
+            return Err(invalid());
+        }
+        Ok(Self(before))
+    }
+
+    /// The token for the page older than the event `last`.
+    #[must_use]
+    pub fn encode(last: i64) -> String {
+        URL_SAFE_NO_PAD.encode(format!("before:{last}"))
+    }
+
+    /// The event the page starts before (`None` for the newest page).
+    #[must_use]
+    pub fn before(self) -> Option<i64> {
+        self.0
+    }
+}
+
+fn invalid() -> ParseError {
+    ParseError::new("is not a token from a previous page")
+}
+
+/// The number in a token `prefix<n>`; `None` for an empty token.
+fn decode(raw: &str, prefix: &str) -> Result<Option<i64>, ParseError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+    text.strip_prefix(prefix)
+        .and_then(|n| n.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(invalid)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{PageSize, PageToken, UserId};
+    use super::{AuditPageToken, PageSize, PageToken, UserId};
+
+    #[test]
+    fn audit_tokens_round_trip_and_are_not_user_tokens() {
+        let token = AuditPageToken::encode(12);
+        assert_eq!(AuditPageToken::parse(&token).unwrap().before(), Some(12));
+        let user_token = PageToken::encode(UserId::parse(12).unwrap());
+        assert!(AuditPageToken::parse(&user_token).is_err());
+        assert!(PageToken::parse(&token).is_err());
+    }
 
     #[test]
     fn sizes_are_defaulted_and_capped() {

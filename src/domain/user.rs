@@ -29,6 +29,35 @@ pub struct User {
     pub last_login: Option<DateTime<Utc>>,
 }
 
+impl User {
+    /// A fingerprint of what an operator can see and change (AIP-154): an update that
+    /// carries the `etag` it read is refused once the account has changed since.
+    #[must_use]
+    pub fn etag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let flags = [
+            self.is_active,
+            self.is_verified,
+            self.is_staff,
+            self.is_superuser,
+        ]
+        .map(|flag| if flag { '1' } else { '0' });
+        let mut digest = Sha256::new();
+        for part in [
+            self.id.to_string().as_str(),
+            self.email.as_str(),
+            &self.first_name,
+            &self.last_name,
+            &String::from_iter(flags),
+        ] {
+            digest.update(part.len().to_be_bytes());
+            digest.update(part.as_bytes());
+        }
+        let hash = digest.finalize();
+        hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// Longest first or last name, as Django's `AbstractUser` allows.
 pub const MAX_NAME_CHARS: usize = 150;
 

@@ -40,16 +40,7 @@ impl Mailer {
         lifetime: Duration,
         now: NaiveDateTime,
     ) -> NewEmail {
-        let minutes = lifetime.as_secs().div_ceil(60).to_string();
-        let rendered = self.templates.render(
-            TemplateName::Otp,
-            &[
-                ("name", greeting(name)),
-                ("code", code),
-                ("minutes", &minutes),
-            ],
-        );
-        outbox_row(to, rendered, now)
+        self.code_mail(TemplateName::Otp, to, name, code, lifetime, now)
     }
 
     /// The activation link email.
@@ -67,17 +58,38 @@ impl Mailer {
     /// The password reset link email.
     #[must_use]
     pub fn password_reset(&self, to: &Email, name: &str, link: &EmailedLink<'_>) -> NewEmail {
-        let url = self.link_url("accounts/password-reset-confirm", link);
-        let minutes = link.lifetime.as_secs().div_ceil(60).to_string();
-        let rendered = self.templates.render(
+        self.link_mail(
             TemplateName::PasswordReset,
-            &[
-                ("name", greeting(name)),
-                ("link", &url),
-                ("minutes", &minutes),
-            ],
-        );
-        outbox_row(to, rendered, link.now)
+            "accounts/password-reset-confirm",
+            to,
+            name,
+            link,
+        )
+    }
+
+    /// The code that confirms a move to the address `to`.
+    #[must_use]
+    pub fn email_change(
+        &self,
+        to: &Email,
+        name: &str,
+        code: &str,
+        lifetime: Duration,
+        now: NaiveDateTime,
+    ) -> NewEmail {
+        self.code_mail(TemplateName::EmailChange, to, name, code, lifetime, now)
+    }
+
+    /// The link to choose the first password of an account an administrator made.
+    #[must_use]
+    pub fn welcome(&self, to: &Email, name: &str, link: &EmailedLink<'_>) -> NewEmail {
+        self.link_mail(
+            TemplateName::Welcome,
+            "accounts/password-reset-confirm",
+            to,
+            name,
+            link,
+        )
     }
 
     /// A notice to an account's owner about something that happened at `when`; it names the
@@ -89,12 +101,57 @@ impl Mailer {
             Notice::PasswordChanged => TemplateName::PasswordChanged,
             Notice::GoogleLinked => TemplateName::GoogleLinked,
             Notice::SessionRevoked => TemplateName::SessionRevoked,
+            Notice::EmailChanged => TemplateName::EmailChanged,
         };
         let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
         let rendered = self
             .templates
             .render(template, &[("name", greeting(name)), ("when", &at)]);
         outbox_row(to, rendered, when)
+    }
+
+    /// A message with a code that lasts some minutes.
+    fn code_mail(
+        &self,
+        template: TemplateName,
+        to: &Email,
+        name: &str,
+        code: &str,
+        lifetime: Duration,
+        now: NaiveDateTime,
+    ) -> NewEmail {
+        let minutes = lifetime.as_secs().div_ceil(60).to_string();
+        let rendered = self.templates.render(
+            template,
+            &[
+                ("name", greeting(name)),
+                ("code", code),
+                ("minutes", &minutes),
+            ],
+        );
+        outbox_row(to, rendered, now)
+    }
+
+    /// A message with a link to `path` that lasts some minutes.
+    fn link_mail(
+        &self,
+        template: TemplateName,
+        path: &str,
+        to: &Email,
+        name: &str,
+        link: &EmailedLink<'_>,
+    ) -> NewEmail {
+        let url = self.link_url(path, link);
+        let minutes = link.lifetime.as_secs().div_ceil(60).to_string();
+        let rendered = self.templates.render(
+            template,
+            &[
+                ("name", greeting(name)),
+                ("link", &url),
+                ("minutes", &minutes),
+            ],
+        );
+        outbox_row(to, rendered, link.now)
     }
 
     fn link_url(&self, path: &str, link: &EmailedLink<'_>) -> String {
@@ -116,6 +173,8 @@ pub enum Notice {
     GoogleLinked,
     /// A reused refresh token revoked a session.
     SessionRevoked,
+    /// The account moved to another address (sent to the old one).
+    EmailChanged,
 }
 
 /// The parts of an emailed link: whose it is, its token, and how long it lasts from when.

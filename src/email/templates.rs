@@ -24,10 +24,16 @@ pub enum TemplateName {
     GoogleLinked,
     /// A notice to the owner: a reused refresh token ended a session.
     SessionRevoked,
+    /// The code that confirms a new address, sent to it.
+    EmailChange,
+    /// A notice to the old address: the account moved to a new one.
+    EmailChanged,
+    /// A link to choose the first password of an account an administrator made.
+    Welcome,
 }
 
 impl TemplateName {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 10] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -35,6 +41,9 @@ impl TemplateName {
         Self::PasswordChanged,
         Self::GoogleLinked,
         Self::SessionRevoked,
+        Self::EmailChange,
+        Self::EmailChanged,
+        Self::Welcome,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -46,6 +55,9 @@ impl TemplateName {
             Self::PasswordChanged => "password_changed",
             Self::GoogleLinked => "google_linked",
             Self::SessionRevoked => "session_revoked",
+            Self::EmailChange => "email_change",
+            Self::EmailChanged => "email_changed",
+            Self::Welcome => "welcome",
         }
     }
 
@@ -78,6 +90,18 @@ impl TemplateName {
             Self::SessionRevoked => (
                 include_str!("templates/session_revoked.txt"),
                 include_str!("templates/session_revoked.html"),
+            ),
+            Self::EmailChange => (
+                include_str!("templates/email_change.txt"),
+                include_str!("templates/email_change.html"),
+            ),
+            Self::EmailChanged => (
+                include_str!("templates/email_changed.txt"),
+                include_str!("templates/email_changed.html"),
+            ),
+            Self::Welcome => (
+                include_str!("templates/welcome.txt"),
+                include_str!("templates/welcome.html"),
             ),
         }
     }

@@ -31,6 +31,8 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// How long an account may stay unproven before it is purged.
     pub unverified_retention: Duration,
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
 }
 
 /// Delivers the outbox until `shutdown` turns true; the email in hand is finished first.
@@ -53,7 +55,7 @@ pub async fn run(
             now - at >= chrono::Duration::from_std(PURGE_INTERVAL).unwrap_or_default()
         }) {
             last_purge = Some(now);
-            purge(&store, &clock, config.unverified_retention).await;
+            purge(&store, &clock, config).await;
         }
         if let Err(error) =
             deliver_due(&store, &transport, &clock, config, &metrics, &shutdown).await
@@ -124,15 +126,19 @@ async fn deliver_due(
     Ok(())
 }
 
-/// Deletes expired limits, sessions, finished emails and accounts never proven; a failure
-/// waits for the next round.
-async fn purge(store: &Store, clock: &Clock, unverified_retention: Duration) {
+/// Deletes expired limits, sessions, finished emails, accounts never proven and audit events
+/// past their retention; a failure waits for the next round.
+async fn purge(store: &Store, clock: &Clock, config: WorkerConfig) {
     let now = clock.now_naive();
     let before = |span: Duration| now - chrono::Duration::from_std(span).unwrap_or_default();
     let outcome = match store.connection().await {
         Ok(mut conn) => {
             conn.queries()
-                .purge_expired(before(RETENTION), before(unverified_retention))
+                .purge_expired(
+                    before(RETENTION),
+                    before(config.unverified_retention),
+                    before(config.audit_retention),
+                )
                 .await
         }
         Err(error) => Err(error),

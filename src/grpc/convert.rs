@@ -3,21 +3,31 @@
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
 use pbjson_types::Timestamp;
 use tonic::Request;
 
 use crate::{
     auth::{BearerToken, ClientCertificate, LinkToken, RefreshToken},
     domain::{
-        DeviceName, Email, IpNet, LoginPassword, Otp, PageSize, PageToken, ParseError, Password,
-        PersonName, SessionId, Uidb64, User, UserId, canonical_ip,
+        AuditKind, AuditPageToken, DeviceName, Email, EmailPrefix, IpNet, LoginPassword, Otp,
+        PageSize, PageToken, ParseError, Password, PersonName, SessionId, Uidb64, User, UserId,
+        canonical_ip,
     },
     error::ServiceError,
     pb,
     services::{
-        Caller, accounts::Registration, devices::Device, google_login::GoogleCredential,
-        sessions::Authenticated, token_service::Revocation,
+        Caller,
+        account_changes::Proof,
+        accounts::Registration,
+        admin::{AdminCredentials, NewUserByAdmin, UserUpdate},
+        audit::{AuditEvent, AuditQuery},
+        devices::Device,
+        google_login::GoogleCredential,
+        sessions::Authenticated,
+        token_service::Revocation,
     },
+    storage::{UserChanges, UserFilter},
 };
 
 type Parsed<T> = Result<T, ServiceError>;
@@ -40,6 +50,11 @@ pub(crate) fn registration(request: pb::RegisterRequest) -> Parsed<Registration>
         first_name: field("first_name", PersonName::parse(&request.first_name))?,
         last_name: field("last_name", PersonName::parse(&request.last_name))?,
     })
+}
+
+/// The `otp` field of a request.
+pub(crate) fn otp(raw: &str) -> Parsed<Otp> {
+    field("otp", Otp::parse(raw))
 }
 
 /// An address and the code mailed to it.
@@ -95,19 +110,222 @@ pub(crate) fn user_id(raw: i64) -> Parsed<UserId> {
 
 /// Exactly one of `access_token` and `id_token`.
 pub(crate) fn google_credential(request: &pb::GoogleLoginRequest) -> Parsed<GoogleCredential> {
-    let access_token = request.access_token.trim().to_owned();
-    let id_token = request.id_token.trim().to_owned();
-    match (access_token.is_empty(), id_token.is_empty()) {
-        (false, true) => Ok(GoogleCredential::AccessToken(access_token)),
-        (true, false) => Ok(GoogleCredential::IdToken(id_token)),
-        (true, true) => Err(ServiceError::InvalidArgument {
+    let fields = ("access_token", "id_token");
+    google_token(&request.access_token, &request.id_token, fields)?.ok_or_else(|| {
+        ServiceError::InvalidArgument {
             field: "access_token",
             reason: "or id_token is required".into(),
-        }),
+        }
+    })
+}
+
+/// At most one of a Google access token and ID token, named on the wire by `fields`.
+fn google_token(
+    access_token: &str,
+    id_token: &str,
+    fields: (&'static str, &'static str),
+) -> Parsed<Option<GoogleCredential>> {
+    let access_token = access_token.trim().to_owned();
+    let id_token = id_token.trim().to_owned();
+    match (access_token.is_empty(), id_token.is_empty()) {
+        (false, true) => Ok(Some(GoogleCredential::AccessToken(access_token))),
+        (true, false) => Ok(Some(GoogleCredential::IdToken(id_token))),
+        (true, true) => Ok(None),
         (false, false) => Err(ServiceError::InvalidArgument {
-            field: "id_token",
-            reason: "must not be sent together with access_token".into(),
+            field: fields.1,
+            reason: format!("must not be sent together with {}", fields.0),
         }),
+    }
+}
+
+/// The proof of a sensitive change: the password in `password_field`, or else exactly one
+/// Google credential.
+fn proof(
+    password_field: &'static str,
+    password: &str,
+    google_access_token: &str,
+    google_id_token: &str,
+) -> Parsed<Proof> {
+    let fields = ("google_access_token", "google_id_token");
+    let google = google_token(google_access_token, google_id_token, fields)?;
+    match (password.is_empty(), google) {
+        (false, None) => Ok(Proof::Password(field(
+            password_field,
+            LoginPassword::parse(password),
+        )?)),
+        (true, Some(credential)) => Ok(Proof::Google(credential)),
+        (false, Some(_)) => Err(ServiceError::InvalidArgument {
+            field: password_field,
+            reason: "must not be sent together with a Google credential".into(),
+        }),
+        (true, None) => Err(ServiceError::InvalidArgument {
+            field: password_field,
+            reason: "is required (or a Google credential, for an account without a password)"
+                .into(),
+        }),
+    }
+}
+
+/// A password change: the proof and the new password.
+pub(crate) fn password_change(request: &pb::ChangePasswordRequest) -> Parsed<(Proof, Password)> {
+    let proof = proof(
+        "current_password",
+        &request.current_password,
+        &request.google_access_token,
+        &request.google_id_token,
+    )?;
+    let new_password = field("new_password", Password::parse(&request.new_password))?;
+    Ok((proof, new_password))
+}
+
+/// An address change: the new address and the proof.
+pub(crate) fn email_change(request: &pb::ChangeEmailRequest) -> Parsed<(Email, Proof)> {
+    let new_email = field("new_email", Email::parse(&request.new_email))?;
+    let proof = proof(
+        "password",
+        &request.password,
+        &request.google_access_token,
+        &request.google_id_token,
+    )?;
+    Ok((new_email, proof))
+}
+
+/// The proof of an account deletion.
+pub(crate) fn account_deletion(request: &pb::DeleteAccountRequest) -> Parsed<Proof> {
+    proof(
+        "password",
+        &request.password,
+        &request.google_access_token,
+        &request.google_id_token,
+    )
+}
+
+/// An account a trusted caller creates.
+pub(crate) fn new_user_by_admin(request: &pb::CreateUserRequest) -> Parsed<NewUserByAdmin> {
+    let password = if request.password.is_empty() {
+        None
+    } else {
+        Some(field("password", Password::parse(&request.password))?)
+    };
+    Ok(NewUserByAdmin {
+        email: email(&request.email)?,
+        password,
+        first_name: field("first_name", PersonName::parse(&request.first_name))?,
+        last_name: field("last_name", PersonName::parse(&request.last_name))?,
+        is_staff: request.is_staff,
+        send_password_link: request.send_password_link,
+    })
+}
+
+/// The fields of an update its mask names (AIP-134); an empty mask or an unknown path is
+/// refused rather than guessed at.
+pub(crate) fn user_update(request: &pb::UpdateUserRequest) -> Parsed<(UserId, UserUpdate)> {
+    let id = user_id(request.id)?;
+    let paths = request
+        .update_mask
+        .as_ref()
+        .map(|mask| mask.paths.as_slice())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        return Err(ServiceError::InvalidArgument {
+            field: "update_mask",
+            reason: "must name the fields to change".into(),
+        });
+    }
+    let mut changes = UserChanges::default();
+    for path in paths {
+        match path.trim() {
+            "first_name" => {
+                changes.first_name =
+                    Some(field("first_name", PersonName::parse(&request.first_name))?.into_inner());
+            }
+            "last_name" => {
+                changes.last_name =
+                    Some(field("last_name", PersonName::parse(&request.last_name))?.into_inner());
+            }
+            "is_active" => changes.is_active = Some(request.is_active),
+            "is_staff" => changes.is_staff = Some(request.is_staff),
+            "is_superuser" => changes.is_superuser = Some(request.is_superuser),
+            other => {
+                return Err(ServiceError::InvalidArgument {
+                    field: "update_mask",
+                    reason: format!(
+                        "names {other:?}, which cannot be changed (first_name, last_name, \
+                         is_active, is_staff, is_superuser can)"
+                    ),
+                });
+            }
+        }
+    }
+    let etag = Some(request.etag.trim().to_owned()).filter(|etag| !etag.is_empty());
+    Ok((id, UserUpdate { changes, etag }))
+}
+
+/// The `etag` of a deletion, if sent.
+pub(crate) fn etag(raw: &str) -> Option<String> {
+    Some(raw.trim().to_owned()).filter(|etag| !etag.is_empty())
+}
+
+/// The filters of a user listing.
+pub(crate) fn user_filter(request: &pb::ListUsersRequest) -> Parsed<UserFilter> {
+    Ok(UserFilter {
+        email_prefix: field("email_prefix", EmailPrefix::parse(&request.email_prefix))?,
+        is_verified: request.is_verified,
+        is_active: request.is_active,
+        is_staff: request.is_staff,
+        verification_required: false,
+    })
+}
+
+/// The filters and page of an audit listing.
+pub(crate) fn audit_query(request: &pb::ListAuditEventsRequest) -> Parsed<(AuditQuery, PageSize)> {
+    let subject = match request.user_id {
+        0 => None,
+        id => Some(field("user_id", UserId::parse(id))?),
+    };
+    let instant = |name: &'static str, at: Option<&Timestamp>| -> Parsed<Option<DateTime<Utc>>> {
+        at.map(|at| {
+            let nanos = u32::try_from(at.nanos).unwrap_or(u32::MAX);
+            DateTime::from_timestamp(at.seconds, nanos).ok_or(ServiceError::InvalidArgument {
+                field: name,
+                reason: "is not a valid instant".into(),
+            })
+        })
+        .transpose()
+    };
+    let query = AuditQuery {
+        subject,
+        kind: field("kind", AuditKind::parse(&request.kind))?,
+        since: instant("since", request.since.as_ref())?,
+        until: instant("until", request.until.as_ref())?,
+        before: field("page_token", AuditPageToken::parse(&request.page_token))?.before(),
+    };
+    Ok((
+        query,
+        field("page_size", PageSize::parse(request.page_size))?,
+    ))
+}
+
+/// The wire form of an audit event.
+pub(crate) fn audit_event(event: AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: event.id,
+        occurred_at: Some(timestamp(event.occurred_at)),
+        kind: event.kind,
+        outcome: event.outcome,
+        actor: event.actor,
+        user_id: event.subject.map_or(0, UserId::get),
+        ip: event.client_ip.unwrap_or_default(),
+        user_agent: event.user_agent,
+        detail: event.detail,
+    }
+}
+
+/// What may make the caller an administrator: its bearer token and client certificate.
+pub(crate) fn admin_credentials<T>(request: &Request<T>) -> AdminCredentials {
+    AdminCredentials {
+        bearer: bearer(request),
+        certificate: client_certificate(request),
     }
 }
 
@@ -284,6 +502,7 @@ pub(crate) fn session(device: Device) -> pb::Session {
 /// The wire form of a user.
 pub(crate) fn user(user: User) -> pb::User {
     pb::User {
+        etag: user.etag(),
         id: user.id.get(),
         email: user.email.as_str().to_owned(),
         first_name: user.first_name,

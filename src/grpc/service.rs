@@ -6,10 +6,12 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, status::to_status};
 use crate::{
-    domain::IpNet,
+    domain::{AuditPageToken, IpNet},
     error::ServiceError,
     pb::{self, identity_service_server::IdentityService},
-    services::{Caller, Services, accounts::REGISTER_MESSAGE},
+    services::{
+        Caller, Services, account_changes::PASSWORD_CHANGED_MESSAGE, accounts::REGISTER_MESSAGE,
+    },
 };
 
 /// Serves the identity API over gRPC.
@@ -183,9 +185,13 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
-        let bearer = convert::bearer(&request);
+        let credentials = convert::admin_credentials(&request);
         let (size, token) = convert::page(request.get_ref()).map_err(to_status)?;
-        let outcome = self.services.list_users(bearer, size, token).await;
+        let filter = convert::user_filter(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .list_users(credentials, filter, size, token)
+            .await;
         reply(outcome, |page| pb::ListUsersResponse {
             users: page.users.into_iter().map(convert::user).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -225,11 +231,138 @@ impl IdentityService for IdentityApi {
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
-        let bearer = convert::bearer(&request);
+        let credentials = convert::admin_credentials(&request);
         let id = convert::user_id(request.get_ref().id).map_err(to_status)?;
-        let outcome = self.services.get_user(bearer, id).await;
+        let outcome = self.services.get_user(credentials, id).await;
         reply(outcome, |user| pb::GetUserResponse {
             user: Some(convert::user(user)),
+        })
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Reply<pb::ChangePasswordResponse> {
+        let caller = self.caller(&request);
+        let bearer = convert::bearer(&request);
+        let (proof, new_password) =
+            convert::password_change(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .change_password(caller, bearer, proof, new_password)
+            .await;
+        reply(outcome, |revoked| pb::ChangePasswordResponse {
+            message: PASSWORD_CHANGED_MESSAGE.into(),
+            revoked_sessions: i64::try_from(revoked).unwrap_or(i64::MAX),
+        })
+    }
+
+    async fn change_email(
+        &self,
+        request: Request<pb::ChangeEmailRequest>,
+    ) -> Reply<pb::ChangeEmailResponse> {
+        let caller = self.caller(&request);
+        let bearer = convert::bearer(&request);
+        let (new_email, proof) = convert::email_change(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .change_email(caller, bearer, new_email, proof)
+            .await;
+        reply(outcome, |message| pb::ChangeEmailResponse {
+            message: message.into(),
+        })
+    }
+
+    async fn confirm_email_change(
+        &self,
+        request: Request<pb::ConfirmEmailChangeRequest>,
+    ) -> Reply<pb::ConfirmEmailChangeResponse> {
+        let caller = self.caller(&request);
+        let bearer = convert::bearer(&request);
+        let otp = convert::otp(&request.get_ref().otp).map_err(to_status)?;
+        let outcome = self
+            .services
+            .confirm_email_change(caller, bearer, otp)
+            .await;
+        reply(outcome, |user| pb::ConfirmEmailChangeResponse {
+            user: Some(convert::user(user)),
+        })
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Reply<pb::DeleteAccountResponse> {
+        let caller = self.caller(&request);
+        let bearer = convert::bearer(&request);
+        let proof = convert::account_deletion(request.get_ref()).map_err(to_status)?;
+        let outcome = self.services.delete_account(caller, bearer, proof).await;
+        reply(outcome, |()| pb::DeleteAccountResponse {})
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Reply<pb::CreateUserResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::admin_credentials(&request);
+        let new_user = convert::new_user_by_admin(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .create_user(caller, credentials, new_user)
+            .await;
+        reply(outcome, |user| pb::CreateUserResponse {
+            user: Some(convert::user(user)),
+        })
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Reply<pb::UpdateUserResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::admin_credentials(&request);
+        let (id, update) = convert::user_update(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .update_user(caller, credentials, id, update)
+            .await;
+        reply(outcome, |user| pb::UpdateUserResponse {
+            user: Some(convert::user(user)),
+        })
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Reply<pb::DeleteUserResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::admin_credentials(&request);
+        let id = convert::user_id(request.get_ref().id).map_err(to_status)?;
+        let etag = convert::etag(&request.get_ref().etag);
+        let outcome = self
+            .services
+            .delete_user(caller, credentials, id, etag)
+            .await;
+        reply(outcome, |()| pb::DeleteUserResponse {})
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        let credentials = convert::admin_credentials(&request);
+        let (query, size) = convert::audit_query(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .list_audit_events(credentials, query, size)
+            .await;
+        reply(outcome, |page| pb::ListAuditEventsResponse {
+            events: page.events.into_iter().map(convert::audit_event).collect(),
+            next_page_token: page
+                .next_before
+                .map(AuditPageToken::encode)
+                .unwrap_or_default(),
         })
     }
 }

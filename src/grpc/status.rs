@@ -33,7 +33,9 @@ pub fn to_status(error: ServiceError) -> Status {
         ServiceError::NotVerified
         | ServiceError::AccountDisabled
         | ServiceError::GoogleNotConfigured
-        | ServiceError::GoogleLinkRefused => Code::FailedPrecondition,
+        | ServiceError::GoogleLinkRefused
+        | ServiceError::LastSuperuser => Code::FailedPrecondition,
+        ServiceError::StaleEtag | ServiceError::ConcurrentChange => Code::Aborted,
         ServiceError::GoogleUnavailable => Code::Unavailable,
         ServiceError::TooManyAttempts
         | ServiceError::Cooldown { .. }
@@ -55,6 +57,9 @@ pub fn to_status(error: ServiceError) -> Status {
         }
         ServiceError::LinkInvalid | ServiceError::LinkExpired => {
             details.add_bad_request_violation("token", error.to_string());
+        }
+        ServiceError::StaleEtag => {
+            details.add_bad_request_violation("etag", error.to_string());
         }
         ServiceError::Cooldown { retry_after }
         | ServiceError::RateLimited { retry_after }

@@ -121,5 +121,13 @@ rpcs! {
     "ListSessions" => identity.list_sessions,
     "RevokeSession" => identity.revoke_session,
     "LogoutOthers" => identity.logout_others,
+    "ChangePassword" => identity.change_password,
+    "ChangeEmail" => identity.change_email,
+    "ConfirmEmailChange" => identity.confirm_email_change,
+    "DeleteAccount" => identity.delete_account,
+    "CreateUser" => identity.create_user,
+    "UpdateUser" => identity.update_user,
+    "DeleteUser" => identity.delete_user,
+    "ListAuditEvents" => identity.list_audit_events,
     "IntrospectToken" => tokens.introspect_token,
 }

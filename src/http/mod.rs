@@ -249,7 +249,15 @@ fn request_message(
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
             .map_err(|e| Rejection::bad_request(format!("invalid query string: {e}")))?;
-        message.extend(pairs.into_iter().map(|(k, v)| (k, Value::String(v))));
+        for (key, value) in pairs {
+            let value = match value.as_str() {
+                "true" | "false" if route.bool_fields.contains(&key) => {
+                    Value::Bool(value == "true")
+                }
+                _ => Value::String(value),
+            };
+            message.insert(key, value);
+        }
     }
     message.extend(
         params

@@ -23,6 +23,8 @@ pub struct HttpRoute {
     pub path_params: Vec<String>,
     /// The request message's full name.
     pub request_type: String,
+    /// Its boolean fields: a query string's `true` and `false` are booleans there.
+    pub bool_fields: Vec<String>,
     /// The response message's full name.
     pub response_type: String,
 }
@@ -88,6 +90,12 @@ pub fn annotated_routes(pool: &DescriptorPool) -> anyhow::Result<Vec<HttpRoute>>
             has_body,
             path_params,
             request_type: method.input().full_name().to_owned(),
+            bool_fields: method
+                .input()
+                .fields()
+                .filter(|field| matches!(field.kind(), prost_reflect::Kind::Bool))
+                .map(|field| field.name().to_owned())
+                .collect(),
             response_type: method.output().full_name().to_owned(),
         });
     }
@@ -117,6 +125,8 @@ mod tests {
         );
         let introspect = routes.iter().find(|r| r.rpc == "IntrospectToken").unwrap();
         assert_eq!(introspect.template, "/accounts/api/token/introspect");
-        assert_eq!(routes.len(), 18);
+        assert_eq!(routes.len(), 26);
+        let list = routes.iter().find(|r| r.rpc == "ListUsers").unwrap();
+        assert_eq!(list.bool_fields, ["is_verified", "is_active", "is_staff"]);
     }
 }

@@ -41,17 +41,7 @@ impl Services {
             return Err(ServiceError::GoogleNotConfigured);
         }
         self.spend_ip_budget(&caller, IpBudget::Login).await?;
-        let verified = match credential {
-            GoogleCredential::AccessToken(token) => self.google.verify_access_token(&token).await,
-            GoogleCredential::IdToken(token) => self.google.verify_id_token(&token).await,
-        };
-        let identity = verified.map_err(|e| match e {
-            GoogleError::Rejected(reason) => ServiceError::GoogleRejected(reason),
-            GoogleError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "Google could not be reached");
-                ServiceError::GoogleUnavailable
-            }
-        })?;
+        let identity = self.verify_google(credential).await?;
         if !identity.email_verified {
             return Err(ServiceError::GoogleEmailUnverified);
         }
@@ -66,6 +56,45 @@ impl Services {
         let pair = self.start_session(&user, &caller).await?;
         tracing::info!(user.id = %user.id, "signed in with Google");
         Ok(pair)
+    }
+
+    /// The Google identity a credential proves, as Google checks it now.
+    ///
+    /// # Errors
+    /// `GoogleNotConfigured`, `GoogleRejected`, `GoogleUnavailable`.
+    pub(crate) async fn verify_google(
+        &self,
+        credential: GoogleCredential,
+    ) -> ServiceResult<GoogleIdentity> {
+        if !self.google.is_configured() {
+            return Err(ServiceError::GoogleNotConfigured);
+        }
+        let verified = match credential {
+            GoogleCredential::AccessToken(token) => self.google.verify_access_token(&token).await,
+            GoogleCredential::IdToken(token) => self.google.verify_id_token(&token).await,
+        };
+        verified.map_err(|e| match e {
+            GoogleError::Rejected(reason) => ServiceError::GoogleRejected(reason),
+            GoogleError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "Google could not be reached");
+                ServiceError::GoogleUnavailable
+            }
+        })
+    }
+
+    /// Whether a Google identity is linked to the account `user_id`.
+    pub(crate) async fn is_linked_to(
+        &self,
+        identity: &GoogleIdentity,
+        user_id: crate::domain::UserId,
+    ) -> ServiceResult<bool> {
+        let mut conn = self.connection().await?;
+        let linked = conn
+            .queries()
+            .linked_user(PROVIDER, &identity.subject)
+            .await
+            .context("finding a linked identity")?;
+        Ok(linked == Some(user_id))
     }
 
     /// The account for a Google identity: linked, created, or linked by authoritative email.

@@ -52,6 +52,8 @@ pub enum MailStream {
     Verification,
     /// Password reset links.
     PasswordReset,
+    /// Codes that confirm a new address, sent to it (or the notice sent instead).
+    EmailChange,
 }
 
 impl Services {
@@ -94,6 +96,7 @@ impl Services {
         let name = match stream {
             MailStream::Verification => "mail:verify",
             MailStream::PasswordReset => "mail:reset",
+            MailStream::EmailChange => "mail:change",
         };
         let policy = CounterPolicy {
             window: HOUR,

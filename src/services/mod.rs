@@ -6,11 +6,17 @@
 //! - [`password_reset`]: reset links and new passwords.
 //! - [`google_login`]: signing in with Google, creating or linking accounts.
 //! - [`users`]: reading accounts.
+//! - [`account_changes`]: a user's own password, address and deletion.
+//! - [`admin`]: staff and services creating, changing and deleting accounts.
+//! - [`audit`]: the trail of security-relevant events.
 //! - [`limits`]: per-IP budgets, email cooldowns and login back-off, all in the database.
 //! - [`keys`]: the signing key set that rotates by time.
 //! - [`token_service`]: for backend services: key set, introspection, revocation log.
 
+pub mod account_changes;
 pub mod accounts;
+pub mod admin;
+pub mod audit;
 pub mod devices;
 pub mod google_login;
 pub mod keys;

@@ -1,12 +1,16 @@
-//! Reading accounts: yourself, or anyone if you are staff.
+//! Reading accounts: yourself, or anyone if you are staff or a service with `users:read`.
 
 use anyhow::Context;
 
-use super::Services;
+use super::{
+    Services,
+    admin::{AdminCredentials, Principal},
+};
 use crate::{
-    auth::BearerToken,
+    auth::Scope,
     domain::{PageSize, PageToken, User, UserId},
     error::{ServiceError, ServiceResult},
+    storage::UserFilter,
 };
 
 /// One page of users.
@@ -19,30 +23,32 @@ pub struct UserPage {
 }
 
 impl Services {
-    /// Lists users in id order; staff only.
+    /// Lists the users matching `filter` in id order; staff and services only.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`], then `PermissionDenied` for non-staff.
+    /// Those of [`Services::administrator`].
     #[tracing::instrument(skip_all)]
     pub async fn list_users(
         &self,
-        bearer: Option<BearerToken>,
+        credentials: AdminCredentials,
+        filter: UserFilter,
         size: PageSize,
         token: PageToken,
     ) -> ServiceResult<UserPage> {
-        let caller = self.authenticate(bearer).await?;
-        if !(caller.user.is_staff || caller.user.is_superuser) {
-            return Err(ServiceError::PermissionDenied);
-        }
-        let limit = i64::from(size.get());
+        self.administrator(credentials, Scope::UsersRead).await?;
+        let filter = UserFilter {
+            verification_required: self.config.verification.required,
+            ..filter
+        };
+        let limit = usize::try_from(size.get()).unwrap_or(usize::MAX);
         let mut conn = self.connection().await?;
         let mut rows = conn
             .queries()
-            .users_after(token.after(), limit + 1)
+            .users_after(&filter, token.after(), i64::from(size.get()) + 1)
             .await
             .context("listing users")?;
-        let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let more = rows.len() > limit;
+        rows.truncate(limit);
         let next_page_token = more
             .then(|| rows.last().map(|r| PageToken::encode(r.id)))
             .flatten();
@@ -52,19 +58,19 @@ impl Services {
         })
     }
 
-    /// Reads one user: yourself, or anyone if you are staff.
+    /// Reads one user: yourself, or anyone if you are staff or a service.
     ///
     /// # Errors
     /// Those of [`Services::authenticate`], `PermissionDenied` for another user when not staff,
     /// `NotFound`.
     #[tracing::instrument(skip_all, fields(user.id = %id))]
-    pub async fn get_user(&self, bearer: Option<BearerToken>, id: UserId) -> ServiceResult<User> {
-        let caller = self.authenticate(bearer).await?;
-        if caller.user.id == id {
-            return Ok(caller.user);
-        }
-        if !(caller.user.is_staff || caller.user.is_superuser) {
-            return Err(ServiceError::PermissionDenied);
+    pub async fn get_user(&self, credentials: AdminCredentials, id: UserId) -> ServiceResult<User> {
+        match self.principal(credentials, Scope::UsersRead).await? {
+            Principal::User(user) if user.id == id => return Ok(user),
+            Principal::User(user) if !(user.is_staff || user.is_superuser) => {
+                return Err(ServiceError::PermissionDenied);
+            }
+            Principal::User(_) | Principal::Service(_) => {}
         }
         let row = self.user_by_id(id).await?.ok_or(ServiceError::NotFound)?;
         Ok(self.to_user(&row))

@@ -4,7 +4,9 @@
 //! Services borrow a [`Connection`] for single statements or run a closure in
 //! [`Store::transaction`]; both hand out the same [`Queries`].
 
+mod audit;
 mod counters;
+mod email_changes;
 mod linked_identities;
 mod models;
 mod outbox;
@@ -27,11 +29,13 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
 
+pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
 pub use models::{
-    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow,
-    SigningKeyRow, SpentRefreshToken, UserRow,
+    AuditEventRow, EmailChangeRow, NewAuditEvent, NewEmail, NewRegistration, NewUser, OutboxRow,
+    RegistrationRow, RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken, UserRow,
 };
+pub use users::{UserChanges, UserFilter};
 
 use crate::config::DatabaseConfig;
 

@@ -4,7 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    counters, outbox, refresh_tokens, registrations, revocations, sessions, signing_keys, users,
+    audit_events, counters, email_changes, outbox, refresh_tokens, registrations, revocations,
+    sessions, signing_keys, users,
 };
 use crate::{
     auth::RefreshTokenHash,
@@ -248,4 +249,68 @@ pub struct RevocationRow {
     pub not_valid_before: Option<NaiveDateTime>,
     /// When (UTC).
     pub created_at: NaiveDateTime,
+}
+
+/// An `email_changes` row: an address an account asked to move to, and its code.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = email_changes)]
+pub struct EmailChangeRow {
+    /// The account.
+    pub user_id: UserId,
+    /// The address it moves to once the code comes back.
+    pub new_email: Email,
+    /// Keyed hash of the code mailed to the new address.
+    pub code_hash: String,
+    /// Codes tried against it.
+    pub attempts: i32,
+    /// When it was asked for (UTC).
+    pub created_at: NaiveDateTime,
+    /// When the code stops working (UTC).
+    pub expires_at: NaiveDateTime,
+}
+
+/// Values of a new `audit_events` row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditEvent {
+    /// When (UTC).
+    pub occurred_at: NaiveDateTime,
+    /// What happened, e.g. `sign_in`.
+    pub kind: &'static str,
+    /// `success`, `failure` or `denied`.
+    pub outcome: &'static str,
+    /// Who did it: `user:<id>`, `service:<name>` or `anonymous`.
+    pub actor: String,
+    /// The account it happened to.
+    pub subject_user_id: Option<UserId>,
+    /// The client's address.
+    pub client_ip: Option<String>,
+    /// The client's device, as it described itself.
+    pub user_agent: String,
+    /// What else an investigator needs; never a secret.
+    pub detail: String,
+}
+
+/// An `audit_events` row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEventRow {
+    /// Position in the trail.
+    pub id: i64,
+    /// When (UTC).
+    pub occurred_at: NaiveDateTime,
+    /// What happened.
+    pub kind: String,
+    /// How it ended.
+    pub outcome: String,
+    /// Who did it.
+    pub actor: String,
+    /// The account it happened to.
+    pub subject_user_id: Option<UserId>,
+    /// The client's address.
+    pub client_ip: Option<String>,
+    /// The client's device.
+    pub user_agent: String,
+    /// Details.
+    pub detail: String,
 }

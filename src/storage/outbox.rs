@@ -151,10 +151,10 @@ impl Queries<'_> {
     }
 
     /// Deletes state that can no longer matter: counters whose window and block ended before
-    /// `cutoff`, sessions that expired before it, finished emails and revocations older than
-    /// it (no access token they could void lives that long), and
+    /// `cutoff`, sessions and address changes that expired before it, finished emails and
+    /// revocations older than it (no access token they could void lives that long),
     /// accounts still unproven that were made before `unverified_cutoff` (with everything
-    /// of theirs). Returns how many rows went.
+    /// of theirs), and audit events older than `audit_cutoff`. Returns how many rows went.
     ///
     /// # Errors
     /// On database failure.
@@ -162,8 +162,9 @@ impl Queries<'_> {
         &mut self,
         cutoff: NaiveDateTime,
         unverified_cutoff: NaiveDateTime,
+        audit_cutoff: NaiveDateTime,
     ) -> Result<usize, StoreError> {
-        use super::schema::{counters, revocations, sessions, users};
+        use super::schema::{audit_events, counters, email_changes, revocations, sessions, users};
         on_backend!(self, conn => {
             let counters = diesel::delete(
                 counters::table
@@ -194,7 +195,18 @@ impl Queries<'_> {
             )
             .execute(conn)
             .await?;
-            Ok::<_, diesel::result::Error>(counters + unverified + sessions + revoked + emails)
+            let changes =
+                diesel::delete(email_changes::table.filter(email_changes::expires_at.lt(cutoff)))
+                    .execute(conn)
+                    .await?;
+            let audited = diesel::delete(
+                audit_events::table.filter(audit_events::occurred_at.lt(audit_cutoff)),
+            )
+            .execute(conn)
+            .await?;
+            Ok::<_, diesel::result::Error>(
+                counters + unverified + sessions + revoked + emails + changes + audited,
+            )
         })
     }
 }

@@ -123,3 +123,28 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    email_changes (user_id) {
+        user_id -> BigInt,
+        new_email -> Text,
+        code_hash -> Text,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        occurred_at -> Timestamp,
+        kind -> Text,
+        outcome -> Text,
+        actor -> Text,
+        subject_user_id -> Nullable<BigInt>,
+        client_ip -> Nullable<Text>,
+        user_agent -> Text,
+        detail -> Text,
+    }
+}

@@ -303,7 +303,7 @@ impl TestApp {
         let request = Self::authorized(
             pb::ListUsersRequest {
                 page_size: 100,
-                page_token: String::new(),
+                ..Default::default()
             },
             &staff.access,
         );

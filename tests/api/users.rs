@@ -15,6 +15,7 @@ async fn list(
         pb::ListUsersRequest {
             page_size,
             page_token: page_token.into(),
+            ..Default::default()
         },
         access,
     );

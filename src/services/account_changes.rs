@@ -1,0 +1,369 @@
+//! A user's own changes to their account: a new password, a new address (confirmed by a
+//! code sent there), and deleting the account. Each asks for proof beyond the access token:
+//! the password, or a fresh Google sign-in for an account without one.
+
+use anyhow::Context;
+
+use super::{
+    Caller, Services,
+    audit::AuditEntry,
+    google_login::GoogleCredential,
+    limits::{IpBudget, MailStream},
+    sessions::Authenticated,
+};
+use crate::{
+    auth::{BearerToken, Verification, constant_time_eq},
+    domain::{Actor, AuditKind, Email, LoginPassword, Otp, Password, SessionId, User},
+    email::Notice,
+    error::{ServiceError, ServiceResult},
+    storage::{EmailChangeRow, StoreError, UserRow},
+};
+
+/// Tries against one address-change code.
+const EMAIL_CHANGE_TRIES: i32 = 5;
+
+/// The answer to a password change.
+pub const PASSWORD_CHANGED_MESSAGE: &str =
+    "Your password has been changed, and your other devices have been signed out.";
+
+/// The answer to every address change request, whether or not the address is free.
+pub const EMAIL_CHANGE_MESSAGE: &str =
+    "If the new address can be used, a code to confirm it is on its way there.";
+
+/// What proves the caller is the account's owner now, beyond holding an access token.
+#[derive(Debug)]
+pub enum Proof {
+    /// The account's password.
+    Password(LoginPassword),
+    /// A Google credential of the Google account linked to it.
+    Google(GoogleCredential),
+}
+
+impl Services {
+    /// Sets a new password after checking the current one (or a Google sign-in, for an
+    /// account without a password), ends every other session and mails a notice; returns how
+    /// many sessions ended.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`], `LoginThrottled`, `InvalidArgument`
+    /// (`current_password` wrong, or `new_password` built from the address),
+    /// `GoogleRejected`, `ConcurrentChange`.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_password(
+        &self,
+        caller: Caller,
+        bearer: Option<BearerToken>,
+        proof: Proof,
+        new_password: Password,
+    ) -> ServiceResult<u64> {
+        let (me, row) = self.account_of(bearer).await?;
+        self.reauthenticate(&row, proof, "current_password").await?;
+        new_password
+            .check_against(&row.email)
+            .map_err(|e| ServiceError::invalid("new_password", &e))?;
+        let hash = self.hasher.hash(new_password.secret()).await?;
+        let current = current_session(&me)?;
+        let now = self.clock.now_naive();
+        let revoked = self
+            .store
+            .transaction(async |tx| {
+                // Conditional on the password the proof was checked against: of two changes
+                // at once, one wins, and a login that checked the old password is refused.
+                let changed = tx
+                    .set_password_hash(row.id, Some(&hash), row.password_changed_at, now)
+                    .await
+                    .context("setting the password")?;
+                if !changed {
+                    return Err(ServiceError::ConcurrentChange);
+                }
+                let revoked = tx
+                    .revoke_other_sessions(row.id, &current, now)
+                    .await
+                    .context("ending the other sessions")?;
+                let notice =
+                    self.mailer
+                        .notice(Notice::PasswordChanged, &row.email, &row.first_name, now);
+                tx.enqueue_email(&notice)
+                    .await
+                    .context("queueing the password-changed notice")?;
+                let entry =
+                    AuditEntry::success(AuditKind::PasswordChange, Actor::User(row.id), row.id)
+                        .detail(format!("sessions_revoked={revoked}"));
+                self.audit(tx, &caller, entry).await?;
+                Ok(revoked)
+            })
+            .await?;
+        self.outbox_wake.notify_one();
+        self.clear_login_failures(&row.email).await?;
+        tracing::info!(user.id = %row.id, sessions.revoked = revoked, "password changed");
+        Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
+    }
+
+    /// Starts moving the account to `new_email`: a code goes to the new address, and the old
+    /// one stays until the code comes back. As with Register, the answer is the same whether
+    /// or not the address has a verified account (whose owner is sent a notice instead),
+    /// unless `REGISTER_REVEALS_EXISTING` is set.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`], `RateLimited`, `Cooldown`, `InvalidArgument`
+    /// (`password` wrong, or `new_email` the current address), `EmailTaken` only when
+    /// revealing.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_email(
+        &self,
+        caller: Caller,
+        bearer: Option<BearerToken>,
+        new_email: Email,
+        proof: Proof,
+    ) -> ServiceResult<&'static str> {
+        let (_, row) = self.account_of(bearer).await?;
+        self.spend_ip_budget(&caller, IpBudget::Email).await?;
+        self.reauthenticate(&row, proof, "password").await?;
+        if new_email == row.email {
+            return Err(ServiceError::InvalidArgument {
+                field: "new_email",
+                reason: "is already the account's address".into(),
+            });
+        }
+        let reveals = self.config.register_reveals_existing;
+        let holder = self.user_by_email(&new_email).await?;
+        if reveals && holder.as_ref().is_some_and(|h| h.is_verified) {
+            return Err(ServiceError::EmailTaken);
+        }
+        self.spend_mail_budget(&new_email, MailStream::EmailChange)
+            .await?;
+        let code = Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for a code: {e}"))?;
+        let now = self.clock.now_naive();
+        self.store
+            .transaction(async |tx| {
+                let entry =
+                    AuditEntry::success(AuditKind::EmailChangeRequest, Actor::User(row.id), row.id);
+                if let Some(owner) = holder.as_ref().filter(|h| h.is_verified) {
+                    let notice = self.mailer.notice(
+                        Notice::SignupAttempt,
+                        &owner.email,
+                        &owner.first_name,
+                        now,
+                    );
+                    tx.enqueue_email(&notice)
+                        .await
+                        .context("queueing the address-taken notice")?;
+                    let entry = entry.detail(format!("to={new_email} refused=address_taken"));
+                    return self.audit(tx, &caller, entry).await;
+                }
+                let change = EmailChangeRow {
+                    user_id: row.id,
+                    new_email: new_email.clone(),
+                    code_hash: self.secret.email_change_code_hash(
+                        row.id,
+                        new_email.as_str(),
+                        code.expose(),
+                    ),
+                    attempts: 0,
+                    created_at: now,
+                    expires_at: now + super::duration(self.config.otp_lifetime),
+                };
+                tx.replace_email_change(&change)
+                    .await
+                    .context("recording the address change")?;
+                let mail = self.mailer.email_change(
+                    &new_email,
+                    &row.first_name,
+                    code.expose(),
+                    self.config.otp_lifetime,
+                    now,
+                );
+                tx.enqueue_email(&mail)
+                    .await
+                    .context("queueing the address-change code")?;
+                self.audit(tx, &caller, entry.detail(format!("to={new_email}")))
+                    .await
+            })
+            .await?;
+        self.outbox_wake.notify_one();
+        tracing::info!(user.id = %row.id, "address change requested");
+        Ok(EMAIL_CHANGE_MESSAGE)
+    }
+
+    /// Moves the account to the address its pending change named, once the code mailed there
+    /// comes back, and tells the old address. Each try is counted before the code is compared.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`], `RateLimited`, `OtpInvalid` (wrong, or nothing
+    /// pending), `TooManyAttempts`, `OtpExpired`, `EmailTaken` (the address was proven by
+    /// another account meanwhile).
+    #[tracing::instrument(skip_all)]
+    pub async fn confirm_email_change(
+        &self,
+        caller: Caller,
+        bearer: Option<BearerToken>,
+        otp: Otp,
+    ) -> ServiceResult<User> {
+        let (_, row) = self.account_of(bearer).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
+        let mut conn = self.connection().await?;
+        let tried = conn
+            .queries()
+            .try_email_change(row.id, EMAIL_CHANGE_TRIES)
+            .await
+            .context("counting a code try")?;
+        let Some(change) = tried else {
+            let pending = conn
+                .queries()
+                .has_email_change(row.id)
+                .await
+                .context("finding the address change")?;
+            return Err(if pending {
+                ServiceError::TooManyAttempts
+            } else {
+                ServiceError::OtpInvalid
+            });
+        };
+        drop(conn);
+        let offered =
+            self.secret
+                .email_change_code_hash(row.id, change.new_email.as_str(), otp.expose());
+        if !constant_time_eq(&offered, &change.code_hash) {
+            return Err(ServiceError::OtpInvalid);
+        }
+        let now = self.clock.now_naive();
+        if change.expires_at <= now {
+            return Err(ServiceError::OtpExpired);
+        }
+        let moved = self
+            .store
+            .transaction(async |tx| {
+                if !tx
+                    .take_email_change(row.id, &change.code_hash)
+                    .await
+                    .context("spending the code")?
+                {
+                    return Err(ServiceError::OtpInvalid);
+                }
+                let holder = tx
+                    .user_by_email(&change.new_email)
+                    .await
+                    .context("finding the address's account")?;
+                match holder {
+                    Some(holder) if holder.is_verified => return Err(ServiceError::EmailTaken),
+                    // The code proved the mailbox: an unproven account on it was never theirs.
+                    Some(squatter) => {
+                        tx.revoke_user_sessions(squatter.id, now)
+                            .await
+                            .context("ending an unproven account's sessions")?;
+                        tx.delete_user(squatter.id)
+                            .await
+                            .context("removing an unproven account")?;
+                    }
+                    None => {}
+                }
+                match tx.change_email(row.id, &row.email, &change.new_email).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(ServiceError::ConcurrentChange),
+                    Err(StoreError::UniqueViolation) => return Err(ServiceError::EmailTaken),
+                    Err(other) => return Err(other.into()),
+                }
+                let notice =
+                    self.mailer
+                        .notice(Notice::EmailChanged, &row.email, &row.first_name, now);
+                tx.enqueue_email(&notice)
+                    .await
+                    .context("queueing the address-changed notice")?;
+                let entry =
+                    AuditEntry::success(AuditKind::EmailChange, Actor::User(row.id), row.id)
+                        .detail(format!("from={} to={}", row.email, change.new_email));
+                self.audit(tx, &caller, entry).await?;
+                tx.user_by_id(row.id)
+                    .await
+                    .context("reloading the user")?
+                    .ok_or(ServiceError::ConcurrentChange)
+            })
+            .await?;
+        self.outbox_wake.notify_one();
+        self.clear_login_failures(&row.email).await?;
+        tracing::info!(user.id = %row.id, "address changed");
+        Ok(self.to_user(&moved))
+    }
+
+    /// Deletes the caller's own account, after the password (or a Google sign-in), and ends
+    /// every session at once. The last active superuser cannot.
+    ///
+    /// # Errors
+    /// Those of [`Services::authenticate`], `LoginThrottled`, `InvalidArgument` (`password`
+    /// wrong), `GoogleRejected`, `LastSuperuser`.
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_account(
+        &self,
+        caller: Caller,
+        bearer: Option<BearerToken>,
+        proof: Proof,
+    ) -> ServiceResult<()> {
+        let (_, row) = self.account_of(bearer).await?;
+        self.reauthenticate(&row, proof, "password").await?;
+        self.store
+            .transaction(async |tx| {
+                let revoked = self.remove_account(tx, &row).await?;
+                let entry =
+                    AuditEntry::success(AuditKind::AccountDelete, Actor::User(row.id), row.id)
+                        .detail(format!("sessions_revoked={revoked}"));
+                self.audit(tx, &caller, entry).await
+            })
+            .await?;
+        self.clear_login_failures(&row.email).await?;
+        tracing::info!(user.id = %row.id, "account deleted by its owner");
+        Ok(())
+    }
+
+    /// The bearer and its stored account (with what only the service layer sees).
+    async fn account_of(
+        &self,
+        bearer: Option<BearerToken>,
+    ) -> ServiceResult<(Authenticated, UserRow)> {
+        let me = self.authenticate(bearer).await?;
+        let row = self
+            .user_by_id(me.user.id)
+            .await?
+            .ok_or(ServiceError::SessionRevoked)?;
+        Ok((me, row))
+    }
+
+    /// Checks the proof that the caller owns `account` now. Password guesses count against
+    /// the address's sign-in back-off, as a login's would.
+    async fn reauthenticate(
+        &self,
+        account: &UserRow,
+        proof: Proof,
+        password_field: &'static str,
+    ) -> ServiceResult<()> {
+        match proof {
+            Proof::Password(password) => {
+                let attempt = self.reserve_login_attempt(&account.email).await?;
+                let verdict = self
+                    .hasher
+                    .verify(password.secret(), account.password_hash.as_deref())
+                    .await?;
+                if !matches!(verdict, Verification::Valid { .. }) {
+                    return Err(ServiceError::InvalidArgument {
+                        field: password_field,
+                        reason: "is not the account's password".into(),
+                    });
+                }
+                self.forget_login_attempts(&account.email, attempt).await
+            }
+            Proof::Google(credential) => {
+                let identity = self.verify_google(credential).await?;
+                if !self.is_linked_to(&identity, account.id).await? {
+                    return Err(ServiceError::GoogleRejected(
+                        "this Google account is not linked to yours".into(),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The session the caller's token belongs to.
+fn current_session(me: &Authenticated) -> ServiceResult<SessionId> {
+    SessionId::parse(&me.claims.sid).map_err(|_| ServiceError::TokenInvalid)
+}

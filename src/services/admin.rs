@@ -1,0 +1,393 @@
+//! Administration: staff users and services with the `users:write` scope create, change and
+//! delete accounts. Disabling, demoting or deleting ends the account's sessions at once, and
+//! no change may leave the deployment without an active superuser.
+
+use anyhow::Context;
+
+use super::{Caller, NewAccount, Services, Standing, audit::AuditEntry, link_state};
+use crate::{
+    auth::{BearerToken, ClientCertificate, LinkPurpose, Scope},
+    domain::{Actor, AuditKind, Email, Password, PersonName, Uidb64, User, UserId},
+    email::EmailedLink,
+    error::{ServiceError, ServiceResult},
+    storage::{Queries, UserChanges, UserRow},
+};
+
+/// What a caller presented that may make it an administrator: a bearer token (a staff
+/// user's access token or a service token) and, over TLS, a client certificate.
+#[derive(Debug, Default)]
+pub struct AdminCredentials {
+    /// `authorization: Bearer`.
+    pub bearer: Option<BearerToken>,
+    /// The verified client certificate.
+    pub certificate: Option<ClientCertificate>,
+}
+
+/// Who is administering.
+#[derive(Debug, Clone)]
+pub enum Administrator {
+    /// A signed-in staff user or superuser.
+    Staff(User),
+    /// A backend service with the scope asked for.
+    Service(String),
+}
+
+impl Administrator {
+    /// The actor, as the audit trail names it.
+    #[must_use]
+    pub fn actor(&self) -> Actor {
+        match self {
+            Self::Staff(user) => Actor::User(user.id),
+            Self::Service(name) => Actor::Service(name.clone()),
+        }
+    }
+
+    /// Whether it may change superusers and grant the flag: a superuser or a service.
+    fn governs_superusers(&self) -> bool {
+        match self {
+            Self::Staff(user) => user.is_superuser,
+            Self::Service(_) => true,
+        }
+    }
+}
+
+/// A caller of a call open to users and services alike.
+#[derive(Debug, Clone)]
+pub(crate) enum Principal {
+    /// A signed-in user.
+    User(User),
+    /// A backend service with the scope asked for.
+    Service(String),
+}
+
+/// An account a trusted caller creates: verified, because the caller vouches for the address.
+#[derive(Debug)]
+pub struct NewUserByAdmin {
+    /// Address.
+    pub email: Email,
+    /// A password to start with; `None` for an account that signs in otherwise (Google, or
+    /// the emailed link).
+    pub password: Option<Password>,
+    /// Given name.
+    pub first_name: PersonName,
+    /// Family name.
+    pub last_name: PersonName,
+    /// Staff from the start.
+    pub is_staff: bool,
+    /// Mail the owner a link to choose a password.
+    pub send_password_link: bool,
+}
+
+/// An operator's change to one account.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    /// The fields to write (those the field mask named).
+    pub changes: UserChanges,
+    /// The `etag` the caller read, if it sent one.
+    pub etag: Option<String>,
+}
+
+impl Services {
+    /// The administrator a caller is for `scope`: a service whose credential allows it, or a
+    /// signed-in staff user.
+    ///
+    /// # Errors
+    /// `Unauthenticated` without credentials, those of [`Services::authenticate`] for a bad
+    /// user token, `PermissionDenied` for a user who is not staff or a service without the
+    /// scope.
+    pub async fn administrator(
+        &self,
+        credentials: AdminCredentials,
+        scope: Scope,
+    ) -> ServiceResult<Administrator> {
+        match self.principal(credentials, scope).await? {
+            Principal::Service(name) => Ok(Administrator::Service(name)),
+            Principal::User(user) if user.is_staff || user.is_superuser => {
+                Ok(Administrator::Staff(user))
+            }
+            Principal::User(_) => Err(ServiceError::PermissionDenied),
+        }
+    }
+
+    /// Who the caller is: a service whose credential allows `scope`, or else the user its
+    /// bearer token belongs to.
+    ///
+    /// # Errors
+    /// `PermissionDenied` for a service without the scope; those of
+    /// [`Services::authenticate`] otherwise.
+    pub(crate) async fn principal(
+        &self,
+        credentials: AdminCredentials,
+        scope: Scope,
+    ) -> ServiceResult<Principal> {
+        let service = self.authorize_service(
+            credentials.bearer.as_ref(),
+            credentials.certificate.as_ref(),
+            scope,
+        );
+        match service {
+            Ok(service) => Ok(Principal::Service(service.name.clone())),
+            Err(ServiceError::PermissionDenied) => Err(ServiceError::PermissionDenied),
+            Err(_) => Ok(Principal::User(
+                self.authenticate(credentials.bearer).await?.user,
+            )),
+        }
+    }
+
+    /// Creates a verified account for a trusted caller. An unverified account holding the
+    /// address is replaced: the caller vouches for the address, as Google does for its own.
+    ///
+    /// # Errors
+    /// Those of [`Services::administrator`], `InvalidArgument` for a password built from the
+    /// address, `EmailTaken` for an address with a verified account.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_user(
+        &self,
+        caller: Caller,
+        credentials: AdminCredentials,
+        new_user: NewUserByAdmin,
+    ) -> ServiceResult<User> {
+        let admin = self.administrator(credentials, Scope::UsersWrite).await?;
+        let password_hash = match &new_user.password {
+            Some(password) => {
+                password
+                    .check_against(&new_user.email)
+                    .map_err(|e| ServiceError::invalid("password", &e))?;
+                Some(self.hasher.hash(password.secret()).await?)
+            }
+            None => None,
+        };
+        let now = self.clock.now();
+        let row = self
+            .store
+            .transaction(async |tx| {
+                let holder = tx
+                    .user_by_email(&new_user.email)
+                    .await
+                    .context("finding the address's account")?;
+                match holder {
+                    Some(holder) if holder.is_verified => return Err(ServiceError::EmailTaken),
+                    Some(squatter) => {
+                        tx.revoke_user_sessions(squatter.id, now.naive_utc())
+                            .await
+                            .context("ending an unproven account's sessions")?;
+                        tx.delete_user(squatter.id)
+                            .await
+                            .context("replacing an unproven account")?;
+                    }
+                    None => {}
+                }
+                let account = NewAccount {
+                    email: new_user.email.clone(),
+                    password_hash: password_hash.clone(),
+                    first_name: new_user.first_name.clone().into_inner(),
+                    last_name: new_user.last_name.clone().into_inner(),
+                    standing: Standing::Verified,
+                };
+                let mut row = self.insert_account(tx, account).await?;
+                if new_user.is_staff {
+                    let staff = UserChanges {
+                        is_staff: Some(true),
+                        ..UserChanges::default()
+                    };
+                    row = tx
+                        .update_user(row.id, &staff)
+                        .await
+                        .context("making the user staff")?
+                        .ok_or(ServiceError::ConcurrentChange)?;
+                }
+                if new_user.send_password_link {
+                    let token = self
+                        .links
+                        .make(LinkPurpose::PasswordReset, &link_state(&row), now);
+                    let uidb64 = Uidb64::encode(row.id);
+                    let link = EmailedLink {
+                        uidb64: &uidb64,
+                        token: &token,
+                        lifetime: self.config.password_reset_lifetime,
+                        now: now.naive_utc(),
+                    };
+                    let mail = self.mailer.welcome(&row.email, &row.first_name, &link);
+                    tx.enqueue_email(&mail)
+                        .await
+                        .context("queueing the welcome email")?;
+                }
+                let detail = format!(
+                    "password={} staff={} link={}",
+                    row.password_hash.is_some(),
+                    row.is_staff,
+                    new_user.send_password_link
+                );
+                let entry = AuditEntry::success(AuditKind::UserCreate, admin.actor(), row.id);
+                self.audit(tx, &caller, entry.detail(detail)).await?;
+                Ok(row)
+            })
+            .await?;
+        self.outbox_wake.notify_one();
+        tracing::info!(user.id = %row.id, "account created by an administrator");
+        Ok(self.to_user(&row))
+    }
+
+    /// Writes the fields an administrator's field mask named. Disabling or demoting ends
+    /// every session of the account, in the same transaction.
+    ///
+    /// # Errors
+    /// Those of [`Services::administrator`], `NotFound`, `StaleEtag`, `PermissionDenied`
+    /// (staff changing a superuser or the flag), `LastSuperuser`.
+    #[tracing::instrument(skip_all, fields(user.id = %id))]
+    pub async fn update_user(
+        &self,
+        caller: Caller,
+        credentials: AdminCredentials,
+        id: UserId,
+        update: UserUpdate,
+    ) -> ServiceResult<User> {
+        let admin = self.administrator(credentials, Scope::UsersWrite).await?;
+        let changes = update.changes;
+        let row = self
+            .store
+            .transaction(async |tx| {
+                let before = self
+                    .administered_user(tx, &admin, id, update.etag.as_deref())
+                    .await?;
+                if changes.is_superuser.is_some() && !admin.governs_superusers() {
+                    return Err(ServiceError::PermissionDenied);
+                }
+                let after = tx
+                    .update_user(id, &changes)
+                    .await
+                    .context("changing the user")?
+                    .ok_or(ServiceError::NotFound)?;
+                let lost = |was: bool, is: bool| was && !is;
+                let loses_power = lost(before.is_active, after.is_active)
+                    || lost(before.is_staff, after.is_staff)
+                    || lost(before.is_superuser, after.is_superuser);
+                if before.is_superuser && !(after.is_superuser && after.is_active) {
+                    self.ensure_a_superuser_remains(tx).await?;
+                }
+                let now = self.clock.now_naive();
+                let revoked = if loses_power {
+                    tx.revoke_user_sessions(id, now)
+                        .await
+                        .context("ending the user's sessions")?
+                } else {
+                    0
+                };
+                let entry = AuditEntry::success(AuditKind::UserUpdate, admin.actor(), id)
+                    .detail(describe_update(&before, &after, revoked));
+                self.audit(tx, &caller, entry).await?;
+                Ok(after)
+            })
+            .await?;
+        tracing::info!(user.id = %id, "account changed by an administrator");
+        Ok(self.to_user(&row))
+    }
+
+    /// Deletes an account and ends its sessions at once.
+    ///
+    /// # Errors
+    /// Those of [`Services::administrator`], `NotFound`, `StaleEtag`, `PermissionDenied`
+    /// (staff deleting a superuser), `LastSuperuser`.
+    #[tracing::instrument(skip_all, fields(user.id = %id))]
+    pub async fn delete_user(
+        &self,
+        caller: Caller,
+        credentials: AdminCredentials,
+        id: UserId,
+        etag: Option<String>,
+    ) -> ServiceResult<()> {
+        let admin = self.administrator(credentials, Scope::UsersWrite).await?;
+        self.store
+            .transaction(async |tx| {
+                let row = self
+                    .administered_user(tx, &admin, id, etag.as_deref())
+                    .await?;
+                let revoked = self.remove_account(tx, &row).await?;
+                let entry = AuditEntry::success(AuditKind::UserDelete, admin.actor(), id)
+                    .detail(format!("sessions_revoked={revoked}"));
+                self.audit(tx, &caller, entry).await
+            })
+            .await?;
+        tracing::info!(user.id = %id, "account deleted by an administrator");
+        Ok(())
+    }
+
+    /// The account an administrator acts on, locked for the rest of the transaction, once
+    /// the caller's `etag` matches and the administrator may touch it.
+    async fn administered_user(
+        &self,
+        tx: &mut Queries<'_>,
+        admin: &Administrator,
+        id: UserId,
+        etag: Option<&str>,
+    ) -> ServiceResult<UserRow> {
+        let row = tx
+            .lock_user(id)
+            .await
+            .context("loading the user")?
+            .ok_or(ServiceError::NotFound)?;
+        if etag.is_some_and(|etag| etag != self.to_user(&row).etag()) {
+            return Err(ServiceError::StaleEtag);
+        }
+        if row.is_superuser && !admin.governs_superusers() {
+            return Err(ServiceError::PermissionDenied);
+        }
+        Ok(row)
+    }
+
+    /// Ends every session of an account and deletes it, refusing to delete the last active
+    /// superuser; returns how many sessions were live.
+    pub(crate) async fn remove_account(
+        &self,
+        tx: &mut Queries<'_>,
+        row: &UserRow,
+    ) -> ServiceResult<usize> {
+        let revoked = tx
+            .revoke_user_sessions(row.id, self.clock.now_naive())
+            .await
+            .context("ending the account's sessions")?;
+        tx.delete_user(row.id)
+            .await
+            .context("deleting the account")?;
+        if row.is_superuser {
+            self.ensure_a_superuser_remains(tx).await?;
+        }
+        Ok(revoked)
+    }
+
+    /// Refuses (rolling the transaction back) when no active superuser would remain. The
+    /// lock orders concurrent removals, so two at once cannot each count the other.
+    async fn ensure_a_superuser_remains(&self, tx: &mut Queries<'_>) -> ServiceResult<()> {
+        tx.lock_superusers()
+            .await
+            .context("ordering superuser changes")?;
+        let remaining = tx
+            .count_active_superusers()
+            .await
+            .context("counting superusers")?;
+        if remaining == 0 {
+            return Err(ServiceError::LastSuperuser);
+        }
+        Ok(())
+    }
+}
+
+/// What an update changed, for the audit trail.
+fn describe_update(before: &UserRow, after: &UserRow, revoked: usize) -> String {
+    let mut changed = Vec::new();
+    let mut flag = |name: &str, was: bool, is: bool| {
+        if was != is {
+            changed.push(format!("{name}: {was} -> {is}"));
+        }
+    };
+    flag("is_active", before.is_active, after.is_active);
+    flag("is_staff", before.is_staff, after.is_staff);
+    flag("is_superuser", before.is_superuser, after.is_superuser);
+    if before.first_name != after.first_name || before.last_name != after.last_name {
+        changed.push("name".to_owned());
+    }
+    if revoked > 0 {
+        changed.push(format!("sessions_revoked={revoked}"));
+    }
+    changed.join(", ")
+}
