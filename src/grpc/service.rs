@@ -124,8 +124,9 @@ impl IdentityService for IdentityApi {
     }
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
+        let caller = self.caller(&request);
         let token = convert::refresh_token(&request.get_ref().refresh);
-        let outcome = self.services.logout(token).await;
+        let outcome = self.services.logout(caller, token).await;
         reply(outcome, |()| pb::LogoutResponse {})
     }
 
@@ -133,8 +134,9 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::LogoutAllRequest>,
     ) -> Reply<pb::LogoutAllResponse> {
+        let caller = self.caller(&request);
         let bearer = convert::bearer(&request);
-        let outcome = self.services.logout_all(bearer).await;
+        let outcome = self.services.logout_all(caller, bearer).await;
         reply(outcome, |revoked| pb::LogoutAllResponse {
             revoked_sessions: i64::try_from(revoked).unwrap_or(i64::MAX),
         })
@@ -215,7 +217,11 @@ impl IdentityService for IdentityApi {
     ) -> Reply<pb::RevokeSessionResponse> {
         let bearer = convert::bearer(&request);
         let session_id = convert::session_id(&request.get_ref().session_id).map_err(to_status)?;
-        let outcome = self.services.revoke_own_session(bearer, session_id).await;
+        let caller = self.caller(&request);
+        let outcome = self
+            .services
+            .revoke_own_session(caller, bearer, session_id)
+            .await;
         reply(outcome, |()| pb::RevokeSessionResponse {})
     }
 
@@ -223,8 +229,9 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::LogoutOthersRequest>,
     ) -> Reply<pb::LogoutOthersResponse> {
+        let caller = self.caller(&request);
         let bearer = convert::bearer(&request);
-        let outcome = self.services.logout_others(bearer).await;
+        let outcome = self.services.logout_others(caller, bearer).await;
         reply(outcome, |revoked| pb::LogoutOthersResponse {
             revoked_sessions: i64::try_from(revoked).unwrap_or(i64::MAX),
         })

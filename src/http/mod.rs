@@ -239,6 +239,12 @@ fn request_message(
             }
         })?;
         message = body_fields(headers, &body, route.rpc == RESET_CONFIRM)?;
+        for name in &route.field_mask_fields {
+            if let Some(Value::String(paths)) = message.get(name) {
+                let mask = field_mask(paths);
+                message.insert(name.clone(), mask);
+            }
+        }
         // What the body says is the request: a query string must not add to it or change it.
         if query.is_some_and(|q| !q.is_empty()) {
             return Err(Rejection::bad_request(
@@ -265,6 +271,28 @@ fn request_message(
             .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
     );
     Ok(Value::Object(message))
+}
+
+/// A field mask in its proto3 JSON form, `"firstName,isActive"`, as the message it stands for:
+/// its paths, in the proto's `snake_case`.
+fn field_mask(paths: &str) -> Value {
+    let snake = |path: &str| {
+        path.trim().chars().fold(String::new(), |mut out, c| {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+            out
+        })
+    };
+    let paths: Vec<Value> = paths
+        .split(',')
+        .filter(|path| !path.trim().is_empty())
+        .map(|path| Value::String(snake(path)))
+        .collect();
+    serde_json::json!({ "paths": paths })
 }
 
 /// The fields of a request body: a JSON object, or, where `form_allowed` (the built-in reset

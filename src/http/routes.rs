@@ -25,6 +25,9 @@ pub struct HttpRoute {
     pub request_type: String,
     /// Its boolean fields: a query string's `true` and `false` are booleans there.
     pub bool_fields: Vec<String>,
+    /// Its `google.protobuf.FieldMask` fields, which proto3 JSON writes as one string of
+    /// comma-separated paths.
+    pub field_mask_fields: Vec<String>,
     /// The response message's full name.
     pub response_type: String,
 }
@@ -96,6 +99,15 @@ pub fn annotated_routes(pool: &DescriptorPool) -> anyhow::Result<Vec<HttpRoute>>
                 .filter(|field| matches!(field.kind(), prost_reflect::Kind::Bool))
                 .map(|field| field.name().to_owned())
                 .collect(),
+            field_mask_fields: method
+                .input()
+                .fields()
+                .filter(|field| {
+                    matches!(field.kind(), prost_reflect::Kind::Message(m)
+                        if m.full_name() == "google.protobuf.FieldMask")
+                })
+                .map(|field| field.name().to_owned())
+                .collect(),
             response_type: method.output().full_name().to_owned(),
         });
     }
@@ -128,5 +140,7 @@ mod tests {
         assert_eq!(routes.len(), 26);
         let list = routes.iter().find(|r| r.rpc == "ListUsers").unwrap();
         assert_eq!(list.bool_fields, ["is_verified", "is_active", "is_staff"]);
+        let update = routes.iter().find(|r| r.rpc == "UpdateUser").unwrap();
+        assert_eq!(update.field_mask_fields, ["update_mask"]);
     }
 }

@@ -4,10 +4,10 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::{Services, utc};
+use super::{Caller, Services, audit::AuditEntry, utc};
 use crate::{
     auth::BearerToken,
-    domain::{DeviceName, SessionId},
+    domain::{Actor, AuditKind, DeviceName, SessionId},
     error::{ServiceError, ServiceResult},
 };
 
@@ -65,10 +65,11 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn revoke_own_session(
         &self,
+        caller: Caller,
         bearer: Option<BearerToken>,
         session_id: SessionId,
     ) -> ServiceResult<()> {
-        let caller = self.authenticate(bearer).await?;
+        let me = self.authenticate(bearer).await?.user.id;
         let now = self.clock.now_naive();
         self.store
             .transaction(async |tx| {
@@ -76,7 +77,7 @@ impl Services {
                     .session(&session_id)
                     .await
                     .context("loading the session")?
-                    .is_some_and(|session| session.user_id == caller.user.id);
+                    .is_some_and(|session| session.user_id == me);
                 // The conditional revoke decides races: of twenty at once, one ends it.
                 if !owned
                     || !tx
@@ -86,10 +87,12 @@ impl Services {
                 {
                     return Err(ServiceError::NotFound);
                 }
-                Ok(())
+                let entry = AuditEntry::success(AuditKind::SessionRevoke, Actor::User(me), me)
+                    .detail(format!("session={session_id} by=owner"));
+                self.audit(tx, &caller, entry).await
             })
             .await?;
-        tracing::info!(user.id = %caller.user.id, session.id = %session_id, "session ended by its owner");
+        tracing::info!(user.id = %me, session.id = %session_id, "session ended by its owner");
         Ok(())
     }
 
@@ -98,20 +101,29 @@ impl Services {
     /// # Errors
     /// Those of [`Services::authenticate`].
     #[tracing::instrument(skip_all)]
-    pub async fn logout_others(&self, bearer: Option<BearerToken>) -> ServiceResult<u64> {
-        let caller = self.authenticate(bearer).await?;
-        let current =
-            SessionId::parse(&caller.claims.sid).map_err(|_| ServiceError::TokenInvalid)?;
+    pub async fn logout_others(
+        &self,
+        caller: Caller,
+        bearer: Option<BearerToken>,
+    ) -> ServiceResult<u64> {
+        let me = self.authenticate(bearer).await?;
+        let current = SessionId::parse(&me.claims.sid).map_err(|_| ServiceError::TokenInvalid)?;
+        let user_id = me.user.id;
         let revoked = self
             .store
             .transaction(async |tx| {
-                tx.revoke_other_sessions(caller.user.id, &current, self.clock.now_naive())
+                let revoked = tx
+                    .revoke_other_sessions(user_id, &current, self.clock.now_naive())
                     .await
-                    .context("revoking the other sessions")
-                    .map_err(ServiceError::from)
+                    .context("revoking the other sessions")?;
+                let entry =
+                    AuditEntry::success(AuditKind::LogoutOthers, Actor::User(user_id), user_id)
+                        .detail(format!("sessions_revoked={revoked}"));
+                self.audit(tx, &caller, entry).await?;
+                Ok::<_, ServiceError>(revoked)
             })
             .await?;
-        tracing::info!(user.id = %caller.user.id, sessions = revoked, "signed out elsewhere");
+        tracing::info!(user.id = %user_id, sessions = revoked, "signed out elsewhere");
         Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
     }
 }

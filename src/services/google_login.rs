@@ -4,9 +4,12 @@
 
 use anyhow::Context;
 
-use super::{Caller, NewAccount, Services, Standing, limits::IpBudget, sessions::TokenPair};
+use super::{
+    Caller, NewAccount, Services, Standing, audit::AuditEntry, limits::IpBudget,
+    sessions::TokenPair,
+};
 use crate::{
-    domain::Email,
+    domain::{Actor, AuditKind, Email},
     email::Notice,
     error::{ServiceError, ServiceResult},
     google::{GoogleError, GoogleIdentity},
@@ -48,12 +51,12 @@ impl Services {
         let email = Email::parse(&identity.email).map_err(|_| {
             ServiceError::GoogleRejected("Google gave no usable email address".into())
         })?;
-        let user = self.google_user(identity, email).await?;
+        let user = self.google_user(&caller, identity, email).await?;
         self.outbox_wake.notify_one();
         if !user.is_active {
             return Err(ServiceError::AccountDisabled);
         }
-        let pair = self.start_session(&user, &caller).await?;
+        let pair = self.start_session(&user, &caller, "google").await?;
         tracing::info!(user.id = %user.id, "signed in with Google");
         Ok(pair)
     }
@@ -98,13 +101,18 @@ impl Services {
     }
 
     /// The account for a Google identity: linked, created, or linked by authoritative email.
-    async fn google_user(&self, identity: GoogleIdentity, email: Email) -> ServiceResult<UserRow> {
+    async fn google_user(
+        &self,
+        caller: &Caller,
+        identity: GoogleIdentity,
+        email: Email,
+    ) -> ServiceResult<UserRow> {
         // A concurrent first sign-in may create the row or the link first; the second round
         // then finds it.
         for _ in 0..2 {
             let outcome = self
                 .store
-                .transaction(async |tx| self.find_or_link(tx, &identity, &email).await)
+                .transaction(async |tx| self.find_or_link(tx, caller, &identity, &email).await)
                 .await;
             match outcome {
                 Err(LinkError::Raced) => {}
@@ -118,6 +126,7 @@ impl Services {
     async fn find_or_link(
         &self,
         tx: &mut Queries<'_>,
+        caller: &Caller,
         identity: &GoogleIdentity,
         email: &Email,
     ) -> Result<UserRow, LinkError> {
@@ -201,6 +210,9 @@ impl Services {
         if !linked {
             return Err(LinkError::Raced);
         }
+        let entry = AuditEntry::success(AuditKind::GoogleLink, Actor::User(user.id), user.id)
+            .detail(format!("subject={}", identity.subject));
+        self.audit(tx, caller, entry).await?;
         Ok(user)
     }
 }

@@ -168,6 +168,12 @@ impl Services {
         reserved.map_err(|retry_after| ServiceError::LoginThrottled { retry_after })
     }
 
+    /// Whether the sign-in attempt numbered `attempt` is the last free one: failing it starts
+    /// the back-off, which the audit trail records.
+    pub(crate) fn is_burst(attempt: u32) -> bool {
+        attempt == FREE_LOGIN_FAILURES
+    }
+
     /// Gives back a successful sign-in's attempt: the count is forgotten, unless more
     /// attempts were reserved beside it (a burst keeps its count, less this one).
     pub(crate) async fn forget_login_attempts(

@@ -4,12 +4,13 @@ use anyhow::Context;
 
 use super::{
     Caller, Services,
+    audit::AuditEntry,
     limits::{IpBudget, MailStream},
     link_state,
 };
 use crate::{
     auth::{LinkPurpose, LinkToken, LinkTokenError},
-    domain::{Email, Password, Uidb64},
+    domain::{Actor, AuditKind, Email, Password, Uidb64},
     email::{EmailedLink, Notice},
     error::{ServiceError, ServiceResult},
 };
@@ -118,10 +119,15 @@ impl Services {
                 tx.enqueue_email(&notice)
                     .await
                     .context("queueing the password-changed notice")?;
-                Ok(tx
+                let revoked = tx
                     .revoke_user_sessions(user.id, now)
                     .await
-                    .context("revoking every session")?)
+                    .context("revoking every session")?;
+                let entry =
+                    AuditEntry::success(AuditKind::PasswordReset, Actor::Anonymous, user.id)
+                        .detail(format!("sessions_revoked={revoked}"));
+                self.audit(tx, &caller, entry).await?;
+                Ok(revoked)
             })
             .await?;
         self.outbox_wake.notify_one();

@@ -3,10 +3,10 @@
 
 use anyhow::Context;
 
-use super::{Caller, Services, duration, limits::IpBudget};
+use super::{Caller, Services, audit::AuditEntry, duration, limits::IpBudget};
 use crate::{
     auth::{AccessClaims, BearerToken, RefreshToken, RefreshTokenHash, TokenError, Verification},
-    domain::{Email, LoginPassword, SessionId, User},
+    domain::{Actor, AuditKind, AuditOutcome, Email, LoginPassword, SessionId, User},
     email::Notice,
     error::{ServiceError, ServiceResult},
     storage::{Queries, SessionRow, UserRow},
@@ -52,9 +52,13 @@ impl Services {
         self.spend_ip_budget(&caller, IpBudget::Login).await?;
         let attempt = self.reserve_login_attempt(&email).await?;
         let user = self.user_by_email(&email).await?;
+        let user_id = user.as_ref().map(|u| u.id);
         let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let verification = self.hasher.verify(password.secret(), stored_hash).await?;
         let (Some(user), Verification::Valid { needs_rehash }) = (user, verification) else {
+            if Self::is_burst(attempt) {
+                self.audit_sign_in_burst(&caller, &email, user_id).await?;
+            }
             return Err(ServiceError::InvalidCredentials);
         };
         self.forget_login_attempts(&email, attempt).await?;
@@ -67,7 +71,7 @@ impl Services {
         if needs_rehash && let Some(old_hash) = &user.password_hash {
             self.upgrade_hash(&user, old_hash, &password).await?;
         }
-        let pair = self.start_session(&user, &caller).await?;
+        let pair = self.start_session(&user, &caller, "password").await?;
         tracing::info!(user.id = %user.id, "signed in");
         Ok(pair)
     }
@@ -113,7 +117,8 @@ impl Services {
                         .await
                         .context("revoking a reused session")?;
                     if revoked {
-                        self.notify_session_revoked(tx, &session_id, now).await?;
+                        self.notify_session_revoked(tx, &caller, &session_id, now)
+                            .await?;
                     }
                     tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
                     return Ok(Rotation::Refused(ServiceError::TokenReused));
@@ -222,10 +227,11 @@ impl Services {
         }))
     }
 
-    /// Tells the owner of a session that a reused refresh token ended it.
+    /// Tells the owner of a session that a reused refresh token ended it, and records it.
     async fn notify_session_revoked(
         &self,
         tx: &mut Queries<'_>,
+        caller: &Caller,
         session_id: &SessionId,
         now: chrono::NaiveDateTime,
     ) -> ServiceResult<()> {
@@ -248,7 +254,32 @@ impl Services {
                 .await
                 .context("queueing the session-revoked notice")?;
         }
-        Ok(())
+        let entry = AuditEntry {
+            kind: AuditKind::RefreshReuse,
+            outcome: AuditOutcome::Failure,
+            actor: Actor::Anonymous,
+            subject: Some(session.user_id),
+            detail: format!("session={session_id} revoked"),
+        };
+        self.audit(tx, caller, entry).await
+    }
+
+    /// Records that failed sign-ins for `email` reached the back-off.
+    async fn audit_sign_in_burst(
+        &self,
+        caller: &Caller,
+        email: &Email,
+        subject: Option<crate::domain::UserId>,
+    ) -> ServiceResult<()> {
+        let entry = AuditEntry {
+            kind: AuditKind::SignInThrottled,
+            outcome: AuditOutcome::Failure,
+            actor: Actor::Anonymous,
+            subject,
+            detail: format!("email={email}"),
+        };
+        let mut conn = self.connection().await?;
+        self.audit(&mut conn.queries(), caller, entry).await
     }
 
     /// Ends the session a refresh token belongs to. As RFC 7009 asks, a token that is
@@ -257,22 +288,39 @@ impl Services {
     /// # Errors
     /// Only when the database fails.
     #[tracing::instrument(skip_all)]
-    pub async fn logout(&self, presented: RefreshToken) -> ServiceResult<()> {
+    pub async fn logout(&self, caller: Caller, presented: RefreshToken) -> ServiceResult<()> {
         let token_hash = presented.hash();
-        let mut conn = self.connection().await?;
-        let mut queries = conn.queries();
-        let owner = queries
-            .refresh_token_session(&token_hash)
+        let now = self.clock.now_naive();
+        self.store
+            .transaction(async |tx| {
+                let owner = tx
+                    .refresh_token_session(&token_hash)
+                    .await
+                    .context("looking up a refresh token")?;
+                let Some(session_id) = owner else {
+                    return Ok(());
+                };
+                let session = tx
+                    .session(&session_id)
+                    .await
+                    .context("loading the session")?;
+                let revoked = tx
+                    .revoke_session(&session_id, now)
+                    .await
+                    .context("revoking the session")?;
+                if let Some(session) = session.filter(|_| revoked) {
+                    let entry = AuditEntry::success(
+                        AuditKind::SessionRevoke,
+                        Actor::User(session.user_id),
+                        session.user_id,
+                    )
+                    .detail(format!("session={session_id} by=logout"));
+                    self.audit(tx, &caller, entry).await?;
+                    tracing::info!(session.id = %session_id, "signed out");
+                }
+                Ok(())
+            })
             .await
-            .context("looking up a refresh token")?;
-        if let Some(session_id) = owner {
-            queries
-                .revoke_session(&session_id, self.clock.now_naive())
-                .await
-                .context("revoking the session")?;
-            tracing::info!(session.id = %session_id, "signed out");
-        }
-        Ok(())
     }
 
     /// Ends every session of the bearer; returns how many were live.
@@ -280,15 +328,26 @@ impl Services {
     /// # Errors
     /// Those of [`Services::authenticate`].
     #[tracing::instrument(skip_all)]
-    pub async fn logout_all(&self, bearer: Option<BearerToken>) -> ServiceResult<u64> {
-        let caller = self.authenticate(bearer).await?;
-        let mut conn = self.connection().await?;
-        let revoked = conn
-            .queries()
-            .revoke_user_sessions(caller.user.id, self.clock.now_naive())
-            .await
-            .context("revoking every session")?;
-        tracing::info!(user.id = %caller.user.id, sessions = revoked, "signed out everywhere");
+    pub async fn logout_all(
+        &self,
+        caller: Caller,
+        bearer: Option<BearerToken>,
+    ) -> ServiceResult<u64> {
+        let me = self.authenticate(bearer).await?.user.id;
+        let revoked = self
+            .store
+            .transaction(async |tx| {
+                let revoked = tx
+                    .revoke_user_sessions(me, self.clock.now_naive())
+                    .await
+                    .context("revoking every session")?;
+                let entry = AuditEntry::success(AuditKind::LogoutAll, Actor::User(me), me)
+                    .detail(format!("sessions_revoked={revoked}"));
+                self.audit(tx, &caller, entry).await?;
+                Ok::<_, ServiceError>(revoked)
+            })
+            .await?;
+        tracing::info!(user.id = %me, sessions = revoked, "signed out everywhere");
         Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
     }
 
@@ -340,6 +399,7 @@ impl Services {
         &self,
         user: &UserRow,
         caller: &Caller,
+        method: &'static str,
     ) -> ServiceResult<TokenPair> {
         let now = self.clock.now_naive();
         let session = SessionRow {
@@ -366,6 +426,9 @@ impl Services {
                 tx.insert_session(&session)
                     .await
                     .context("starting the session")?;
+                let entry = AuditEntry::success(AuditKind::SignIn, Actor::User(user.id), user.id)
+                    .detail(format!("method={method} session={}", session.id));
+                self.audit(tx, caller, entry).await?;
                 let first = RefreshToken::generate()
                     .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
                 self.issue_refresh_token(tx, &session, first).await

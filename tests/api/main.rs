@@ -10,7 +10,9 @@ mod fake_google;
 mod fake_smtp;
 mod helpers;
 
+mod account_changes;
 mod accounts;
+mod admin;
 mod bounds;
 mod bridge;
 mod bridge_safety;
