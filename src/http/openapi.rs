@@ -12,14 +12,25 @@ use crate::domain::PASSWORD_MAX_CHARS;
 /// RPCs that need `authorization: Bearer <access>`.
 const AUTHENTICATED: &[&str] = &[
     "LogoutAll",
-    "ListUsers",
-    "GetUser",
     "ListSessions",
     "RevokeSession",
     "LogoutOthers",
+    "ChangePassword",
+    "ChangeEmail",
+    "ConfirmEmailChange",
+    "DeleteAccount",
 ];
 /// RPCs that need `authorization: Bearer <service token>`.
 const FOR_SERVICES: &[&str] = &["IntrospectToken"];
+/// RPCs for a staff user's access token or a service token with the right scope.
+const FOR_STAFF_OR_SERVICES: &[&str] = &[
+    "ListUsers",
+    "GetUser",
+    "CreateUser",
+    "UpdateUser",
+    "DeleteUser",
+    "ListAuditEvents",
+];
 
 /// The document for `routes`.
 ///
@@ -64,6 +75,9 @@ pub fn document(pool: &DescriptorPool, routes: &[HttpRoute]) -> anyhow::Result<V
         }
         if FOR_SERVICES.contains(&route.rpc.as_str()) {
             operation["security"] = json!([{"serviceToken": []}]);
+        }
+        if FOR_STAFF_OR_SERVICES.contains(&route.rpc.as_str()) {
+            operation["security"] = json!([{"bearerAuth": []}, {"serviceToken": []}]);
         }
         let method = route.method.as_str().to_ascii_lowercase();
         paths
@@ -133,8 +147,8 @@ fn object_schema(fields: &[FieldDescriptor], schemas: &mut BTreeMap<String, Valu
 /// What the domain types accept, so generated clients (and fuzzers) send plausible values.
 fn string_schema(name: &str) -> Value {
     match name {
-        "email" => json!({"type": "string", "format": "email", "maxLength": 254}),
-        "password" | "new_password" => {
+        "email" | "new_email" => json!({"type": "string", "format": "email", "maxLength": 254}),
+        "password" | "new_password" | "current_password" => {
             json!({"type": "string", "minLength": 1, "maxLength": PASSWORD_MAX_CHARS})
         }
         "otp" => json!({"type": "string", "pattern": "^[0-9]{6}$"}),
@@ -159,6 +173,10 @@ fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) 
         Kind::Enum(_) => json!({"type": "string"}),
         Kind::Message(message) if message.full_name() == "google.protobuf.Timestamp" => {
             json!({"type": "string", "format": "date-time", "nullable": true})
+        }
+        // proto3 JSON writes a field mask as its comma-separated paths.
+        Kind::Message(message) if message.full_name() == "google.protobuf.FieldMask" => {
+            json!({"type": "string", "description": "comma-separated field names", "example": "first_name,is_active"})
         }
         Kind::Message(message) => {
             collect_schema(&message, schemas);

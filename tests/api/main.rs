@@ -13,6 +13,7 @@ mod helpers;
 mod account_changes;
 mod accounts;
 mod admin;
+mod audit;
 mod bounds;
 mod bridge;
 mod bridge_safety;
