@@ -132,7 +132,7 @@ async fn security_events_are_recorded_with_who_and_where(backend: Backend) {
     assert!(
         by_kind("password_change")
             .detail
-            .contains("sessions_revoked=1")
+            .contains("sessions_revoked=0")
     );
     assert!(trail.iter().all(|e| e.occurred_at.is_some()));
 
