@@ -269,6 +269,57 @@ async fn twenty_codes_at_once_get_five_tries(backend: Backend) {
     assert_refused(locked, Code::ResourceExhausted, "OTP_ATTEMPTS_EXCEEDED");
 }
 
+async fn twenty_confirmations_at_once_move_the_account_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_VERIFY", "0")]).await;
+    let (user, tokens) = app.signed_in_user("once@example.com").await;
+    change_email(&app, &tokens.access, "twice@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let code = app
+        .smtp
+        .nth_with_subject("twice@example.com", "Confirm your new email", 1)
+        .await
+        .otp();
+    let calls = (0..20).map(|_| {
+        let client = app.client.clone();
+        let access = tokens.access.clone();
+        let code = code.clone();
+        async move {
+            let request = pb::ConfirmEmailChangeRequest { otp: code };
+            client
+                .clone()
+                .confirm_email_change(TestApp::authorized(request, &access))
+                .await
+                .map(drop)
+                .map_err(|status| status.code())
+        }
+    });
+    let outcomes = all_at_once(calls).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Ok(()) | Err(Code::InvalidArgument | Code::ResourceExhausted)
+        )),
+        "{outcomes:?}"
+    );
+    let moved = app.get_user(&tokens.access, user.id).await.unwrap();
+    assert_eq!(moved.email, "twice@example.com");
+    // One move, one notice to the old address.
+    app.settle_outbox().await;
+    let notices = app
+        .smtp
+        .to("once@example.com")
+        .into_iter()
+        .filter(|mail| mail.subject.contains("email address was changed"))
+        .count();
+    assert_eq!(notices, 1);
+}
+
 async fn a_squatted_address_goes_to_the_account_that_proves_it(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.register("wanted@example.com", "the-squatters-passphrase")
@@ -443,6 +494,7 @@ crate::on_both_backends!(
     an_email_change_waits_for_the_code_sent_to_the_new_address,
     an_email_change_to_a_taken_address_answers_alike_and_tells_its_owner,
     twenty_codes_at_once_get_five_tries,
+    twenty_confirmations_at_once_move_the_account_once,
     a_squatted_address_goes_to_the_account_that_proves_it,
     deleting_the_account_needs_the_password_and_ends_every_session,
     the_last_superuser_cannot_delete_their_account,
