@@ -24,22 +24,9 @@ impl Email {
     /// # Errors
     /// When the address is empty, too long, malformed or holds invisible characters.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let normalised: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+        let normalised = normalise(raw)?;
         if normalised.is_empty() {
             return Err(ParseError::new("is required"));
-        }
-        if normalised.chars().count() > MAX_LEN {
-            return Err(ParseError::new(format!(
-                "must be at most {MAX_LEN} characters"
-            )));
-        }
-        if normalised
-            .chars()
-            .any(|c| is_invisible(c) || c.is_whitespace())
-        {
-            return Err(ParseError::new(
-                "must not contain spaces or invisible characters",
-            ));
         }
         let Some((local, domain)) = normalised.rsplit_once('@') else {
             return Err(ParseError::new("must be an email address"));
@@ -107,24 +94,8 @@ impl EmailPrefix {
     /// # Errors
     /// When it is too long or holds spaces or invisible characters.
     pub fn parse(raw: &str) -> Result<Option<Self>, ParseError> {
-        let normalised: String = raw.trim().nfkc().collect::<String>().to_lowercase();
-        if normalised.is_empty() {
-            return Ok(None);
-        }
-        if normalised.chars().count() > MAX_LEN {
-            return Err(ParseError::new(format!(
-                "must be at most {MAX_LEN} characters"
-            )));
-        }
-        if normalised
-            .chars()
-            .any(|c| is_invisible(c) || c.is_whitespace())
-        {
-            return Err(ParseError::new(
-                "must not contain spaces or invisible characters",
-            ));
-        }
-        Ok(Some(Self(normalised)))
+        let normalised = normalise(raw)?;
+        Ok(Some(normalised).filter(|n| !n.is_empty()).map(Self))
     }
 
     /// A `LIKE` pattern matching the addresses that start with the prefix, with `\` as the
@@ -141,6 +112,26 @@ impl EmailPrefix {
         pattern.push('%');
         pattern
     }
+}
+
+/// Trimmed, NFKC-normalised and lower-cased, as every stored address is; refused when too
+/// long or holding spaces or invisible characters.
+fn normalise(raw: &str) -> Result<String, ParseError> {
+    let normalised: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+    if normalised.chars().count() > MAX_LEN {
+        return Err(ParseError::new(format!(
+            "must be at most {MAX_LEN} characters"
+        )));
+    }
+    if normalised
+        .chars()
+        .any(|c| is_invisible(c) || c.is_whitespace())
+    {
+        return Err(ParseError::new(
+            "must not contain spaces or invisible characters",
+        ));
+    }
+    Ok(normalised)
 }
 
 #[cfg(test)]

@@ -123,25 +123,12 @@ impl Services {
                     tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
                     return Ok(Rotation::Refused(ServiceError::TokenReused));
                 };
-                let session = tx
-                    .session(&spent.session_id)
-                    .await
-                    .context("loading the session")?;
-                let Some(session) = session.filter(|s| s.revoked_at.is_none()) else {
-                    return Ok(Rotation::Refused(ServiceError::SessionRevoked));
-                };
-                if spent.expires_at <= now || session.expires_at <= now {
+                if spent.expires_at <= now {
                     return Ok(Rotation::Refused(ServiceError::TokenExpired));
                 }
-                let user = tx
-                    .user_by_id(session.user_id)
-                    .await
-                    .context("loading the session's user")?;
-                let Some(user) = user.filter(|u| u.is_active) else {
-                    tx.revoke_session(&session.id, now)
-                        .await
-                        .context("revoking a disabled user's session")?;
-                    return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+                let (session, user) = match self.refreshable(tx, &spent.session_id, now).await? {
+                    Ok(live) => live,
+                    Err(refusal) => return Ok(Rotation::Refused(refusal)),
                 };
                 tx.touch_session(&session.id, now)
                     .await
@@ -203,21 +190,9 @@ impl Services {
         successor: RefreshToken,
         now: chrono::NaiveDateTime,
     ) -> ServiceResult<Rotation> {
-        let session = tx
-            .session(session_id)
-            .await
-            .context("loading the session")?
-            .filter(|s| s.revoked_at.is_none() && s.expires_at > now);
-        let Some(session) = session else {
-            return Ok(Rotation::Refused(ServiceError::SessionRevoked));
-        };
-        let user = tx
-            .user_by_id(session.user_id)
-            .await
-            .context("loading the session's user")?
-            .filter(|u| u.is_active);
-        let Some(user) = user else {
-            return Ok(Rotation::Refused(ServiceError::SessionRevoked));
+        let (session, user) = match self.refreshable(tx, session_id, now).await? {
+            Ok(live) => live,
+            Err(refusal) => return Ok(Rotation::Refused(refusal)),
         };
         let access = self.issue_access_token(&user, &session.id)?;
         tracing::info!(session.id = %session.id, "a retried refresh got the same successor");
@@ -225,6 +200,37 @@ impl Services {
             access,
             refresh: successor.into_string(),
         }))
+    }
+
+    /// The session a refresh continues and its user, or why it cannot: the session is
+    /// revoked or past its absolute end, or its user is disabled (which ends it here).
+    async fn refreshable(
+        &self,
+        tx: &mut Queries<'_>,
+        session_id: &SessionId,
+        now: chrono::NaiveDateTime,
+    ) -> ServiceResult<Result<(SessionRow, UserRow), ServiceError>> {
+        let session = tx
+            .session(session_id)
+            .await
+            .context("loading the session")?;
+        let Some(session) = session.filter(|s| s.revoked_at.is_none()) else {
+            return Ok(Err(ServiceError::SessionRevoked));
+        };
+        if session.expires_at <= now {
+            return Ok(Err(ServiceError::TokenExpired));
+        }
+        let user = tx
+            .user_by_id(session.user_id)
+            .await
+            .context("loading the session's user")?;
+        let Some(user) = user.filter(|u| u.is_active) else {
+            tx.revoke_session(&session.id, now)
+                .await
+                .context("revoking a disabled user's session")?;
+            return Ok(Err(ServiceError::SessionRevoked));
+        };
+        Ok(Ok((session, user)))
     }
 
     /// Tells the owner of a session that a reused refresh token ended it, and records it.
