@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use crate::{
     client::{my_orders, serve_orders},
     fake_smtp::FakeSmtp,
-    helpers::{Backend, TestDatabase, service_tokens_file},
+    helpers::{Backend, TestApp, TestDatabase, service_tokens_file},
     token_service::BILLING,
 };
 
@@ -552,6 +552,183 @@ async fn limits_rotation_and_email_hold_across_three_replicas() {
             "mail{n} got a duplicate"
         );
     }
+    for replica in replicas {
+        let (status, _) = replica.terminate().await;
+        assert!(status.success());
+    }
+}
+
+/// Three replicas on one Postgres database: the last-superuser rule, password changes and
+/// address confirmations each hold when twenty calls arrive spread over them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_rules_hold_across_three_replicas() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let smtp = FakeSmtp::start().await;
+    let port = smtp.port.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let support = "support-service-token-0123456789abcdef";
+    let tokens = service_tokens_file(
+        dir.path(),
+        &[("support", "users:read,users:write", support)],
+    );
+    let settings = [
+        ("DATABASE_URL", database.url.as_str()),
+        ("EMAIL_HOST", "127.0.0.1"),
+        ("EMAIL_PORT", port.as_str()),
+        ("EMAIL_USE_TLS", "false"),
+        ("EMAIL_POLL_INTERVAL_MS", "50"),
+        ("SERVICE_TOKENS_FILE", tokens.as_str()),
+        ("RATE_LIMIT_VERIFY", "0"),
+    ];
+    let first = serve(&dir, &settings);
+    let replicas = vec![first, serve(&dir, &settings), serve(&dir, &settings)];
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(
+            IdentityServiceClient::connect(format!("http://{}", replica.grpc))
+                .await
+                .unwrap(),
+        );
+    }
+    let password = "a-long-enough-passphrase";
+    let mut roots = Vec::new();
+    for email in ["root1@example.com", "root2@example.com"] {
+        let request = pb::CreateUserRequest {
+            email: email.into(),
+            password: password.into(),
+            ..Default::default()
+        };
+        let user = clients[0]
+            .clone()
+            .create_user(TestApp::authorized(request, support))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        let promote = pb::UpdateUserRequest {
+            id: user.id,
+            is_superuser: true,
+            update_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["is_superuser".into()],
+            }),
+            ..Default::default()
+        };
+        clients[1]
+            .clone()
+            .update_user(TestApp::authorized(promote, support))
+            .await
+            .unwrap();
+        roots.push(user.id);
+    }
+
+    // Twenty demotions over three replicas, half of each superuser: one remains.
+    let demotions = (0..20).map(|n| {
+        let client = clients[n % 3].clone();
+        let target = roots[n % 2];
+        tokio::spawn(async move {
+            let demote = pb::UpdateUserRequest {
+                id: target,
+                update_mask: Some(pbjson_types::FieldMask {
+                    paths: vec!["is_superuser".into()],
+                }),
+                ..Default::default()
+            };
+            client
+                .clone()
+                .update_user(TestApp::authorized(demote, support))
+                .await
+                .map(|_| target)
+                .map_err(|status| status.code())
+        })
+    });
+    let outcomes = futures_all(demotions.collect()).await;
+    let demoted: std::collections::HashSet<i64> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .copied()
+        .collect();
+    assert_eq!(demoted.len(), 1, "{outcomes:?}");
+    let mut superusers = 0;
+    for id in &roots {
+        let user = clients[2]
+            .clone()
+            .get_user(TestApp::authorized(pb::GetUserRequest { id: *id }, support))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        superusers += usize::from(user.is_superuser);
+    }
+    assert_eq!(superusers, 1);
+
+    // Twenty password changes of one account over three replicas: one wins.
+    let login = pb::LoginRequest {
+        email: "root1@example.com".into(),
+        password: password.into(),
+    };
+    let session = clients[0].clone().login(login).await.unwrap().into_inner();
+    let changes = (0..20).map(|n| {
+        let client = clients[n % 3].clone();
+        let access = session.access.clone();
+        tokio::spawn(async move {
+            let change = pb::ChangePasswordRequest {
+                current_password: password.into(),
+                new_password: format!("replica-passphrase-{n}"),
+                ..Default::default()
+            };
+            client
+                .clone()
+                .change_password(TestApp::authorized(change, &access))
+                .await
+                .is_ok()
+        })
+    });
+    let won: Vec<bool> = futures_all(changes.collect()).await;
+    assert_eq!(won.iter().filter(|ok| **ok).count(), 1, "{won:?}");
+
+    // Twenty confirmations of one address change over three replicas: one moves it.
+    let ask = pb::ChangeEmailRequest {
+        new_email: "moved@example.com".into(),
+        password: format!(
+            "replica-passphrase-{}",
+            won.iter().position(|ok| *ok).unwrap()
+        ),
+        ..Default::default()
+    };
+    clients[1]
+        .clone()
+        .change_email(TestApp::authorized(ask, &session.access))
+        .await
+        .unwrap();
+    let otp = smtp
+        .nth_with_subject("moved@example.com", "Confirm your new email", 1)
+        .await
+        .otp();
+    let confirmations = (0..20).map(|n| {
+        let client = clients[n % 3].clone();
+        let access = session.access.clone();
+        let otp = otp.clone();
+        tokio::spawn(async move {
+            let confirm = pb::ConfirmEmailChangeRequest { otp };
+            client
+                .clone()
+                .confirm_email_change(TestApp::authorized(confirm, &access))
+                .await
+                .is_ok()
+        })
+    });
+    let moved = futures_all(confirmations.collect()).await;
+    assert_eq!(moved.iter().filter(|ok| **ok).count(), 1, "{moved:?}");
+    smtp.wait_for("root1@example.com", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let notices = smtp
+        .to("root1@example.com")
+        .into_iter()
+        .filter(|mail| mail.subject.contains("email address was changed"))
+        .count();
+    assert_eq!(notices, 1);
     for replica in replicas {
         let (status, _) = replica.terminate().await;
         assert!(status.success());
