@@ -98,6 +98,12 @@ impl EmailPrefix {
         Ok(Some(normalised).filter(|n| !n.is_empty()).map(Self))
     }
 
+    /// The normalised prefix.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// A `LIKE` pattern matching the addresses that start with the prefix, with `\` as the
     /// escape character, so `_` and `%` in it match only themselves.
     #[must_use]

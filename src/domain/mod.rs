@@ -17,7 +17,7 @@ pub use device::DeviceName;
 pub use email::{Email, EmailPrefix};
 pub use ip_net::{IpNet, canonical as canonical_ip, client_bucket};
 pub use otp::Otp;
-pub use page::{AuditPageToken, PageSize, PageToken};
+pub use page::{AuditPageToken, PageSize, PageToken, query_fingerprint};
 pub use password::{
     LoginPassword, MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, Password,
 };

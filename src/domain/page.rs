@@ -33,9 +33,13 @@ impl PageSize {
     }
 }
 
-/// Where the next page starts: after this user, or at the first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PageToken(Option<UserId>);
+/// Where the next page starts: after this user, or at the first; bound to the filters of
+/// the listing it came from (AIP-158), so it cannot continue another.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageToken {
+    after: Option<UserId>,
+    query: Option<String>,
+}
 
 impl PageToken {
     /// Parses a token from a previous page; empty means the first page.
@@ -43,28 +47,42 @@ impl PageToken {
     /// # Errors
     /// When it was not made by [`PageToken::encode`].
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let id = decode(raw, "after:")?
-            .map(|id| UserId::parse(id).map_err(|_| invalid()))
-            .transpose()?;
-        Ok(Self(id))
+        let Some((id, query)) = decode(raw, "after:")? else {
+            return Ok(Self::default());
+        };
+        let after = UserId::parse(id).map_err(|_| invalid())?;
+        Ok(Self {
+            after: Some(after),
+            query: Some(query),
+        })
     }
 
-    /// The token for the page after the user `last`.
+    /// The token for the page after the user `last` of the listing `query` names.
     #[must_use]
-    pub fn encode(last: UserId) -> String {
-        URL_SAFE_NO_PAD.encode(format!("after:{last}"))
+    pub fn encode(last: UserId, query: &str) -> String {
+        URL_SAFE_NO_PAD.encode(format!("after:{last}:{query}"))
     }
 
     /// The user the page starts after (`None` for the first page).
     #[must_use]
-    pub fn after(self) -> Option<UserId> {
-        self.0
+    pub fn after(&self) -> Option<UserId> {
+        self.after
+    }
+
+    /// Whether the token continues the listing `query` names (a first page continues any).
+    #[must_use]
+    pub fn continues(&self, query: &str) -> bool {
+        self.query.as_deref().is_none_or(|q| q == query)
     }
 }
 
-/// Where the next page of the audit trail starts: before this event, or at the newest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AuditPageToken(Option<i64>);
+/// Where the next page of the audit trail starts: before this event, or at the newest;
+/// bound to the listing's filters as [`PageToken`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditPageToken {
+    before: Option<i64>,
+    query: Option<String>,
+}
 
 impl AuditPageToken {
     /// Parses a token from a previous page; empty means the newest page.
@@ -72,54 +90,95 @@ impl AuditPageToken {
     /// # Errors
     /// When it was not made by [`AuditPageToken::encode`].
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let before = decode(raw, "before:")?;
-        if before.is_some_and(|id| id <= 0) {
+        let Some((before, query)) = decode(raw, "before:")? else {
+            return Ok(Self::default());
+        };
+        if before <= 0 {
             return Err(invalid());
         }
-        Ok(Self(before))
+        Ok(Self {
+            before: Some(before),
+            query: Some(query),
+        })
     }
 
-    /// The token for the page older than the event `last`.
+    /// The token for the page older than the event `last` of the listing `query` names.
     #[must_use]
-    pub fn encode(last: i64) -> String {
-        URL_SAFE_NO_PAD.encode(format!("before:{last}"))
+    pub fn encode(last: i64, query: &str) -> String {
+        URL_SAFE_NO_PAD.encode(format!("before:{last}:{query}"))
     }
 
     /// The event the page starts before (`None` for the newest page).
     #[must_use]
-    pub fn before(self) -> Option<i64> {
-        self.0
+    pub fn before(&self) -> Option<i64> {
+        self.before
     }
+
+    /// Whether the token continues the listing `query` names (a first page continues any).
+    #[must_use]
+    pub fn continues(&self, query: &str) -> bool {
+        self.query.as_deref().is_none_or(|q| q == query)
+    }
+}
+
+/// A short fingerprint of a listing's filters, for its page tokens.
+#[must_use]
+pub fn query_fingerprint(filters: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for filter in filters {
+        digest.update(filter.len().to_be_bytes());
+        digest.update(filter.as_bytes());
+    }
+    digest
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn invalid() -> ParseError {
     ParseError::new("is not a token from a previous page")
 }
 
-/// The number in a token `prefix<n>`; `None` for an empty token.
-fn decode(raw: &str, prefix: &str) -> Result<Option<i64>, ParseError> {
+/// The position and query of a token `prefix<n>:<query>`; `None` for an empty token.
+fn decode(raw: &str, prefix: &str) -> Result<Option<(i64, String)>, ParseError> {
     if raw.is_empty() {
         return Ok(None);
     }
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
-    text.strip_prefix(prefix)
-        .and_then(|n| n.parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(invalid)
+    let (position, query) = text
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.split_once(':'))
+        .ok_or_else(invalid)?;
+    let position = position.parse::<i64>().map_err(|_| invalid())?;
+    Ok(Some((position, query.to_owned())))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{AuditPageToken, PageSize, PageToken, UserId};
+    use super::{AuditPageToken, PageSize, PageToken, UserId, query_fingerprint};
 
     #[test]
     fn audit_tokens_round_trip_and_are_not_user_tokens() {
-        let token = AuditPageToken::encode(12);
+        let token = AuditPageToken::encode(12, "q");
         assert_eq!(AuditPageToken::parse(&token).unwrap().before(), Some(12));
-        let user_token = PageToken::encode(UserId::parse(12).unwrap());
+        let user_token = PageToken::encode(UserId::parse(12).unwrap(), "q");
         assert!(AuditPageToken::parse(&user_token).is_err());
         assert!(PageToken::parse(&token).is_err());
+    }
+
+    #[test]
+    fn tokens_continue_only_the_listing_they_came_from() {
+        let query = query_fingerprint(&["ann", "true"]);
+        let other = query_fingerprint(&["ann", "false"]);
+        assert_ne!(query, other);
+        let token =
+            PageToken::parse(&PageToken::encode(UserId::parse(3).unwrap(), &query)).unwrap();
+        assert!(token.continues(&query) && !token.continues(&other));
+        assert!(PageToken::default().continues(&other));
     }
 
     #[test]
@@ -133,7 +192,9 @@ mod tests {
     fn tokens_round_trip_and_refuse_garbage() {
         let last = UserId::parse(41).unwrap();
         assert_eq!(
-            PageToken::parse(&PageToken::encode(last)).unwrap().after(),
+            PageToken::parse(&PageToken::encode(last, "q"))
+                .unwrap()
+                .after(),
             Some(last)
         );
         assert!(PageToken::parse("garbage!").is_err());

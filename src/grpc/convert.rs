@@ -278,7 +278,9 @@ pub(crate) fn user_filter(request: &pb::ListUsersRequest) -> Parsed<UserFilter> 
 }
 
 /// The filters and page of an audit listing.
-pub(crate) fn audit_query(request: &pb::ListAuditEventsRequest) -> Parsed<(AuditQuery, PageSize)> {
+pub(crate) fn audit_query(
+    request: &pb::ListAuditEventsRequest,
+) -> Parsed<(AuditQuery, PageSize, AuditPageToken)> {
     let subject = match request.user_id {
         0 => None,
         id => Some(field("user_id", UserId::parse(id))?),
@@ -298,11 +300,11 @@ pub(crate) fn audit_query(request: &pb::ListAuditEventsRequest) -> Parsed<(Audit
         kind: field("kind", AuditKind::parse(&request.kind))?,
         since: instant("since", request.since.as_ref())?,
         until: instant("until", request.until.as_ref())?,
-        before: field("page_token", AuditPageToken::parse(&request.page_token))?.before(),
     };
     Ok((
         query,
         field("page_size", PageSize::parse(request.page_size))?,
+        field("page_token", AuditPageToken::parse(&request.page_token))?,
     ))
 }
 

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, status::to_status};
 use crate::{
-    domain::{AuditPageToken, IpNet},
+    domain::IpNet,
     error::ServiceError,
     pb::{self, identity_service_server::IdentityService},
     services::{
@@ -359,17 +359,14 @@ impl IdentityService for IdentityApi {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
         let credentials = convert::admin_credentials(&request);
-        let (query, size) = convert::audit_query(request.get_ref()).map_err(to_status)?;
+        let (query, size, token) = convert::audit_query(request.get_ref()).map_err(to_status)?;
         let outcome = self
             .services
-            .list_audit_events(credentials, query, size)
+            .list_audit_events(credentials, query, size, token)
             .await;
         reply(outcome, |page| pb::ListAuditEventsResponse {
             events: page.events.into_iter().map(convert::audit_event).collect(),
-            next_page_token: page
-                .next_before
-                .map(AuditPageToken::encode)
-                .unwrap_or_default(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
         })
     }
 }

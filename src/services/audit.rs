@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::{Caller, Services, admin::AdminCredentials, utc};
 use crate::{
     auth::Scope,
-    domain::{Actor, AuditKind, AuditOutcome, PageSize, UserId},
-    error::ServiceResult,
+    domain::{Actor, AuditKind, AuditOutcome, AuditPageToken, PageSize, UserId, query_fingerprint},
+    error::{ServiceError, ServiceResult},
     storage::{AuditFilter, NewAuditEvent, Queries},
 };
 
@@ -55,8 +55,6 @@ pub struct AuditQuery {
     pub since: Option<DateTime<Utc>>,
     /// Before this instant.
     pub until: Option<DateTime<Utc>>,
-    /// Older than this event (from the previous page).
-    pub before: Option<i64>,
 }
 
 /// One recorded event.
@@ -87,8 +85,8 @@ pub struct AuditEvent {
 pub struct AuditPage {
     /// The events.
     pub events: Vec<AuditEvent>,
-    /// Where the next (older) page starts, if there is one.
-    pub next_before: Option<i64>,
+    /// The token of the next (older) page, if there is one.
+    pub next_page_token: Option<String>,
 }
 
 impl Services {
@@ -118,21 +116,33 @@ impl Services {
     /// Pages through the trail, newest first; staff and services with `audit:read`.
     ///
     /// # Errors
-    /// Those of [`Services::administrator`].
+    /// Those of [`Services::administrator`]; `InvalidArgument` for a page token of a listing
+    /// with other filters.
     #[tracing::instrument(skip_all)]
     pub async fn list_audit_events(
         &self,
         credentials: AdminCredentials,
         query: AuditQuery,
         size: PageSize,
+        token: AuditPageToken,
     ) -> ServiceResult<AuditPage> {
         self.administrator(credentials, Scope::AuditRead).await?;
+        let instant = |at: Option<DateTime<Utc>>| at.map(|at| at.to_rfc3339()).unwrap_or_default();
+        let fingerprint = query_fingerprint(&[
+            &query.subject.map(|id| id.to_string()).unwrap_or_default(),
+            query.kind.map_or("", AuditKind::as_str),
+            &instant(query.since),
+            &instant(query.until),
+        ]);
+        if !token.continues(&fingerprint) {
+            return Err(other_listing());
+        }
         let filter = AuditFilter {
             subject: query.subject,
             kind: query.kind.map(AuditKind::as_str),
             since: query.since.map(|at| at.naive_utc()),
             until: query.until.map(|at| at.naive_utc()),
-            before: query.before,
+            before: token.before(),
         };
         let limit = usize::try_from(size.get()).unwrap_or(usize::MAX);
         let mut conn = self.connection().await?;
@@ -143,7 +153,12 @@ impl Services {
             .context("listing audit events")?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next_before = more.then(|| rows.last().map(|row| row.id)).flatten();
+        let next_page_token = more
+            .then(|| {
+                rows.last()
+                    .map(|row| AuditPageToken::encode(row.id, &fingerprint))
+            })
+            .flatten();
         let events = rows
             .into_iter()
             .map(|row| AuditEvent {
@@ -160,7 +175,15 @@ impl Services {
             .collect();
         Ok(AuditPage {
             events,
-            next_before,
+            next_page_token,
         })
+    }
+}
+
+/// The refusal of a page token from a listing with other filters (AIP-158).
+pub(crate) fn other_listing() -> ServiceError {
+    ServiceError::InvalidArgument {
+        field: "page_token",
+        reason: "belongs to a listing with other filters; start again from the first page".into(),
     }
 }

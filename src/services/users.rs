@@ -5,10 +5,11 @@ use anyhow::Context;
 use super::{
     Services,
     admin::{AdminCredentials, Principal},
+    audit::other_listing,
 };
 use crate::{
     auth::Scope,
-    domain::{PageSize, PageToken, User, UserId},
+    domain::{EmailPrefix, PageSize, PageToken, User, UserId, query_fingerprint},
     error::{ServiceError, ServiceResult},
     storage::UserFilter,
 };
@@ -26,7 +27,8 @@ impl Services {
     /// Lists the users matching `filter` in id order; staff and services only.
     ///
     /// # Errors
-    /// Those of [`Services::administrator`].
+    /// Those of [`Services::administrator`]; `InvalidArgument` for a page token of a listing
+    /// with other filters.
     #[tracing::instrument(skip_all)]
     pub async fn list_users(
         &self,
@@ -36,6 +38,16 @@ impl Services {
         token: PageToken,
     ) -> ServiceResult<UserPage> {
         self.administrator(credentials, Scope::UsersRead).await?;
+        let flag = |flag: Option<bool>| flag.map_or("", |on| if on { "1" } else { "0" });
+        let fingerprint = query_fingerprint(&[
+            filter.email_prefix.as_ref().map_or("", EmailPrefix::as_str),
+            flag(filter.is_verified),
+            flag(filter.is_active),
+            flag(filter.is_staff),
+        ]);
+        if !token.continues(&fingerprint) {
+            return Err(other_listing());
+        }
         let filter = UserFilter {
             verification_required: self.config.verification.required,
             ..filter
@@ -50,7 +62,7 @@ impl Services {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next_page_token = more
-            .then(|| rows.last().map(|r| PageToken::encode(r.id)))
+            .then(|| rows.last().map(|r| PageToken::encode(r.id, &fingerprint)))
             .flatten();
         Ok(UserPage {
             users: rows.iter().map(|row| self.to_user(row)).collect(),

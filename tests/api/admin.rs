@@ -533,6 +533,31 @@ async fn support_finds_accounts_with_filters_and_stable_pages(backend: Backend) 
     }
     assert_eq!(seen.len(), 3);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    // A page token continues only the listing it came from.
+    let first = list(
+        &app,
+        READER,
+        pb::ListUsersRequest {
+            email_prefix: "ann".into(),
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let switched = list(
+        &app,
+        READER,
+        pb::ListUsersRequest {
+            email_prefix: "bob".into(),
+            page_size: 1,
+            page_token: first.next_page_token,
+            ..Default::default()
+        },
+    )
+    .await;
+    let status = assert_refused(switched, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert!(status.message().starts_with("page_token"));
 
     let bad = list(
         &app,

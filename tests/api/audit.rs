@@ -245,6 +245,28 @@ async fn the_trail_is_for_staff_and_services_filtered_and_paged(backend: Backend
     // The user's four sign-ins and staff's one, each once, newest first.
     assert_eq!(seen.len(), 5);
     assert!(seen.windows(2).all(|w| w[0] > w[1]));
+    let first = events(
+        &app,
+        AUDITOR,
+        pb::ListAuditEventsRequest {
+            kind: "sign_in".into(),
+            page_size: 1,
+            ..all()
+        },
+    )
+    .await
+    .unwrap();
+    let switched = events(
+        &app,
+        AUDITOR,
+        pb::ListAuditEventsRequest {
+            kind: "logout_all".into(),
+            page_token: first.next_page_token,
+            ..all()
+        },
+    )
+    .await;
+    assert_refused(switched, Code::InvalidArgument, "INVALID_ARGUMENT");
 
     let (status, body) = app
         .get_json(
