@@ -587,6 +587,21 @@ async fn support_finds_accounts_with_filters_and_stable_pages(backend: Backend) 
 
 async fn administration_has_bridge_paths(backend: Backend) {
     let (app, _dir) = app_with_services(backend).await;
+    let (_, plain) = app.signed_in_user("plain@example.com").await;
+    let refused = app
+        .http
+        .post(format!("{}/accounts/api/users/", app.http_base))
+        .bearer_auth(&plain.access)
+        .json(&json!({"email": "not-made@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .get_json("/accounts/api/users/", Some(&plain.access))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(app.user("not-made@example.com").await.is_none());
     let created = app
         .http
         .post(format!("{}/accounts/api/users/", app.http_base))
@@ -612,6 +627,26 @@ async fn administration_has_bridge_paths(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["user"]["last_name"], "Lovelace");
     assert_eq!(patched["user"]["is_staff"], false);
+    let unmasked = app
+        .http
+        .patch(format!("{}/accounts/api/users/{id}", app.http_base))
+        .bearer_auth(WRITER)
+        .json(&json!({"last_name": "Byron"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unmasked.status(), StatusCode::BAD_REQUEST);
+    let last = app
+        .http
+        .patch(format!("{}/accounts/api/users/1/", app.http_base))
+        .bearer_auth(WRITER)
+        .json(&json!({"is_superuser": false, "update_mask": "isSuperuser"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status(), StatusCode::BAD_REQUEST);
+    let last: serde_json::Value = last.json().await.unwrap();
+    assert_eq!(last["details"][0]["reason"], "LAST_SUPERUSER");
 
     let stale = app
         .http

@@ -280,6 +280,11 @@ async fn the_trail_is_for_staff_and_services_filtered_and_paged(backend: Backend
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"].as_array().unwrap().len(), 4);
     assert_eq!(body["events"][0]["kind"], "sign_in");
+    let fresh = app.login("plain@example.com", PASSWORD).await.unwrap();
+    let (status, _) = app
+        .get_json("/accounts/api/audit-events/", Some(&fresh.access))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 async fn events_older_than_the_retention_are_purged(backend: Backend) {
