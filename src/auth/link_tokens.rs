@@ -115,7 +115,7 @@ impl LinkTokens {
     ) -> Result<(), LinkTokenError> {
         let (stamp, mac) = token.0.split_once('-').ok_or(LinkTokenError::Invalid)?;
         let issued = from_base36(stamp).ok_or(LinkTokenError::Invalid)?;
-        if !constant_time_eq(mac, &self.mac(purpose, user, issued)) {
+        if !constant_time_eq(mac, self.mac(purpose, user, issued)) {
             return Err(LinkTokenError::Invalid);
         }
         let age = now.timestamp().saturating_sub(issued);

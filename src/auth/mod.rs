@@ -1,5 +1,6 @@
 //! Credentials: password hashing, access tokens, refresh tokens and keyed hashes for codes and links.
 
+mod django_hashes;
 mod key_encryption;
 mod keyed_hash;
 mod link_tokens;

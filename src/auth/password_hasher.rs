@@ -16,6 +16,7 @@ use argon2::{
 use secrecy::{ExposeSecret, SecretString};
 use tracing::Span;
 
+use super::{django_hashes::StoredHash, keyed_hash::constant_time_eq};
 use crate::{config::HashingConfig, telemetry::Metrics};
 
 /// Work for a hashing thread, given the thread's reusable argon2 memory.
@@ -115,12 +116,14 @@ impl PasswordHasher {
     ) -> Result<Verification, HashError> {
         let params = self.params.clone();
         let password = password.clone();
+        let dummy = Arc::clone(&self.dummy_hash);
         let (hash, real) = match stored {
             Some(hash) => (hash.to_owned(), true),
             None => (self.dummy_hash.to_string(), false),
         };
         self.run(move |memory| {
-            let verification = verify_blocking(&params, password.expose_secret(), &hash, memory);
+            let verification =
+                verify_blocking(&params, password.expose_secret(), &hash, &dummy, memory);
             if real {
                 verification
             } else {
@@ -230,48 +233,83 @@ fn hash_blocking(
     Ok(phc.to_string())
 }
 
+/// Checks `password` against `stored`, in whichever format it is (argon2id, or one of the
+/// Django formats an import brought); a hash this build cannot check, or an unusable one,
+/// is paid for with a check of `dummy`, so it answers no faster than a wrong password.
 fn verify_blocking(
     params: &Params,
     password: &str,
     stored: &str,
+    dummy: &str,
     memory: &mut Vec<Block>,
 ) -> Verification {
-    let Ok(hash) = PasswordHash::new(stored) else {
-        return Verification::Invalid;
+    let parsed = StoredHash::parse(stored);
+    let matched = match &parsed {
+        StoredHash::Argon2id => {
+            return argon2_verify(password, stored, Some(params), memory)
+                .unwrap_or(Verification::Invalid);
+        }
+        StoredHash::DjangoArgon2(phc) => {
+            let outcome = argon2_verify(password, phc, None, memory);
+            // Django's default wants 100 MiB; do not keep that for every later hash.
+            let ours = params.block_count();
+            if memory.len() > ours {
+                memory.truncate(ours);
+                memory.shrink_to_fit();
+            }
+            outcome.map(|v| matches!(v, Verification::Valid { .. }))
+        }
+        keyed => keyed.matches_keyed(password),
     };
-    let (Some(salt), Some(expected), Ok(used)) = (&hash.salt, &hash.hash, Params::try_from(&hash))
-    else {
-        return Verification::Invalid;
-    };
-    let Ok(version) = Version::try_from(hash.version.unwrap_or(0x13)) else {
-        return Verification::Invalid;
-    };
-    if hash.algorithm != ARGON2ID_IDENT {
-        return Verification::Invalid;
-    }
-    let mut out = vec![0u8; expected.len()];
-    let blocks = used.block_count();
-    let computed = Argon2::new(Algorithm::Argon2id, version, used.clone())
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            salt.as_ref(),
-            &mut out,
-            working_area(memory, blocks),
-        );
-    if computed.is_err() || !constant_time_eq(&out, expected.as_bytes()) {
-        return Verification::Invalid;
-    }
-    let current = version == Version::V0x13
-        && used.m_cost() == params.m_cost()
-        && used.t_cost() == params.t_cost()
-        && used.p_cost() == params.p_cost();
-    Verification::Valid {
-        needs_rehash: !current,
+    match matched {
+        Some(true) => Verification::Valid { needs_rehash: true },
+        Some(false) => Verification::Invalid,
+        None => {
+            argon2_verify(password, dummy, Some(params), memory);
+            Verification::Invalid
+        }
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Checks `password` against a PHC argon2 string; `None` when it does not parse. With
+/// `current`, only argon2id is accepted and the answer says whether its parameters are
+/// still the configured ones; without (Django's wrapping), any argon2 variant is.
+fn argon2_verify(
+    password: &str,
+    stored: &str,
+    current: Option<&Params>,
+    memory: &mut Vec<Block>,
+) -> Option<Verification> {
+    let hash = PasswordHash::new(stored).ok()?;
+    let (Some(salt), Some(expected), Ok(used)) = (&hash.salt, &hash.hash, Params::try_from(&hash))
+    else {
+        return None;
+    };
+    let version = Version::try_from(hash.version.unwrap_or(0x13)).ok()?;
+    let algorithm = Algorithm::try_from(hash.algorithm.as_str()).ok()?;
+    if current.is_some() && algorithm != Algorithm::Argon2id {
+        return None;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let blocks = used.block_count();
+    let computed = Argon2::new(algorithm, version, used.clone()).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt.as_ref(),
+        &mut out,
+        working_area(memory, blocks),
+    );
+    if computed.is_err() || !constant_time_eq(&out, expected.as_bytes()) {
+        return Some(Verification::Invalid);
+    }
+    let up_to_date = current.is_some_and(|params| {
+        version == Version::V0x13
+            && used.m_cost() == params.m_cost()
+            && used.t_cost() == params.t_cost()
+            && used.p_cost() == params.p_cost()
+    });
+    Some(Verification::Valid {
+        needs_rehash: !up_to_date,
+    })
 }
 
 #[cfg(test)]
@@ -339,5 +377,32 @@ mod tests {
             old.verify(&password, None).await.unwrap(),
             Verification::Invalid
         );
+    }
+
+    #[tokio::test]
+    async fn django_hashes_verify_and_always_ask_for_rehash() {
+        // Made by Django 5.1's Argon2PasswordHasher (cheap parameters) and PBKDF2PasswordHasher.
+        let password = SecretString::from("correct horse battery staple ünïcode");
+        let django_argon2 = "argon2$argon2id$v=19$m=1024,t=1,p=2$SHhpY3dQTEk5RjMxZmcyUVcyUURxNA$vZRzCYTNmVi+yo7bJbYt22pi6nubjMKSSIBDVWE2joY";
+        let pbkdf2 = "pbkdf2_sha256$1000$N3YY7ySvzEuLpyC8kSPGOv$vrS4iYw/dFf6/DAx/cz2Quisw72bthTbFT/kQ0y+Ueo=";
+        let hasher = hasher(1024);
+        for stored in [django_argon2, pbkdf2] {
+            assert_eq!(
+                hasher.verify(&password, Some(stored)).await.unwrap(),
+                Verification::Valid { needs_rehash: true },
+                "{stored}"
+            );
+            let wrong = SecretString::from("correct horse battery staple");
+            assert_eq!(
+                hasher.verify(&wrong, Some(stored)).await.unwrap(),
+                Verification::Invalid
+            );
+        }
+        for unusable in ["!rHkL20CE6D1wFSbA6BCmmoVH0Svc0IYl8iQce63H", "md5$s$h", ""] {
+            assert_eq!(
+                hasher.verify(&password, Some(unusable)).await.unwrap(),
+                Verification::Invalid
+            );
+        }
     }
 }

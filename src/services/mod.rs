@@ -125,15 +125,24 @@ impl Services {
             .gauge("identity_db_pool_connections", f64::from(connections));
         self.metrics
             .gauge("identity_db_pool_idle_connections", f64::from(idle));
-        if let Ok(mut conn) = self.store.connection().await
-            && let Ok(pending) = conn.queries().pending_email_count().await
-        {
+        if let Ok(mut conn) = self.store.connection().await {
+            let mut queries = conn.queries();
             #[expect(
                 clippy::cast_precision_loss,
-                reason = "a queue depth fits an f64 exactly"
+                reason = "counts of rows fit an f64 exactly"
             )]
-            self.metrics
-                .gauge("identity_outbox_pending_emails", pending as f64);
+            if let Ok(pending) = queries.pending_email_count().await {
+                self.metrics
+                    .gauge("identity_outbox_pending_emails", pending as f64);
+            }
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "counts of rows fit an f64 exactly"
+            )]
+            if let Ok(legacy) = queries.count_legacy_password_hashes().await {
+                self.metrics
+                    .gauge("identity_legacy_password_hashes", legacy as f64);
+            }
         }
         self.metrics.render()
     }

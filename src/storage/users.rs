@@ -341,6 +341,23 @@ impl Queries<'_> {
         }
     }
 
+    /// How many accounts hold a usable password hash in a format other than argon2id (one
+    /// an import brought, re-hashed at the account's next sign-in).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn count_legacy_password_hashes(&mut self) -> Result<i64, StoreError> {
+        on_backend!(self, conn => {
+            users::table
+                .filter(users::password_hash.is_not_null())
+                .filter(users::password_hash.not_like("$argon2id$%"))
+                .filter(users::password_hash.not_like("!%"))
+                .count()
+                .get_result(conn)
+                .await
+        })
+    }
+
     /// How many accounts are active superusers.
     ///
     /// # Errors

@@ -23,6 +23,7 @@ mod client;
 mod client_ip;
 mod concurrency;
 mod devices;
+mod django;
 mod google;
 mod keys;
 mod operations;
