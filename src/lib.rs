@@ -25,6 +25,7 @@ pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod django_source;
 pub mod domain;
 pub mod email;
 pub mod error;

@@ -1,4 +1,5 @@
-//! The `identity` binary: `serve` (default), `migrate`, `create-superuser`.
+//! The `identity` binary: `serve` (default), `migrate`, `create-superuser`, `keys`,
+//! `import-django`.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -6,9 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use identity::{
     app::{self, Application},
+    auth::HashFormat,
     clock::Clock,
     config::Config,
+    django_source::{self, FieldNames, Source, SourceSpec},
     domain::{Email, Password},
+    services::django_import::ImportOptions,
     storage::Store,
     telemetry,
 };
@@ -38,6 +42,53 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Import a Django deployment's users, keeping ids and password hashes (safe to re-run,
+    /// and beside a running server).
+    ImportDjango(ImportDjango),
+}
+
+#[derive(clap::Args)]
+#[expect(
+    clippy::doc_markdown,
+    reason = "these comments are the --help text, where backticks would show"
+)]
+struct ImportDjango {
+    /// Read a `manage.py dumpdata` JSON file.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_database")]
+    from_json: Option<std::path::PathBuf>,
+    /// Read the Django Postgres database at this URL (or set DJANGO_DATABASE_URL).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DJANGO_DATABASE_URL",
+        hide_env_values = true
+    )]
+    from_database: Option<String>,
+    /// The user model in a dumpdata file (`app_label.model`).
+    #[arg(long, default_value = "auth.user")]
+    model: String,
+    /// The user table in the Django database.
+    #[arg(long, default_value = "auth_user")]
+    table: String,
+    /// A field's name in a custom user model, `field=name` (`name` empty: the model has
+    /// none); fields: id, email, password, first_name, last_name, is_active, is_staff,
+    /// is_superuser, date_joined, last_login, is_verified.
+    #[arg(long = "field", value_name = "FIELD=NAME")]
+    fields: Vec<String>,
+    /// Only report how many accounts hold each password hash format, and whether this
+    /// build can check it; nothing is written.
+    #[arg(long)]
+    check: bool,
+    /// Import accounts whose hash format this build cannot check, without a usable
+    /// password (they reset it); without this, such a format stops the import.
+    #[arg(long)]
+    unknown_hashes_unusable: bool,
+    /// Report how many accounts here still hold each hash format (no source needed).
+    #[arg(long, conflicts_with_all = ["from_json", "from_database", "check"])]
+    status: bool,
+    /// Accounts per transaction.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +121,7 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate => migrate(&config).await,
         Command::CreateSuperuser { email } => create_superuser(config, &email).await,
         Command::Keys { command } => keys(config, command).await,
+        Command::ImportDjango(args) => import_django(config, args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -129,6 +181,87 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+async fn import_django(config: Config, args: ImportDjango) -> anyhow::Result<()> {
+    let services = app::services(config, Clock::default()).await?;
+    if args.status {
+        let formats = services
+            .password_formats()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        print_formats(&formats);
+        let legacy: u64 = formats
+            .iter()
+            .filter(|(format, _)| format.is_verifiable() && **format != HashFormat::Argon2id)
+            .map(|(_, count)| count)
+            .sum();
+        println!("{legacy} accounts still hold a legacy hash (re-hashed at their next sign-in)");
+        return Ok(());
+    }
+    let spec = match (args.from_json, args.from_database) {
+        (Some(path), _) => SourceSpec::Dumpdata {
+            path,
+            model: args.model,
+        },
+        (None, Some(url)) => SourceSpec::Database {
+            url: url.into(),
+            table: args.table,
+        },
+        (None, None) => anyhow::bail!("name a source: --from-json FILE or --from-database URL"),
+    };
+    let mut source = Source::open(spec, FieldNames::with_overrides(&args.fields)?).await?;
+    if args.check {
+        let formats = django_source::survey(&mut source, args.batch_size).await?;
+        print_formats(&formats);
+        return Ok(());
+    }
+    let options = ImportOptions {
+        unknown_hashes_as_unusable: args.unknown_hashes_unusable,
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let tally = django_source::import(
+        &services,
+        &mut source,
+        options,
+        args.batch_size,
+        |done, total| {
+            if terminal {
+                let width = 30;
+                let filled =
+                    usize::try_from(done.saturating_mul(width) / total.max(1)).unwrap_or(0);
+                eprint!(
+                    "\r[{}{}] {done}/{total}",
+                    "#".repeat(filled),
+                    " ".repeat(30usize.saturating_sub(filled))
+                );
+            }
+        },
+    )
+    .await?;
+    if terminal {
+        eprintln!();
+    }
+    println!(
+        "imported {}, updated {}, skipped {} in {:.1} s",
+        tally.imported,
+        tally.updated,
+        tally.skipped.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for skipped in &tally.skipped {
+        println!("  skipped {}: {}", skipped.id, skipped.reason);
+    }
+    Ok(())
+}
+
+fn print_formats(formats: &std::collections::BTreeMap<HashFormat, u64>) {
+    println!("{:<18} {:>10}  checkable here", "format", "accounts");
+    for (format, count) in formats {
+        let checkable = if format.is_verifiable() { "yes" } else { "no" };
+        println!("{:<18} {count:>10}  {checkable}", format.to_string());
+    }
 }
 
 /// Reads the password without echo from a terminal, or as one line of piped input; never from argv.

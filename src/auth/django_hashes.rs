@@ -75,6 +75,27 @@ impl<'a> StoredHash<'a> {
         }
     }
 
+    /// The format, for an import's report.
+    #[must_use]
+    pub fn format(&self) -> HashFormat {
+        match self {
+            Self::Argon2id => HashFormat::Argon2id,
+            Self::DjangoArgon2(_) => HashFormat::DjangoArgon2,
+            Self::DjangoPbkdf2 {
+                digest: Pbkdf2Digest::Sha256,
+                ..
+            } => HashFormat::Pbkdf2Sha256,
+            Self::DjangoPbkdf2 {
+                digest: Pbkdf2Digest::Sha1,
+                ..
+            } => HashFormat::Pbkdf2Sha1,
+            Self::DjangoBcrypt { sha256: true, .. } => HashFormat::BcryptSha256,
+            Self::DjangoBcrypt { sha256: false, .. } => HashFormat::Bcrypt,
+            Self::Unusable => HashFormat::Unusable,
+            Self::Unknown => HashFormat::Unknown,
+        }
+    }
+
     /// Whether `password` matches a Django PBKDF2 or bcrypt hash; `None` for the other
     /// formats (argon2 is checked on the caller's reusable memory).
     #[must_use]
@@ -138,6 +159,50 @@ fn pbkdf2(digest: Pbkdf2Digest, rest: &str) -> StoredHash<'_> {
             expected,
         },
         _ => StoredHash::Unknown,
+    }
+}
+
+/// A stored hash's format, as an import reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HashFormat {
+    /// `identity`'s own.
+    Argon2id,
+    /// Django's `argon2`.
+    DjangoArgon2,
+    /// Django's `pbkdf2_sha256`.
+    Pbkdf2Sha256,
+    /// Django's `pbkdf2_sha1`.
+    Pbkdf2Sha1,
+    /// Django's `bcrypt_sha256`.
+    BcryptSha256,
+    /// Django's `bcrypt`.
+    Bcrypt,
+    /// No usable password (`!`).
+    Unusable,
+    /// A format this build cannot check.
+    Unknown,
+}
+
+impl HashFormat {
+    /// Whether this build signs in with a password stored so.
+    #[must_use]
+    pub fn is_verifiable(self) -> bool {
+        !matches!(self, Self::Unusable | Self::Unknown)
+    }
+}
+
+impl std::fmt::Display for HashFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Argon2id => "argon2id",
+            Self::DjangoArgon2 => "argon2 (Django)",
+            Self::Pbkdf2Sha256 => "pbkdf2_sha256",
+            Self::Pbkdf2Sha1 => "pbkdf2_sha1",
+            Self::BcryptSha256 => "bcrypt_sha256",
+            Self::Bcrypt => "bcrypt",
+            Self::Unusable => "unusable (!)",
+            Self::Unknown => "unknown",
+        })
     }
 }
 

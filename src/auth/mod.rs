@@ -9,6 +9,7 @@ mod refresh;
 mod service_credentials;
 mod tokens;
 
+pub use django_hashes::{HashFormat, StoredHash};
 pub use key_encryption::KeyEncryption;
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;

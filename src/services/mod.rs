@@ -9,6 +9,7 @@
 //! - [`account_changes`]: a user's own password, address and deletion.
 //! - [`admin`]: staff and services creating, changing and deleting accounts.
 //! - [`audit`]: the trail of security-relevant events.
+//! - [`django_import`]: moving a Django deployment's users in.
 //! - [`limits`]: per-IP budgets, email cooldowns and login back-off, all in the database.
 //! - [`keys`]: the signing key set that rotates by time.
 //! - [`token_service`]: for backend services: key set, introspection, revocation log.
@@ -18,6 +19,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod devices;
+pub mod django_import;
 pub mod google_login;
 pub mod keys;
 pub mod limits;

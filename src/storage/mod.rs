@@ -7,6 +7,7 @@
 mod audit;
 mod counters;
 mod email_changes;
+mod imports;
 mod linked_identities;
 mod models;
 mod outbox;
@@ -32,8 +33,9 @@ use secrecy::ExposeSecret;
 pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
 pub use models::{
-    AuditEventRow, EmailChangeRow, NewAuditEvent, NewEmail, NewRegistration, NewUser, OutboxRow,
-    RegistrationRow, RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken, UserRow,
+    AuditEventRow, EmailChangeRow, ImportedUser, NewAuditEvent, NewEmail, NewRegistration, NewUser,
+    OutboxRow, RegistrationRow, RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken,
+    UserRow,
 };
 pub use users::{UserChanges, UserFilter};
 

@@ -68,6 +68,36 @@ pub struct NewUser {
     pub password_changed_at: NaiveDateTime,
 }
 
+/// A `users` row as an import from another system writes it: with the id it had there.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = users)]
+pub struct ImportedUser {
+    /// The id it had, so links and references made with it stay valid.
+    pub id: UserId,
+    /// Normalised email.
+    pub email: Email,
+    /// The hash exactly as the other system stored it; `None` when unusable.
+    pub password_hash: Option<String>,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// May sign in.
+    pub is_active: bool,
+    /// Proved the address.
+    pub is_verified: bool,
+    /// Staff.
+    pub is_staff: bool,
+    /// Superuser.
+    pub is_superuser: bool,
+    /// Creation time (UTC).
+    pub date_joined: NaiveDateTime,
+    /// Last sign-in (UTC).
+    pub last_login: Option<NaiveDateTime>,
+    /// When the import wrote it.
+    pub password_changed_at: NaiveDateTime,
+}
+
 /// A `registrations` row: one sign-up of an unverified address, with its own password
 /// and code.
 #[derive(Debug, Clone, Queryable, Selectable)]

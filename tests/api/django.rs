@@ -1,9 +1,10 @@
-//! Accounts moved from Django keep their password: Django's hash formats verify at login and
+//! Moving from Django: `identity import-django` (from a dumpdata file or the Django database)
+//! keeps ids, flags and the password hashes as Django stored them; those verify at login and
 //! are re-hashed to argon2id on the first success, and the metric counts what is left.
 
 use tonic::Code;
 
-use crate::helpers::{Backend, TestApp, assert_refused};
+use crate::helpers::{Backend, STAFF_EMAIL, STAFF_PASSWORD, TestApp, TestDatabase, assert_refused};
 
 /// The password the hashes below were made for, by Django 5.1's own hashers (with cheap
 /// parameters).
@@ -68,4 +69,238 @@ async fn django_hashes_sign_in_once_and_become_argon2id(backend: Backend) {
     assert_eq!(legacy_hashes(&app).await, "0");
 }
 
-crate::on_both_backends!(django_hashes_sign_in_once_and_become_argon2id);
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/api/fixtures/django_users.json"
+);
+/// The password of every usable account in the fixture.
+const FIXTURE_PASSWORD: &str = "correct horse battery staple";
+
+/// Runs `identity import-django` on the app's database, as an operator would beside it.
+fn import_django(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_identity"))
+        .arg("import-django")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database_url)
+        .env("LOG_FORMAT", "json")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn a_dumpdata_import_keeps_ids_flags_and_passwords(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let check = stdout(&import_django(&app, &["--from-json", FIXTURE, "--check"]));
+    assert!(
+        check.contains("pbkdf2_sha256               3  yes"),
+        "{check}"
+    );
+    assert!(
+        check.contains("unusable (!)                1  no"),
+        "{check}"
+    );
+    assert!(
+        app.user("user0@example.com").await.is_none(),
+        "--check wrote nothing"
+    );
+
+    let first = stdout(&import_django(&app, &["--from-json", FIXTURE]));
+    assert!(
+        first.contains("imported 6, updated 0, skipped 2"),
+        "{first}"
+    );
+    assert!(first.contains("skipped 21: its address differs from account 11's only by case"));
+    assert!(first.contains("skipped 22: it has no email address"));
+
+    let staff = app.login(STAFF_EMAIL, STAFF_PASSWORD).await.unwrap();
+    let root = app.get_user(&staff.access, 10).await.unwrap();
+    assert_eq!(
+        (
+            root.email.as_str(),
+            root.first_name.as_str(),
+            root.is_staff,
+            root.is_superuser
+        ),
+        ("user0@example.com", "First0", true, true)
+    );
+    assert!(root.is_verified && root.is_active);
+    assert_eq!(root.date_joined.unwrap().seconds, 1_682_942_400); // 2023-05-01T12:00:00Z
+    assert_eq!(root.last_login.unwrap().seconds, 1_717_230_600); // 2024-06-01T08:30:00Z
+    let unusable = app.get_user(&staff.access, 20).await.unwrap();
+    assert!(!unusable.is_active);
+    let refused = app.login("unusable@example.com", FIXTURE_PASSWORD).await;
+    assert_refused(refused, Code::Unauthenticated, "INVALID_CREDENTIALS");
+
+    // Every format signs in with the password it had; the first sign-in re-hashes it.
+    for n in 0..5 {
+        let email = format!("user{n}@example.com");
+        app.login(&email, FIXTURE_PASSWORD).await.unwrap();
+        assert!(stored_hash(&app, &email).await.starts_with("$argon2id$"));
+    }
+    let status = stdout(&import_django(&app, &["--status"]));
+    assert!(
+        status.contains("0 accounts still hold a legacy hash"),
+        "{status}"
+    );
+
+    // Re-running updates, never duplicates, and keeps passwords re-hashed here.
+    let again = stdout(&import_django(&app, &["--from-json", FIXTURE]));
+    assert!(
+        again.contains("imported 0, updated 6, skipped 2"),
+        "{again}"
+    );
+    app.login("user3@example.com", FIXTURE_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(app.all_users().await.len(), 7);
+
+    // New accounts get ids past the imported ones.
+    let fresh = app.verified_user("after-import@example.com").await;
+    assert!(fresh.id > 20, "{}", fresh.id);
+}
+
+async fn an_unknown_hash_format_stops_the_import_unless_told(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.json");
+    let records = serde_json::json!([
+        {"model": "auth.user", "pk": 5, "fields": {
+            "password": "md5$salt$5f4dcc3b5aa765d61d8327deb882cf99", "email": "old@example.com",
+            "is_active": true, "date_joined": "2020-01-01T00:00:00"}},
+        {"model": "auth.user", "pk": 6, "fields": {
+            "password": DJANGO_HASHES[0], "email": "new@example.com",
+            "is_active": true, "date_joined": "2020-01-01T00:00:00"}},
+    ]);
+    std::fs::write(&path, records.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+    let stopped = import_django(&app, &["--from-json", path]);
+    assert!(!stopped.status.success());
+    assert!(String::from_utf8_lossy(&stopped.stderr).contains("1 accounts hold a password hash"));
+    assert!(
+        app.user("new@example.com").await.is_none(),
+        "nothing was written"
+    );
+
+    let told = stdout(&import_django(
+        &app,
+        &["--from-json", path, "--unknown-hashes-unusable"],
+    ));
+    assert!(told.contains("imported 2, updated 0, skipped 0"), "{told}");
+    let old = app.login("old@example.com", "password").await;
+    assert_refused(old, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    app.login("new@example.com", DJANGO_PASSWORD).await.unwrap();
+}
+
+/// A Django database as `migrate` makes it: `auth_user`, and a custom model's table.
+async fn django_database() -> TestDatabase {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
+    let mut sql = String::from(
+        "CREATE TABLE auth_user (id integer PRIMARY KEY, password varchar(128) NOT NULL,
+           last_login timestamptz, is_superuser boolean NOT NULL, username varchar(150) NOT NULL,
+           first_name varchar(150) NOT NULL, last_name varchar(150) NOT NULL,
+           email varchar(254) NOT NULL, is_staff boolean NOT NULL, is_active boolean NOT NULL,
+           date_joined timestamptz NOT NULL);
+         CREATE TABLE accounts_user (id bigint PRIMARY KEY, password varchar(128) NOT NULL,
+           email_address varchar(254) NOT NULL, email_verified boolean NOT NULL,
+           is_active boolean NOT NULL, date_joined timestamp NOT NULL);",
+    );
+    for record in &records {
+        let f = &record["fields"];
+        let last_login = f["last_login"]
+            .as_str()
+            .map_or("NULL".to_owned(), |at| format!("'{at}'"));
+        sql.push_str(&format!(
+            "INSERT INTO auth_user VALUES ({}, '{}', {last_login}, {}, '{}', '{}', '{}', '{}', {}, {}, '{}');",
+            record["pk"], f["password"].as_str().unwrap(), f["is_superuser"], f["username"].as_str().unwrap(),
+            f["first_name"].as_str().unwrap(), f["last_name"].as_str().unwrap(), f["email"].as_str().unwrap(),
+            f["is_staff"], f["is_active"], f["date_joined"].as_str().unwrap(),
+        ));
+    }
+    sql.push_str(&format!(
+        "INSERT INTO accounts_user VALUES (7, '{}', 'Custom@Example.com', false, true, '2022-02-02 10:00:00');",
+        DJANGO_HASHES[1]
+    ));
+    client.batch_execute(&sql).await.unwrap();
+    database
+}
+
+async fn the_django_database_is_read_directly(backend: Backend) {
+    let source = django_database().await;
+    let app = TestApp::spawn(backend).await;
+    let imported = stdout(&import_django(&app, &["--from-database", &source.url]));
+    assert!(
+        imported.contains("imported 6, updated 0, skipped 2"),
+        "{imported}"
+    );
+    let staff = app.login(STAFF_EMAIL, STAFF_PASSWORD).await.unwrap();
+    let root = app.get_user(&staff.access, 10).await.unwrap();
+    assert_eq!(root.date_joined.unwrap().seconds, 1_682_942_400);
+    assert!(root.is_superuser);
+    app.login("user2@example.com", FIXTURE_PASSWORD)
+        .await
+        .unwrap();
+
+    // A custom user model, by its own table and column names.
+    let custom = stdout(&import_django(
+        &app,
+        &[
+            "--from-database",
+            &source.url,
+            "--table",
+            "accounts_user",
+            "--field",
+            "email=email_address",
+            "--field",
+            "is_verified=email_verified",
+            "--field",
+            "first_name=",
+            "--field",
+            "last_name=",
+            "--field",
+            "is_staff=",
+            "--field",
+            "is_superuser=",
+            "--field",
+            "last_login=",
+        ],
+    ));
+    assert!(
+        custom.contains("imported 1, updated 0, skipped 0"),
+        "{custom}"
+    );
+    let user = app.get_user(&staff.access, 7).await.unwrap();
+    assert_eq!(user.email, "custom@example.com");
+    assert!(!user.is_verified);
+
+    let wrong = import_django(
+        &app,
+        &["--from-database", &source.url, "--table", "no_such_table"],
+    );
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(message.contains("check --table"), "{message}");
+    assert!(!message.contains(&source.url), "the URL leaked: {message}");
+}
+
+crate::on_both_backends!(
+    django_hashes_sign_in_once_and_become_argon2id,
+    a_dumpdata_import_keeps_ids_flags_and_passwords,
+    an_unknown_hash_format_stops_the_import_unless_told,
+    the_django_database_is_read_directly,
+);

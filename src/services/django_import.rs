@@ -1,0 +1,285 @@
+//! Importing a Django deployment's users: ids, addresses, names, flags, dates, and the
+//! password hash exactly as Django stored it (login verifies and upgrades it). Re-running
+//! updates what it wrote before and never duplicates; an address two source accounts share
+//! by case is imported once and the other reported.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::Services;
+use crate::{
+    auth::{HashFormat, StoredHash},
+    domain::{Email, PersonName, UserId},
+    error::ServiceResult,
+    storage::{ImportedUser, Queries},
+};
+
+/// One account as a Django source holds it.
+#[derive(Debug, Clone)]
+pub struct DjangoAccount {
+    /// Its primary key.
+    pub id: i64,
+    /// Its address, as Django stored it.
+    pub email: String,
+    /// Its `password` field, exactly as Django stored it.
+    pub password: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// May sign in.
+    pub is_active: bool,
+    /// Staff.
+    pub is_staff: bool,
+    /// Superuser.
+    pub is_superuser: bool,
+    /// Whether it proved its address, where the model records it; otherwise it counts as
+    /// proven (the Django deployment let it sign in).
+    pub is_verified: Option<bool>,
+    /// When it was made.
+    pub date_joined: DateTime<Utc>,
+    /// When it last signed in.
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+/// How to treat what the import cannot carry over as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Import accounts whose hash format this build cannot check, without a usable password
+    /// (they reset it); otherwise they are skipped.
+    pub unknown_hashes_as_unusable: bool,
+}
+
+/// One account the import left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedAccount {
+    /// Its id in the source.
+    pub id: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an import did so far.
+#[derive(Debug, Default)]
+pub struct ImportTally {
+    /// Accounts written for the first time.
+    pub imported: u64,
+    /// Accounts imported before and brought up to date.
+    pub updated: u64,
+    /// Accounts left out.
+    pub skipped: Vec<SkippedAccount>,
+}
+
+/// One import, batch after batch: its options, the addresses seen so far, and its tally.
+#[derive(Debug, Default)]
+pub struct ImportRun {
+    options: ImportOptions,
+    seen: HashMap<Email, i64>,
+    /// What it did so far.
+    pub tally: ImportTally,
+}
+
+impl ImportRun {
+    /// A new import.
+    #[must_use]
+    pub fn new(options: ImportOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+}
+
+/// How many of `passwords` use each hash format.
+pub fn hash_formats<'a>(passwords: impl IntoIterator<Item = &'a str>) -> BTreeMap<HashFormat, u64> {
+    let mut counts = BTreeMap::new();
+    for password in passwords {
+        *counts
+            .entry(StoredHash::parse(password).format())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+impl Services {
+    /// Writes one batch of a Django import in one transaction.
+    ///
+    /// # Errors
+    /// Only when the database fails; bad accounts are skipped and reported in the tally.
+    pub async fn import_django_batch(
+        &self,
+        run: &mut ImportRun,
+        batch: Vec<DjangoAccount>,
+    ) -> ServiceResult<()> {
+        let now = self.clock.now_naive();
+        let mut rows = Vec::with_capacity(batch.len());
+        for account in batch {
+            let id = account.id;
+            match imported_user(account, run, now) {
+                Ok(row) => rows.push(row),
+                Err(reason) => run.tally.skipped.push(SkippedAccount { id, reason }),
+            }
+        }
+        let outcome = self
+            .store
+            .transaction(async |tx| write_batch(tx, rows).await)
+            .await?;
+        run.tally.imported += outcome.imported;
+        run.tally.updated += outcome.updated;
+        run.tally.skipped.extend(outcome.skipped);
+        Ok(())
+    }
+
+    /// How many accounts here hold a password in each format: what is left of an import's
+    /// hashes until their owners sign in (accounts without a password count as unusable).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn password_formats(&self) -> ServiceResult<BTreeMap<HashFormat, u64>> {
+        const BATCH: i64 = 5_000;
+        let mut counts = BTreeMap::new();
+        let mut after = 0;
+        let mut conn = self.connection().await?;
+        loop {
+            let hashes = conn
+                .queries()
+                .password_hashes_after(after, BATCH)
+                .await
+                .context("reading password hashes")?;
+            let Some((last, _)) = hashes.last() else {
+                return Ok(counts);
+            };
+            after = last.get();
+            for (_, hash) in &hashes {
+                let format = hash.as_deref().map_or(HashFormat::Unusable, |hash| {
+                    StoredHash::parse(hash).format()
+                });
+                *counts.entry(format).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Ends an import: accounts made here from now on get ids past every imported one.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn finish_django_import(&self) -> ServiceResult<()> {
+        let mut conn = self.connection().await?;
+        conn.queries()
+            .advance_user_ids()
+            .await
+            .context("advancing the id sequence")?;
+        Ok(())
+    }
+}
+
+/// A source account as it will be written, or why it cannot be.
+fn imported_user(
+    account: DjangoAccount,
+    run: &mut ImportRun,
+    now: chrono::NaiveDateTime,
+) -> Result<ImportedUser, String> {
+    let id =
+        UserId::parse(account.id).map_err(|_| "its id is not a positive integer".to_owned())?;
+    if account.email.trim().is_empty() {
+        return Err("it has no email address".into());
+    }
+    let email = Email::parse(&account.email).map_err(|e| format!("email {}", e.reason()))?;
+    let name = |field: &str, raw: &str| {
+        PersonName::parse(raw)
+            .map(PersonName::into_inner)
+            .map_err(|e| format!("{field} {}", e.reason()))
+    };
+    let first_name = name("first_name", &account.first_name)?;
+    let last_name = name("last_name", &account.last_name)?;
+    let password_hash = match StoredHash::parse(&account.password).format() {
+        HashFormat::Unusable => None,
+        HashFormat::Unknown if run.options.unknown_hashes_as_unusable => None,
+        HashFormat::Unknown => {
+            return Err("its password hash is in a format this build cannot check".into());
+        }
+        _ => Some(account.password),
+    };
+    match run.seen.get(&email) {
+        Some(first) if *first != account.id => {
+            return Err(format!(
+                "its address differs from account {first}'s only by case"
+            ));
+        }
+        _ => {
+            run.seen.insert(email.clone(), account.id);
+        }
+    }
+    Ok(ImportedUser {
+        id,
+        email,
+        password_hash,
+        first_name,
+        last_name,
+        is_active: account.is_active,
+        is_verified: account.is_verified.unwrap_or(true),
+        is_staff: account.is_staff,
+        is_superuser: account.is_superuser,
+        date_joined: account.date_joined.naive_utc(),
+        last_login: account.last_login.map(|at| at.naive_utc()),
+        password_changed_at: now,
+    })
+}
+
+/// Inserts the new accounts of a batch and updates the ones imported before. An address
+/// held here by another account is reported, not taken.
+async fn write_batch(tx: &mut Queries<'_>, rows: Vec<ImportedUser>) -> ServiceResult<ImportTally> {
+    let mut tally = ImportTally::default();
+    let ids: Vec<UserId> = rows.iter().map(|row| row.id).collect();
+    let emails: Vec<Email> = rows.iter().map(|row| row.email.clone()).collect();
+    let existing: HashMap<UserId, Option<String>> = tx
+        .existing_users(&ids)
+        .await
+        .context("finding accounts imported before")?
+        .into_iter()
+        .collect();
+    let holders: HashMap<Email, UserId> = tx
+        .holders_of(&emails)
+        .await
+        .context("finding who holds the addresses")?
+        .into_iter()
+        .map(|(id, email)| (email, id))
+        .collect();
+    let mut new = Vec::new();
+    for row in rows {
+        if let Some(holder) = holders.get(&row.email).filter(|holder| **holder != row.id) {
+            tally.skipped.push(SkippedAccount {
+                id: row.id.get(),
+                reason: format!("its address belongs to account {holder} here"),
+            });
+            continue;
+        }
+        match existing.get(&row.id) {
+            Some(stored) => {
+                // Signed in here since, its password was re-hashed: this one is current.
+                let upgraded = stored
+                    .as_deref()
+                    .is_some_and(|hash| StoredHash::parse(hash) == StoredHash::Argon2id);
+                tx.update_imported_user(&row, upgraded)
+                    .await
+                    .context("updating an imported account")?;
+                tally.updated += 1;
+            }
+            None => new.push(row),
+        }
+    }
+    let written = tx
+        .insert_imported_users(&new)
+        .await
+        .context("inserting imported accounts")?;
+    tally.imported = u64::try_from(written.len()).unwrap_or(u64::MAX);
+    for row in new.iter().filter(|row| !written.contains(&row.id)) {
+        tally.skipped.push(SkippedAccount {
+            id: row.id.get(),
+            reason: "its id or address was taken while the import ran".into(),
+        });
+    }
+    Ok(tally)
+}

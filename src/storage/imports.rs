@@ -1,0 +1,155 @@
+//! Writing accounts imported from another system, with the ids they had there.
+
+use diesel::prelude::*;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+
+use super::{Backend, ImportedUser, Queries, StoreError, on_backend, schema::users};
+use crate::domain::{Email, UserId};
+
+impl Queries<'_> {
+    /// The ids and password hashes of those of `ids` that exist.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn existing_users(
+        &mut self,
+        ids: &[UserId],
+    ) -> Result<Vec<(UserId, Option<String>)>, StoreError> {
+        on_backend!(self, conn => {
+            users::table
+                .filter(users::id.eq_any(ids))
+                .select((users::id, users::password_hash))
+                .load(conn)
+                .await
+        })
+    }
+
+    /// The accounts holding any of `emails`, as (id, email).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn holders_of(
+        &mut self,
+        emails: &[Email],
+    ) -> Result<Vec<(UserId, Email)>, StoreError> {
+        on_backend!(self, conn => {
+            users::table
+                .filter(users::email.eq_any(emails))
+                .select((users::id, users::email))
+                .load(conn)
+                .await
+        })
+    }
+
+    /// Inserts new imported accounts in one statement; returns the ids written. A row whose
+    /// id or address was taken meanwhile is left out, not an error.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn insert_imported_users(
+        &mut self,
+        rows: &[ImportedUser],
+    ) -> Result<Vec<UserId>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &mut self.0 {
+            Backend::Postgres(conn) => diesel::insert_into(users::table)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(users::id)
+                .get_results(*conn)
+                .await
+                .map_err(StoreError::from),
+            // Diesel cannot batch rows with optional columns on SQLite; its one writer makes
+            // a row at a time cheap.
+            Backend::Sqlite(conn) => {
+                let mut written = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id: Option<UserId> = diesel::insert_into(users::table)
+                        .values(row)
+                        .on_conflict_do_nothing()
+                        .returning(users::id)
+                        .get_result(*conn)
+                        .await
+                        .optional()?;
+                    written.extend(id);
+                }
+                Ok(written)
+            }
+        }
+    }
+
+    /// Brings an account imported before up to date with its source. Its password is kept
+    /// when `keep_password` (it has signed in here since, and been re-hashed).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn update_imported_user(
+        &mut self,
+        row: &ImportedUser,
+        keep_password: bool,
+    ) -> Result<(), StoreError> {
+        let fields = (
+            users::email.eq(&row.email),
+            users::first_name.eq(&row.first_name),
+            users::last_name.eq(&row.last_name),
+            users::is_active.eq(row.is_active),
+            users::is_verified.eq(row.is_verified),
+            users::is_staff.eq(row.is_staff),
+            users::is_superuser.eq(row.is_superuser),
+            users::date_joined.eq(row.date_joined),
+            users::last_login.eq(row.last_login),
+        );
+        let target = users::table.find(row.id);
+        on_backend!(self, conn => {
+            if keep_password {
+                diesel::update(target).set(fields).execute(conn).await.map(drop)
+            } else {
+                diesel::update(target)
+                    .set((fields, users::password_hash.eq(&row.password_hash)))
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            }
+        })
+    }
+
+    /// Up to `limit` accounts' password hashes with ids above `after`, in id order.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn password_hashes_after(
+        &mut self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(UserId, Option<String>)>, StoreError> {
+        on_backend!(self, conn => {
+            users::table
+                .filter(users::id.gt(after))
+                .order(users::id.asc())
+                .limit(limit)
+                .select((users::id, users::password_hash))
+                .load(conn)
+                .await
+        })
+    }
+
+    /// Moves the id sequence past the largest id, so accounts made here after an import
+    /// never collide with imported ones. SQLite's AUTOINCREMENT does this by itself.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn advance_user_ids(&mut self) -> Result<(), StoreError> {
+        match &mut self.0 {
+            Backend::Postgres(conn) => conn
+                .batch_execute(
+                    "SELECT setval(pg_get_serial_sequence('users', 'id'), \
+                     (SELECT COALESCE(MAX(id), 0) + 1 FROM users), false)",
+                )
+                .await
+                .map_err(StoreError::from),
+            Backend::Sqlite(_) => Ok(()),
+        }
+    }
+}
