@@ -303,4 +303,54 @@ crate::on_both_backends!(
     a_dumpdata_import_keeps_ids_flags_and_passwords,
     an_unknown_hash_format_stops_the_import_unless_told,
     the_django_database_is_read_directly,
+    users_a_real_django_made_sign_in_after_the_import,
 );
+
+/// The Python of a venv with Django in it (scripts/test makes one).
+fn django_python() -> String {
+    std::env::var("DJANGO_PYTHON").unwrap_or_else(|_| {
+        panic!("DJANGO_PYTHON is not set: run scripts/test, which installs Django into .venv")
+    })
+}
+
+async fn users_a_real_django_made_sign_in_after_the_import(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django/make_users.py");
+    let password = "a Django user's passphrase";
+    let made = std::process::Command::new(django_python())
+        .args([script, dir.path().to_str().unwrap(), password])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let dump = dir.path().join("users.json");
+    let imported = stdout(&import_django(
+        &app,
+        &["--from-json", dump.to_str().unwrap()],
+    ));
+    assert!(
+        imported.contains("imported 6, updated 0, skipped 0"),
+        "{imported}"
+    );
+    for hasher in [
+        "pbkdf2_sha256",
+        "pbkdf2_sha1",
+        "argon2",
+        "bcrypt_sha256",
+        "bcrypt",
+    ] {
+        let email = format!("{hasher}@example.com");
+        let wrong = app.login(&email, "not the passphrase").await;
+        assert_refused(wrong, Code::Unauthenticated, "INVALID_CREDENTIALS");
+        app.login(&email, password)
+            .await
+            .unwrap_or_else(|e| panic!("{hasher}: {e:?}"));
+        assert!(stored_hash(&app, &email).await.starts_with("$argon2id$"));
+    }
+    let nobody = app.login("nobody@example.com", password).await;
+    assert_refused(nobody, Code::Unauthenticated, "INVALID_CREDENTIALS");
+}
