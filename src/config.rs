@@ -109,6 +109,17 @@ pub struct GrpcTlsConfig {
     pub client_ca_pem: Option<String>,
 }
 
+/// The Django deployment `identity` replaced, for the links it mailed before the cutover.
+#[derive(Debug, Clone, Default)]
+pub struct DjangoConfig {
+    /// `DJANGO_SECRET_KEY` (or `DJANGO_SECRET_KEY_FILE`), then `DJANGO_SECRET_KEY_FALLBACKS`
+    /// (comma-separated): the keys its tokens may be made under. None: no Django link works.
+    pub secret_keys: Vec<SecretString>,
+    /// `DJANGO_PASSWORD_RESET_TIMEOUT`: Django's `PASSWORD_RESET_TIMEOUT` (three days by
+    /// default), how long its links worked there.
+    pub password_reset_timeout: Duration,
+}
+
 /// Google sign-in.
 #[derive(Debug, Clone)]
 pub struct GoogleConfig {
@@ -259,6 +270,8 @@ pub struct Config {
     pub unverified_retention: Duration,
     /// `AUDIT_RETENTION`: audit events are deleted this long after they happened.
     pub audit_retention: Duration,
+    /// The Django deployment moved from, whose mailed links still work.
+    pub django: DjangoConfig,
     /// `REGISTER_REVEALS_EXISTING`: Register answers `ALREADY_EXISTS` for a taken address and
     /// returns the new user, for deployments whose callers are all trusted. Off by default:
     /// Register then answers alike for every address.
@@ -409,6 +422,22 @@ impl Config {
             activation_link_lifetime: env.seconds("ACTIVATION_LINK_TIMEOUT", 86_400)?,
             unverified_retention: env.seconds("UNVERIFIED_ACCOUNT_RETENTION", 7 * 86_400)?,
             audit_retention: env.seconds("AUDIT_RETENTION", 90 * 86_400)?,
+            django: DjangoConfig {
+                secret_keys: env
+                    .secret("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FILE")?
+                    .into_iter()
+                    .chain(
+                        env.get("DJANGO_SECRET_KEY_FALLBACKS")
+                            .unwrap_or_default()
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|key| !key.is_empty())
+                            .map(str::to_owned),
+                    )
+                    .map(SecretString::from)
+                    .collect(),
+                password_reset_timeout: env.seconds("DJANGO_PASSWORD_RESET_TIMEOUT", 259_200)?,
+            },
             register_reveals_existing: env.bool("REGISTER_REVEALS_EXISTING", false)?,
             password_reset_lifetime: env.seconds("PASSWORD_RESET_TIMEOUT", 3_600)?,
             jwt: JwtConfig {

@@ -1,6 +1,7 @@
 //! Credentials: password hashing, access tokens, refresh tokens and keyed hashes for codes and links.
 
 mod django_hashes;
+mod django_tokens;
 mod key_encryption;
 mod keyed_hash;
 mod link_tokens;
@@ -10,6 +11,7 @@ mod service_credentials;
 mod tokens;
 
 pub use django_hashes::{HashFormat, StoredHash};
+pub use django_tokens::{DjangoLinkState, DjangoTokenError, DjangoTokens};
 pub use key_encryption::KeyEncryption;
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;

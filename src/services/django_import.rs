@@ -13,7 +13,7 @@ use crate::{
     auth::{HashFormat, StoredHash},
     domain::{Email, PersonName, UserId},
     error::ServiceResult,
-    storage::{ImportedUser, Queries},
+    storage::{DjangoLinkRow, ImportedUser, Queries},
 };
 
 /// One account as a Django source holds it.
@@ -180,7 +180,7 @@ fn imported_user(
     account: DjangoAccount,
     run: &mut ImportRun,
     now: chrono::NaiveDateTime,
-) -> Result<ImportedUser, String> {
+) -> Result<(ImportedUser, DjangoLinkRow), String> {
     let id =
         UserId::parse(account.id).map_err(|_| "its id is not a positive integer".to_owned())?;
     if account.email.trim().is_empty() {
@@ -200,7 +200,7 @@ fn imported_user(
         HashFormat::Unknown => {
             return Err("its password hash is in a format this build cannot check".into());
         }
-        _ => Some(account.password),
+        _ => Some(account.password.clone()),
     };
     match run.seen.get(&email) {
         Some(first) if *first != account.id => {
@@ -212,7 +212,13 @@ fn imported_user(
             run.seen.insert(email.clone(), account.id);
         }
     }
-    Ok(ImportedUser {
+    let link_state = DjangoLinkRow {
+        user_id: id,
+        email: account.email.clone(),
+        password: account.password.clone(),
+        last_login: account.last_login.map(|at| at.naive_utc()),
+    };
+    let user = ImportedUser {
         id,
         email,
         password_hash,
@@ -225,12 +231,17 @@ fn imported_user(
         date_joined: account.date_joined.naive_utc(),
         last_login: account.last_login.map(|at| at.naive_utc()),
         password_changed_at: now,
-    })
+    };
+    Ok((user, link_state))
 }
 
 /// Inserts the new accounts of a batch and updates the ones imported before. An address
 /// held here by another account is reported, not taken.
-async fn write_batch(tx: &mut Queries<'_>, rows: Vec<ImportedUser>) -> ServiceResult<ImportTally> {
+async fn write_batch(
+    tx: &mut Queries<'_>,
+    rows: Vec<(ImportedUser, DjangoLinkRow)>,
+) -> ServiceResult<ImportTally> {
+    let (rows, link_states): (Vec<ImportedUser>, Vec<DjangoLinkRow>) = rows.into_iter().unzip();
     let mut tally = ImportTally::default();
     let ids: Vec<UserId> = rows.iter().map(|row| row.id).collect();
     let emails: Vec<Email> = rows.iter().map(|row| row.email.clone()).collect();
@@ -281,5 +292,13 @@ async fn write_batch(tx: &mut Queries<'_>, rows: Vec<ImportedUser>) -> ServiceRe
             reason: "its id or address was taken while the import ran".into(),
         });
     }
+    let skipped: Vec<i64> = tally.skipped.iter().map(|s| s.id).collect();
+    let link_states: Vec<DjangoLinkRow> = link_states
+        .into_iter()
+        .filter(|state| !skipped.contains(&state.user_id.get()))
+        .collect();
+    tx.replace_django_link_states(&link_states)
+        .await
+        .context("recording what Django's links covered")?;
     Ok(tally)
 }

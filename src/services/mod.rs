@@ -36,7 +36,8 @@ use tokio::sync::Notify;
 
 use crate::{
     auth::{
-        HashError, KeyEncryption, LinkTokens, PasswordHasher, ServerSecret, TokenIssuer, UserState,
+        DjangoTokens, HashError, KeyEncryption, LinkTokens, PasswordHasher, ServerSecret,
+        TokenIssuer, UserState,
     },
     clock::Clock,
     config::Config,
@@ -66,6 +67,7 @@ pub struct Services {
     pub(crate) tokens: TokenIssuer,
     pub(crate) key_encryption: KeyEncryption,
     pub(crate) links: LinkTokens,
+    pub(crate) django_links: DjangoTokens,
     pub(crate) secret: ServerSecret,
     pub(crate) mailer: Mailer,
     pub(crate) google: Arc<GoogleClient>,
@@ -106,6 +108,7 @@ impl Services {
     pub fn new(parts: ServiceParts) -> Self {
         Self {
             links: LinkTokens::new(parts.secret.clone()),
+            django_links: DjangoTokens::new(parts.config.django.secret_keys.clone()),
             store: parts.store,
             clock: parts.clock,
             hasher: parts.hasher,

@@ -9,10 +9,11 @@ use super::{
     link_state,
 };
 use crate::{
-    auth::{LinkPurpose, LinkToken, LinkTokenError},
+    auth::{DjangoLinkState, DjangoTokenError, LinkPurpose, LinkToken, LinkTokenError},
     domain::{Actor, AuditKind, Email, Password, Uidb64},
     email::{EmailedLink, Notice},
     error::{ServiceError, ServiceResult},
+    storage::UserRow,
 };
 
 /// The answer to every reset request, whether or not the address has an account.
@@ -23,6 +24,42 @@ pub const RESET_MESSAGE: &str =
 pub const RESET_DONE_MESSAGE: &str = "Your password has been changed. Sign in with the new one.";
 
 impl Services {
+    /// Checks a reset link Django mailed for an imported account: valid only while the
+    /// account is as Django left it (the same password field and last sign-in), within
+    /// Django's timeout. Its use changes the password, so it works once.
+    async fn check_django_link(&self, user: &UserRow, token: &LinkToken) -> ServiceResult<()> {
+        let mut conn = self.connection().await?;
+        let state = conn
+            .queries()
+            .django_link_state(user.id)
+            .await
+            .context("loading the Django link state")?
+            .ok_or(ServiceError::LinkInvalid)?;
+        let unchanged = user.password_hash.as_deref() == Some(state.password.as_str())
+            && user.last_login.map(|at| at.and_utc().timestamp())
+                == state.last_login.map(|at| at.and_utc().timestamp());
+        if !unchanged {
+            return Err(ServiceError::LinkInvalid);
+        }
+        let django = DjangoLinkState {
+            id: user.id.get(),
+            password: &state.password,
+            last_login: state.last_login,
+            email: &state.email,
+        };
+        self.django_links
+            .check(
+                token.expose(),
+                &django,
+                self.clock.now(),
+                self.config.django.password_reset_timeout,
+            )
+            .map_err(|e| match e {
+                DjangoTokenError::Invalid => ServiceError::LinkInvalid,
+                DjangoTokenError::Expired => ServiceError::LinkExpired,
+            })
+    }
+
     /// Queues a reset link for the account, if there is one; the answer is the same either way.
     ///
     /// # Errors
@@ -78,18 +115,22 @@ impl Services {
         let Some(user) = self.user_by_id(uid.user_id()).await? else {
             return Err(ServiceError::LinkInvalid);
         };
-        self.links
-            .check(
-                LinkPurpose::PasswordReset,
-                &token,
-                &link_state(&user),
-                self.clock.now(),
-                self.config.password_reset_lifetime,
-            )
-            .map_err(|e| match e {
-                LinkTokenError::Invalid => ServiceError::LinkInvalid,
-                LinkTokenError::Expired => ServiceError::LinkExpired,
-            })?;
+        let checked = self.links.check(
+            LinkPurpose::PasswordReset,
+            &token,
+            &link_state(&user),
+            self.clock.now(),
+            self.config.password_reset_lifetime,
+        );
+        match checked {
+            Ok(()) => {}
+            // Perhaps a link Django mailed before the cutover.
+            Err(LinkTokenError::Invalid) if self.django_links.is_configured() => {
+                self.check_django_link(&user, &token).await?;
+            }
+            Err(LinkTokenError::Invalid) => return Err(ServiceError::LinkInvalid),
+            Err(LinkTokenError::Expired) => return Err(ServiceError::LinkExpired),
+        }
         new_password
             .check_against(&user.email)
             .map_err(|e| ServiceError::invalid("new_password", &e))?;
@@ -113,6 +154,9 @@ impl Services {
                 tx.delete_registrations(user.id)
                     .await
                     .context("forgetting unproven sign-ups")?;
+                tx.forget_django_link_state(user.id)
+                    .await
+                    .context("spending the Django links")?;
                 let notice =
                     self.mailer
                         .notice(Notice::PasswordChanged, &user.email, &user.first_name, now);

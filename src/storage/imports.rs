@@ -3,7 +3,10 @@
 use diesel::prelude::*;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
-use super::{Backend, ImportedUser, Queries, StoreError, on_backend, schema::users};
+use super::{
+    Backend, DjangoLinkRow, ImportedUser, Queries, StoreError, on_backend,
+    schema::{django_link_states, users},
+};
 use crate::domain::{Email, UserId};
 
 impl Queries<'_> {
@@ -112,6 +115,61 @@ impl Queries<'_> {
                     .await
                     .map(drop)
             }
+        })
+    }
+
+    /// Records what Django's links for imported accounts covered, replacing what an earlier
+    /// import recorded.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn replace_django_link_states(
+        &mut self,
+        rows: &[DjangoLinkRow],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<UserId> = rows.iter().map(|row| row.user_id).collect();
+        on_backend!(self, conn => {
+            diesel::delete(django_link_states::table.filter(django_link_states::user_id.eq_any(&ids)))
+                .execute(conn)
+                .await?;
+            for row in rows {
+                diesel::insert_into(django_link_states::table)
+                    .values(row)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+    }
+
+    /// What Django's links for an imported account covered, if it was imported.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn django_link_state(
+        &mut self,
+        user_id: UserId,
+    ) -> Result<Option<DjangoLinkRow>, StoreError> {
+        on_backend!(self, conn => {
+            django_link_states::table
+                .find(user_id)
+                .select(DjangoLinkRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+    }
+
+    /// Forgets an account's Django link state: its Django links are spent.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn forget_django_link_state(&mut self, user_id: UserId) -> Result<(), StoreError> {
+        on_backend!(self, conn => {
+            diesel::delete(django_link_states::table.find(user_id))
+                .execute(conn)
+                .await
+                .map(drop)
         })
     }
 

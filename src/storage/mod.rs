@@ -33,9 +33,9 @@ use secrecy::ExposeSecret;
 pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
 pub use models::{
-    AuditEventRow, EmailChangeRow, ImportedUser, NewAuditEvent, NewEmail, NewRegistration, NewUser,
-    OutboxRow, RegistrationRow, RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken,
-    UserRow,
+    AuditEventRow, DjangoLinkRow, EmailChangeRow, ImportedUser, NewAuditEvent, NewEmail,
+    NewRegistration, NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow, SigningKeyRow,
+    SpentRefreshToken, UserRow,
 };
 pub use users::{UserChanges, UserFilter};
 

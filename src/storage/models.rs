@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_events, counters, email_changes, outbox, refresh_tokens, registrations, revocations,
-    sessions, signing_keys, users,
+    audit_events, counters, django_link_states, email_changes, outbox, refresh_tokens,
+    registrations, revocations, sessions, signing_keys, users,
 };
 use crate::{
     auth::RefreshTokenHash,
@@ -96,6 +96,20 @@ pub struct ImportedUser {
     pub last_login: Option<NaiveDateTime>,
     /// When the import wrote it.
     pub password_changed_at: NaiveDateTime,
+}
+
+/// A `django_link_states` row: what Django's link tokens for an imported account covered.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = django_link_states)]
+pub struct DjangoLinkRow {
+    /// The account.
+    pub user_id: UserId,
+    /// Its address, exactly as Django stored it.
+    pub email: String,
+    /// Its `password` field, exactly as Django stored it.
+    pub password: String,
+    /// Its last sign-in in Django (UTC).
+    pub last_login: Option<NaiveDateTime>,
 }
 
 /// A `registrations` row: one sign-up of an unverified address, with its own password

@@ -148,3 +148,12 @@ diesel::table! {
         detail -> Text,
     }
 }
+
+diesel::table! {
+    django_link_states (user_id) {
+        user_id -> BigInt,
+        email -> Text,
+        password -> Text,
+        last_login -> Nullable<Timestamp>,
+    }
+}

@@ -2,6 +2,7 @@
 //! keeps ids, flags and the password hashes as Django stored them; those verify at login and
 //! are re-hashed to argon2id on the first success, and the metric counts what is left.
 
+use identity::pb;
 use tonic::Code;
 
 use crate::helpers::{Backend, STAFF_EMAIL, STAFF_PASSWORD, TestApp, TestDatabase, assert_refused};
@@ -298,8 +299,61 @@ async fn the_django_database_is_read_directly(backend: Backend) {
     assert!(!message.contains(&source.url), "the URL leaked: {message}");
 }
 
+async fn a_reset_link_django_mailed_works_once_after_the_cutover(backend: Backend) {
+    let dir = django_made_users("a Django user's passphrase");
+    let dump = dir.path().join("users.json");
+    let links = std::fs::read_to_string(dir.path().join("reset_links.txt")).unwrap();
+    let links: Vec<(&str, &str)> = links
+        .lines()
+        .map(|line| line.split_once(' ').unwrap())
+        .collect();
+    let confirm = async |app: &TestApp, (uidb64, token): (&str, &str)| {
+        app.client
+            .clone()
+            .password_reset_confirm(pb::PasswordResetConfirmRequest {
+                uidb64: uidb64.into(),
+                token: token.into(),
+                new_password: "a new passphrase after the move".into(),
+            })
+            .await
+    };
+
+    // Without Django's key, its links are just invalid.
+    let unkeyed = TestApp::spawn(backend).await;
+    stdout(&import_django(
+        &unkeyed,
+        &["--from-json", dump.to_str().unwrap()],
+    ));
+    let refused = confirm(&unkeyed, links[0]).await;
+    assert_refused(refused, Code::InvalidArgument, "LINK_INVALID");
+
+    let app = TestApp::spawn_with(backend, &[("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY)]).await;
+    stdout(&import_django(
+        &app,
+        &["--from-json", dump.to_str().unwrap()],
+    ));
+    let stale = confirm(&app, links[1]).await;
+    assert_refused(stale, Code::InvalidArgument, "LINK_EXPIRED");
+    let forged = confirm(
+        &app,
+        (links[0].0, "c7yw00-e8a5024374d4f253ed4482b9c4c1d5e5"),
+    )
+    .await;
+    assert_refused(forged, Code::InvalidArgument, "LINK_INVALID");
+    confirm(&app, links[0]).await.unwrap();
+    app.login(
+        "pbkdf2_sha256@example.com",
+        "a new passphrase after the move",
+    )
+    .await
+    .unwrap();
+    let again = confirm(&app, links[0]).await;
+    assert_refused(again, Code::InvalidArgument, "LINK_INVALID");
+}
+
 crate::on_both_backends!(
     django_hashes_sign_in_once_and_become_argon2id,
+    a_reset_link_django_mailed_works_once_after_the_cutover,
     a_dumpdata_import_keeps_ids_flags_and_passwords,
     an_unknown_hash_format_stops_the_import_unless_told,
     the_django_database_is_read_directly,
@@ -313,11 +367,13 @@ fn django_python() -> String {
     })
 }
 
-async fn users_a_real_django_made_sign_in_after_the_import(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+/// The Django key `tests/django/make_users.py` signs its links with.
+const DJANGO_SECRET_KEY: &str = "django-insecure-import-test-key";
+
+/// Runs `tests/django/make_users.py` into a new directory.
+fn django_made_users(password: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django/make_users.py");
-    let password = "a Django user's passphrase";
     let made = std::process::Command::new(django_python())
         .args([script, dir.path().to_str().unwrap(), password])
         .output()
@@ -327,6 +383,13 @@ async fn users_a_real_django_made_sign_in_after_the_import(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+    dir
+}
+
+async fn users_a_real_django_made_sign_in_after_the_import(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let password = "a Django user's passphrase";
+    let dir = django_made_users(password);
     let dump = dir.path().join("users.json");
     let imported = stdout(&import_django(
         &app,

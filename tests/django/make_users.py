@@ -4,7 +4,9 @@ Usage: make_users.py OUT_DIR PASSWORD
 
 Writes OUT_DIR/db.sqlite3 (a migrated Django database) and OUT_DIR/users.json
 (`manage.py dumpdata auth.user`): one account per password hasher Django ships that
-identity reads, each at Django's default cost, and one with an unusable password.
+identity reads, each at Django's default cost, and one with an unusable password. Then
+OUT_DIR/reset_links.txt: `uidb64 token` lines of password reset links Django would mail the
+pbkdf2_sha256 account, one made now and one made four days ago.
 """
 
 import datetime
@@ -36,8 +38,11 @@ settings.configure(
 django.setup()
 
 from django.contrib.auth.hashers import make_password  # noqa: E402
+from django.contrib.auth.tokens import default_token_generator  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.utils.encoding import force_bytes  # noqa: E402
+from django.utils.http import urlsafe_base64_encode  # noqa: E402
 
 call_command("migrate", verbosity=0)
 hashers = ["pbkdf2_sha256", "pbkdf2_sha1", "argon2", "bcrypt_sha256", "bcrypt"]
@@ -55,3 +60,13 @@ nobody = User.objects.create(id=200, username="nobody", email="nobody@example.co
 nobody.set_unusable_password()
 nobody.save()
 call_command("dumpdata", "auth.user", output=os.path.join(out_dir, "users.json"))
+
+ada = User.objects.get(username="pbkdf2_sha256")
+uidb64 = urlsafe_base64_encode(force_bytes(ada.pk))
+fresh = default_token_generator.make_token(ada)
+now = default_token_generator._num_seconds(default_token_generator._now())
+stale = default_token_generator._make_token_with_timestamp(
+    ada, now - 4 * 86400, default_token_generator.secret
+)
+with open(os.path.join(out_dir, "reset_links.txt"), "w") as links:
+    links.write(f"{uidb64} {fresh}\n{uidb64} {stale}\n")

@@ -1,0 +1,1 @@
+DROP TABLE django_link_states;

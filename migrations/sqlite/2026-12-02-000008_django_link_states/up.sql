@@ -1,0 +1,9 @@
+-- What a Django token's hash covered for an imported account, exactly as Django held it
+-- (its address unnormalised, its password field, its last sign-in), so links Django mailed
+-- before the cutover can be checked. Stale once the password or last sign-in changes here.
+CREATE TABLE django_link_states (
+    user_id BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    email TEXT NOT NULL,
+    password TEXT NOT NULL,
+    last_login TIMESTAMP
+);
