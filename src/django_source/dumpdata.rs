@@ -23,23 +23,31 @@ impl DumpdataSource {
     pub fn open(path: &Path, model: &str, fields: FieldNames) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let records: Vec<Value> = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a dumpdata JSON array", path.display()))?;
+        // Record by record: a dump of 100 000 users never stands in memory as JSON values.
         let mut accounts = Vec::new();
-        for record in &records {
-            let of_model = record["model"]
-                .as_str()
-                .is_some_and(|m| m.eq_ignore_ascii_case(model));
-            if !of_model {
-                continue;
+        let mut failure = None;
+        let reader = Records(|record: Record| {
+            if failure.is_some() || !record.model.eq_ignore_ascii_case(model) {
+                return;
             }
-            let pk = record["pk"]
+            let read = record
+                .pk
                 .as_i64()
-                .ok_or_else(|| anyhow::anyhow!("a {model} record has no integer pk"))?;
-            let values = record["fields"]
-                .as_object()
-                .ok_or_else(|| anyhow::anyhow!("{model} {pk}: no fields"))?;
-            accounts.push(account(pk, values, &fields).with_context(|| format!("{model} {pk}"))?);
+                .ok_or_else(|| anyhow::anyhow!("a {model} record has no integer pk"))
+                .and_then(|pk| {
+                    account(pk, &record.fields, &fields).with_context(|| format!("{model} {pk}"))
+                });
+            match read {
+                Ok(account) => accounts.push(account),
+                Err(error) => failure = Some(error),
+            }
+        });
+        let mut json = serde_json::Deserializer::from_str(&text);
+        serde::de::DeserializeSeed::deserialize(reader, &mut json)
+            .and_then(|()| json.end())
+            .with_context(|| format!("{} is not a dumpdata JSON array", path.display()))?;
+        if let Some(error) = failure {
+            return Err(error);
         }
         anyhow::ensure!(
             !accounts.is_empty(),
@@ -63,6 +71,41 @@ impl DumpdataSource {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+/// One record of a dump.
+#[derive(serde::Deserialize)]
+struct Record {
+    model: String,
+    pk: Value,
+    #[serde(default)]
+    fields: Map<String, Value>,
+}
+
+/// Hands each record of a dump's array to a closure as it is read.
+struct Records<F>(F);
+
+impl<'de, F: FnMut(Record)> serde::de::DeserializeSeed<'de> for Records<F> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(Record)> serde::de::Visitor<'de> for Records<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of dumpdata records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut records: A) -> Result<(), A::Error> {
+        while let Some(record) = records.next_element::<Record>()? {
+            (self.0)(record);
+        }
+        Ok(())
     }
 }
 

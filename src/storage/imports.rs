@@ -128,18 +128,29 @@ impl Queries<'_> {
         rows: &[DjangoLinkRow],
     ) -> Result<(), StoreError> {
         let ids: Vec<UserId> = rows.iter().map(|row| row.user_id).collect();
-        on_backend!(self, conn => {
-            diesel::delete(django_link_states::table.filter(django_link_states::user_id.eq_any(&ids)))
-                .execute(conn)
-                .await?;
-            for row in rows {
-                diesel::insert_into(django_link_states::table)
-                    .values(row)
-                    .execute(conn)
-                    .await?;
+        let earlier = django_link_states::table.filter(django_link_states::user_id.eq_any(&ids));
+        match &mut self.0 {
+            Backend::Postgres(conn) => {
+                diesel::delete(earlier).execute(*conn).await?;
+                if !rows.is_empty() {
+                    diesel::insert_into(django_link_states::table)
+                        .values(rows)
+                        .execute(*conn)
+                        .await?;
+                }
             }
-            Ok::<_, diesel::result::Error>(())
-        })
+            // As for users: no batches of optional columns on SQLite.
+            Backend::Sqlite(conn) => {
+                diesel::delete(earlier).execute(*conn).await?;
+                for row in rows {
+                    diesel::insert_into(django_link_states::table)
+                        .values(row)
+                        .execute(*conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What Django's links for an imported account covered, if it was imported.
