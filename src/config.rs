@@ -118,6 +118,12 @@ pub struct DjangoConfig {
     /// `DJANGO_PASSWORD_RESET_TIMEOUT`: Django's `PASSWORD_RESET_TIMEOUT` (three days by
     /// default), how long its links worked there.
     pub password_reset_timeout: Duration,
+    /// `DJANGO_SIMPLEJWT_SIGNING_KEY`: simplejwt's `SIGNING_KEY`, by default the
+    /// `DJANGO_SECRET_KEY`.
+    pub simplejwt_signing_key: Option<SecretString>,
+    /// `DJANGO_REFRESH_TOKENS_UNTIL` (RFC 3339): until then, a simplejwt refresh token may be
+    /// exchanged once at Refresh for a session here. Unset: none is.
+    pub refresh_tokens_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Google sign-in.
@@ -437,6 +443,26 @@ impl Config {
                     .map(SecretString::from)
                     .collect(),
                 password_reset_timeout: env.seconds("DJANGO_PASSWORD_RESET_TIMEOUT", 259_200)?,
+                simplejwt_signing_key: env
+                    .secret(
+                        "DJANGO_SIMPLEJWT_SIGNING_KEY",
+                        "DJANGO_SIMPLEJWT_SIGNING_KEY_FILE",
+                    )?
+                    .or(env.secret("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FILE")?)
+                    .map(SecretString::from),
+                refresh_tokens_until: env
+                    .get("DJANGO_REFRESH_TOKENS_UNTIL")
+                    .map(|raw| {
+                        chrono::DateTime::parse_from_rfc3339(&raw)
+                            .map(|at| at.with_timezone(&chrono::Utc))
+                            .map_err(|_| {
+                                env.error(
+                                    "DJANGO_REFRESH_TOKENS_UNTIL",
+                                    "must be an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z",
+                                )
+                            })
+                    })
+                    .transpose()?,
             },
             register_reveals_existing: env.bool("REGISTER_REVEALS_EXISTING", false)?,
             password_reset_lifetime: env.seconds("PASSWORD_RESET_TIMEOUT", 3_600)?,

@@ -1,6 +1,7 @@
-//! Links Django mailed before a cutover: its `PasswordResetTokenGenerator` tokens
-//! (`<timestamp base36>-<hash>`), checked as Django checks them, under its `SECRET_KEY` or
-//! one of its fallbacks, so a reset link in someone's mailbox still works once.
+//! What the Django deployment handed out before a cutover: reset links (its
+//! `PasswordResetTokenGenerator` tokens, `<timestamp base36>-<hash>`, checked as Django
+//! checks them under its `SECRET_KEY` or a fallback) and simplejwt refresh tokens (HS256
+//! JWTs under its signing key), so neither in someone's hands dies at the switch.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -82,6 +83,90 @@ impl DjangoTokens {
     }
 }
 
+/// A simplejwt refresh token that checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DjangoRefresh {
+    /// The `user_id` claim.
+    pub user_id: i64,
+    /// The `jti` claim, which makes it single-use here.
+    pub jti: String,
+}
+
+/// The claims of a simplejwt refresh token `identity` reads.
+#[derive(serde::Deserialize)]
+struct RefreshClaims {
+    token_type: String,
+    exp: i64,
+    jti: String,
+    user_id: serde_json::Value,
+}
+
+/// Checks simplejwt refresh tokens under its signing key, until the exchange window closes.
+#[derive(Clone, Default)]
+pub struct DjangoRefreshTokens {
+    key: Option<jsonwebtoken::DecodingKey>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl DjangoRefreshTokens {
+    /// Tokens signed with `key` (simplejwt's `SIGNING_KEY`, HS256), exchanged until `until`.
+    #[must_use]
+    pub fn new(key: Option<&SecretString>, until: Option<DateTime<Utc>>) -> Self {
+        Self {
+            key: key
+                .map(|key| jsonwebtoken::DecodingKey::from_secret(key.expose_secret().as_bytes())),
+            until,
+        }
+    }
+
+    /// Whether `token` may be a simplejwt token this deployment exchanges now.
+    #[must_use]
+    pub fn accepts_now(&self, token: &str, now: DateTime<Utc>) -> bool {
+        self.key.is_some()
+            && self.until.is_some_and(|until| now < until)
+            && token.matches('.').count() == 2
+    }
+
+    /// Checks signature (HS256 only), `token_type` and expiry.
+    ///
+    /// # Errors
+    /// `Invalid` (also past the window), `Expired`.
+    pub fn check(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DjangoRefresh, DjangoTokenError> {
+        let key = self.key.as_ref().ok_or(DjangoTokenError::Invalid)?;
+        if self.until.is_none_or(|until| now >= until) {
+            return Err(DjangoTokenError::Invalid);
+        }
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        // Expiry is checked against the service clock, which tests can move.
+        validation.validate_exp = false;
+        validation.required_spec_claims = std::collections::HashSet::from(["exp".to_owned()]);
+        let claims = jsonwebtoken::decode::<RefreshClaims>(token, key, &validation)
+            .map_err(|_| DjangoTokenError::Invalid)?
+            .claims;
+        if claims.token_type != "refresh" || claims.jti.is_empty() {
+            return Err(DjangoTokenError::Invalid);
+        }
+        if claims.exp <= now.timestamp() {
+            return Err(DjangoTokenError::Expired);
+        }
+        // simplejwt writes the id as the model gives it: a number, or text for some models.
+        let user_id = match &claims.user_id {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .ok_or(DjangoTokenError::Invalid)?;
+        Ok(DjangoRefresh {
+            user_id,
+            jti: claims.jti,
+        })
+    }
+}
+
 /// Django's hash part: every other hex digit of `salted_hmac(KEY_SALT, value, secret)`.
 fn token_hash(secret: &SecretString, state: &DjangoLinkState<'_>, timestamp: i64) -> String {
     let login = state
@@ -127,7 +212,9 @@ mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
     use secrecy::SecretString;
 
-    use super::{DjangoLinkState, DjangoTokenError, DjangoTokens};
+    use super::{
+        DjangoLinkState, DjangoRefresh, DjangoRefreshTokens, DjangoTokenError, DjangoTokens,
+    };
 
     /// Made by Django 5.1's `default_token_generator` with this key, for this state, at
     /// 2024-06-02T00:00:00 (Django's `_make_token_with_timestamp`).
@@ -141,6 +228,50 @@ mod tests {
             last_login: NaiveDate::from_ymd_opt(2024, 6, 1).and_then(|d| d.and_hms_opt(8, 30, 0)),
             email: "Ada@example.com",
         }
+    }
+
+    /// Made by simplejwt 5.3.1's `RefreshToken.for_user` under `KEY`, for user 100; it
+    /// expires at 1796330976.
+    const REFRESH: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCIsImV4cCI6MTc5NjMzMDk3NiwiaWF0IjoxNzk2MjQ0NTc2LCJqdGkiOiI5NmFjNGQzN2I1Y2Y0ZGE3OTYxZTBiNDYwYWVlMDllNCIsInVzZXJfaWQiOjEwMH0.bec4FbxZXmdyeFRAYH5cxRGPNfp4ngbGKq0gWRNAhEY";
+
+    #[test]
+    fn a_simplejwt_refresh_token_checks_until_it_or_the_window_ends() {
+        let key = SecretString::from(KEY);
+        let issued = Utc.timestamp_opt(1_796_244_576, 0).unwrap();
+        let window = issued + chrono::Duration::days(30);
+        let tokens = DjangoRefreshTokens::new(Some(&key), Some(window));
+        assert!(tokens.accepts_now(REFRESH, issued));
+        assert_eq!(
+            tokens.check(REFRESH, issued),
+            Ok(DjangoRefresh {
+                user_id: 100,
+                jti: "96ac4d37b5cf4da7961e0b460aee09e4".into()
+            })
+        );
+        let expired = Utc.timestamp_opt(1_796_330_976, 0).unwrap();
+        assert_eq!(
+            tokens.check(REFRESH, expired),
+            Err(DjangoTokenError::Expired)
+        );
+        let closed = DjangoRefreshTokens::new(Some(&key), Some(issued));
+        assert!(!closed.accepts_now(REFRESH, issued));
+        assert_eq!(
+            closed.check(REFRESH, issued),
+            Err(DjangoTokenError::Invalid)
+        );
+        let other = SecretString::from("another key entirely, long enough");
+        let unkeyed = DjangoRefreshTokens::new(Some(&other), Some(window));
+        assert_eq!(
+            unkeyed.check(REFRESH, issued),
+            Err(DjangoTokenError::Invalid)
+        );
+        let (head, rest) = REFRESH.split_once('.').unwrap();
+        let none_alg = format!("{}.{rest}", head.replace('J', "K"));
+        assert_eq!(
+            tokens.check(&none_alg, issued),
+            Err(DjangoTokenError::Invalid)
+        );
+        assert!(!DjangoRefreshTokens::default().accepts_now(REFRESH, issued));
     }
 
     #[test]

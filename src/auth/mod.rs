@@ -11,7 +11,9 @@ mod service_credentials;
 mod tokens;
 
 pub use django_hashes::{HashFormat, StoredHash};
-pub use django_tokens::{DjangoLinkState, DjangoTokenError, DjangoTokens};
+pub use django_tokens::{
+    DjangoLinkState, DjangoRefresh, DjangoRefreshTokens, DjangoTokenError, DjangoTokens,
+};
 pub use key_encryption::KeyEncryption;
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;

@@ -48,6 +48,12 @@ impl RefreshToken {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The token as sent, for telling one of another system's formats apart.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The stored form of a refresh token: the hex SHA-256 of the token. Stored as `Text`.

@@ -1,18 +1,19 @@
-//! Importing a Django deployment's users: ids, addresses, names, flags, dates, and the
-//! password hash exactly as Django stored it (login verifies and upgrades it). Re-running
-//! updates what it wrote before and never duplicates; an address two source accounts share
-//! by case is imported once and the other reported.
+//! Moving from Django. The import writes a Django deployment's users: ids, addresses,
+//! names, flags, dates, and the password hash exactly as Django stored it (login verifies
+//! and upgrades it). Re-running updates what it wrote before and never duplicates; an
+//! address two source accounts share by case is imported once and the other reported.
+//! After the switch, a refresh token Django issued is exchanged here once for a session.
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::Services;
+use super::{Caller, Services, sessions::TokenPair};
 use crate::{
-    auth::{HashFormat, StoredHash},
+    auth::{DjangoTokenError, HashFormat, StoredHash},
     domain::{Email, PersonName, UserId},
-    error::ServiceResult,
+    error::{ServiceError, ServiceResult},
     storage::{DjangoLinkRow, ImportedUser, Queries},
 };
 
@@ -159,6 +160,47 @@ impl Services {
                 *counts.entry(format).or_insert(0) += 1;
             }
         }
+    }
+
+    /// Exchanges a refresh token the Django deployment's simplejwt issued, once and within
+    /// the configured window, for a session here.
+    ///
+    /// # Errors
+    /// `TokenInvalid` (forged, not a refresh token, of an unknown account, or exchanged
+    /// before), `TokenExpired`, `SessionRevoked` (a disabled account).
+    pub(crate) async fn exchange_django_refresh(
+        &self,
+        caller: &Caller,
+        token: &str,
+    ) -> ServiceResult<TokenPair> {
+        let refresh = self
+            .django_refresh
+            .check(token, self.clock.now())
+            .map_err(|e| match e {
+                DjangoTokenError::Invalid => ServiceError::TokenInvalid,
+                DjangoTokenError::Expired => ServiceError::TokenExpired,
+            })?;
+        let user_id = UserId::parse(refresh.user_id).map_err(|_| ServiceError::TokenInvalid)?;
+        let user = self
+            .user_by_id(user_id)
+            .await?
+            .ok_or(ServiceError::TokenInvalid)?;
+        if !user.is_active {
+            return Err(ServiceError::SessionRevoked);
+        }
+        let mut conn = self.connection().await?;
+        let first = conn
+            .queries()
+            .spend_django_refresh(&refresh.jti, user_id, self.clock.now_naive())
+            .await
+            .context("spending a Django refresh token")?;
+        drop(conn);
+        if !first {
+            return Err(ServiceError::TokenInvalid);
+        }
+        let pair = self.start_session(&user, caller, "django-refresh").await?;
+        tracing::info!(user.id = %user.id, "a Django refresh token was exchanged");
+        Ok(pair)
     }
 
     /// Ends an import: accounts made here from now on get ids past every imported one.

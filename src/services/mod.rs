@@ -36,8 +36,8 @@ use tokio::sync::Notify;
 
 use crate::{
     auth::{
-        DjangoTokens, HashError, KeyEncryption, LinkTokens, PasswordHasher, ServerSecret,
-        TokenIssuer, UserState,
+        DjangoRefreshTokens, DjangoTokens, HashError, KeyEncryption, LinkTokens, PasswordHasher,
+        ServerSecret, TokenIssuer, UserState,
     },
     clock::Clock,
     config::Config,
@@ -68,6 +68,7 @@ pub struct Services {
     pub(crate) key_encryption: KeyEncryption,
     pub(crate) links: LinkTokens,
     pub(crate) django_links: DjangoTokens,
+    pub(crate) django_refresh: DjangoRefreshTokens,
     pub(crate) secret: ServerSecret,
     pub(crate) mailer: Mailer,
     pub(crate) google: Arc<GoogleClient>,
@@ -109,6 +110,10 @@ impl Services {
         Self {
             links: LinkTokens::new(parts.secret.clone()),
             django_links: DjangoTokens::new(parts.config.django.secret_keys.clone()),
+            django_refresh: DjangoRefreshTokens::new(
+                parts.config.django.simplejwt_signing_key.as_ref(),
+                parts.config.django.refresh_tokens_until,
+            ),
             store: parts.store,
             clock: parts.clock,
             hasher: parts.hasher,

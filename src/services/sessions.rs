@@ -88,6 +88,14 @@ impl Services {
         presented: RefreshToken,
     ) -> ServiceResult<TokenPair> {
         self.spend_ip_budget(&caller, IpBudget::Refresh).await?;
+        if self
+            .django_refresh
+            .accepts_now(presented.expose(), self.clock.now())
+        {
+            return self
+                .exchange_django_refresh(&caller, presented.expose())
+                .await;
+        }
         let token_hash = presented.hash();
         let rotation = self
             .store

@@ -5,7 +5,7 @@ use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
 use super::{
     Backend, DjangoLinkRow, ImportedUser, Queries, StoreError, on_backend,
-    schema::{django_link_states, users},
+    schema::{django_link_states, django_refresh_exchanges, users},
 };
 use crate::domain::{Email, UserId};
 
@@ -181,6 +181,32 @@ impl Queries<'_> {
                 .execute(conn)
                 .await
                 .map(drop)
+        })
+    }
+
+    /// Spends a Django refresh token's `jti`; `false` when it was spent before (of twenty
+    /// exchanges at once, one wins).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn spend_django_refresh(
+        &mut self,
+        jti: &str,
+        user_id: UserId,
+        now: chrono::NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let spent = (
+            django_refresh_exchanges::jti.eq(jti),
+            django_refresh_exchanges::user_id.eq(user_id),
+            django_refresh_exchanges::exchanged_at.eq(now),
+        );
+        on_backend!(self, conn => {
+            diesel::insert_into(django_refresh_exchanges::table)
+                .values(spent)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await
+                .map(|inserted| inserted == 1)
         })
     }
 

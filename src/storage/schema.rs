@@ -157,3 +157,11 @@ diesel::table! {
         last_login -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    django_refresh_exchanges (jti) {
+        jti -> Text,
+        user_id -> BigInt,
+        exchanged_at -> Timestamp,
+    }
+}

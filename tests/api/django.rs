@@ -351,8 +351,83 @@ async fn a_reset_link_django_mailed_works_once_after_the_cutover(backend: Backen
     assert_refused(again, Code::InvalidArgument, "LINK_INVALID");
 }
 
+async fn a_refresh_token_django_issued_is_exchanged_once_within_the_window(backend: Backend) {
+    let dir = django_made_users("a Django user's passphrase");
+    let dump = dir.path().join("users.json");
+    let token = std::fs::read_to_string(dir.path().join("refresh_token.txt")).unwrap();
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY),
+            ("DJANGO_REFRESH_TOKENS_UNTIL", &until),
+        ],
+    )
+    .await;
+    stdout(&import_django(
+        &app,
+        &["--from-json", dump.to_str().unwrap()],
+    ));
+
+    // Twenty exchanges of the one token at once: one session.
+    let calls = (0..20).map(|_| {
+        let client = app.client.clone();
+        let token = token.clone();
+        async move {
+            client
+                .clone()
+                .refresh(pb::RefreshRequest { refresh: token })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    });
+    let outcomes = crate::concurrency::all_at_once(calls).await;
+    let pairs: Vec<&pb::RefreshResponse> =
+        outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(pairs.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err())
+            .all(|status| status.code() == Code::Unauthenticated)
+    );
+    let me = app.get_user(&pairs[0].access, 100).await.unwrap();
+    assert_eq!(me.email, "pbkdf2_sha256@example.com");
+    // The session it opened is an ordinary one: its own refresh token rotates.
+    app.refresh(&pairs[0].refresh).await.unwrap();
+
+    let forged = format!("{}x", token.trim_end());
+    assert_refused(
+        app.refresh(&forged).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    // After the window closes, none is exchanged.
+    let closed = TestApp::spawn_with(
+        backend,
+        &[
+            ("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY),
+            ("DJANGO_REFRESH_TOKENS_UNTIL", &until),
+        ],
+    )
+    .await;
+    stdout(&import_django(
+        &closed,
+        &["--from-json", dump.to_str().unwrap()],
+    ));
+    closed
+        .clock
+        .advance(std::time::Duration::from_secs(2 * 3600));
+    assert_refused(
+        closed.refresh(&token).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+}
+
 crate::on_both_backends!(
     django_hashes_sign_in_once_and_become_argon2id,
+    a_refresh_token_django_issued_is_exchanged_once_within_the_window,
     a_reset_link_django_mailed_works_once_after_the_cutover,
     a_dumpdata_import_keeps_ids_flags_and_passwords,
     an_unknown_hash_format_stops_the_import_unless_told,

@@ -6,7 +6,8 @@ Writes OUT_DIR/db.sqlite3 (a migrated Django database) and OUT_DIR/users.json
 (`manage.py dumpdata auth.user`): one account per password hasher Django ships that
 identity reads, each at Django's default cost, and one with an unusable password. Then
 OUT_DIR/reset_links.txt: `uidb64 token` lines of password reset links Django would mail the
-pbkdf2_sha256 account, one made now and one made four days ago.
+pbkdf2_sha256 account, one made now and one made four days ago. And
+OUT_DIR/refresh_token.txt: a refresh token simplejwt issued that account at sign-in.
 """
 
 import datetime
@@ -70,3 +71,8 @@ stale = default_token_generator._make_token_with_timestamp(
 )
 with open(os.path.join(out_dir, "reset_links.txt"), "w") as links:
     links.write(f"{uidb64} {fresh}\n{uidb64} {stale}\n")
+
+from rest_framework_simplejwt.tokens import RefreshToken  # noqa: E402
+
+with open(os.path.join(out_dir, "refresh_token.txt"), "w") as refresh:
+    refresh.write(str(RefreshToken.for_user(ada)))

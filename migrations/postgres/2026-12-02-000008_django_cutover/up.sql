@@ -7,3 +7,11 @@ CREATE TABLE django_link_states (
     password TEXT NOT NULL,
     last_login TIMESTAMP
 );
+
+-- Refresh tokens the Django deployment's simplejwt issued, exchanged here for a session:
+-- each once.
+CREATE TABLE django_refresh_exchanges (
+    jti TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL,
+    exchanged_at TIMESTAMP NOT NULL
+);

@@ -1,1 +1,0 @@
-DROP TABLE django_link_states;
