@@ -83,6 +83,11 @@ struct ImportDjango {
     /// password (they reset it); without this, such a format stops the import.
     #[arg(long)]
     unknown_hashes_unusable: bool,
+    /// The model marks accounts that never activated as inactive (the seed's way): import
+    /// them active but unverified, so activation links Django mailed, or new codes, let
+    /// them in.
+    #[arg(long)]
+    inactive_means_unverified: bool,
     /// Report how many accounts here still hold each hash format (no source needed).
     #[arg(long, conflicts_with_all = ["from_json", "from_database", "check"])]
     status: bool,
@@ -218,6 +223,7 @@ async fn import_django(config: Config, args: ImportDjango) -> anyhow::Result<()>
     }
     let options = ImportOptions {
         unknown_hashes_as_unusable: args.unknown_hashes_unusable,
+        inactive_means_unverified: args.inactive_means_unverified,
     };
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();

@@ -277,6 +277,11 @@ impl Services {
             }
         }
         let Some(registration) = proven else {
+            if matches!(refusal, ServiceError::LinkInvalid) && self.django_links.is_configured() {
+                // Perhaps an activation link Django mailed before the cutover.
+                self.check_django_link(&user, &token).await?;
+                return self.prove_imported_address(&user).await;
+            }
             return Err(refusal);
         };
         // Only the first of racing clicks proves the address.
@@ -315,6 +320,27 @@ impl Services {
                 Ok(tx.user_by_id(user.id).await.context("reloading the user")?)
             })
             .await
+    }
+
+    /// Verifies an imported account whose Django activation link came back; only the first
+    /// of racing clicks does.
+    async fn prove_imported_address(&self, user: &UserRow) -> ServiceResult<User> {
+        let mut conn = self.connection().await?;
+        let mut queries = conn.queries();
+        let proven = queries
+            .mark_verified(user.id)
+            .await
+            .context("verifying the account")?;
+        if !proven {
+            return Err(ServiceError::LinkInvalid);
+        }
+        let row = queries
+            .user_by_id(user.id)
+            .await
+            .context("reloading the user")?
+            .ok_or(ServiceError::LinkInvalid)?;
+        tracing::info!(user.id = %row.id, "email verified by a link Django mailed");
+        Ok(self.to_user(&row))
     }
 
     async fn resend(

@@ -51,6 +51,10 @@ pub struct ImportOptions {
     /// Import accounts whose hash format this build cannot check, without a usable password
     /// (they reset it); otherwise they are skipped.
     pub unknown_hashes_as_unusable: bool,
+    /// The model marks an account that has not proven its address as inactive (the seed's
+    /// way): import those active but unverified, so their activation link or a new code
+    /// lets them in, rather than disabled.
+    pub inactive_means_unverified: bool,
 }
 
 /// One account the import left out, and why.
@@ -266,8 +270,12 @@ fn imported_user(
         password_hash,
         first_name,
         last_name,
-        is_active: account.is_active,
-        is_verified: account.is_verified.unwrap_or(true),
+        is_active: account.is_active || run.options.inactive_means_unverified,
+        is_verified: if run.options.inactive_means_unverified {
+            account.is_active
+        } else {
+            account.is_verified.unwrap_or(true)
+        },
         is_staff: account.is_staff,
         is_superuser: account.is_superuser,
         date_joined: account.date_joined.naive_utc(),

@@ -24,10 +24,15 @@ pub const RESET_MESSAGE: &str =
 pub const RESET_DONE_MESSAGE: &str = "Your password has been changed. Sign in with the new one.";
 
 impl Services {
-    /// Checks a reset link Django mailed for an imported account: valid only while the
-    /// account is as Django left it (the same password field and last sign-in), within
-    /// Django's timeout. Its use changes the password, so it works once.
-    async fn check_django_link(&self, user: &UserRow, token: &LinkToken) -> ServiceResult<()> {
+    /// Checks a link Django mailed for an imported account (its reset and activation links
+    /// share one token generator): valid only while the account is as Django left it (the
+    /// same password field and last sign-in), within Django's timeout. A reset changes the
+    /// password and an activation the account, so each works once.
+    pub(crate) async fn check_django_link(
+        &self,
+        user: &UserRow,
+        token: &LinkToken,
+    ) -> ServiceResult<()> {
         let mut conn = self.connection().await?;
         let state = conn
             .queries()

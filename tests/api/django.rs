@@ -425,8 +425,39 @@ async fn a_refresh_token_django_issued_is_exchanged_once_within_the_window(backe
     );
 }
 
+async fn an_activation_link_django_mailed_activates_once(backend: Backend) {
+    let password = "a Django user's passphrase";
+    let dir = django_made_users(password);
+    let dump = dir.path().join("users.json");
+    let link = std::fs::read_to_string(dir.path().join("activation_link.txt")).unwrap();
+    let (uidb64, token) = link.trim().split_once(' ').unwrap();
+    let app = TestApp::spawn_with(backend, &[("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY)]).await;
+    let args = [
+        "--from-json",
+        dump.to_str().unwrap(),
+        "--inactive-means-unverified",
+    ];
+    stdout(&import_django(&app, &args));
+    let waiting = app.login("pending@example.com", password).await;
+    assert_refused(waiting, Code::FailedPrecondition, "EMAIL_NOT_VERIFIED");
+    let activate = async || {
+        app.client
+            .clone()
+            .activate(pb::ActivateRequest {
+                uidb64: uidb64.into(),
+                token: token.into(),
+            })
+            .await
+    };
+    let activated = activate().await.unwrap().into_inner().user.unwrap();
+    assert!(activated.is_verified && activated.is_active);
+    app.login("pending@example.com", password).await.unwrap();
+    assert_refused(activate().await, Code::InvalidArgument, "LINK_INVALID");
+}
+
 crate::on_both_backends!(
     django_hashes_sign_in_once_and_become_argon2id,
+    an_activation_link_django_mailed_activates_once,
     a_refresh_token_django_issued_is_exchanged_once_within_the_window,
     a_reset_link_django_mailed_works_once_after_the_cutover,
     a_dumpdata_import_keeps_ids_flags_and_passwords,
@@ -471,7 +502,7 @@ async fn users_a_real_django_made_sign_in_after_the_import(backend: Backend) {
         &["--from-json", dump.to_str().unwrap()],
     ));
     assert!(
-        imported.contains("imported 6, updated 0, skipped 0"),
+        imported.contains("imported 7, updated 0, skipped 0"),
         "{imported}"
     );
     for hasher in [

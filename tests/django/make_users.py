@@ -6,7 +6,9 @@ Writes OUT_DIR/db.sqlite3 (a migrated Django database) and OUT_DIR/users.json
 (`manage.py dumpdata auth.user`): one account per password hasher Django ships that
 identity reads, each at Django's default cost, and one with an unusable password. Then
 OUT_DIR/reset_links.txt: `uidb64 token` lines of password reset links Django would mail the
-pbkdf2_sha256 account, one made now and one made four days ago. And
+pbkdf2_sha256 account, one made now and one made four days ago;
+OUT_DIR/activation_link.txt: the `uidb64 token` of the link Django would mail the account
+that registered and never activated (inactive, as the seed keeps it). And
 OUT_DIR/refresh_token.txt: a refresh token simplejwt issued that account at sign-in.
 """
 
@@ -57,6 +59,12 @@ for n, hasher in enumerate(hashers):
     )
     user.password = make_password(password, hasher=hasher)
     user.save()
+# Registered and never activated: the seed keeps such accounts inactive.
+pending = User.objects.create(
+    id=150, username="pending", email="pending@example.com", is_active=False
+)
+pending.password = make_password(password, hasher="pbkdf2_sha256")
+pending.save()
 nobody = User.objects.create(id=200, username="nobody", email="nobody@example.com")
 nobody.set_unusable_password()
 nobody.save()
@@ -71,6 +79,9 @@ stale = default_token_generator._make_token_with_timestamp(
 )
 with open(os.path.join(out_dir, "reset_links.txt"), "w") as links:
     links.write(f"{uidb64} {fresh}\n{uidb64} {stale}\n")
+with open(os.path.join(out_dir, "activation_link.txt"), "w") as link:
+    pending_uid = urlsafe_base64_encode(force_bytes(pending.pk))
+    link.write(f"{pending_uid} {default_token_generator.make_token(pending)}\n")
 
 from rest_framework_simplejwt.tokens import RefreshToken  # noqa: E402
 
