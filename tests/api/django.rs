@@ -455,8 +455,45 @@ async fn an_activation_link_django_mailed_activates_once(backend: Backend) {
     assert_refused(activate().await, Code::InvalidArgument, "LINK_INVALID");
 }
 
+async fn hashes_passlib_writes_in_django_formats_sign_in(backend: Backend) {
+    let password = "a passlib passphrase";
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/django/passlib_hashes.py"
+    );
+    let made = std::process::Command::new(django_python())
+        .args([script, password])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let app = TestApp::spawn(backend).await;
+    let lines = String::from_utf8(made.stdout).unwrap();
+    for (n, line) in lines.lines().enumerate() {
+        let (name, hash) = line.split_once(' ').unwrap();
+        let email = format!("passlib{n}@example.com");
+        app.verified_user(&email).await;
+        app.execute_sql(&format!(
+            "UPDATE users SET password_hash = '{hash}' WHERE email = '{email}'"
+        ))
+        .await;
+        app.login(&email, password)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert!(
+            stored_hash(&app, &email).await.starts_with("$argon2id$"),
+            "{name}"
+        );
+    }
+    assert_eq!(lines.lines().count(), 3);
+}
+
 crate::on_both_backends!(
     django_hashes_sign_in_once_and_become_argon2id,
+    hashes_passlib_writes_in_django_formats_sign_in,
     an_activation_link_django_mailed_activates_once,
     a_refresh_token_django_issued_is_exchanged_once_within_the_window,
     a_reset_link_django_mailed_works_once_after_the_cutover,
