@@ -250,11 +250,12 @@ async fn import_django(config: Config, args: ImportDjango) -> anyhow::Result<()>
         eprintln!();
     }
     println!(
-        "imported {}, updated {}, skipped {} in {:.1} s",
+        "imported {}, updated {}, skipped {} in {:.1} s; {} blacklisted refresh tokens",
         tally.imported,
         tally.updated,
         tally.skipped.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        tally.blacklisted_refresh_tokens
     );
     for skipped in &tally.skipped {
         println!("  skipped {}: {}", skipped.id, skipped.reason);

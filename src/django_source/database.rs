@@ -92,6 +92,45 @@ impl DatabaseSource {
     }
 }
 
+#[derive(QueryableByName)]
+struct Jti {
+    #[diesel(sql_type = Text)]
+    jti: String,
+}
+
+#[derive(QueryableByName)]
+struct Present {
+    #[diesel(sql_type = Bool)]
+    present: bool,
+}
+
+impl DatabaseSource {
+    /// The `jti`s of the refresh tokens simplejwt's blacklist holds (none without its
+    /// tables).
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub async fn blacklisted_jtis(&mut self) -> anyhow::Result<Vec<String>> {
+        let present: Present = diesel::sql_query(
+            "SELECT to_regclass('token_blacklist_blacklistedtoken') IS NOT NULL AS present",
+        )
+        .get_result(&mut self.conn)
+        .await
+        .context("looking for simplejwt's blacklist")?;
+        if !present.present {
+            return Ok(Vec::new());
+        }
+        let jtis: Vec<Jti> = diesel::sql_query(
+            "SELECT o.jti AS jti FROM token_blacklist_blacklistedtoken b \
+             JOIN token_blacklist_outstandingtoken o ON o.id = b.token_id",
+        )
+        .load(&mut self.conn)
+        .await
+        .context("reading simplejwt's blacklist")?;
+        Ok(jtis.into_iter().map(|row| row.jti).collect())
+    }
+}
+
 /// The batch query over `table` with the model's column names; a field the model lacks
 /// reads as empty, false or null.
 fn select(table: &str, fields: &FieldNames) -> anyhow::Result<String> {

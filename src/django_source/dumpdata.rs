@@ -9,9 +9,15 @@ use serde_json::{Map, Value};
 use super::FieldNames;
 use crate::services::django_import::DjangoAccount;
 
-/// The user records of one model in a dumpdata file, in id order.
+/// simplejwt's blacklist models in a dump.
+const OUTSTANDING_TOKEN: &str = "token_blacklist.outstandingtoken";
+const BLACKLISTED_TOKEN: &str = "token_blacklist.blacklistedtoken";
+
+/// The user records of one model in a dumpdata file, in id order, and the `jti`s of the
+/// refresh tokens simplejwt's blacklist holds, when the dump has it.
 pub struct DumpdataSource {
     accounts: Vec<DjangoAccount>,
+    blacklisted: Vec<String>,
 }
 
 impl DumpdataSource {
@@ -25,8 +31,22 @@ impl DumpdataSource {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         // Record by record: a dump of 100 000 users never stands in memory as JSON values.
         let mut accounts = Vec::new();
+        let mut outstanding = std::collections::HashMap::new();
+        let mut blacklisted_tokens = Vec::new();
         let mut failure = None;
         let reader = Records(|record: Record| {
+            if record.model.eq_ignore_ascii_case(OUTSTANDING_TOKEN) {
+                if let (Some(pk), Some(Value::String(jti))) =
+                    (record.pk.as_i64(), record.fields.get("jti"))
+                {
+                    outstanding.insert(pk, jti.clone());
+                }
+                return;
+            }
+            if record.model.eq_ignore_ascii_case(BLACKLISTED_TOKEN) {
+                blacklisted_tokens.extend(record.fields.get("token").and_then(Value::as_i64));
+                return;
+            }
             if failure.is_some() || !record.model.eq_ignore_ascii_case(model) {
                 return;
             }
@@ -55,7 +75,20 @@ impl DumpdataSource {
             path.display()
         );
         accounts.sort_by_key(|account| account.id);
-        Ok(Self { accounts })
+        let blacklisted = blacklisted_tokens
+            .iter()
+            .filter_map(|token| outstanding.get(token).cloned())
+            .collect();
+        Ok(Self {
+            accounts,
+            blacklisted,
+        })
+    }
+
+    /// The `jti`s simplejwt's blacklist holds in the dump (none when it was not dumped).
+    #[must_use]
+    pub fn blacklisted_jtis(&self) -> Vec<String> {
+        self.blacklisted.clone()
     }
 
     /// Up to `limit` accounts with ids above `after`.

@@ -81,6 +81,11 @@ pub async fn import(
         Ok(())
     })
     .await?;
+    let blacklisted = source.blacklisted_jtis().await?;
+    services
+        .import_django_blacklist(&mut run, &blacklisted)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     services
         .finish_django_import()
         .await

@@ -136,6 +136,17 @@ impl Source {
         })
     }
 
+    /// The `jti`s of the refresh tokens simplejwt's blacklist holds, if the source has it.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn blacklisted_jtis(&mut self) -> anyhow::Result<Vec<String>> {
+        match self {
+            Self::Dumpdata(source) => Ok(source.blacklisted_jtis()),
+            Self::Database(source) => source.blacklisted_jtis().await,
+        }
+    }
+
     /// Up to `limit` accounts with ids above `after`, in id order.
     ///
     /// # Errors

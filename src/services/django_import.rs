@@ -75,6 +75,8 @@ pub struct ImportTally {
     pub updated: u64,
     /// Accounts left out.
     pub skipped: Vec<SkippedAccount>,
+    /// Refresh tokens of simplejwt's blacklist recorded, never to be exchanged.
+    pub blacklisted_refresh_tokens: u64,
 }
 
 /// One import, batch after batch: its options, the addresses seen so far, and its tally.
@@ -170,8 +172,8 @@ impl Services {
     /// the configured window, for a session here.
     ///
     /// # Errors
-    /// `TokenInvalid` (forged, not a refresh token, of an unknown account, or exchanged
-    /// before), `TokenExpired`, `SessionRevoked` (a disabled account).
+    /// `TokenInvalid` (forged, not a refresh token, of an unknown account, blacklisted in
+    /// Django, or exchanged before), `TokenExpired`, `SessionRevoked` (a disabled account).
     pub(crate) async fn exchange_django_refresh(
         &self,
         caller: &Caller,
@@ -193,8 +195,15 @@ impl Services {
             return Err(ServiceError::SessionRevoked);
         }
         let mut conn = self.connection().await?;
-        let first = conn
-            .queries()
+        let mut queries = conn.queries();
+        if queries
+            .is_django_refresh_blacklisted(&refresh.jti)
+            .await
+            .context("looking the token up in simplejwt's blacklist")?
+        {
+            return Err(ServiceError::TokenInvalid);
+        }
+        let first = queries
             .spend_django_refresh(&refresh.jti, user_id, self.clock.now_naive())
             .await
             .context("spending a Django refresh token")?;
@@ -205,6 +214,24 @@ impl Services {
         let pair = self.start_session(&user, caller, "django-refresh").await?;
         tracing::info!(user.id = %user.id, "a Django refresh token was exchanged");
         Ok(pair)
+    }
+
+    /// Records the refresh tokens simplejwt's blacklist holds, so none is exchanged.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn import_django_blacklist(
+        &self,
+        run: &mut ImportRun,
+        jtis: &[String],
+    ) -> ServiceResult<()> {
+        let mut conn = self.connection().await?;
+        conn.queries()
+            .blacklist_django_refresh(jtis)
+            .await
+            .context("recording simplejwt's blacklist")?;
+        run.tally.blacklisted_refresh_tokens += u64::try_from(jtis.len()).unwrap_or(u64::MAX);
+        Ok(())
     }
 
     /// Ends an import: accounts made here from now on get ids past every imported one.

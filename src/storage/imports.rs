@@ -5,7 +5,7 @@ use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
 use super::{
     Backend, DjangoLinkRow, ImportedUser, Queries, StoreError, on_backend,
-    schema::{django_link_states, django_refresh_exchanges, users},
+    schema::{django_blacklisted_refresh, django_link_states, django_refresh_exchanges, users},
 };
 use crate::domain::{Email, UserId};
 
@@ -181,6 +181,37 @@ impl Queries<'_> {
                 .execute(conn)
                 .await
                 .map(drop)
+        })
+    }
+
+    /// Records refresh tokens simplejwt's blacklist held, by `jti`.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn blacklist_django_refresh(&mut self, jtis: &[String]) -> Result<(), StoreError> {
+        // A blacklist is short-lived tokens: small enough for a row at a time.
+        for jti in jtis {
+            on_backend!(self, conn => {
+                diesel::insert_into(django_blacklisted_refresh::table)
+                    .values(django_blacklisted_refresh::jti.eq(jti))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether simplejwt's blacklist held this `jti` at the import.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn is_django_refresh_blacklisted(&mut self, jti: &str) -> Result<bool, StoreError> {
+        on_backend!(self, conn => {
+            diesel::select(diesel::dsl::exists(django_blacklisted_refresh::table.find(jti)))
+                .get_result(conn)
+                .await
         })
     }
 

@@ -165,3 +165,9 @@ diesel::table! {
         exchanged_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    django_blacklisted_refresh (jti) {
+        jti -> Text,
+    }
+}

@@ -233,6 +233,14 @@ async fn django_database() -> TestDatabase {
             f["is_staff"], f["is_active"], f["date_joined"].as_str().unwrap(),
         ));
     }
+    sql.push_str(
+        "CREATE TABLE token_blacklist_outstandingtoken (id bigint PRIMARY KEY,
+           jti varchar(255) NOT NULL, user_id integer);
+         CREATE TABLE token_blacklist_blacklistedtoken (id bigint PRIMARY KEY,
+           token_id bigint NOT NULL, blacklisted_at timestamptz NOT NULL);
+         INSERT INTO token_blacklist_outstandingtoken VALUES (1, 'kept-jti', 10), (2, 'gone-jti', 10);
+         INSERT INTO token_blacklist_blacklistedtoken VALUES (1, 2, now());",
+    );
     sql.push_str(&format!(
         "INSERT INTO accounts_user VALUES (7, '{}', 'Custom@Example.com', false, true, '2022-02-02 10:00:00');",
         DJANGO_HASHES[1]
@@ -249,6 +257,14 @@ async fn the_django_database_is_read_directly(backend: Backend) {
         imported.contains("imported 6, updated 0, skipped 2"),
         "{imported}"
     );
+    assert!(
+        imported.contains("; 1 blacklisted refresh tokens"),
+        "{imported}"
+    );
+    let blacklisted = app
+        .query_texts("SELECT jti AS value FROM django_blacklisted_refresh")
+        .await;
+    assert_eq!(blacklisted, ["gone-jti"]);
     let staff = app.login(STAFF_EMAIL, STAFF_PASSWORD).await.unwrap();
     let root = app.get_user(&staff.access, 10).await.unwrap();
     assert_eq!(root.date_joined.unwrap().seconds, 1_682_942_400);
@@ -364,10 +380,14 @@ async fn a_refresh_token_django_issued_is_exchanged_once_within_the_window(backe
         ],
     )
     .await;
-    stdout(&import_django(
+    let imported = stdout(&import_django(
         &app,
         &["--from-json", dump.to_str().unwrap()],
     ));
+    assert!(
+        imported.contains("; 1 blacklisted refresh tokens"),
+        "{imported}"
+    );
 
     // Twenty exchanges of the one token at once: one session.
     let calls = (0..20).map(|_| {
@@ -396,6 +416,13 @@ async fn a_refresh_token_django_issued_is_exchanged_once_within_the_window(backe
     // The session it opened is an ordinary one: its own refresh token rotates.
     app.refresh(&pairs[0].refresh).await.unwrap();
 
+    // One that was blacklisted in Django (a logout there) is never exchanged.
+    let blacklisted = std::fs::read_to_string(dir.path().join("blacklisted_token.txt")).unwrap();
+    assert_refused(
+        app.refresh(&blacklisted).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
     let forged = format!("{}x", token.trim_end());
     assert_refused(
         app.refresh(&forged).await,

@@ -9,7 +9,9 @@ OUT_DIR/reset_links.txt: `uidb64 token` lines of password reset links Django wou
 pbkdf2_sha256 account, one made now and one made four days ago;
 OUT_DIR/activation_link.txt: the `uidb64 token` of the link Django would mail the account
 that registered and never activated (inactive, as the seed keeps it). And
-OUT_DIR/refresh_token.txt: a refresh token simplejwt issued that account at sign-in.
+OUT_DIR/refresh_token.txt: a refresh token simplejwt issued that account at sign-in, and
+OUT_DIR/blacklisted_token.txt: one it issued and then blacklisted (a logout). The dump holds
+simplejwt's blacklist beside the users.
 """
 
 import datetime
@@ -22,7 +24,11 @@ from django.conf import settings
 out_dir, password = sys.argv[1], sys.argv[2]
 settings.configure(
     SECRET_KEY="django-insecure-import-test-key",
-    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+    INSTALLED_APPS=[
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "rest_framework_simplejwt.token_blacklist",
+    ],
     DATABASES={
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -68,7 +74,6 @@ pending.save()
 nobody = User.objects.create(id=200, username="nobody", email="nobody@example.com")
 nobody.set_unusable_password()
 nobody.save()
-call_command("dumpdata", "auth.user", output=os.path.join(out_dir, "users.json"))
 
 ada = User.objects.get(username="pbkdf2_sha256")
 uidb64 = urlsafe_base64_encode(force_bytes(ada.pk))
@@ -87,3 +92,10 @@ from rest_framework_simplejwt.tokens import RefreshToken  # noqa: E402
 
 with open(os.path.join(out_dir, "refresh_token.txt"), "w") as refresh:
     refresh.write(str(RefreshToken.for_user(ada)))
+blacklisted = RefreshToken.for_user(ada)
+blacklisted.blacklist()
+with open(os.path.join(out_dir, "blacklisted_token.txt"), "w") as logged_out:
+    logged_out.write(str(blacklisted))
+call_command(
+    "dumpdata", "auth.user", "token_blacklist", output=os.path.join(out_dir, "users.json")
+)

@@ -15,3 +15,8 @@ CREATE TABLE django_refresh_exchanges (
     user_id BIGINT NOT NULL,
     exchanged_at TIMESTAMP NOT NULL
 );
+
+-- Refresh tokens simplejwt's blacklist held at the import: never exchanged.
+CREATE TABLE django_blacklisted_refresh (
+    jti TEXT PRIMARY KEY
+);
