@@ -538,10 +538,10 @@ fn django_python() -> String {
 }
 
 /// The Django key `tests/django/make_users.py` signs its links with.
-const DJANGO_SECRET_KEY: &str = "django-insecure-import-test-key";
+pub(crate) const DJANGO_SECRET_KEY: &str = "django-insecure-import-test-key";
 
 /// Runs `tests/django/make_users.py` into a new directory.
-fn django_made_users(password: &str) -> tempfile::TempDir {
+pub(crate) fn django_made_users(password: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django/make_users.py");
     let made = std::process::Command::new(django_python())
