@@ -257,8 +257,13 @@ pub(crate) fn user_update(request: &pb::UpdateUserRequest) -> Parsed<(UserId, Us
             }
         }
     }
-    let etag = Some(request.etag.trim().to_owned()).filter(|etag| !etag.is_empty());
-    Ok((id, UserUpdate { changes, etag }))
+    Ok((
+        id,
+        UserUpdate {
+            changes,
+            etag: etag(&request.etag),
+        },
+    ))
 }
 
 /// The `etag` of a deletion, if sent.

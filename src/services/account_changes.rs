@@ -240,23 +240,8 @@ impl Services {
                 {
                     return Err(ServiceError::OtpInvalid);
                 }
-                let holder = tx
-                    .user_by_email(&change.new_email)
-                    .await
-                    .context("finding the address's account")?;
-                match holder {
-                    Some(holder) if holder.is_verified => return Err(ServiceError::EmailTaken),
-                    // The code proved the mailbox: an unproven account on it was never theirs.
-                    Some(squatter) => {
-                        tx.revoke_user_sessions(squatter.id, now)
-                            .await
-                            .context("ending an unproven account's sessions")?;
-                        tx.delete_user(squatter.id)
-                            .await
-                            .context("removing an unproven account")?;
-                    }
-                    None => {}
-                }
+                // The code proved the mailbox: an unproven account on it was never theirs.
+                self.claim_address(tx, &change.new_email).await?;
                 match tx.change_email(row.id, &row.email, &change.new_email).await {
                     Ok(true) => {}
                     Ok(false) => return Err(ServiceError::ConcurrentChange),

@@ -161,22 +161,7 @@ impl Services {
         let row = self
             .store
             .transaction(async |tx| {
-                let holder = tx
-                    .user_by_email(&new_user.email)
-                    .await
-                    .context("finding the address's account")?;
-                match holder {
-                    Some(holder) if holder.is_verified => return Err(ServiceError::EmailTaken),
-                    Some(squatter) => {
-                        tx.revoke_user_sessions(squatter.id, now.naive_utc())
-                            .await
-                            .context("ending an unproven account's sessions")?;
-                        tx.delete_user(squatter.id)
-                            .await
-                            .context("replacing an unproven account")?;
-                    }
-                    None => {}
-                }
+                self.claim_address(tx, &new_user.email).await?;
                 let account = NewAccount {
                     email: new_user.email.clone(),
                     password_hash: password_hash.clone(),
@@ -220,7 +205,7 @@ impl Services {
                 );
                 let entry = AuditEntry::success(AuditKind::UserCreate, admin.actor(), row.id);
                 self.audit(tx, &caller, entry.detail(detail)).await?;
-                Ok(row)
+                Ok::<_, ServiceError>(row)
             })
             .await?;
         self.outbox_wake.notify_one();

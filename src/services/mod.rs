@@ -238,6 +238,37 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Frees `email` for an account whose claim to it is proven (a code sent there, a trusted
+    /// caller's word): an unverified account holding it is removed with its sessions.
+    ///
+    /// # Errors
+    /// `EmailTaken` when a verified account holds it.
+    pub(crate) async fn claim_address(
+        &self,
+        tx: &mut Queries<'_>,
+        email: &Email,
+    ) -> ServiceResult<()> {
+        let holder = tx
+            .user_by_email(email)
+            .await
+            .context("finding the address's account")?;
+        match holder {
+            Some(holder) if holder.is_verified => Err(ServiceError::EmailTaken),
+            Some(squatter) => {
+                tx.revoke_user_sessions(squatter.id, self.clock.now_naive())
+                    .await
+                    .context("ending an unproven account's sessions")?;
+                tx.delete_user(squatter.id)
+                    .await
+                    .context("removing an unproven account")?;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// An account about to be written by [`Services::insert_account`].
 pub(crate) struct NewAccount {
     pub(crate) email: Email,
