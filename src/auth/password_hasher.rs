@@ -27,6 +27,11 @@ const SALT_LEN: usize = 16;
 /// Hash output length.
 const OUTPUT_LEN: usize = 32;
 
+/// The hashing threads' niceness. Hashing is throughput work and every other call is
+/// latency work: behind this the scheduler gives the async workers (and a database on the
+/// same node) the CPU first, so a login storm slows logins, not refreshes and reads.
+const HASHING_NICENESS: i32 = 10;
+
 /// How long a caller refused by a full queue is told to wait.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
@@ -181,6 +186,7 @@ fn start_threads(count: usize, queue: usize) -> anyhow::Result<mpsc::SyncSender<
         std::thread::Builder::new()
             .name(format!("argon2-{n}"))
             .spawn(move || {
+                lower_this_threads_priority();
                 let mut memory = Vec::new();
                 loop {
                     // The lock is held only while waiting for the next job, not while running it.
@@ -196,6 +202,14 @@ fn start_threads(count: usize, queue: usize) -> anyhow::Result<mpsc::SyncSender<
             })?;
     }
     Ok(sender)
+}
+
+/// Gives the calling thread [`HASHING_NICENESS`]; on Linux a niceness is per thread.
+fn lower_this_threads_priority() {
+    let this_thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(this_thread), HASHING_NICENESS) {
+        tracing::warn!(%error, "could not lower a hashing thread's priority");
+    }
 }
 
 /// A working area of at least `blocks` blocks, grown once and then reused.

@@ -51,6 +51,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(error = %error, "could not turn off Nagle's algorithm");
+        }
         let app = router.clone();
         // Where axum's `ConnectInfo` extractor looks for the client's address.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {

@@ -218,26 +218,22 @@ impl Services {
         session_id: &SessionId,
         now: chrono::NaiveDateTime,
     ) -> ServiceResult<Result<(SessionRow, UserRow), ServiceError>> {
-        let session = tx
-            .session(session_id)
+        let live = tx
+            .session_with_user(session_id)
             .await
-            .context("loading the session")?;
-        let Some(session) = session.filter(|s| s.revoked_at.is_none()) else {
+            .context("loading the session and its user")?;
+        let Some((session, user)) = live.filter(|(session, _)| session.revoked_at.is_none()) else {
             return Ok(Err(ServiceError::SessionRevoked));
         };
         if session.expires_at <= now {
             return Ok(Err(ServiceError::TokenExpired));
         }
-        let user = tx
-            .user_by_id(session.user_id)
-            .await
-            .context("loading the session's user")?;
-        let Some(user) = user.filter(|u| u.is_active) else {
+        if !user.is_active {
             tx.revoke_session(&session.id, now)
                 .await
                 .context("revoking a disabled user's session")?;
             return Ok(Err(ServiceError::SessionRevoked));
-        };
+        }
         Ok(Ok((session, user)))
     }
 
@@ -380,25 +376,19 @@ impl Services {
                 TokenError::Invalid | TokenError::Signing(_) => ServiceError::TokenInvalid,
             })?;
         let mut conn = self.connection().await?;
-        let mut queries = conn.queries();
-        let session = queries
-            .session(&verified.session_id)
+        let bearer = conn
+            .queries()
+            .session_with_user(&verified.session_id)
             .await
-            .context("loading the session")?;
-        let live = session.is_some_and(|s| {
-            s.revoked_at.is_none()
-                && s.expires_at > now.naive_utc()
-                && s.user_id == verified.user_id
-        });
-        if !live {
-            return Err(ServiceError::SessionRevoked);
-        }
-        let user = queries
-            .user_by_id(verified.user_id)
-            .await
-            .context("loading the bearer")?;
-        let user = user
-            .filter(|u| u.is_active)
+            .context("loading the session and its user")?;
+        let user = bearer
+            .filter(|(session, user)| {
+                session.revoked_at.is_none()
+                    && session.expires_at > now.naive_utc()
+                    && user.id == verified.user_id
+                    && user.is_active
+            })
+            .map(|(_, user)| user)
             .ok_or(ServiceError::SessionRevoked)?;
         Ok(Authenticated {
             user: self.to_user(&user),

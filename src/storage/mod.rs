@@ -19,12 +19,18 @@ mod signing_keys;
 mod users;
 mod values;
 
-use std::{future::Future, path::Path, time::Duration};
+use std::{
+    future::{Future, ready},
+    path::Path,
+    time::Duration,
+};
 
 use diesel::{ConnectionError, SqliteConnection};
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
-    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, bb8},
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod, bb8,
+    },
     sync_connection_wrapper::SyncConnectionWrapper,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -176,6 +182,10 @@ impl Store {
         let pool = match config {
             DatabaseConfig::Postgres { url } => {
                 let mut manager_config = ManagerConfig::default();
+                manager_config.recycling_method =
+                    RecyclingMethod::CustomFunction(Box::new(|conn: &mut AsyncPgConnection| {
+                        Box::pin(ready(usable(conn)))
+                    }));
                 let timeout_ms = statement_timeout.as_millis();
                 manager_config.custom_setup =
                     Box::new(move |url| Box::pin(open_postgres(url.to_owned(), timeout_ms)));
@@ -195,6 +205,10 @@ impl Store {
             DatabaseConfig::Sqlite { path } => {
                 ensure_parent_dir(path)?;
                 let mut manager_config = ManagerConfig::default();
+                manager_config.recycling_method =
+                    RecyclingMethod::CustomFunction(Box::new(|conn: &mut SqliteConn| {
+                        Box::pin(ready(usable(conn)))
+                    }));
                 manager_config.custom_setup = Box::new(|url| Box::pin(open_sqlite(url.to_owned())));
                 let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
                     path.to_string_lossy(),
@@ -313,6 +327,17 @@ impl Store {
 impl Queries<'_> {
     async fn ping(&mut self) -> Result<(), StoreError> {
         on_backend!(self, conn => conn.batch_execute("SELECT 1").await)
+    }
+}
+
+/// Whether a pooled connection can be handed out, decided without a round trip: a
+/// `SELECT 1` on every checkout would add one to every call. A connection whose server
+/// went away is closed by then and is replaced instead.
+fn usable<C: PoolableConnection>(conn: &mut C) -> diesel::QueryResult<()> {
+    if conn.is_broken() {
+        Err(diesel::result::Error::BrokenTransactionManager)
+    } else {
+        Ok(())
     }
 }
 

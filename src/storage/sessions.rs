@@ -5,10 +5,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{
-    Queries, RevocationRow, SessionRow, SpentRefreshToken, StoreError,
+    Queries, RevocationRow, SessionRow, SpentRefreshToken, StoreError, UserRow,
     models::RefreshTokenRow,
     on_backend,
-    schema::{refresh_tokens, revocations, sessions},
+    schema::{refresh_tokens, revocations, sessions, users},
 };
 use crate::{
     auth::RefreshTokenHash,
@@ -166,6 +166,26 @@ impl Queries<'_> {
             sessions::table
                 .find(id)
                 .select(SessionRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+    }
+
+    /// One session with its user, read in one round trip: every bearer call and every
+    /// refresh needs both.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn session_with_user(
+        &mut self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRow, UserRow)>, StoreError> {
+        on_backend!(self, conn => {
+            sessions::table
+                .find(id)
+                .inner_join(users::table)
+                .select((SessionRow::as_select(), UserRow::as_select()))
                 .first(conn)
                 .await
                 .optional()

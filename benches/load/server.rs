@@ -1,0 +1,156 @@
+//! The release binary under load: started as an operator would, with rate limits off.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+/// The bench's service token for `TokenService` (its SHA-256 goes in the services file).
+pub const SERVICE_TOKEN: &str = "the-load-benchmark-service-token";
+/// Every bench account's password.
+pub const PASSWORD: &str = "a-long-enough-passphrase";
+
+/// A running `identity serve` and the database it uses.
+pub struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Where gRPC listens.
+    pub grpc_addr: String,
+    /// Where the JSON bridge listens.
+    pub http_addr: String,
+}
+
+impl Server {
+    /// Starts the binary on SQLite in a temporary directory, or on `database_url`.
+    pub fn start(database_url: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let services = dir.path().join("services.txt");
+        std::fs::write(
+            &services,
+            format!(
+                "bench introspect,jwks,revocations {}\n",
+                sha256_hex(SERVICE_TOKEN)
+            ),
+        )
+        .unwrap();
+        let mut command = identity(dir.path(), database_url);
+        command
+            .arg("serve")
+            .env("GRPC_LISTEN_ADDR", "127.0.0.1:0")
+            .env("HTTP_LISTEN_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn,identity::app=info")
+            .env("SERVICE_TOKENS_FILE", &services);
+        // Allocator tuning under test, e.g. MALLOC_ARENA_MAX=2.
+        if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
+            command.env("MALLOC_ARENA_MAX", arenas);
+        }
+        for limit in ["LOGIN", "REGISTER", "VERIFY", "EMAIL", "REFRESH"] {
+            command.env(format!("RATE_LIMIT_{limit}"), "0");
+        }
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (grpc_addr, http_addr) = loop {
+            let line = lines.next().unwrap().unwrap();
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if let (Some(grpc), Some(http)) =
+                (entry["grpc.addr"].as_str(), entry["http.addr"].as_str())
+            {
+                break (grpc.to_owned(), http.to_owned());
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            dir,
+            grpc_addr,
+            http_addr,
+        }
+    }
+
+    /// Makes verified accounts `bench{first}..bench{first + count}` the way an operator
+    /// would, with the CLI beside the live server.
+    pub fn create_accounts(&self, database_url: Option<&str>, accounts: std::ops::Range<usize>) {
+        for n in accounts {
+            let mut admin = identity(self.dir.path(), database_url)
+                .args(["create-superuser", "--email", &bench_email(n)])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            admin
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{PASSWORD}\n").as_bytes())
+                .unwrap();
+            assert!(admin.wait().unwrap().success(), "create-superuser failed");
+        }
+    }
+
+    /// The server's resident memory now and its peak so far, in MiB.
+    pub fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Stops the server as Kubernetes would.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The account worker `n` signs in as.
+pub fn bench_email(n: usize) -> String {
+    format!("bench{n}@example.com")
+}
+
+fn identity(dir: &Path, database_url: Option<&str>) -> Command {
+    // `BENCH_BINARY` measures another build (an earlier commit's) in the same sitting.
+    let binary = std::env::var_os("BENCH_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_identity")),
+        PathBuf::from,
+    );
+    let mut command = Command::new(binary);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("SQLITE_PATH", sqlite_path(dir));
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    command
+}
+
+fn sqlite_path(dir: &Path) -> PathBuf {
+    dir.join("bench.sqlite3")
+}
+
+impl Server {
+    /// The SQLite file the server uses when no database URL is given.
+    pub fn sqlite_path(&self) -> PathBuf {
+        sqlite_path(self.dir.path())
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
