@@ -59,6 +59,9 @@ pub fn argon2_hashes_per_second(threads: usize, duration: Duration) -> f64 {
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The server's default `DATABASE_POOL_SIZE`.
+const POSTGRES_CONNECTIONS: u32 = 10;
+
 /// A pool on the server's database, sized and set up like the server's own.
 pub enum Pool {
     Postgres(bb8::Pool<AsyncPgConnection>),
@@ -134,7 +137,7 @@ impl Pool {
         match database_url {
             Some(url) => Self::Postgres(
                 bb8::Pool::builder()
-                    .max_size(10)
+                    .max_size(POSTGRES_CONNECTIONS)
                     .test_on_check_out(false)
                     .build(AsyncDieselConnectionManager::new(url))
                     .await
@@ -153,13 +156,25 @@ impl Pool {
         }
     }
 
-    /// Primary-key reads of one user, from `clients` clients at once.
+    /// How many clients a limit row drives: no more than the pool has connections. More
+    /// would only queue, and a bb8 caller that returns a connection takes it straight back
+    /// before a waiter wakes, so a waiter on a one-thread client can starve until it times out.
+    fn clients(&self, wanted: usize) -> usize {
+        let connections = match self {
+            Self::Postgres(_) => POSTGRES_CONNECTIONS,
+            Self::Sqlite(_) => 1,
+        };
+        wanted.min(connections as usize)
+    }
+
+    /// Primary-key reads of one user, from `clients` clients at once (at most one per
+    /// connection).
     pub async fn primary_key_reads(
         self: &Arc<Self>,
         clients: usize,
         duration: Duration,
     ) -> Outcome {
-        let readers = (0..clients)
+        let readers = (0..self.clients(clients))
             .map(|_| {
                 let pool = Arc::clone(self);
                 async move || {
@@ -191,6 +206,7 @@ impl Pool {
         }
         let rotators = sessions
             .iter()
+            .take(self.clients(sessions.len()))
             .cloned()
             .enumerate()
             .map(|(client, session)| {

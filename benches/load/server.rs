@@ -114,6 +114,16 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// A bench that fails midway takes its server with it.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The account worker `n` signs in as.
 pub fn bench_email(n: usize) -> String {
     format!("bench{n}@example.com")

@@ -9,6 +9,7 @@ mod password_hasher;
 mod refresh;
 mod service_credentials;
 mod tokens;
+mod verified_tokens;
 
 pub use django_hashes::{HashFormat, StoredHash};
 pub use django_tokens::{

@@ -16,7 +16,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::keyed_hash::hex;
+use super::{
+    keyed_hash::hex,
+    verified_tokens::{Verified, VerifiedTokens},
+};
 use crate::{
     config::JwtConfig,
     domain::{Email, SessionId, UserId},
@@ -146,6 +149,8 @@ pub struct TokenIssuer {
     issuer: String,
     audience: String,
     lifetime: chrono::Duration,
+    /// Tokens whose signature checked out, shared by every clone.
+    verified: Arc<VerifiedTokens>,
 }
 
 impl TokenIssuer {
@@ -247,6 +252,7 @@ impl TokenIssuer {
             audience: config.audience.clone(),
             lifetime: chrono::Duration::from_std(config.access_lifetime)
                 .unwrap_or(chrono::Duration::minutes(5)),
+            verified: Arc::default(),
         }
     }
 
@@ -320,23 +326,55 @@ impl TokenIssuer {
     }
 
     /// Verifies signature, algorithm, `typ`, issuer, audience, kind and lifetime, and parses
-    /// the subject and session.
+    /// the subject and session. A token verified before skips the signature check; its key
+    /// must still be in the set and accepted, and its lifetime is checked again, at `now`.
     ///
     /// # Errors
     /// `Expired` past `exp` (with leeway); `Invalid` for anything else wrong.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<VerifiedAccess, TokenError> {
+        let keys = self.snapshot();
+        let verified = match self.verified.get(token) {
+            Some(verified) => verified,
+            None => self
+                .verified
+                .remember(token, self.check_signature(token, &keys, now)?),
+        };
+        if !keys
+            .iter()
+            .any(|key| key.kid == verified.kid && self.accepts(key, now))
+        {
+            return Err(TokenError::Invalid);
+        }
+        let claims = &verified.access.claims;
+        if claims.iat > now.timestamp() + LEEWAY_SECONDS {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp + LEEWAY_SECONDS <= now.timestamp() {
+            return Err(TokenError::Expired);
+        }
+        Ok(verified.access.clone())
+    }
+
+    /// Checks what a token says regardless of time: header, signature by a key of `keys`
+    /// accepted at `now`, issuer, audience and kind; parses the subject and session.
+    fn check_signature(
+        &self,
+        token: &str,
+        keys: &[Key],
+        now: DateTime<Utc>,
+    ) -> Result<Verified, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(TokenError::Invalid);
         }
-        let keys = self.snapshot();
+        // An unknown or retired key is refused before any signature work.
         let key = keys
             .iter()
             .find(|key| header.kid.as_deref() == Some(key.kid.as_str()))
             .filter(|key| self.accepts(key, now))
             .ok_or(TokenError::Invalid)?;
         let mut validation = Validation::new(self.algorithm);
-        // Expiry is checked below against the service clock, which tests can move.
+        // Expiry is checked by `verify` against the service clock, which tests can move.
         validation.validate_exp = false;
         validation.required_spec_claims =
             HashSet::from(["exp", "iat", "iss", "aud", "sub"].map(String::from));
@@ -345,11 +383,8 @@ impl TokenIssuer {
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
             .map_err(|_| TokenError::Invalid)?
             .claims;
-        if claims.token_type != ACCESS_TOKEN_TYPE || claims.iat > now.timestamp() + LEEWAY_SECONDS {
+        if claims.token_type != ACCESS_TOKEN_TYPE {
             return Err(TokenError::Invalid);
-        }
-        if claims.exp + LEEWAY_SECONDS <= now.timestamp() {
-            return Err(TokenError::Expired);
         }
         let user_id = claims
             .sub
@@ -358,10 +393,13 @@ impl TokenIssuer {
             .and_then(|id| UserId::parse(id).ok())
             .ok_or(TokenError::Invalid)?;
         let session_id = SessionId::parse(&claims.sid).map_err(|_| TokenError::Invalid)?;
-        Ok(VerifiedAccess {
-            user_id,
-            session_id,
-            claims,
+        Ok(Verified {
+            kid: key.kid.clone(),
+            access: VerifiedAccess {
+                user_id,
+                session_id,
+                claims,
+            },
         })
     }
 }
@@ -411,7 +449,7 @@ mod tests {
 
     use chrono::Utc;
 
-    use super::{BearerToken, TokenError, TokenIssuer};
+    use super::{BearerToken, ScheduledKey, TokenError, TokenIssuer};
     use crate::{
         config::{JwtAlgorithm, JwtConfig},
         domain::{Email, SessionId, UserId},
@@ -467,6 +505,37 @@ mod tests {
             issuer.verify(&tampered, now),
             Err(TokenError::Invalid)
         ));
+    }
+
+    #[test]
+    fn a_token_verified_before_is_refused_once_its_key_leaves_the_set() {
+        let now = Utc::now();
+        let key = |pem: String| ScheduledKey {
+            pem,
+            activates_at: now - chrono::Duration::days(1),
+        };
+        let first = key(TokenIssuer::generate_ed25519_pem().unwrap());
+        let issuer = TokenIssuer::ed25519_set(std::slice::from_ref(&first), &config()).unwrap();
+        let (user, session) = (UserId::parse(7).unwrap(), SessionId::generate());
+        let email = Email::parse("a@example.com").unwrap();
+        let token = issuer.issue(user, &email, &session, now).unwrap();
+        for _ in 0..2 {
+            assert_eq!(issuer.verify(&token, now).unwrap().user_id, user);
+        }
+        let early = now - chrono::Duration::seconds(31);
+        assert!(matches!(
+            issuer.verify(&token, early),
+            Err(TokenError::Invalid)
+        ));
+
+        let second = key(TokenIssuer::generate_ed25519_pem().unwrap());
+        issuer.replace_keys(&[second]).unwrap();
+        assert!(matches!(
+            issuer.verify(&token, now),
+            Err(TokenError::Invalid)
+        ));
+        issuer.replace_keys(&[first]).unwrap();
+        assert_eq!(issuer.verify(&token, now).unwrap().user_id, user);
     }
 
     #[test]

@@ -58,9 +58,13 @@ pub struct Caller {
     pub device: DeviceName,
 }
 
-/// The dependencies every service call needs, shared by all adapters.
+/// The dependencies every service call needs, shared by all adapters. A clone is one
+/// reference count: the bridge's state is cloned for every request.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<Dependencies>);
+
+/// What [`Services`] holds.
+pub struct Dependencies {
     pub(crate) store: Store,
     pub(crate) clock: Clock,
     pub(crate) hasher: PasswordHasher,
@@ -103,11 +107,19 @@ pub struct ServiceParts {
     pub config: Arc<Config>,
 }
 
+impl std::ops::Deref for Services {
+    type Target = Dependencies;
+
+    fn deref(&self) -> &Dependencies {
+        &self.0
+    }
+}
+
 impl Services {
     /// Assembles the services.
     #[must_use]
     pub fn new(parts: ServiceParts) -> Self {
-        Self {
+        Self(Arc::new(Dependencies {
             links: LinkTokens::new(parts.secret.clone()),
             django_links: DjangoTokens::new(parts.config.django.secret_keys.clone()),
             django_refresh: DjangoRefreshTokens::new(
@@ -125,7 +137,7 @@ impl Services {
             metrics: parts.metrics,
             outbox_wake: parts.outbox_wake,
             config: parts.config,
-        }
+        }))
     }
 
     /// The metrics registry, with the gauges that are read on demand brought up to date.
