@@ -44,6 +44,30 @@ fn main() {
     tokio::task::LocalSet::new().block_on(&runtime, bench());
 }
 
+/// Measures the row `$name` against `$limit` (its name and rate) when `BENCH_ONLY` wants
+/// it; `$callers` are only set up then.
+macro_rules! row {
+    ($rows:ident, $name:literal against $limit:ident => $callers:expr) => {
+        if $rows.only.wanted($name) {
+            let (limit, limit_rate) = $limit;
+            let outcome = measure($name, $callers, $rows.duration).await;
+            $rows.measured.push(Row {
+                name: $name,
+                outcome,
+                limit,
+                limit_rate,
+            });
+        }
+    };
+}
+
+/// The rows measured so far, and which to measure for how long.
+struct Rows {
+    only: Only,
+    duration: Duration,
+    measured: Vec<Row>,
+}
+
 /// One measured row: what was called, how it did, and what it is compared with.
 struct Row {
     name: &'static str,
@@ -121,197 +145,125 @@ async fn bench() {
     .await;
 
     let signed_in = sessions.start().await;
-    let mut rows = Vec::new();
-    if only.wanted("GetUser, bridge") {
-        rows.push(Row {
-            name: "GetUser, bridge",
-            outcome: measure(
-                "GetUser, bridge",
-                clients(concurrency, async |n| {
-                    let mut http = Http::connect(&http_addr).await;
-                    let access = signed_in[n].access.clone();
-                    let path = format!("/accounts/api/users/{}/", claims(&access).0);
-                    async move || {
-                        let (status, _) = http.call(Method::GET, &path, Some(&access), None).await;
-                        status == StatusCode::OK
-                    }
-                })
-                .await,
-                duration,
-            )
-            .await,
-            limit: "bridge floor",
-            limit_rate: http_floor.rate,
-        });
+    let bridge_floor = ("bridge floor", http_floor.rate);
+    let grpc_floor_limit = ("gRPC floor", grpc_floor.rate);
+    let rotation_limit = ("plain-SQL rotation", rotation.rate);
+    let hash_limit = ("argon2id hashes", hashes);
+    let mut rows = Rows {
+        only,
+        duration,
+        measured: Vec::new(),
+    };
+    row! { rows, "GetUser, bridge" against bridge_floor =>
+        clients(concurrency, async |n| {
+            let mut http = Http::connect(&http_addr).await;
+            let access = signed_in[n].access.clone();
+            let path = format!("/accounts/api/users/{}/", claims(&access).0);
+            async move || {
+                let (status, _) = http.call(Method::GET, &path, Some(&access), None).await;
+                status == StatusCode::OK
+            }
+        })
+        .await
     }
-    if only.wanted("GetUser, gRPC") {
-        rows.push(Row {
-            name: "GetUser, gRPC",
-            outcome: measure("GetUser, gRPC", get_users(&client, &signed_in), duration).await,
-            limit: "gRPC floor",
-            limit_rate: grpc_floor.rate,
-        });
+    row! { rows, "GetUser, gRPC" against grpc_floor_limit =>
+        get_users(&client, &signed_in)
     }
     let bridge_chains = sessions.start().await;
-    if only.wanted("Refresh, bridge") {
-        rows.push(Row {
-            name: "Refresh, bridge",
-            outcome: measure(
-                "Refresh, bridge",
-                clients(concurrency, async |n| {
-                    let mut http = Http::connect(&http_addr).await;
-                    let mut refresh = bridge_chains[n].refresh.clone();
-                    async move || {
-                        let body = serde_json::json!({ "refresh": refresh }).to_string();
-                        let (status, reply) = http
-                            .call(
-                                Method::POST,
-                                "/accounts/api/token/refresh/",
-                                None,
-                                Some(body),
-                            )
-                            .await;
-                        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
-                        refresh = reply["refresh"].as_str().unwrap_or_default().to_owned();
-                        status == StatusCode::OK
-                    }
-                })
-                .await,
-                duration,
-            )
-            .await,
-            limit: "plain-SQL rotation",
-            limit_rate: rotation.rate,
-        });
+    row! { rows, "Refresh, bridge" against rotation_limit =>
+        clients(concurrency, async |n| {
+            let mut http = Http::connect(&http_addr).await;
+            let mut refresh = bridge_chains[n].refresh.clone();
+            async move || {
+                let body = serde_json::json!({ "refresh": refresh }).to_string();
+                let (status, reply) = http
+                    .call(
+                        Method::POST,
+                        "/accounts/api/token/refresh/",
+                        None,
+                        Some(body),
+                    )
+                    .await;
+                let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+                refresh = reply["refresh"].as_str().unwrap_or_default().to_owned();
+                status == StatusCode::OK
+            }
+        })
+        .await
     }
-    if only.wanted("Refresh, gRPC") {
-        rows.push(Row {
-            name: "Refresh, gRPC",
-            outcome: measure(
-                "Refresh, gRPC",
-                refreshes(&client, &sessions.start().await),
-                duration,
-            )
-            .await,
-            limit: "plain-SQL rotation",
-            limit_rate: rotation.rate,
-        });
+    row! { rows, "Refresh, gRPC" against rotation_limit =>
+        refreshes(&client, &sessions.start().await)
     }
-    if only.wanted("Login (argon2id)") {
-        rows.push(Row {
-            name: "Login (argon2id)",
-            outcome: measure("Login", logins(&client, concurrency), duration).await,
-            limit: "argon2id hashes",
-            limit_rate: hashes,
-        });
+    row! { rows, "Login (argon2id)" against hash_limit =>
+        logins(&client, concurrency)
     }
-    if only.wanted("Login, unknown email") {
-        rows.push(Row {
-            name: "Login, unknown email",
-            outcome: measure(
-                "Login, unknown email",
-                clients(concurrency, async |worker| {
-                    let mut client = client.clone();
-                    let mut n = 0;
-                    async move || {
-                        n += 1;
-                        let login = pb::LoginRequest {
-                            email: format!("nobody{worker}-{n}@example.com"),
-                            password: PASSWORD.into(),
-                        };
-                        client
-                            .login(login)
-                            .await
-                            .is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
-                    }
-                })
-                .await,
-                duration,
-            )
-            .await,
-            limit: "argon2id hashes",
-            limit_rate: hashes,
-        });
+    row! { rows, "Login, unknown email" against hash_limit =>
+        clients(concurrency, async |worker| {
+            let mut client = client.clone();
+            let mut n = 0;
+            async move || {
+                n += 1;
+                let login = pb::LoginRequest {
+                    email: format!("nobody{worker}-{n}@example.com"),
+                    password: PASSWORD.into(),
+                };
+                client
+                    .login(login)
+                    .await
+                    .is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
+            }
+        })
+        .await
     }
-    if only.wanted("ResendOtp, unknown email") {
-        rows.push(Row {
-            name: "ResendOtp, unknown email",
-            outcome: measure(
-                "ResendOtp, unknown email",
-                clients(concurrency, async |worker| {
-                    let mut client = client.clone();
-                    let mut n = 0;
-                    async move || {
-                        n += 1;
-                        let request = pb::ResendOtpRequest {
-                            email: format!("ghost{worker}-{n}@example.com"),
-                        };
-                        client.resend_otp(request).await.is_ok()
-                    }
-                })
-                .await,
-                duration,
-            )
-            .await,
-            limit: "gRPC floor",
-            limit_rate: grpc_floor.rate,
-        });
+    row! { rows, "ResendOtp, unknown email" against grpc_floor_limit =>
+        clients(concurrency, async |worker| {
+            let mut client = client.clone();
+            let mut n = 0;
+            async move || {
+                n += 1;
+                let request = pb::ResendOtpRequest {
+                    email: format!("ghost{worker}-{n}@example.com"),
+                };
+                client.resend_otp(request).await.is_ok()
+            }
+        })
+        .await
     }
     let introspected = signed_in[0].access.clone();
-    if only.wanted("IntrospectToken") {
-        rows.push(Row {
-            name: "IntrospectToken",
-            outcome: measure(
-                "IntrospectToken",
-                clients(concurrency, async |_| {
-                    let mut tokens = TokenServiceClient::new(channel.clone());
-                    let token = introspected.clone();
-                    async move || {
-                        let mut request = tonic::Request::new(pb::IntrospectTokenRequest {
-                            token: token.clone(),
-                        });
-                        request.metadata_mut().insert(
-                            "authorization",
-                            format!("Bearer {SERVICE_TOKEN}").parse().unwrap(),
-                        );
-                        tokens
-                            .introspect_token(request)
-                            .await
-                            .is_ok_and(|reply| reply.into_inner().active)
-                    }
-                })
-                .await,
-                duration,
-            )
-            .await,
-            limit: "gRPC floor",
-            limit_rate: grpc_floor.rate,
-        });
+    row! { rows, "IntrospectToken" against grpc_floor_limit =>
+        clients(concurrency, async |_| {
+            let mut tokens = TokenServiceClient::new(channel.clone());
+            let token = introspected.clone();
+            async move || {
+                let mut request = tonic::Request::new(pb::IntrospectTokenRequest {
+                    token: token.clone(),
+                });
+                request.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {SERVICE_TOKEN}").parse().unwrap(),
+                );
+                tokens
+                    .introspect_token(request)
+                    .await
+                    .is_ok_and(|reply| reply.into_inner().active)
+            }
+        })
+        .await
     }
     // What a consuming service pays per request with `identity-client`: no call at all.
     let verifier = identity_client::Verifier::builder(channel.clone(), SERVICE_TOKEN)
         .connect()
         .await
         .unwrap();
-    if only.wanted("identity-client verify") {
-        rows.push(Row {
-            name: "identity-client verify",
-            outcome: measure(
-                "identity-client verify",
-                clients(concurrency, async |_| {
-                    let (verifier, token) = (verifier.clone(), introspected.clone());
-                    async move || verifier.verify(&token).await.is_ok()
-                })
-                .await,
-                duration,
-            )
-            .await,
-            limit: "gRPC floor",
-            limit_rate: grpc_floor.rate,
-        });
+    row! { rows, "identity-client verify" against grpc_floor_limit =>
+        clients(concurrency, async |_| {
+            let (verifier, token) = (verifier.clone(), introspected.clone());
+            async move || verifier.verify(&token).await.is_ok()
+        })
+        .await
     }
 
-    let isolation = if only.wanted("isolation") {
+    let isolation = if rows.only.wanted("isolation") {
         Some(isolation(&client, &signed_in, &mut sessions, duration).await)
     } else {
         None
@@ -352,7 +304,7 @@ async fn bench() {
         "\n{:<26} {:>9} {:>8} {:>8}  {:<20} {:>8}",
         "rpc", "calls/s", "p50 ms", "p99 ms", "limit", "of limit"
     );
-    for row in &rows {
+    for row in &rows.measured {
         println!(
             "{:<26} {:>9.0} {:>8.2} {:>8.2}  {:<20} {:>7.1}%",
             row.name,
