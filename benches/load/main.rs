@@ -198,36 +198,21 @@ async fn bench() {
         logins(&client, concurrency)
     }
     row! { rows, "Login, unknown email" against hash_limit =>
-        clients(concurrency, async |worker| {
-            let mut client = client.clone();
-            let mut n = 0;
-            async move || {
-                n += 1;
-                let login = pb::LoginRequest {
-                    email: format!("nobody{worker}-{n}@example.com"),
-                    password: PASSWORD.into(),
-                };
-                client
-                    .login(login)
-                    .await
-                    .is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
-            }
+        unknown_addresses(&client, concurrency, "nobody", async |client, email| {
+            let login = pb::LoginRequest {
+                email,
+                password: PASSWORD.into(),
+            };
+            client
+                .login(login)
+                .await
+                .is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
         })
-        .await
     }
     row! { rows, "ResendOtp, unknown email" against grpc_floor_limit =>
-        clients(concurrency, async |worker| {
-            let mut client = client.clone();
-            let mut n = 0;
-            async move || {
-                n += 1;
-                let request = pb::ResendOtpRequest {
-                    email: format!("ghost{worker}-{n}@example.com"),
-                };
-                client.resend_otp(request).await.is_ok()
-            }
+        unknown_addresses(&client, concurrency, "ghost", async |client, email| {
+            client.resend_otp(pb::ResendOtpRequest { email }).await.is_ok()
         })
-        .await
     }
     let introspected = signed_in[0].access.clone();
     row! { rows, "IntrospectToken" against grpc_floor_limit =>
@@ -438,6 +423,29 @@ async fn clients<F>(count: usize, make: impl AsyncFn(usize) -> F) -> Vec<F> {
         made.push(make(n).await);
     }
     made
+}
+
+/// `count` callers that each make up a new address (`{prefix}{caller}-{n}@example.com`)
+/// for every `call`, so no account or counter row is met twice.
+fn unknown_addresses<C>(
+    client: &IdentityServiceClient<Channel>,
+    count: usize,
+    prefix: &'static str,
+    call: C,
+) -> Vec<impl AsyncFnMut() -> bool + 'static>
+where
+    C: AsyncFn(&mut IdentityServiceClient<Channel>, String) -> bool + Clone + 'static,
+{
+    (0..count)
+        .map(|caller| {
+            let (mut client, call) = (client.clone(), call.clone());
+            let mut n = 0;
+            async move || {
+                n += 1;
+                call(&mut client, format!("{prefix}{caller}-{n}@example.com")).await
+            }
+        })
+        .collect()
 }
 
 fn get_users(
