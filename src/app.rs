@@ -116,6 +116,7 @@ impl Application {
             poll_interval: self.config.email_poll_interval,
             unverified_retention: self.config.unverified_retention,
             audit_retention: self.config.audit_retention,
+            lease: self.config.email_lease,
         };
         let worker = tokio::spawn(worker::run(
             services.store.clone(),

@@ -94,6 +94,8 @@ pub struct SmtpConfig {
     pub user: Option<String>,
     /// Password for `user`.
     pub password: Option<SecretString>,
+    /// `EMAIL_TIMEOUT_MS`: bound on connecting and on each exchange with the server.
+    pub timeout: Duration,
 }
 
 /// TLS for the gRPC listener (`GRPC_TLS_CERT_FILE`, `GRPC_TLS_KEY_FILE`), optionally
@@ -322,6 +324,9 @@ pub struct Config {
     pub email_retry_base: Duration,
     /// How often the outbox worker looks for mail when idle.
     pub email_poll_interval: Duration,
+    /// `EMAIL_LEASE_MS`: how long a replica's claim on an email lasts; a replica that dies
+    /// holding one leaves the email to the others after this. Longer than `EMAIL_TIMEOUT_MS`.
+    pub email_lease: Duration,
 }
 
 /// Log output style.
@@ -393,6 +398,7 @@ impl Config {
             Some(_) => return Err(env.error("VERIFICATION_METHOD", "must be otp, link or both")),
         };
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let smtp_timeout = smtp_timeout(&env)?;
         Ok(Self {
             database: database(&env)?,
             database_pool_size: env.number("DATABASE_POOL_SIZE", 10)?,
@@ -538,6 +544,7 @@ impl Config {
             email_poll_interval: Duration::from_millis(
                 env.number("EMAIL_POLL_INTERVAL_MS", 1_000)?,
             ),
+            email_lease: email_lease(&env, smtp_timeout)?,
         })
     }
 }
@@ -614,7 +621,26 @@ fn smtp(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
         password: env
             .secret("EMAIL_HOST_PASSWORD", "EMAIL_HOST_PASSWORD_FILE")?
             .map(SecretString::from),
+        timeout: smtp_timeout(env)?,
     }))
+}
+
+fn smtp_timeout(env: &Env<'_>) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(
+        env.number("EMAIL_TIMEOUT_MS", 30_000)?,
+    ))
+}
+
+/// A claim must outlast one SMTP exchange, or a slow send would be taken over and sent twice.
+fn email_lease(env: &Env<'_>, smtp_timeout: Duration) -> Result<Duration, ConfigError> {
+    let lease = Duration::from_millis(env.number("EMAIL_LEASE_MS", 120_000)?);
+    if lease <= smtp_timeout {
+        return Err(env.error(
+            "EMAIL_LEASE_MS",
+            "must be longer than EMAIL_TIMEOUT_MS (a claim must outlast one SMTP exchange)",
+        ));
+    }
+    Ok(lease)
 }
 
 fn key_encryption_key(env: &Env<'_>) -> Result<Option<SecretSlice<u8>>, ConfigError> {
@@ -758,6 +784,8 @@ mod tests {
         assert!(config(&[("SECRET_KEY", "short")]).unwrap_err().name == "SECRET_KEY");
         assert!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().name == "DATABASE_URL");
         assert!(config(&[("JWT_ALGORITHM", "HS256")]).unwrap_err().name == "SECRET_KEY");
+        let lease = config(&[("EMAIL_TIMEOUT_MS", "5000"), ("EMAIL_LEASE_MS", "5000")]);
+        assert_eq!(lease.unwrap_err().name, "EMAIL_LEASE_MS");
     }
 
     #[test]

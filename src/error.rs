@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::domain::ParseError;
+use crate::{domain::ParseError, storage::StoreError};
 
 /// The outcome of a service call that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -113,9 +113,30 @@ pub enum ServiceError {
     /// A concurrent change to the same account got there first; nothing was changed.
     #[error("the account was changed at the same time; try again")]
     ConcurrentChange,
+    /// The database cannot serve the call now (unreachable, saturated, too slow, read-only);
+    /// nothing was changed, and a retry may succeed.
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable(#[source] anyhow::Error),
+    /// The database's disk is full; nothing was changed.
+    #[error("the database has no space left; nothing was changed")]
+    StorageFull(#[source] anyhow::Error),
     /// Something outside the caller's control failed.
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    Unexpected(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ServiceError {
+    /// A storage outage anywhere in the chain is told as such; anything else is unexpected.
+    fn from(error: anyhow::Error) -> Self {
+        match error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<StoreError>())
+        {
+            Some(StoreError::DiskFull) => Self::StorageFull(error),
+            Some(store) if store.is_outage() => Self::DatabaseUnavailable(error),
+            _ => Self::Unexpected(error),
+        }
+    }
 }
 
 impl ServiceError {
@@ -152,6 +173,8 @@ impl ServiceError {
             Self::LastSuperuser => "LAST_SUPERUSER",
             Self::StaleEtag => "ETAG_MISMATCH",
             Self::ConcurrentChange => "CONCURRENT_CHANGE",
+            Self::DatabaseUnavailable(_) => "DATABASE_UNAVAILABLE",
+            Self::StorageFull(_) => "STORAGE_FULL",
             Self::Unexpected(_) => "INTERNAL",
         }
     }

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::NaiveDateTime;
 pub use templates::{Rendered, TemplateName, Templates};
-pub use transport::Transport;
+pub use transport::{DeliveryError, Transport};
 
 use crate::{domain::Email, storage::NewEmail};
 

@@ -1,7 +1,5 @@
 //! Where mail goes: an SMTP server (lettre, rustls), or the log for zero-set-up development.
 
-use std::time::Duration;
-
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
@@ -10,9 +8,6 @@ use lettre::{
 use secrecy::ExposeSecret;
 
 use crate::{config::SmtpConfig, storage::OutboxRow};
-
-/// Bound on one SMTP exchange, so a stuck server cannot hold a claimed row forever.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Delivers one message.
 #[derive(Clone)]
@@ -23,6 +18,8 @@ pub enum Transport {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         /// The `From` mailbox.
         from: Mailbox,
+        /// Bound on one whole delivery.
+        timeout: std::time::Duration,
     },
     /// The log, for development: the whole message is printed.
     Log,
@@ -47,7 +44,7 @@ impl Transport {
         } else {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?
         };
-        builder = builder.port(smtp.port).timeout(Some(SMTP_TIMEOUT));
+        builder = builder.port(smtp.port).timeout(Some(smtp.timeout));
         if let (Some(user), Some(password)) = (&smtp.user, &smtp.password) {
             builder = builder.credentials(Credentials::new(
                 user.clone(),
@@ -57,14 +54,15 @@ impl Transport {
         Ok(Self::Smtp {
             transport: builder.build(),
             from,
+            timeout: smtp.timeout,
         })
     }
 
     /// Sends one outbox row.
     ///
     /// # Errors
-    /// A description of the failure, kept on the row for operators.
-    pub async fn send(&self, email: &OutboxRow) -> Result<(), String> {
+    /// Why it was not sent, and whether trying again could help.
+    pub async fn send(&self, email: &OutboxRow) -> Result<(), DeliveryError> {
         match self {
             Self::Log => {
                 tracing::info!(
@@ -76,11 +74,15 @@ impl Transport {
                 );
                 Ok(())
             }
-            Self::Smtp { transport, from } => {
-                let to: Mailbox = email
-                    .recipient
-                    .parse()
-                    .map_err(|e| format!("invalid recipient: {e}"))?;
+            Self::Smtp {
+                transport,
+                from,
+                timeout,
+            } => {
+                let to: Mailbox = email.recipient.parse().map_err(|e| DeliveryError {
+                    permanent: true,
+                    reason: format!("invalid recipient: {e}"),
+                })?;
                 let message = Message::builder()
                     .from(from.clone())
                     .to(to)
@@ -90,13 +92,34 @@ impl Transport {
                         email.body_text.clone(),
                         email.body_html.clone(),
                     ))
-                    .map_err(|e| format!("building the message: {e}"))?;
-                transport
-                    .send(message)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| DeliveryError {
+                        permanent: true,
+                        reason: format!("building the message: {e}"),
+                    })?;
+                // lettre bounds only the connect: this bounds the whole exchange, so a server
+                // that stops answering cannot hold a claimed row past its lease.
+                match tokio::time::timeout(*timeout, transport.send(message)).await {
+                    Ok(sent) => sent.map(drop).map_err(|e| DeliveryError {
+                        // A 5xx answer: the server will refuse this message every time.
+                        permanent: e.is_permanent(),
+                        reason: e.to_string(),
+                    }),
+                    Err(_) => Err(DeliveryError {
+                        permanent: false,
+                        reason: format!("the mail server did not answer within {timeout:?}"),
+                    }),
+                }
             }
         }
     }
+}
+
+/// Why an email was not delivered.
+#[derive(Debug)]
+pub struct DeliveryError {
+    /// The message itself was refused (a 5xx answer, a malformed recipient): retrying
+    /// cannot help.
+    pub permanent: bool,
+    /// What happened, kept on the row for operators.
+    pub reason: String,
 }

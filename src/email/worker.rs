@@ -9,8 +9,6 @@ use tokio::sync::{Notify, watch};
 use super::Transport;
 use crate::{clock::Clock, storage::Store, telemetry::Metrics};
 
-/// How long a claim lasts: longer than one SMTP exchange may take.
-const LEASE: Duration = Duration::from_secs(120);
 /// Emails claimed per round.
 const BATCH: i64 = 20;
 /// Longest wait between two attempts at one email.
@@ -33,6 +31,8 @@ pub struct WorkerConfig {
     pub unverified_retention: Duration,
     /// How long audit events are kept.
     pub audit_retention: Duration,
+    /// How long a claim lasts: longer than one SMTP exchange may take.
+    pub lease: Duration,
 }
 
 /// Delivers the outbox until `shutdown` turns true; the email in hand is finished first.
@@ -91,39 +91,79 @@ async fn deliver_due(
         let now = clock.now_naive();
         let claimed = {
             let mut conn = store.connection().await?;
-            conn.queries().claim_email(id, now, now + lease()).await?
+            conn.queries()
+                .claim_email(id, now, now + chrono_duration(config.lease))
+                .await?
         };
         let Some(email) = claimed else { continue };
         let outcome = transport.send(&email).await;
-        let now = clock.now_naive();
-        let mut conn = store.connection().await?;
         match outcome {
             Ok(()) => {
-                conn.queries().mark_email_sent(id, now).await?;
+                record_sent(store, clock, config, id).await?;
                 metrics.email_delivery("sent");
                 tracing::info!(outbox.id = id, "email delivered");
             }
             Err(error) => {
+                let now = clock.now_naive();
                 let attempts = u32::try_from(email.attempts).unwrap_or(u32::MAX);
-                let retry_at = (attempts < config.max_attempts)
+                let retry_at = (!error.permanent && attempts < config.max_attempts)
                     .then(|| retry_time(now, config.retry_base, attempts));
+                let mut conn = store.connection().await?;
                 conn.queries()
-                    .mark_email_failed(id, &error, now, retry_at)
+                    .mark_email_failed(id, &error.reason, now, retry_at)
                     .await?;
-                metrics.email_delivery(if retry_at.is_some() {
-                    "retrying"
-                } else {
-                    "abandoned"
-                });
-                if retry_at.is_some() {
-                    tracing::warn!(outbox.id = id, outbox.attempts = attempts, error = %error, "email delivery failed; will retry");
-                } else {
-                    tracing::error!(outbox.id = id, outbox.attempts = attempts, error = %error, "email delivery failed; giving up");
+                let outcome = match (retry_at, error.permanent) {
+                    (Some(_), _) => "retrying",
+                    (None, true) => "rejected",
+                    (None, false) => "abandoned",
+                };
+                metrics.email_delivery(outcome);
+                match outcome {
+                    "retrying" => {
+                        tracing::warn!(outbox.id = id, outbox.attempts = attempts, error = %error.reason, "email delivery failed; will retry");
+                    }
+                    "rejected" => {
+                        tracing::error!(outbox.id = id, error = %error.reason, "the mail server refused the email for good; not retrying");
+                    }
+                    _ => {
+                        tracing::error!(outbox.id = id, outbox.attempts = attempts, error = %error.reason, "email delivery failed; giving up");
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Records a delivered email. Until this is written the claim is all that stops another
+/// replica from sending it again, so a database that fails here is retried for half the
+/// lease before the round gives up.
+async fn record_sent(
+    store: &Store,
+    clock: &Clock,
+    config: WorkerConfig,
+    id: i64,
+) -> anyhow::Result<()> {
+    let give_up = tokio::time::Instant::now() + config.lease / 2;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let recorded = match store.connection().await {
+            Ok(mut conn) => conn.queries().mark_email_sent(id, clock.now_naive()).await,
+            Err(error) => Err(error),
+        };
+        match recorded {
+            Ok(()) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(outbox.id = id, error = %error, "recording a delivered email failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error)
+                    .context("recording a delivered email; it may be sent again"));
+            }
+        }
+    }
 }
 
 /// Deletes expired limits, sessions, finished emails, accounts never proven and audit events
@@ -152,8 +192,8 @@ async fn purge(store: &Store, clock: &Clock, config: WorkerConfig) {
     }
 }
 
-fn lease() -> chrono::Duration {
-    chrono::Duration::from_std(LEASE).unwrap_or_default()
+fn chrono_duration(span: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(span).unwrap_or_default()
 }
 
 /// `base * 2^(attempts-1)`, capped.

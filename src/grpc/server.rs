@@ -21,7 +21,7 @@ use crate::{
 
 /// Largest request or response message.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// How often readiness is re-checked against the database.
+/// How often readiness is re-checked against the database when nothing said it changed.
 const READINESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Clients reconnect at least this often, so long-lived channels spread over new replicas.
 const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
@@ -140,9 +140,17 @@ async fn check_readiness(reporter: &HealthReporter, services: &Services) {
     set_all(reporter, status).await;
 }
 
+/// Re-checks readiness periodically, and at once when the pool finds the database gone or
+/// back.
 async fn track_readiness(reporter: HealthReporter, services: Services) {
+    let mut changes = services.readiness_changes();
     loop {
-        tokio::time::sleep(READINESS_INTERVAL).await;
+        tokio::select! {
+            () = tokio::time::sleep(READINESS_INTERVAL) => {}
+            changed = changes.changed() => if changed.is_err() {
+                tokio::time::sleep(READINESS_INTERVAL).await;
+            },
+        }
         check_readiness(&reporter, &services).await;
     }
 }

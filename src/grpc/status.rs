@@ -11,6 +11,9 @@ use crate::error::ServiceError;
 /// The `ErrorInfo.domain` of every error.
 pub const ERROR_DOMAIN: &str = "identity";
 
+/// When a call the database could not serve is worth retrying.
+const DATABASE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Converts a service error into the status the client sees. Unexpected errors are logged
 /// here, once, and reach the client as a bare `INTERNAL`.
 #[must_use]
@@ -36,7 +39,9 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::GoogleLinkRefused
         | ServiceError::LastSuperuser => Code::FailedPrecondition,
         ServiceError::StaleEtag | ServiceError::ConcurrentChange => Code::Aborted,
-        ServiceError::GoogleUnavailable => Code::Unavailable,
+        ServiceError::GoogleUnavailable
+        | ServiceError::DatabaseUnavailable(_)
+        | ServiceError::StorageFull(_) => Code::Unavailable,
         ServiceError::TooManyAttempts
         | ServiceError::Cooldown { .. }
         | ServiceError::RateLimited { .. }
@@ -66,6 +71,10 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::LoginThrottled { retry_after }
         | ServiceError::Busy { retry_after } => {
             details.set_retry_info(Some(*retry_after));
+        }
+        ServiceError::DatabaseUnavailable(cause) | ServiceError::StorageFull(cause) => {
+            tracing::warn!(error.cause_chain = %format!("{cause:#}"), "the database could not serve a call");
+            details.set_retry_info(Some(DATABASE_RETRY_AFTER));
         }
         ServiceError::Unexpected(cause) => {
             tracing::error!(error.cause_chain = ?cause, "request failed unexpectedly");

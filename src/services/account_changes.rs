@@ -130,55 +130,61 @@ impl Services {
         if reveals && holder.as_ref().is_some_and(|h| h.is_verified) {
             return Err(ServiceError::EmailTaken);
         }
-        self.spend_mail_budget(&new_email, MailStream::EmailChange)
-            .await?;
-        let code = Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for a code: {e}"))?;
-        let now = self.clock.now_naive();
-        self.store
-            .transaction(async |tx| {
-                let entry =
-                    AuditEntry::success(AuditKind::EmailChangeRequest, Actor::User(row.id), row.id);
-                if let Some(owner) = holder.as_ref().filter(|h| h.is_verified) {
-                    let notice = self.mailer.notice(
-                        Notice::SignupAttempt,
-                        &owner.email,
-                        &owner.first_name,
+        let queue = async {
+            let code =
+                Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for a code: {e}"))?;
+            let now = self.clock.now_naive();
+            self.store
+                .transaction(async |tx| {
+                    let entry = AuditEntry::success(
+                        AuditKind::EmailChangeRequest,
+                        Actor::User(row.id),
+                        row.id,
+                    );
+                    if let Some(owner) = holder.as_ref().filter(|h| h.is_verified) {
+                        let notice = self.mailer.notice(
+                            Notice::SignupAttempt,
+                            &owner.email,
+                            &owner.first_name,
+                            now,
+                        );
+                        tx.enqueue_email(&notice)
+                            .await
+                            .context("queueing the address-taken notice")?;
+                        let entry = entry.detail(format!("to={new_email} refused=address_taken"));
+                        return self.audit(tx, &caller, entry).await;
+                    }
+                    let change = EmailChangeRow {
+                        user_id: row.id,
+                        new_email: new_email.clone(),
+                        code_hash: self.secret.email_change_code_hash(
+                            row.id,
+                            new_email.as_str(),
+                            code.expose(),
+                        ),
+                        attempts: 0,
+                        created_at: now,
+                        expires_at: now + super::duration(self.config.otp_lifetime),
+                    };
+                    tx.replace_email_change(&change)
+                        .await
+                        .context("recording the address change")?;
+                    let mail = self.mailer.email_change(
+                        &new_email,
+                        &row.first_name,
+                        code.expose(),
+                        self.config.otp_lifetime,
                         now,
                     );
-                    tx.enqueue_email(&notice)
+                    tx.enqueue_email(&mail)
                         .await
-                        .context("queueing the address-taken notice")?;
-                    let entry = entry.detail(format!("to={new_email} refused=address_taken"));
-                    return self.audit(tx, &caller, entry).await;
-                }
-                let change = EmailChangeRow {
-                    user_id: row.id,
-                    new_email: new_email.clone(),
-                    code_hash: self.secret.email_change_code_hash(
-                        row.id,
-                        new_email.as_str(),
-                        code.expose(),
-                    ),
-                    attempts: 0,
-                    created_at: now,
-                    expires_at: now + super::duration(self.config.otp_lifetime),
-                };
-                tx.replace_email_change(&change)
-                    .await
-                    .context("recording the address change")?;
-                let mail = self.mailer.email_change(
-                    &new_email,
-                    &row.first_name,
-                    code.expose(),
-                    self.config.otp_lifetime,
-                    now,
-                );
-                tx.enqueue_email(&mail)
-                    .await
-                    .context("queueing the address-change code")?;
-                self.audit(tx, &caller, entry.detail(format!("to={new_email}")))
-                    .await
-            })
+                        .context("queueing the address-change code")?;
+                    self.audit(tx, &caller, entry.detail(format!("to={new_email}")))
+                        .await
+                })
+                .await
+        };
+        self.within_mail_budget(&new_email, MailStream::EmailChange, queue)
             .await?;
         self.outbox_wake.notify_one();
         tracing::info!(user.id = %row.id, "address change requested");

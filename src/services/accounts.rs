@@ -66,37 +66,39 @@ impl Services {
             .check_against(&registration.email)
             .map_err(|e| ServiceError::invalid("password", &e))?;
         let reveals = self.config.register_reveals_existing;
-        if !reveals {
-            self.spend_mail_budget(&registration.email, MailStream::Verification)
-                .await?;
-        }
-        let password_hash = self.hasher.hash(registration.password.secret()).await?;
-        self.reset_code_tries(&registration.email).await?;
-        let sign_up = NewSignUp {
-            email: registration.email,
-            password_hash,
-            first_name: registration.first_name.into_inner(),
-            last_name: registration.last_name.into_inner(),
-        };
-        // A concurrent first sign-up may create the account first; the second round then
-        // joins it as a sign-up of its own.
-        let mut created = Err(ServiceError::EmailTaken);
-        for _ in 0..2 {
-            created = self
-                .store
-                .transaction(async |tx| self.sign_up(tx, &sign_up, reveals).await)
-                .await;
-            if !matches!(created, Err(ServiceError::EmailTaken)) || reveals {
-                break;
+        let email = registration.email.clone();
+        let sign_up = async {
+            let password_hash = self.hasher.hash(registration.password.secret()).await?;
+            self.reset_code_tries(&registration.email).await?;
+            let sign_up = NewSignUp {
+                email: registration.email,
+                password_hash,
+                first_name: registration.first_name.into_inner(),
+                last_name: registration.last_name.into_inner(),
+            };
+            // A concurrent first sign-up may create the account first; the second round then
+            // joins it as a sign-up of its own.
+            let mut created = Err(ServiceError::EmailTaken);
+            for _ in 0..2 {
+                created = self
+                    .store
+                    .transaction(async |tx| self.sign_up(tx, &sign_up, reveals).await)
+                    .await;
+                if !matches!(created, Err(ServiceError::EmailTaken)) || reveals {
+                    break;
+                }
             }
-        }
-        let created = created?;
-        if reveals {
+            created
+        };
+        let created = if reveals {
+            let created = sign_up.await?;
             // The first email opens the resend cooldown, as a resend would.
-            self.spend_mail_budget(&sign_up.email, MailStream::Verification)
-                .await
-                .ok();
-        }
+            self.count_mail(&email, MailStream::Verification).await;
+            created
+        } else {
+            self.within_mail_budget(&email, MailStream::Verification, sign_up)
+                .await?
+        };
         self.outbox_wake.notify_one();
         Ok(created.filter(|_| reveals).map(|row| self.to_user(&row)))
     }
@@ -350,35 +352,37 @@ impl Services {
         asked: VerificationMethod,
     ) -> ServiceResult<&'static str> {
         self.spend_ip_budget(&caller, IpBudget::Email).await?;
-        self.spend_mail_budget(&email, MailStream::Verification)
-            .await?;
-        let Some(method) = asked.within(self.config.verification.method) else {
-            return Ok(RESEND_MESSAGE);
-        };
-        if method.sends_code() {
-            self.reset_code_tries(&email).await?;
-        }
-        let Some(user) = self
-            .user_by_email(&email)
-            .await?
-            .filter(|user| !user.is_verified)
-        else {
-            return Ok(RESEND_MESSAGE);
-        };
-        self.store
-            .transaction(async |tx| {
-                let newest = tx
-                    .newest_registration(user.id)
-                    .await
-                    .context("finding the newest sign-up")?;
-                match newest {
-                    Some(registration) => {
-                        self.queue_verification(tx, &user, &registration, method)
-                            .await
+        let resend = async {
+            let Some(method) = asked.within(self.config.verification.method) else {
+                return Ok(());
+            };
+            if method.sends_code() {
+                self.reset_code_tries(&email).await?;
+            }
+            let Some(user) = self
+                .user_by_email(&email)
+                .await?
+                .filter(|user| !user.is_verified)
+            else {
+                return Ok(());
+            };
+            self.store
+                .transaction(async |tx| {
+                    let newest = tx
+                        .newest_registration(user.id)
+                        .await
+                        .context("finding the newest sign-up")?;
+                    match newest {
+                        Some(registration) => {
+                            self.queue_verification(tx, &user, &registration, method)
+                                .await
+                        }
+                        None => Ok(()),
                     }
-                    None => Ok(()),
-                }
-            })
+                })
+                .await
+        };
+        self.within_mail_budget(&email, MailStream::Verification, resend)
             .await?;
         self.outbox_wake.notify_one();
         Ok(RESEND_MESSAGE)

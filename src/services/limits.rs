@@ -9,7 +9,7 @@ use super::{Caller, Services};
 use crate::{
     domain::{Email, client_bucket},
     error::{ServiceError, ServiceResult},
-    storage::CounterPolicy,
+    storage::{CounterPolicy, StoreError},
 };
 
 /// The window of every per-IP budget.
@@ -86,26 +86,69 @@ impl Services {
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
     }
 
-    /// Records one email to `email` in `stream`, or refuses within the cooldown or past the hourly cap.
+    /// Runs `send` (the work that queues an email to `email` in `stream`) within the
+    /// address's mail budget: one email is counted first, refused within the cooldown or past
+    /// the hourly cap, and given back when `send` fails, so a call that failed for the
+    /// service's own trouble (the database, a saturated hasher) leaves no cooldown behind.
     /// Unknown addresses are counted too, so the answer never tells whether an account exists.
-    pub(crate) async fn spend_mail_budget(
+    pub(crate) async fn within_mail_budget<T>(
         &self,
         email: &Email,
         stream: MailStream,
-    ) -> ServiceResult<()> {
-        let name = match stream {
-            MailStream::Verification => "mail:verify",
-            MailStream::PasswordReset => "mail:reset",
-            MailStream::EmailChange => "mail:change",
+        send: impl Future<Output = ServiceResult<T>>,
+    ) -> ServiceResult<T> {
+        let bucket = mail_bucket(email, stream);
+        let policy = self.mail_policy();
+        let at = self.clock.now_naive();
+        {
+            let mut conn = self.connection().await?;
+            conn.queries()
+                .take_hit(&bucket, at, policy)
+                .await
+                .context("counting an email against its address's budget")?
+                .map_err(|retry_after| ServiceError::Cooldown { retry_after })?;
+        }
+        let outcome = send.await;
+        if outcome.is_err() {
+            let refunded = match self.connection().await {
+                Ok(mut conn) => conn.queries().refund_hit(&bucket, at, policy).await,
+                Err(error) => Err(StoreError::Unreachable(error.to_string())),
+            };
+            if let Err(error) = refunded {
+                tracing::warn!(error = %error, "an email that was not queued stays counted");
+            }
+        }
+        outcome
+    }
+
+    /// Counts an email already queued against its address's budget, without refusing it.
+    pub(crate) async fn count_mail(&self, email: &Email, stream: MailStream) {
+        let mut conn = match self.connection().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(error = %error, "an email went uncounted");
+                return;
+            }
         };
-        let policy = CounterPolicy {
+        let counted = conn
+            .queries()
+            .take_hit(
+                &mail_bucket(email, stream),
+                self.clock.now_naive(),
+                self.mail_policy(),
+            )
+            .await;
+        if let Err(error) = counted {
+            tracing::warn!(error = %error, "an email went uncounted");
+        }
+    }
+
+    fn mail_policy(&self) -> CounterPolicy {
+        CounterPolicy {
             window: HOUR,
             max_hits: self.config.resend_per_hour,
             cooldown: self.config.resend_cooldown,
-        };
-        self.take_hit(&format!("{name}:{email}"), policy)
-            .await?
-            .map_err(|retry_after| ServiceError::Cooldown { retry_after })
+        }
     }
 
     /// Spends one code attempt of the account's hourly budget, before the code is compared.
@@ -211,6 +254,15 @@ impl Services {
             .await
             .context("spending a rate-limit budget")?)
     }
+}
+
+fn mail_bucket(email: &Email, stream: MailStream) -> String {
+    let name = match stream {
+        MailStream::Verification => "mail:verify",
+        MailStream::PasswordReset => "mail:reset",
+        MailStream::EmailChange => "mail:change",
+    };
+    format!("{name}:{email}")
 }
 
 fn code_tries_bucket(email: &Email) -> String {

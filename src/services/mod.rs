@@ -153,9 +153,17 @@ impl Services {
                 clippy::cast_precision_loss,
                 reason = "counts of rows fit an f64 exactly"
             )]
-            if let Ok(pending) = queries.pending_email_count().await {
+            if let Ok((pending, oldest)) = queries.pending_emails().await {
                 self.metrics
                     .gauge("identity_outbox_pending_emails", pending as f64);
+                let age = oldest.map_or(0.0, |queued| {
+                    (self.clock.now_naive() - queued)
+                        .to_std()
+                        .unwrap_or_default()
+                        .as_secs_f64()
+                });
+                self.metrics
+                    .gauge("identity_outbox_oldest_pending_seconds", age);
             }
             #[expect(
                 clippy::cast_precision_loss,
@@ -172,6 +180,12 @@ impl Services {
     /// Whether the database answers (readiness).
     pub async fn is_ready(&self) -> bool {
         self.store.is_reachable().await
+    }
+
+    /// Every change of the database's reachability, so readiness follows it at once.
+    #[must_use]
+    pub fn readiness_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.store.reachability_changes()
     }
 
     /// Borrows a database connection for statements outside a transaction.
@@ -312,7 +326,7 @@ impl From<HashError> for ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
-        Self::Unexpected(anyhow::Error::new(error))
+        Self::from(anyhow::Error::new(error))
     }
 }
 

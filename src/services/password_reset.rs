@@ -76,9 +76,10 @@ impl Services {
         email: Email,
     ) -> ServiceResult<&'static str> {
         self.spend_ip_budget(&caller, IpBudget::Email).await?;
-        self.spend_mail_budget(&email, MailStream::PasswordReset)
-            .await?;
-        if let Some(user) = self.user_by_email(&email).await? {
+        let queue = async {
+            let Some(user) = self.user_by_email(&email).await? else {
+                return Ok(());
+            };
             let now = self.clock.now();
             let token = self
                 .links
@@ -98,7 +99,10 @@ impl Services {
                 .context("queueing the reset email")?;
             self.outbox_wake.notify_one();
             tracing::info!(user.id = %user.id, "password reset link queued");
-        }
+            Ok(())
+        };
+        self.within_mail_budget(&email, MailStream::PasswordReset, queue)
+            .await?;
         Ok(RESET_MESSAGE)
     }
 

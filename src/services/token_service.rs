@@ -77,7 +77,11 @@ impl Services {
     pub async fn introspect(&self, token: BearerToken) -> ServiceResult<Option<Authenticated>> {
         match self.authenticate(Some(token)).await {
             Ok(live) => Ok(Some(live)),
-            Err(ServiceError::Unexpected(cause)) => Err(ServiceError::Unexpected(cause)),
+            Err(
+                error @ (ServiceError::Unexpected(_)
+                | ServiceError::DatabaseUnavailable(_)
+                | ServiceError::StorageFull(_)),
+            ) => Err(error),
             Err(_) => Ok(None),
         }
     }

@@ -119,6 +119,36 @@ impl Queries<'_> {
         Ok(Err(Duration::from_secs(1)))
     }
 
+    /// Gives back the hit [`Self::take_hit`] took at `at`, while it is still the bucket's
+    /// latest: the count drops by one and the cooldown it opened lifts. A hit another call
+    /// took since keeps the count and its cooldown.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn refund_hit(
+        &mut self,
+        bucket: &str,
+        at: NaiveDateTime,
+        policy: CounterPolicy,
+    ) -> Result<(), StoreError> {
+        // Postgres keeps microseconds (rounded), SQLite every digit.
+        let tolerance = chrono::Duration::microseconds(1);
+        let ours = counters::table
+            .find(bucket)
+            .filter(counters::last_hit_at.between(at - tolerance, at + tolerance))
+            .filter(counters::hits.gt(0));
+        on_backend!(self, conn => {
+            diesel::update(ours)
+                .set((
+                    counters::hits.eq(counters::hits - 1),
+                    counters::last_hit_at.eq(before(at, policy.cooldown)),
+                ))
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
+
     /// Reserves the next attempt of `bucket` before the secret it guards is checked, so
     /// attempts that arrive at once are counted at once, and returns its number in the
     /// window. After reserving the `n`th attempt the bucket refuses more for

@@ -11,6 +11,7 @@ mod imports;
 mod linked_identities;
 mod models;
 mod outbox;
+mod reachability;
 mod registrations;
 mod schema;
 mod secrets;
@@ -35,6 +36,7 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
+use tokio::sync::watch;
 
 pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
@@ -45,10 +47,18 @@ pub use models::{
 };
 pub use users::{UserChanges, UserFilter};
 
+use self::reachability::Reachability;
 use crate::config::DatabaseConfig;
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Longest wait for a free connection while the database answers.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a connection while the latest attempt to open one failed: long enough
+/// for a connection that is being opened to arrive, short enough that callers learn of an
+/// outage at once.
+const UNREACHABLE_CHECKOUT_WAIT: Duration = Duration::from_millis(250);
 
 /// Serialises `migrate` runs from several pods on one Postgres database.
 const MIGRATION_LOCK_KEY: i64 = 0x6964_656e_7469_7479; // "identity"
@@ -61,9 +71,22 @@ pub enum StoreError {
     /// A unique constraint refused the write.
     #[error("a row with the same unique key exists")]
     UniqueViolation,
-    /// No connection could be had from the pool.
-    #[error("no database connection available: {0}")]
-    Pool(String),
+    /// The database cannot be reached, or dropped the connection in the middle of a call.
+    #[error("the database is unreachable: {0}")]
+    Unreachable(String),
+    /// Every pooled connection stayed busy for the whole checkout timeout.
+    #[error("no database connection came free in time")]
+    Saturated,
+    /// A statement ran past `DATABASE_STATEMENT_TIMEOUT_MS` (or waited on a lock that long)
+    /// and was cancelled.
+    #[error("a statement ran past the statement timeout")]
+    StatementTimeout,
+    /// The database refuses writes: a read-only file system, or a standby.
+    #[error("the database is read-only")]
+    ReadOnly,
+    /// The database's disk is full.
+    #[error("the database's disk is full")]
+    DiskFull,
     /// The database refused or failed a query.
     #[error("database query failed")]
     Query(#[source] diesel::result::Error),
@@ -72,15 +95,66 @@ pub enum StoreError {
     Setup(String),
 }
 
+impl StoreError {
+    /// Whether the failure is the database's state rather than the call's: it did not
+    /// answer, was saturated or too slow, or cannot write now. The call changed nothing
+    /// (a transaction's work is rolled back) and may be retried.
+    #[must_use]
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_)
+                | Self::Saturated
+                | Self::StatementTimeout
+                | Self::ReadOnly
+                | Self::DiskFull
+        )
+    }
+}
+
 impl From<diesel::result::Error> for StoreError {
     fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
         match error {
-            diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ) => Self::UniqueViolation,
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::UniqueViolation,
+            Error::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+                info,
+            ) => Self::Unreachable(info.message().to_owned()),
+            Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => Self::ReadOnly,
+            Error::DatabaseError(kind, info) => match outage_of(info.message()) {
+                Some(outage) => outage,
+                None => Self::Query(Error::DatabaseError(kind, info)),
+            },
             other => Self::Query(other),
         }
+    }
+}
+
+/// The outage a database's error message names, where the error carries no kind that says
+/// so. These texts are Postgres' and SQLite's own (SQLite's are fixed; Postgres' are those of
+/// its default `lc_messages`); any other text stays a query failure.
+fn outage_of(message: &str) -> Option<StoreError> {
+    const UNREACHABLE: [&str; 4] = [
+        "terminating connection",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "server closed the connection",
+    ];
+    if message.contains("statement timeout") || message.contains("lock timeout") {
+        Some(StoreError::StatementTimeout)
+    } else if UNREACHABLE.iter().any(|text| message.contains(text)) {
+        Some(StoreError::Unreachable(message.to_owned()))
+    } else if message.contains("database or disk is full") {
+        Some(StoreError::DiskFull)
+    } else if message.contains("readonly database") || message.contains("read-only") {
+        Some(StoreError::ReadOnly)
+    } else if message.contains("database is locked") {
+        Some(StoreError::Saturated)
+    } else if message.contains("disk I/O error") {
+        Some(StoreError::Unreachable(message.to_owned()))
+    } else {
+        None
     }
 }
 
@@ -94,6 +168,7 @@ enum Pool {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    reachability: Reachability,
 }
 
 /// A pooled connection, returned to the pool on drop.
@@ -179,6 +254,7 @@ impl Store {
         max_size: u32,
         statement_timeout: Duration,
     ) -> Result<Self, StoreError> {
+        let reachability = Reachability::new();
         let pool = match config {
             DatabaseConfig::Postgres { url } => {
                 let mut manager_config = ManagerConfig::default();
@@ -187,8 +263,13 @@ impl Store {
                         Box::pin(ready(usable(conn)))
                     }));
                 let timeout_ms = statement_timeout.as_millis();
-                manager_config.custom_setup =
-                    Box::new(move |url| Box::pin(open_postgres(url.to_owned(), timeout_ms)));
+                let opened = reachability.clone();
+                manager_config.custom_setup = Box::new(move |url| {
+                    Box::pin(observed(
+                        opened.clone(),
+                        open_postgres(url.to_owned(), timeout_ms),
+                    ))
+                });
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
                     url.expose_secret().to_owned(),
                     manager_config,
@@ -196,7 +277,7 @@ impl Store {
                 Pool::Postgres(
                     bb8::Pool::builder()
                         .max_size(max_size.max(1))
-                        .connection_timeout(Duration::from_secs(5))
+                        .connection_timeout(CHECKOUT_TIMEOUT)
                         .build(manager)
                         .await
                         .map_err(|e| StoreError::Setup(e.to_string()))?,
@@ -209,7 +290,10 @@ impl Store {
                     RecyclingMethod::CustomFunction(Box::new(|conn: &mut SqliteConn| {
                         Box::pin(ready(usable(conn)))
                     }));
-                manager_config.custom_setup = Box::new(|url| Box::pin(open_sqlite(url.to_owned())));
+                let opened = reachability.clone();
+                manager_config.custom_setup = Box::new(move |url| {
+                    Box::pin(observed(opened.clone(), open_sqlite(url.to_owned())))
+                });
                 let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
                     path.to_string_lossy(),
                     manager_config,
@@ -218,14 +302,14 @@ impl Store {
                 Pool::Sqlite(
                     bb8::Pool::builder()
                         .max_size(1)
-                        .connection_timeout(Duration::from_secs(5))
+                        .connection_timeout(CHECKOUT_TIMEOUT)
                         .build(manager)
                         .await
                         .map_err(|e| StoreError::Setup(e.to_string()))?,
                 )
             }
         };
-        Ok(Self { pool })
+        Ok(Self { pool, reachability })
     }
 
     /// Applies pending migrations; safe to run from several processes at once.
@@ -259,13 +343,41 @@ impl Store {
     /// Borrows a connection from the pool.
     ///
     /// # Errors
-    /// When none is free within the pool's timeout.
+    /// `Saturated` when none comes free within the checkout timeout; `Unreachable` as soon
+    /// as an attempt to open one fails, and at once (after a short wait for a connection
+    /// being opened) while the latest attempt failed.
     pub async fn connection(&self) -> Result<Connection<'_>, StoreError> {
-        let pool_error = |e: bb8::RunError| StoreError::Pool(e.to_string());
-        Ok(Connection(match &self.pool {
-            Pool::Postgres(pool) => Pooled::Postgres(pool.get().await.map_err(pool_error)?),
-            Pool::Sqlite(pool) => Pooled::Sqlite(pool.get().await.map_err(pool_error)?),
-        }))
+        let checkout = async {
+            match &self.pool {
+                Pool::Postgres(pool) => pool.get().await.map(Pooled::Postgres),
+                Pool::Sqlite(pool) => pool.get().await.map(Pooled::Sqlite),
+            }
+        };
+        let reachable = self.reachability.is_reachable();
+        let wait = if reachable {
+            CHECKOUT_TIMEOUT
+        } else {
+            UNREACHABLE_CHECKOUT_WAIT
+        };
+        let unreachable = || StoreError::Unreachable("the latest connection attempt failed".into());
+        tokio::select! {
+            biased;
+            checked_out = tokio::time::timeout(wait, checkout) => match checked_out {
+                Ok(Ok(pooled)) => Ok(Connection(pooled)),
+                Ok(Err(bb8::RunError::User(error))) => Err(StoreError::Unreachable(error.to_string())),
+                Ok(Err(bb8::RunError::TimedOut)) | Err(_) if reachable && self.reachability.is_reachable() => {
+                    Err(StoreError::Saturated)
+                }
+                Ok(Err(bb8::RunError::TimedOut)) | Err(_) => Err(unreachable()),
+            },
+            () = self.reachability.lost(), if reachable => Err(unreachable()),
+        }
+    }
+
+    /// Every change of the database's reachability (`true` once a connection opens again).
+    #[must_use]
+    pub fn reachability_changes(&self) -> watch::Receiver<bool> {
+        self.reachability.changes()
     }
 
     /// Runs `work` in one transaction: committed when it returns `Ok`, rolled back otherwise.
@@ -339,6 +451,27 @@ fn usable<C: PoolableConnection>(conn: &mut C) -> diesel::QueryResult<()> {
     } else {
         Ok(())
     }
+}
+
+/// Tells `reachability` whether opening a connection worked, and logs each change.
+async fn observed<C>(
+    reachability: Reachability,
+    open: impl Future<Output = Result<C, ConnectionError>>,
+) -> Result<C, ConnectionError> {
+    let opened = open.await;
+    match &opened {
+        Ok(_) => {
+            if reachability.connected() {
+                tracing::info!("the database answers again");
+            }
+        }
+        Err(error) => {
+            if reachability.failed() {
+                tracing::error!(error = %error, "the database is unreachable; calls answer UNAVAILABLE until it answers");
+            }
+        }
+    }
+    opened
 }
 
 /// A Postgres connection whose statements cannot outlive the calls that made them.

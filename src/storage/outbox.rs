@@ -21,16 +21,17 @@ impl Queries<'_> {
         })
     }
 
-    /// Emails neither delivered nor abandoned.
+    /// How many emails are neither delivered nor abandoned, and when the oldest of them was
+    /// queued.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn pending_email_count(&mut self) -> Result<i64, StoreError> {
+    pub async fn pending_emails(&mut self) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
         on_backend!(self, conn => {
             outbox::table
                 .filter(outbox::sent_at.is_null())
                 .filter(outbox::gave_up_at.is_null())
-                .count()
+                .select((diesel::dsl::count_star(), diesel::dsl::min(outbox::created_at)))
                 .get_result(conn)
                 .await
         })

@@ -1,8 +1,8 @@
 //! The binary as an operator runs it: settings errors, `migrate`, `create-superuser`, SIGTERM.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    process::{Child, Command, Stdio},
+    io::Write,
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -12,106 +12,18 @@ use identity::pb::{self, identity_service_client::IdentityServiceClient};
 use reqwest::StatusCode;
 
 use crate::{
+    binary::{identity, serve},
     client::{my_orders, serve_orders},
     fake_smtp::FakeSmtp,
     helpers::{Backend, TestApp, TestDatabase, service_tokens_file},
     token_service::BILLING,
 };
 
-const BINARY: &str = env!("CARGO_BIN_EXE_identity");
-
-/// The binary with a clean environment in its own directory, on a SQLite file there.
-fn identity(dir: &tempfile::TempDir, args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
-    command
-        .args(args)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SQLITE_PATH", dir.path().join("identity.sqlite3"))
-        .env("LOG_FORMAT", "json")
-        .env("GRPC_LISTEN_ADDR", "127.0.0.1:0")
-        .env("HTTP_LISTEN_ADDR", "127.0.0.1:0");
-    command
-}
-
 fn create_superuser(dir: &tempfile::TempDir, email: &str, password: &str) -> std::process::Output {
     run_with_stdin(
         identity(dir, &["create-superuser", "--email", email]),
         &format!("{password}\n"),
     )
-}
-
-/// A running `identity serve` and everything it logged so far.
-struct Served {
-    child: Child,
-    grpc: String,
-    http: String,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-/// Starts `identity serve` with extra settings and reads its addresses from its log.
-fn serve(dir: &tempfile::TempDir, settings: &[(&str, &str)]) -> Served {
-    let mut command = identity(dir, &[]);
-    command.envs(settings.iter().copied());
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (grpc, http) = loop {
-        let line = lines
-            .next()
-            .expect("the server logs before exiting")
-            .unwrap();
-        logs.lock().unwrap().push(line.clone());
-        let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if let (Some(grpc), Some(http)) = (entry["grpc.addr"].as_str(), entry["http.addr"].as_str())
-        {
-            break (grpc.to_owned(), http.to_owned());
-        }
-    };
-    // Keep reading so the child never blocks on a full pipe.
-    let sink = Arc::clone(&logs);
-    std::thread::spawn(move || {
-        lines
-            .map_while(Result::ok)
-            .for_each(|line| sink.lock().unwrap().push(line))
-    });
-    Served {
-        child,
-        grpc,
-        http,
-        logs,
-    }
-}
-
-impl Served {
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the server did not stop"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        // The reader thread drains what is left once the pipe closes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let logs = self.logs.lock().unwrap().clone();
-        (status, logs)
-    }
 }
 
 #[test]

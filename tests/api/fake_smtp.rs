@@ -1,9 +1,11 @@
-//! A real SMTP server on loopback that records every message, and can be told to refuse them.
+//! A real SMTP server on loopback that records every message, and can be told to misbehave
+//! as real ones do: refuse for now or for good, drop the connection mid-message, answer
+//! slowly, or not at all.
 
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -52,12 +54,43 @@ impl Mail {
     }
 }
 
+/// How the server treats what it is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Takes every message.
+    #[default]
+    Accept,
+    /// Answers each message `451` (try again later).
+    RefuseForNow,
+    /// Answers each message `550` (never).
+    RefuseForGood,
+    /// Closes the connection halfway through a message's DATA.
+    DropMidData,
+    /// Waits this long before greeting each connection.
+    SlowGreeting(Duration),
+    /// Greets, then never answers again.
+    Stall,
+}
+
 #[derive(Default)]
 struct Shared {
     mails: Mutex<Vec<Mail>>,
     arrived: Notify,
-    refuse: AtomicBool,
+    behaviour: Mutex<Behaviour>,
     refused: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl Shared {
+    fn behaviour(&self) -> Behaviour {
+        *self.behaviour.lock().unwrap()
+    }
+
+    /// Counts a message or connection that did not go through.
+    fn fail(&self) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        self.arrived.notify_waiters();
+    }
 }
 
 /// The server's handle.
@@ -69,7 +102,12 @@ pub struct FakeSmtp {
 
 impl FakeSmtp {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(0).await
+    }
+
+    /// Starts on `port` (0 for any), e.g. one a server was told of while nothing listened.
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
         let accept = Arc::clone(&shared);
@@ -83,7 +121,37 @@ impl FakeSmtp {
 
     /// Answers every message with a temporary failure until told otherwise.
     pub fn refuse_mail(&self, refuse: bool) {
-        self.shared.refuse.store(refuse, Ordering::SeqCst);
+        self.behave(if refuse {
+            Behaviour::RefuseForNow
+        } else {
+            Behaviour::Accept
+        });
+    }
+
+    /// Treats what arrives from now on as `behaviour` says.
+    pub fn behave(&self, behaviour: Behaviour) {
+        *self.shared.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// Waits until `count` messages or connections in all did not go through (refused,
+    /// dropped, slow or stalled; 10 s at most).
+    pub async fn wait_for_failures(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.shared.arrived.notified();
+            let failed = self.shared.failed.load(Ordering::SeqCst);
+            if failed >= count {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("{failed} of {count} deliveries failed in time");
+            }
+        }
+    }
+
+    /// How many messages or connections did not go through so far.
+    pub fn failures(&self) -> usize {
+        self.shared.failed.load(Ordering::SeqCst)
     }
 
     pub fn all(&self) -> Vec<Mail> {
@@ -153,6 +221,23 @@ impl FakeSmtp {
 async fn session(stream: TcpStream, shared: Arc<Shared>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
+    match shared.behaviour() {
+        Behaviour::SlowGreeting(delay) => {
+            shared.fail();
+            tokio::time::sleep(delay).await;
+        }
+        Behaviour::Stall => {
+            let _ = write.write_all(b"220 fake-smtp ready\r\n").await;
+            shared.fail();
+            // Reads (so the peer's writes succeed) and never answers, until it hangs up.
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).await.unwrap_or(0) > 0 {
+                sink.clear();
+            }
+            return;
+        }
+        _ => {}
+    }
     let _ = write.write_all(b"220 fake-smtp ready\r\n").await;
     let mut to = Vec::new();
     let mut line = String::new();
@@ -180,6 +265,13 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
             b"250 ok\r\n"
         } else if command == "DATA" {
             let _ = write.write_all(b"354 go ahead\r\n").await;
+            if shared.behaviour() == Behaviour::DropMidData {
+                // Takes the first line of the message, then hangs up.
+                line.clear();
+                let _ = lines.read_line(&mut line).await;
+                shared.fail();
+                return;
+            }
             let mut raw = String::new();
             loop {
                 line.clear();
@@ -191,11 +283,19 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
                 }
                 raw.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
-            if shared.refuse.load(Ordering::SeqCst) {
+            let behaviour = shared.behaviour();
+            if matches!(
+                behaviour,
+                Behaviour::RefuseForNow | Behaviour::RefuseForGood
+            ) {
                 to.clear();
                 shared.refused.fetch_add(1, Ordering::SeqCst);
-                shared.arrived.notify_waiters();
-                b"451 try again later\r\n"
+                shared.fail();
+                if behaviour == Behaviour::RefuseForNow {
+                    b"451 try again later\r\n"
+                } else {
+                    b"550 mailbox unavailable\r\n"
+                }
             } else {
                 let mail = parse(std::mem::take(&mut to), raw);
                 shared.mails.lock().unwrap().push(mail);

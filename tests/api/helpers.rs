@@ -637,7 +637,8 @@ fn migrations_fingerprint(backend: &str) -> u64 {
     hasher.finish()
 }
 
-async fn admin_client(url: &str) -> tokio_postgres::Client {
+/// A plain client on a Postgres database, for what no API exposes.
+pub async fn admin_client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
         panic!("Postgres is required for the tests: cannot reach {url} ({e}); run scripts/test, which starts one")
     });

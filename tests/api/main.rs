@@ -9,11 +9,13 @@
 mod fake_google;
 mod fake_smtp;
 mod helpers;
+mod throwaway_postgres;
 
 mod account_changes;
 mod accounts;
 mod admin;
 mod audit;
+mod binary;
 mod bounds;
 mod bridge;
 mod bridge_safety;
@@ -24,8 +26,10 @@ mod client_ip;
 mod concurrency;
 mod devices;
 mod django;
+mod faults;
 mod google;
 mod keys;
+mod mail_faults;
 mod operations;
 mod ownership;
 mod password_reset;
