@@ -72,12 +72,16 @@ pub struct VerifiedAccess {
 pub struct BearerToken(String);
 
 impl BearerToken {
-    /// The token of an `authorization` value; `None` for another scheme or an empty token.
+    /// The token of an `authorization` value; `None` for another scheme, or a token that is
+    /// empty or more than one word (RFC 6750 allows one).
     #[must_use]
     pub fn from_authorization(value: &str) -> Option<Self> {
         let (scheme, token) = value.trim().split_once(' ')?;
         let token = token.trim();
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| Self(token.to_owned()))
+        (scheme.eq_ignore_ascii_case("bearer")
+            && !token.is_empty()
+            && !token.contains(char::is_whitespace))
+        .then(|| Self(token.to_owned()))
     }
 
     /// A token handed over as it is (an introspection request); `None` when empty.

@@ -362,9 +362,9 @@ fn client_ip<T>(request: &Request<T>, trusted_proxies: &[IpNet]) -> Option<IpAdd
         .metadata()
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+        // Hop by hop, so bytes a client wrote on the left cannot void what proxies appended.
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(|hop| std::str::from_utf8(hop).unwrap_or_default().trim())
         .collect();
     let mut client = peer;
     for hop in chain.iter().rev() {
@@ -527,5 +527,75 @@ fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp {
         seconds: at.timestamp(),
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use proptest::prelude::*;
+    use tonic::{Request, transport::server::TcpConnectInfo};
+
+    use super::client_ip;
+    use crate::domain::IpNet;
+
+    fn from(peer: IpAddr, forwarded: &[String]) -> Request<()> {
+        let mut request = Request::new(());
+        request.extensions_mut().insert(TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(SocketAddr::new(peer, 4000)),
+        });
+        for value in forwarded {
+            let value = tonic::metadata::AsciiMetadataValue::try_from(value.as_bytes())
+                .expect("hops hold no control characters");
+            request.metadata_mut().append("x-forwarded-for", value);
+        }
+        request
+    }
+
+    /// A hop of a forwarded chain: an address, inside the proxies' range or not, or garbage.
+    fn hop() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u8..=255).prop_map(|n| format!("10.0.0.{n}")),
+            any::<[u8; 4]>().prop_map(|o| IpAddr::from(o).to_string()),
+            any::<[u8; 16]>().prop_map(|o| IpAddr::from(o).to_string()),
+            "[^\\x00-\\x1f\\x7f]{0,12}",
+            Just(String::new()),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a client writes into `x-forwarded-for`, the address taken is the peer's
+        /// or one of the chain's, and addresses written left of the first hop no trusted proxy
+        /// wrote (the ones a client controls) never change it.
+        #[test]
+        fn the_client_is_never_an_address_the_client_chose(
+            chain in proptest::collection::vec(hop(), 0..6),
+            forged in proptest::collection::vec(hop(), 0..4),
+            untrusted_peer in any::<[u8; 4]>(),
+        ) {
+            let proxies = [IpNet::parse("10.0.0.0/8").unwrap()];
+            let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+            let chosen = client_ip(&from(proxy, &[chain.join(",")]), &proxies).unwrap();
+            let joined = chain.join(",");
+            let listed: Vec<IpAddr> = joined
+                .split(',')
+                .filter_map(|hop| hop.trim().parse().ok())
+                .map(super::canonical_ip)
+                .collect();
+            prop_assert!(chosen == proxy || listed.contains(&chosen));
+            if !proxies[0].contains(chosen) {
+                let mut longer = forged.clone();
+                longer.extend(chain.iter().cloned());
+                let again = client_ip(&from(proxy, &[longer.join(",")]), &proxies).unwrap();
+                prop_assert_eq!(again, chosen);
+            }
+            // A peer outside the trusted range is the client, whatever it forwards.
+            let peer = IpAddr::from(untrusted_peer);
+            if !proxies[0].contains(peer) {
+                prop_assert_eq!(client_ip(&from(peer, &[chain.join(",")]), &proxies), Some(super::canonical_ip(peer)));
+            }
+        }
     }
 }

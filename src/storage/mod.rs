@@ -284,7 +284,7 @@ impl Store {
                 )
             }
             DatabaseConfig::Sqlite { path } => {
-                ensure_parent_dir(path)?;
+                prepare_sqlite_file(path)?;
                 let mut manager_config = ManagerConfig::default();
                 manager_config.recycling_method =
                     RecyclingMethod::CustomFunction(Box::new(|conn: &mut SqliteConn| {
@@ -497,12 +497,25 @@ async fn open_sqlite(url: String) -> Result<SqliteConn, ConnectionError> {
     Ok(conn)
 }
 
-fn ensure_parent_dir(path: &Path) -> Result<(), StoreError> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Setup(format!("creating {}: {e}", dir.display()))),
-        _ => Ok(()),
+/// Makes the database file's directory, and checks the file can be written there, so a
+/// read-only or missing volume stops start-up saying so instead of as "unable to open".
+fn prepare_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Setup(format!("creating {}: {e}", dir.display())))?;
     }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            StoreError::Setup(format!(
+                "the SQLite database {} cannot be written: {e}",
+                path.display()
+            ))
+        })
 }
 
 async fn run_migrations<C>(conn: C, migrations: EmbeddedMigrations) -> Result<C, StoreError>

@@ -411,3 +411,154 @@ async fn a_pool_held_empty_answers_within_the_deadline() {
         .expect("the held call completes once the lock goes");
     app.get_user(&tokens.access, user.id).await.unwrap();
 }
+
+/// A small file system of its own (tmpfs), unmounted when dropped; `None` where this
+/// process may not mount (not root, or no `CAP_SYS_ADMIN`).
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .ok()?;
+        mounted.status.success().then_some(Self { path, _dir: dir })
+    }
+
+    fn remount(&self, options: &str) {
+        let remounted = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(remounted.success());
+    }
+
+    /// Writes a file until the disk refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path.join("filler");
+        let mut filler = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while filler.write_all(&chunk).is_ok() {}
+        // The last partial chunk may have left a few bytes; a byte at a time takes them.
+        while filler.write_all(&[0]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// SQLite on a full disk: writes answer `UNAVAILABLE` (`STORAGE_FULL`) and change nothing,
+/// reads keep working, writes work again once there is room (without a restart), and the
+/// database passes SQLite's integrity check. A read-only disk stops start-up with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_a_full_or_read_only_disk_refuses_clearly_and_stays_whole() {
+    let Some(disk) = SmallDisk::mount("8m") else {
+        eprintln!("skipped: this process may not mount a tmpfs (it needs root)");
+        return;
+    };
+    let database = disk.path.join("identity.sqlite3");
+    let dir = tempfile::tempdir().unwrap();
+    let database_setting = database.to_str().unwrap().to_owned();
+    let settings = [
+        ("SQLITE_PATH", database_setting.as_str()),
+        ("RATE_LIMIT_REGISTER", "0"),
+    ];
+    let served = serve(&dir, &settings);
+    let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
+        .await
+        .unwrap();
+    let register = |email: &str| pb::RegisterRequest {
+        email: email.into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    };
+    client
+        .register(register("before@example.com"))
+        .await
+        .unwrap();
+
+    let filler = disk.fill();
+    let status = client
+        .register(register("during@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.get_error_details().error_info().unwrap().reason,
+        "STORAGE_FULL"
+    );
+    let health = readiness(&client_channel(&served.grpc).await).await;
+    assert_eq!(health, Some(ServingStatus::Serving), "reads still work");
+
+    std::fs::remove_file(filler).unwrap();
+    client
+        .register(register("after@example.com"))
+        .await
+        .expect("writes work again once there is room");
+    let (status, _) = served.terminate().await;
+    assert!(status.success());
+
+    let path = database.clone();
+    let (integrity, emails) = tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            value: String,
+        }
+        let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let texts = |conn: &mut diesel::SqliteConnection, sql: &str| -> Vec<String> {
+            diesel::sql_query(sql)
+                .load::<Text>(conn)
+                .unwrap()
+                .into_iter()
+                .map(|row| row.value)
+                .collect()
+        };
+        (
+            texts(
+                &mut conn,
+                "SELECT integrity_check AS value FROM pragma_integrity_check",
+            ),
+            texts(&mut conn, "SELECT email AS value FROM users ORDER BY email"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(integrity, ["ok"]);
+    assert_eq!(emails, ["after@example.com", "before@example.com"]);
+
+    disk.remount("ro");
+    let started = crate::binary::identity(&dir, &["serve"])
+        .env("SQLITE_PATH", &database)
+        .output()
+        .unwrap();
+    assert!(!started.status.success());
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot be written"), "{stderr}");
+}
+
+async fn client_channel(grpc: &str) -> Channel {
+    Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}

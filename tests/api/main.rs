@@ -18,6 +18,7 @@ mod audit;
 mod binary;
 mod bounds;
 mod bridge;
+mod bridge_properties;
 mod bridge_safety;
 mod browser;
 mod cli;
