@@ -4,7 +4,10 @@
 //! Each property runs proptest's default budget (256 cases); a long run sets
 //! `PROPTEST_CASES`, e.g. `PROPTEST_CASES=200000 cargo test --release --test properties`.
 
-#![expect(clippy::unwrap_used, reason = "a failed step should fail the test loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed step should fail the test loudly"
+)]
 
 use std::collections::HashMap;
 
