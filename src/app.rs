@@ -29,6 +29,10 @@ pub const HS256_KEY_PURPOSE: &str = "jwt:hs256";
 
 /// Names of the secrets kept in the database when none is configured.
 const STORED_SECRET_KEY: &str = "secret_key";
+/// How long past `REQUEST_TIMEOUT_MS` a drain waits for connections to close: by then every
+/// call has ended, so what is left is a client that stopped answering (it would otherwise
+/// hold the exit until keepalive gives up on it).
+const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A built, bound, migrated service, ready to run.
 pub struct Application {
@@ -146,21 +150,32 @@ impl Application {
             let _ = stop_tx.send(true);
         });
         tracing::info!(grpc.addr = %self.grpc_addr, http.addr = %self.http_addr, "identity is serving");
-        let (grpc, bridge) = tokio::join!(
-            server::serve(
-                self.grpc_listener,
-                api,
-                token_api,
-                services,
-                stopped(stopping.clone()),
-            ),
-            http::server::serve(
-                self.http_listener,
-                bridge,
-                self.config.http_header_read_timeout,
-                stopped(stopping),
-            ),
-        );
+        let draining = stopped(stopping.clone());
+        let drain_limit = self.config.request_timeout + DRAIN_MARGIN;
+        let servers = async {
+            tokio::join!(
+                server::serve(
+                    self.grpc_listener,
+                    api,
+                    token_api,
+                    services,
+                    stopped(stopping.clone()),
+                ),
+                http::server::serve(
+                    self.http_listener,
+                    bridge,
+                    self.config.http_header_read_timeout,
+                    stopped(stopping),
+                ),
+            )
+        };
+        let (grpc, bridge) = tokio::select! {
+            served = servers => served,
+            () = async { draining.await; tokio::time::sleep(drain_limit).await } => {
+                tracing::warn!("connections still open {drain_limit:?} after the drain began are closed");
+                (Ok(()), Ok(()))
+            }
+        };
         worker.await.context("the outbox worker panicked")?;
         key_maintenance
             .await

@@ -14,12 +14,16 @@
 //!
 //! It then measures refresh and `GetUser` latency while a login storm saturates the hashing
 //! threads, and the server's memory: idle, after the run, and its peak.
+//!
+//! `BENCH_SOAK=<seconds>` runs the soak instead (see `soak`): moderate mixed load, sampled
+//! every `BENCH_SOAK_WINDOW` seconds (10), failing on growth.
 
 #![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 
 mod drive;
 mod limits;
 mod server;
+mod soak;
 
 use std::{sync::Arc, time::Duration};
 
@@ -83,6 +87,23 @@ async fn bench() {
     let database_url = std::env::var("BENCH_DATABASE_URL").ok();
     let database_url = database_url.as_deref();
     let server = Server::start(database_url);
+    server.create_accounts(database_url, 0..concurrency);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(total) = std::env::var("BENCH_SOAK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        let window = Duration::from_secs(setting("BENCH_SOAK_WINDOW", 10));
+        let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let client = IdentityServiceClient::new(channel);
+        soak::soak(&server, &client, Duration::from_secs(total), window).await;
+        server.stop().await;
+        return;
+    }
     server.create_accounts(database_url, 0..concurrency);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle_mib, _) = server.memory_mib();
@@ -254,7 +275,7 @@ async fn bench() {
         None
     };
     let (after_mib, peak_mib) = server.memory_mib();
-    server.stop();
+    server.stop().await;
 
     println!(
         "\nload: {concurrency} clients per row, {duration:?} per row, {} on {hash_threads} cores",

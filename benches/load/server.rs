@@ -105,12 +105,20 @@ impl Server {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// Stops the server as Kubernetes would.
-    pub fn stop(mut self) {
+    /// How many files (sockets included) the server holds open.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, Iterator::count)
+    }
+
+    /// Stops the server as Kubernetes would, and waits for it without blocking the runtime:
+    /// the bench's own connections must answer the server's goodbye for it to exit.
+    pub async fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let _ = self.child.wait();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -1243,6 +1243,33 @@ async fn an_open_revocation_stream_does_not_hold_up_shutdown() {
     );
 }
 
+/// A client that opened connections and then stopped answering (it never acknowledges the
+/// server's goodbye) does not hold the exit past the request limit: the server closes what
+/// is left and exits 0, without waiting out keepalive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir, &[("REQUEST_TIMEOUT_MS", "1000")]);
+    // An HTTP/2 connection's preface and settings, then silence; and an HTTP/1 request
+    // whose answer is never read.
+    let mut grpc = tokio::net::TcpStream::connect(&served.grpc).await.unwrap();
+    grpc.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut http = tokio::net::TcpStream::connect(&served.http).await.unwrap();
+    http.write_all(b"GET /healthz HTTP/1.1\r\nhost: identity\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (status, logs) = served.terminate().await;
+
+    assert!(status.success());
+    assert!(logs.iter().any(|line| line.contains("identity stopped")));
+    drop((grpc, http));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consuming_service_follows_revocations_across_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
