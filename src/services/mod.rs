@@ -147,6 +147,14 @@ impl Services {
             .gauge("identity_db_pool_connections", f64::from(connections));
         self.metrics
             .gauge("identity_db_pool_idle_connections", f64::from(idle));
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a count of tasks fits an f64 exactly"
+        )]
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as f64;
+        self.metrics.gauge("identity_runtime_alive_tasks", tasks);
         if let Ok(mut conn) = self.store.connection().await {
             let mut queries = conn.queries();
             #[expect(

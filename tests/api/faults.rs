@@ -164,7 +164,7 @@ fn open_files(pid: u32) -> usize {
 /// Postgres stopped and started while clients register, sign in and refresh: calls answer
 /// `UNAVAILABLE` at once while it is down, readiness follows, everything works again soon
 /// after it returns without restarting `identity`, no write that answered OK is lost, and
-/// no connection is left behind.
+/// no connection, file or task is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
     let postgres = ThrowawayPostgres::start();
@@ -219,6 +219,7 @@ async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
     let load = start_load(&client, first.refresh, &stop, &observed);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let files_before = open_files(served.child.id());
+    let tasks_before = alive_tasks(&served.http).await;
 
     postgres.stop();
     wait_for_readiness(&channel, ServingStatus::NotServing, Duration::from_secs(10)).await;
@@ -300,7 +301,7 @@ async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
         );
     }
 
-    // No connection or file is left behind by the calls that failed.
+    // No connection, file or task is left behind by the calls that failed.
     let connections: i64 = admin
         .query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = 'postgres' AND pid <> pg_backend_pid()",
@@ -318,8 +319,29 @@ async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
         files_after <= files_before + POOL_SIZE,
         "{files_before} open files before the outage, {files_after} after"
     );
+    let tasks_after = alive_tasks(&served.http).await;
+    assert!(
+        tasks_after <= tasks_before + 4.0,
+        "{tasks_before} tasks alive before the outage, {tasks_after} after"
+    );
     let (status, _) = served.terminate().await;
     assert!(status.success());
+}
+
+/// The server's own count of live tasks, from its metrics.
+async fn alive_tasks(http: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("identity_runtime_alive_tasks "))
+        .expect("the gauge of live tasks")
+        .parse()
+        .unwrap()
 }
 
 /// A statement held up past `DATABASE_STATEMENT_TIMEOUT_MS` (here by a lock an operator's
