@@ -25,6 +25,18 @@ pub fn identity(dir: &tempfile::TempDir, args: &[&str]) -> Command {
     command
 }
 
+/// Settings of a replica on the Postgres database `database_url` that mails through the
+/// SMTP server on `smtp_port`, looking at its outbox every 50 ms.
+pub fn replica_settings(database_url: &str, smtp_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        ("EMAIL_HOST", "127.0.0.1".to_owned()),
+        ("EMAIL_PORT", smtp_port.to_string()),
+        ("EMAIL_USE_TLS", "false".to_owned()),
+        ("EMAIL_POLL_INTERVAL_MS", "50".to_owned()),
+    ]
+}
+
 /// A running `identity serve` and everything it logged so far.
 pub struct Served {
     pub child: Child,
@@ -34,9 +46,9 @@ pub struct Served {
 }
 
 /// Starts `identity serve` with extra settings and reads its addresses from its log.
-pub fn serve(dir: &tempfile::TempDir, settings: &[(&str, &str)]) -> Served {
+pub fn serve<V: AsRef<std::ffi::OsStr>>(dir: &tempfile::TempDir, settings: &[(&str, V)]) -> Served {
     let mut command = identity(dir, &[]);
-    command.envs(settings.iter().copied());
+    command.envs(settings.iter().map(|(name, value)| (name, value)));
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -12,7 +12,7 @@ use identity::pb::{self, identity_service_client::IdentityServiceClient};
 use reqwest::StatusCode;
 
 use crate::{
-    binary::{identity, serve},
+    binary::{identity, replica_settings, serve},
     client::{my_orders, serve_orders},
     fake_smtp::FakeSmtp,
     helpers::{Backend, TestApp, TestDatabase, service_tokens_file},
@@ -114,7 +114,7 @@ async fn the_superuser_signs_in_to_the_served_binary_which_exits_cleanly_on_sigt
             .status
             .success()
     );
-    let served = serve(&dir, &[]);
+    let served = serve::<&str>(&dir, &[]);
 
     let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
         .await
@@ -316,15 +316,8 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
 async fn limits_rotation_and_email_hold_across_three_replicas() {
     let database = TestDatabase::create(Backend::Postgres).await;
     let smtp = FakeSmtp::start().await;
-    let port = smtp.port.to_string();
     let dir = tempfile::tempdir().unwrap();
-    let settings = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("EMAIL_HOST", "127.0.0.1"),
-        ("EMAIL_PORT", port.as_str()),
-        ("EMAIL_USE_TLS", "false"),
-        ("EMAIL_POLL_INTERVAL_MS", "50"),
-    ];
+    let settings = replica_settings(&database.url, smtp.port);
     // One migrates first, as the migration Job would; the others find the schema ready.
     let first = serve(&dir, &settings);
     let mut replicas = vec![first, serve(&dir, &settings), serve(&dir, &settings)];
@@ -476,22 +469,17 @@ async fn limits_rotation_and_email_hold_across_three_replicas() {
 async fn account_rules_hold_across_three_replicas() {
     let database = TestDatabase::create(Backend::Postgres).await;
     let smtp = FakeSmtp::start().await;
-    let port = smtp.port.to_string();
     let dir = tempfile::tempdir().unwrap();
     let support = "support-service-token-0123456789abcdef";
     let tokens = service_tokens_file(
         dir.path(),
         &[("support", "users:read,users:write", support)],
     );
-    let settings = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("EMAIL_HOST", "127.0.0.1"),
-        ("EMAIL_PORT", port.as_str()),
-        ("EMAIL_USE_TLS", "false"),
-        ("EMAIL_POLL_INTERVAL_MS", "50"),
-        ("SERVICE_TOKENS_FILE", tokens.as_str()),
-        ("RATE_LIMIT_VERIFY", "0"),
-    ];
+    let mut settings = replica_settings(&database.url, smtp.port);
+    settings.extend([
+        ("SERVICE_TOKENS_FILE", tokens.clone()),
+        ("RATE_LIMIT_VERIFY", "0".to_owned()),
+    ]);
     let first = serve(&dir, &settings);
     let replicas = vec![first, serve(&dir, &settings), serve(&dir, &settings)];
     let mut clients = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use identity::pb::{self, identity_service_client::IdentityServiceClient};
 
 use crate::{
-    binary::serve,
+    binary::{replica_settings, serve},
     fake_smtp::{Behaviour, FakeSmtp},
     helpers::{Backend, PASSWORD, TestApp, TestDatabase},
 };
@@ -154,18 +154,13 @@ async fn a_permanent_refusal_is_not_retried_and_is_counted() {
 async fn a_replica_killed_holding_a_claim_leaves_the_email_to_another_once() {
     let database = TestDatabase::create(Backend::Postgres).await;
     let smtp = FakeSmtp::start().await;
-    let port = smtp.port.to_string();
     let dir = tempfile::tempdir().unwrap();
-    let settings = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("EMAIL_HOST", "127.0.0.1"),
-        ("EMAIL_PORT", port.as_str()),
-        ("EMAIL_USE_TLS", "false"),
-        ("EMAIL_POLL_INTERVAL_MS", "50"),
-        ("EMAIL_RETRY_BASE", "0"),
-        ("EMAIL_TIMEOUT_MS", "2000"),
-        ("EMAIL_LEASE_MS", "3000"),
-    ];
+    let mut settings = replica_settings(&database.url, smtp.port);
+    settings.extend([
+        ("EMAIL_RETRY_BASE", "0".to_owned()),
+        ("EMAIL_TIMEOUT_MS", "2000".to_owned()),
+        ("EMAIL_LEASE_MS", "3000".to_owned()),
+    ]);
     smtp.behave(Behaviour::Stall);
     let mut doomed = serve(&dir, &settings);
     let mut client = IdentityServiceClient::connect(format!("http://{}", doomed.grpc))
