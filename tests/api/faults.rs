@@ -84,75 +84,98 @@ async fn wait_for_readiness(channel: &Channel, wanted: ServingStatus, bound: Dur
     start.elapsed()
 }
 
-/// The load: one task registering new addresses, one signing in, one rotating a session,
-/// until `stop` is set.
-fn start_load(
-    client: &IdentityServiceClient<Channel>,
-    refresh: String,
-    stop: &Arc<AtomicBool>,
-    observed: &Arc<Mutex<Observed>>,
-) -> Vec<tokio::task::JoinHandle<String>> {
-    let registrar = {
-        let (mut client, stop, observed) = (client.clone(), stop.clone(), observed.clone());
-        tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                n += 1;
+/// One client of the load.
+#[derive(Clone, Copy)]
+enum Work {
+    /// Registers a new address each time.
+    Register,
+    /// Signs in to one account.
+    Login,
+    /// Rotates one session's refresh token.
+    Refresh,
+}
+
+/// Repeats `work` until `stop` is set; a `Refresh` client ends with its session's newest
+/// refresh token.
+async fn load(
+    work: Work,
+    mut client: IdentityServiceClient<Channel>,
+    mut refresh: String,
+    stop: Arc<AtomicBool>,
+    observed: Arc<Mutex<Observed>>,
+) -> String {
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let answered = match work {
+            Work::Register => {
                 let email = format!("load-{n}@example.com");
                 let request = pb::RegisterRequest {
                     email: email.clone(),
                     password: PASSWORD.into(),
                     ..Default::default()
                 };
-                match client.register(with_deadline(request)).await {
-                    Ok(_) => observed.lock().unwrap().registered.push(email),
-                    Err(status) => observed.lock().unwrap().refused("Register", &status),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let answer = client.register(with_deadline(request)).await;
+                answer.map(|_| observed.lock().unwrap().registered.push(email))
             }
-            String::new()
-        })
-    };
-    let signer = {
-        let (mut client, stop, observed) = (client.clone(), stop.clone(), observed.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
+            Work::Login => {
                 let request = pb::LoginRequest {
                     email: "steady@example.com".into(),
                     password: PASSWORD.into(),
                 };
-                match client.login(with_deadline(request)).await {
-                    Ok(_) => observed.lock().unwrap().logins += 1,
-                    Err(status) => observed.lock().unwrap().refused("Login", &status),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let answer = client.login(with_deadline(request)).await;
+                answer.map(|_| observed.lock().unwrap().logins += 1)
             }
-            String::new()
-        })
-    };
-    let rotator = {
-        let (mut client, stop, observed) = (client.clone(), stop.clone(), observed.clone());
-        tokio::spawn(async move {
-            let mut refresh = refresh;
-            while !stop.load(Ordering::SeqCst) {
+            Work::Refresh => {
+                // A refresh that was refused is retried with the same token: if its commit
+                // went through unseen, the retry grace hands out the same successor.
                 let request = pb::RefreshRequest {
                     refresh: refresh.clone(),
                 };
-                // A refresh that was refused is retried with the same token: if its commit
-                // went through unseen, the retry grace hands out the same successor.
-                match client.refresh(with_deadline(request)).await {
-                    Ok(answer) => {
-                        refresh = answer.into_inner().refresh;
-                        observed.lock().unwrap().refreshes += 1;
-                    }
-                    Err(status) => observed.lock().unwrap().refused("Refresh", &status),
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                let answer = client.refresh(with_deadline(request)).await;
+                answer.map(|answer| {
+                    refresh = answer.into_inner().refresh;
+                    observed.lock().unwrap().refreshes += 1;
+                })
             }
-            refresh
+        };
+        if let Err(status) = answered {
+            observed.lock().unwrap().refused(work.name(), &status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refresh
+}
+
+impl Work {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Register => "Register",
+            Self::Login => "Login",
+            Self::Refresh => "Refresh",
+        }
+    }
+}
+
+/// The load: one client of each kind, until `stop` is set.
+fn start_load(
+    client: &IdentityServiceClient<Channel>,
+    refresh: String,
+    stop: &Arc<AtomicBool>,
+    observed: &Arc<Mutex<Observed>>,
+) -> Vec<tokio::task::JoinHandle<String>> {
+    [Work::Register, Work::Login, Work::Refresh]
+        .into_iter()
+        .map(|work| {
+            tokio::spawn(load(
+                work,
+                client.clone(),
+                refresh.clone(),
+                stop.clone(),
+                observed.clone(),
+            ))
         })
-    };
-    vec![registrar, signer, rotator]
+        .collect()
 }
 
 fn open_files(pid: u32) -> usize {
@@ -344,6 +367,16 @@ async fn alive_tasks(http: &str) -> f64 {
         .unwrap()
 }
 
+/// Locks the users table from an operator's session, until `ROLLBACK` on the client returned.
+async fn lock_users(app: &TestApp) -> tokio_postgres::Client {
+    let admin = admin_client(&app.database_url).await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    admin
+}
+
 /// A statement held up past `DATABASE_STATEMENT_TIMEOUT_MS` (here by a lock an operator's
 /// session holds) answers `UNAVAILABLE` within the caller's deadline, changes nothing, and
 /// the service works again once the lock goes.
@@ -355,11 +388,7 @@ async fn a_statement_past_its_timeout_answers_unavailable_and_changes_nothing() 
     )
     .await;
     let (user, tokens) = app.signed_in_user("ada@example.com").await;
-    let admin = admin_client(&app.database_url).await;
-    admin
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let admin = lock_users(&app).await;
 
     let mut request = TestApp::authorized(pb::GetUserRequest { id: user.id }, &tokens.access);
     request.set_timeout(CALL_DEADLINE);
@@ -397,11 +426,7 @@ async fn a_pool_held_empty_answers_within_the_deadline() {
     )
     .await;
     let (user, tokens) = app.signed_in_user("ada@example.com").await;
-    let admin = admin_client(&app.database_url).await;
-    admin
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let admin = lock_users(&app).await;
     // This call takes the only connection and waits on the lock.
     let held = {
         let app_client = app.client.clone();
