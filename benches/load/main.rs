@@ -87,12 +87,11 @@ async fn bench() {
     let database_url = std::env::var("BENCH_DATABASE_URL").ok();
     let database_url = database_url.as_deref();
     let server = Server::start(database_url);
-    server.create_accounts(database_url, 0..concurrency);
-    tokio::time::sleep(Duration::from_secs(1)).await;
     if let Some(total) = std::env::var("BENCH_SOAK")
         .ok()
         .and_then(|s| s.parse().ok())
     {
+        server.create_accounts(database_url, 0..soak::ACCOUNTS);
         let window = Duration::from_secs(setting("BENCH_SOAK_WINDOW", 10));
         let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
             .unwrap()

@@ -52,7 +52,6 @@ pub async fn soak(
         concurrency: ACCOUNTS,
     };
     let mut samples = Vec::new();
-    let mut metrics = Http::connect(&server.http_addr).await;
     let started = std::time::Instant::now();
     println!(
         "soak: {total:?} in windows of {window:?}: GetUser ×2, Refresh ×2, Login ×1, Register ×1 (its mail through the outbox)"
@@ -71,6 +70,8 @@ pub async fn soak(
             measure("soak Login", logins(client, 1), window),
             measure("soak Register", vec![sign_up(client)], window),
         );
+        // A new connection each time: the server closes one idle for a window.
+        let mut metrics = Http::connect(&server.http_addr).await;
         let (_, body) = metrics.call(Method::GET, "/metrics", None, None).await;
         let text = String::from_utf8_lossy(&body);
         let gauge = |name: &str| {
