@@ -211,7 +211,9 @@ impl Services {
         if !first {
             return Err(ServiceError::TokenInvalid);
         }
-        let pair = self.start_session(&user, caller, "django-refresh").await?;
+        let pair = self
+            .start_session(&user, caller, super::sessions::SignedIn::DjangoRefresh)
+            .await?;
         tracing::info!(user.id = %user.id, "a Django refresh token was exchanged");
         Ok(pair)
     }

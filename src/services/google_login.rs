@@ -56,7 +56,9 @@ impl Services {
         if !user.is_active {
             return Err(ServiceError::AccountDisabled);
         }
-        let pair = self.start_session(&user, &caller, "google").await?;
+        let pair = self
+            .start_session(&user, &caller, super::sessions::SignedIn::Google)
+            .await?;
         tracing::info!(user.id = %user.id, "signed in with Google");
         Ok(pair)
     }

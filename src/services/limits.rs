@@ -9,7 +9,7 @@ use super::{Caller, Services};
 use crate::{
     domain::{Email, client_bucket},
     error::{ServiceError, ServiceResult},
-    storage::{CounterPolicy, StoreError},
+    storage::{CounterPolicy, Queries, StoreError},
 };
 
 /// The window of every per-IP budget.
@@ -225,7 +225,16 @@ impl Services {
         attempt: u32,
     ) -> ServiceResult<()> {
         let mut conn = self.connection().await?;
-        conn.queries()
+        Self::forget_login_attempt_in(&mut conn.queries(), email, attempt).await
+    }
+
+    /// [`Services::forget_login_attempts`], inside the transaction that starts the session.
+    pub(crate) async fn forget_login_attempt_in(
+        queries: &mut Queries<'_>,
+        email: &Email,
+        attempt: u32,
+    ) -> ServiceResult<()> {
+        queries
             .release_attempt(&login_bucket(email), attempt, FREE_LOGIN_FAILURES)
             .await
             .context("clearing login failures")?;

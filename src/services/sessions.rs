@@ -30,6 +30,28 @@ pub struct Authenticated {
     pub claims: AccessClaims,
 }
 
+/// How a session's user proved who they are.
+#[derive(Clone, Copy)]
+pub(crate) enum SignedIn<'a> {
+    /// With the password, whose reserved sign-in attempt is given back with the session.
+    Password { email: &'a Email, attempt: u32 },
+    /// With a Google credential.
+    Google,
+    /// With a refresh token Django issued.
+    DjangoRefresh,
+}
+
+impl SignedIn<'_> {
+    /// The method the audit trail names.
+    fn method(self) -> &'static str {
+        match self {
+            Self::Password { .. } => "password",
+            Self::Google => "google",
+            Self::DjangoRefresh => "django-refresh",
+        }
+    }
+}
+
 /// What spending a refresh token found, decided inside its transaction.
 enum Rotation {
     Rotated(TokenPair),
@@ -61,17 +83,26 @@ impl Services {
             }
             return Err(ServiceError::InvalidCredentials);
         };
-        self.forget_login_attempts(&email, attempt).await?;
-        if !user.is_verified && self.config.verification.required {
-            return Err(ServiceError::NotVerified);
-        }
-        if !user.is_active {
-            return Err(ServiceError::AccountDisabled);
+        let refusal = if !user.is_verified && self.config.verification.required {
+            Some(ServiceError::NotVerified)
+        } else if !user.is_active {
+            Some(ServiceError::AccountDisabled)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            // The password was right: the attempt is not a failure.
+            self.forget_login_attempts(&email, attempt).await?;
+            return Err(refusal);
         }
         if needs_rehash && let Some(old_hash) = &user.password_hash {
             self.upgrade_hash(&user, old_hash, &password).await?;
         }
-        let pair = self.start_session(&user, &caller, "password").await?;
+        let signed_in = SignedIn::Password {
+            email: &email,
+            attempt,
+        };
+        let pair = self.start_session(&user, &caller, signed_in).await?;
         tracing::info!(user.id = %user.id, "signed in");
         Ok(pair)
     }
@@ -403,8 +434,9 @@ impl Services {
         &self,
         user: &UserRow,
         caller: &Caller,
-        method: &'static str,
+        signed_in: SignedIn<'_>,
     ) -> ServiceResult<TokenPair> {
+        let method = signed_in.method();
         let now = self.clock.now_naive();
         let session = SessionRow {
             id: SessionId::generate(),
@@ -426,6 +458,11 @@ impl Services {
                     .context("recording the login")?;
                 if !still_current {
                     return Err(ServiceError::InvalidCredentials);
+                }
+                // In the session's transaction: one commit fewer per sign-in, and a sign-in
+                // that loses to a password change stays counted.
+                if let SignedIn::Password { email, attempt } = signed_in {
+                    Self::forget_login_attempt_in(tx, email, attempt).await?;
                 }
                 tx.insert_session(&session)
                     .await

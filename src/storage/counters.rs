@@ -167,8 +167,15 @@ impl Queries<'_> {
     ) -> Result<Result<u32, Duration>, StoreError> {
         let window_cutoff = before(now, window);
         let blocked_until = |n: u32| block_after(n).map(|delay| now + duration(delay));
-        for _ in 0..RESERVATION_ROUNDS {
-            let Some(row) = self.counter(bucket).await? else {
+        for round in 0..=RESERVATION_ROUNDS {
+            // Most reservations meet no row (a success forgets the count): the first round
+            // tries the insert alone, and reads the row only when one is there.
+            let row = if round == 0 {
+                None
+            } else {
+                self.counter(bucket).await?
+            };
+            let Some(row) = row else {
                 if self.insert_counter(bucket, now).await? {
                     if let Some(until) = blocked_until(1) {
                         self.block_until(bucket, until).await?;
