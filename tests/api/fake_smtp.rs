@@ -136,17 +136,13 @@ impl FakeSmtp {
     /// Waits until `count` messages or connections in all did not go through (refused,
     /// dropped, slow or stalled; 10 s at most).
     pub async fn wait_for_failures(&self, count: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let arrived = self.shared.arrived.notified();
+        self.wait_until(|| {
             let failed = self.shared.failed.load(Ordering::SeqCst);
-            if failed >= count {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!("{failed} of {count} deliveries failed in time");
-            }
-        }
+            (failed >= count)
+                .then_some(())
+                .ok_or_else(|| format!("{failed} of {count} deliveries failed in time"))
+        })
+        .await;
     }
 
     /// How many messages or connections did not go through so far.
@@ -167,54 +163,57 @@ impl FakeSmtp {
 
     /// Waits until `count` messages have been refused in all (10 s at most).
     pub async fn wait_for_refusals(&self, count: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let arrived = self.shared.arrived.notified();
+        self.wait_until(|| {
             let refused = self.shared.refused.load(Ordering::SeqCst);
-            if refused >= count {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!("{refused} of {count} messages were refused in time");
-            }
-        }
+            (refused >= count)
+                .then_some(())
+                .ok_or_else(|| format!("{refused} of {count} messages were refused in time"))
+        })
+        .await;
     }
 
     /// Waits until `address` has received `count` messages (10 s at most) and returns them.
     pub async fn wait_for(&self, address: &str, count: usize) -> Vec<Mail> {
+        self.wait_until(|| {
+            let mails = self.to(address);
+            let got = mails.len();
+            (got >= count)
+                .then_some(mails)
+                .ok_or_else(|| format!("{address} got {got} of {count} emails in time"))
+        })
+        .await
+    }
+
+    /// Re-checks `done` whenever a message arrives or fails, until it gives a value; after
+    /// 10 s, fails the test with the reason `done` gave last.
+    async fn wait_until<T>(&self, done: impl Fn() -> Result<T, String>) -> T {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let arrived = self.shared.arrived.notified();
-            let mails = self.to(address);
-            if mails.len() >= count {
-                return mails;
-            }
+            let why = match done() {
+                Ok(value) => return value,
+                Err(why) => why,
+            };
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!("{address} got {} of {count} emails in time", mails.len());
+                panic!("{why}");
             }
         }
     }
 
     /// The newest message whose subject contains `subject`, waiting for it to be the `nth` such.
     pub async fn nth_with_subject(&self, address: &str, subject: &str, nth: usize) -> Mail {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let arrived = self.shared.arrived.notified();
-            let matching: Vec<Mail> = self
+        self.wait_until(|| {
+            let mut matching: Vec<Mail> = self
                 .to(address)
                 .into_iter()
                 .filter(|m| m.subject.contains(subject))
                 .collect();
-            if matching.len() >= nth {
-                return matching[nth - 1].clone();
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!(
-                    "{address} got {} of {nth} {subject:?} emails in time",
-                    matching.len()
-                );
-            }
-        }
+            let got = matching.len();
+            (got >= nth)
+                .then(|| matching.swap_remove(nth - 1))
+                .ok_or_else(|| format!("{address} got {got} of {nth} {subject:?} emails in time"))
+        })
+        .await
     }
 }
 

@@ -21,7 +21,7 @@ use tonic_types::StatusExt;
 use crate::{
     binary::serve,
     fake_smtp::FakeSmtp,
-    helpers::{Backend, PASSWORD, TestApp, admin_client},
+    helpers::{Backend, PASSWORD, TestApp, admin_client, sqlite_texts},
     throwaway_postgres::ThrowawayPostgres,
 };
 
@@ -561,33 +561,13 @@ async fn sqlite_on_a_full_or_read_only_disk_refuses_clearly_and_stays_whole() {
     let (status, _) = served.terminate().await;
     assert!(status.success());
 
-    let path = database.clone();
-    let (integrity, emails) = tokio::task::spawn_blocking(move || {
-        use diesel::{Connection, RunQueryDsl};
-        #[derive(diesel::QueryableByName)]
-        struct Text {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            value: String,
-        }
-        let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        let texts = |conn: &mut diesel::SqliteConnection, sql: &str| -> Vec<String> {
-            diesel::sql_query(sql)
-                .load::<Text>(conn)
-                .unwrap()
-                .into_iter()
-                .map(|row| row.value)
-                .collect()
-        };
-        (
-            texts(
-                &mut conn,
-                "SELECT integrity_check AS value FROM pragma_integrity_check",
-            ),
-            texts(&mut conn, "SELECT email AS value FROM users ORDER BY email"),
-        )
-    })
-    .await
-    .unwrap();
+    let path = database.to_str().unwrap();
+    let integrity = sqlite_texts(
+        path,
+        "SELECT integrity_check AS value FROM pragma_integrity_check",
+    )
+    .await;
+    let emails = sqlite_texts(path, "SELECT email AS value FROM users ORDER BY email").await;
     assert_eq!(integrity, ["ok"]);
     assert_eq!(emails, ["after@example.com", "before@example.com"]);
 

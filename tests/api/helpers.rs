@@ -352,27 +352,7 @@ impl TestApp {
     /// The column `value` of every row a query returns, as text, from the test's database.
     pub async fn query_texts(&self, sql: &str) -> Vec<String> {
         if let Some(path) = self.database_url.strip_prefix("sqlite://") {
-            let (path, sql) = (path.to_owned(), sql.to_owned());
-            tokio::task::spawn_blocking(move || {
-                use diesel::{Connection, RunQueryDsl};
-                #[derive(diesel::QueryableByName)]
-                struct Text {
-                    #[diesel(sql_type = diesel::sql_types::Text)]
-                    value: String,
-                }
-                let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-                diesel::sql_query("PRAGMA busy_timeout = 5000")
-                    .execute(&mut conn)
-                    .unwrap();
-                diesel::sql_query(sql)
-                    .load::<Text>(&mut conn)
-                    .unwrap()
-                    .into_iter()
-                    .map(|row| row.value)
-                    .collect()
-            })
-            .await
-            .unwrap()
+            sqlite_texts(path, sql).await
         } else {
             admin_client(&self.database_url)
                 .await
@@ -635,6 +615,32 @@ fn migrations_fingerprint(backend: &str) -> u64 {
         std::fs::read(&file).unwrap().hash(&mut hasher);
     }
     hasher.finish()
+}
+
+/// The column `value` of every row `sql` returns from the SQLite file at `path`, as text;
+/// waits out the service's writes on its own connection.
+pub async fn sqlite_texts(path: &str, sql: &str) -> Vec<String> {
+    let (path, sql) = (path.to_owned(), sql.to_owned());
+    tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            value: String,
+        }
+        let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+        diesel::sql_query("PRAGMA busy_timeout = 5000")
+            .execute(&mut conn)
+            .unwrap();
+        diesel::sql_query(sql)
+            .load::<Text>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.value)
+            .collect()
+    })
+    .await
+    .unwrap()
 }
 
 /// A plain client on a Postgres database, for what no API exposes.
