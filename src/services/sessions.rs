@@ -162,19 +162,27 @@ impl Services {
                     tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
                     return Ok(Rotation::Refused(ServiceError::TokenReused));
                 };
+                let (spent, continued) = spent;
                 if spent.expires_at <= now {
                     return Ok(Rotation::Refused(ServiceError::TokenExpired));
                 }
-                let (session, user) = match self.refreshable(tx, &spent.session_id, now).await? {
+                let (session, user) = match self.still_refreshable(tx, continued, now).await? {
                     Ok(live) => live,
                     Err(refusal) => return Ok(Rotation::Refused(refusal)),
                 };
-                tx.touch_session(&session.id, now)
-                    .await
-                    .context("recording the refresh")?;
-                let refresh = self.issue_refresh_token(tx, &session, successor).await?;
+                tx.record_refresh(
+                    &session.id,
+                    successor.hash(),
+                    now,
+                    self.refresh_expiry(&session),
+                )
+                .await
+                .context("recording the refresh")?;
                 let access = self.issue_access_token(&user, &session.id)?;
-                Ok::<_, ServiceError>(Rotation::Rotated(TokenPair { access, refresh }))
+                Ok::<_, ServiceError>(Rotation::Rotated(TokenPair {
+                    access,
+                    refresh: successor.into_string(),
+                }))
             })
             .await?;
         // Refusals are decided inside the transaction but returned after it commits, so a
@@ -253,6 +261,16 @@ impl Services {
             .session_with_user(session_id)
             .await
             .context("loading the session and its user")?;
+        self.still_refreshable(tx, live, now).await
+    }
+
+    /// [`Services::refreshable`] for a session and user already read.
+    async fn still_refreshable(
+        &self,
+        tx: &mut Queries<'_>,
+        live: Option<(SessionRow, UserRow)>,
+        now: chrono::NaiveDateTime,
+    ) -> ServiceResult<Result<(SessionRow, UserRow), ServiceError>> {
         let Some((session, user)) = live.filter(|(session, _)| session.revoked_at.is_none()) else {
             return Ok(Err(ServiceError::SessionRevoked));
         };
@@ -485,12 +503,16 @@ impl Services {
         token: RefreshToken,
     ) -> ServiceResult<String> {
         let now = self.clock.now_naive();
-        // A refresh token never outlives its session's absolute cap.
-        let expires_at = (now + duration(self.config.jwt.refresh_lifetime)).min(session.expires_at);
-        tx.insert_refresh_token(&session.id, token.hash(), now, expires_at)
+        tx.insert_refresh_token(&session.id, token.hash(), now, self.refresh_expiry(session))
             .await
             .context("storing the refresh token")?;
         Ok(token.into_string())
+    }
+
+    /// When a refresh token issued now expires: never after its session's absolute cap.
+    fn refresh_expiry(&self, session: &SessionRow) -> chrono::NaiveDateTime {
+        (self.clock.now_naive() + duration(self.config.jwt.refresh_lifetime))
+            .min(session.expires_at)
     }
 
     fn issue_access_token(&self, user: &UserRow, session_id: &SessionId) -> ServiceResult<String> {

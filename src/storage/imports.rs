@@ -61,7 +61,7 @@ impl Queries<'_> {
                 .values(rows)
                 .on_conflict_do_nothing()
                 .returning(users::id)
-                .get_results(*conn)
+                .get_results(conn)
                 .await
                 .map_err(StoreError::from),
             // Diesel cannot batch rows with optional columns on SQLite; its one writer makes
@@ -131,11 +131,11 @@ impl Queries<'_> {
         let earlier = django_link_states::table.filter(django_link_states::user_id.eq_any(&ids));
         match &mut self.0 {
             Backend::Postgres(conn) => {
-                diesel::delete(earlier).execute(*conn).await?;
+                diesel::delete(earlier).execute(conn).await?;
                 if !rows.is_empty() {
                     diesel::insert_into(django_link_states::table)
                         .values(rows)
-                        .execute(*conn)
+                        .execute(conn)
                         .await?;
                 }
             }

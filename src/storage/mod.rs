@@ -197,7 +197,9 @@ impl Connection<'_> {
 pub struct Queries<'c>(Backend<'c>);
 
 enum Backend<'c> {
-    Postgres(&'c mut AsyncPgConnection),
+    /// Shared, not exclusive: diesel-async runs statements on `&AsyncPgConnection` too,
+    /// and statements sent from one task at once on it are pipelined.
+    Postgres(&'c AsyncPgConnection),
     Sqlite(&'c mut SqliteConn),
 }
 
@@ -398,7 +400,7 @@ impl Store {
         let outcome = match &mut conn.0 {
             Pooled::Postgres(conn) => {
                 conn.transaction(async |tx| {
-                    let mut queries = Queries(Backend::Postgres(tx));
+                    let mut queries = Queries(Backend::Postgres(&*tx));
                     work(&mut queries).await.map_err(TxError::Caller)
                 })
                 .await

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{
-    Queries, RevocationRow, SessionRow, SpentRefreshToken, StoreError, UserRow,
+    Backend, Queries, RevocationRow, SessionRow, SpentRefreshToken, StoreError, UserRow,
     models::RefreshTokenRow,
     on_backend,
     schema::{refresh_tokens, revocations, sessions, users},
@@ -24,24 +24,6 @@ impl Queries<'_> {
         on_backend!(self, conn => {
             diesel::insert_into(sessions::table)
                 .values(session)
-                .execute(conn)
-                .await
-                .map(drop)
-        })
-    }
-
-    /// Records that a session's refresh token was spent at `now`.
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn touch_session(
-        &mut self,
-        id: &SessionId,
-        now: NaiveDateTime,
-    ) -> Result<(), StoreError> {
-        on_backend!(self, conn => {
-            diesel::update(sessions::table.find(id))
-                .set(sessions::last_refreshed_at.eq(now))
                 .execute(conn)
                 .await
                 .map(drop)
@@ -96,9 +78,11 @@ impl Queries<'_> {
         })
     }
 
-    /// Marks an unspent refresh token spent and says what it belonged to; `None` when it is
-    /// unknown or already spent. The conditional update makes this race-free: of two
-    /// concurrent rotations, exactly one wins.
+    /// Marks an unspent refresh token spent and says what it belonged to, with the session
+    /// it continues and that session's user; `None` when the token is unknown or already
+    /// spent. The conditional update makes this race-free: of two concurrent rotations,
+    /// exactly one wins. On Postgres the read is pipelined with the update (one round trip):
+    /// it reads rows the update does not change.
     ///
     /// # Errors
     /// On database failure.
@@ -106,18 +90,77 @@ impl Queries<'_> {
         &mut self,
         token_hash: &RefreshTokenHash,
         now: NaiveDateTime,
-    ) -> Result<Option<SpentRefreshToken>, StoreError> {
+    ) -> Result<Option<(SpentRefreshToken, Option<(SessionRow, UserRow)>)>, StoreError> {
         let unspent = refresh_tokens::table
             .find(token_hash)
             .filter(refresh_tokens::used_at.is_null());
-        on_backend!(self, conn => {
-            diesel::update(unspent)
-                .set(refresh_tokens::used_at.eq(now))
-                .returning(SpentRefreshToken::as_returning())
-                .get_result(conn)
-                .await
-                .optional()
-        })
+        // Macros, not values: each backend's selection is a type of its own.
+        macro_rules! spend {
+            () => {
+                diesel::update(unspent)
+                    .set(refresh_tokens::used_at.eq(now))
+                    .returning(SpentRefreshToken::as_returning())
+            };
+        }
+        macro_rules! continued {
+            () => {
+                refresh_tokens::table
+                    .find(token_hash)
+                    .inner_join(sessions::table.inner_join(users::table))
+                    .select((SessionRow::as_select(), UserRow::as_select()))
+            };
+        }
+        let (spent, continued) = match &mut self.0 {
+            Backend::Postgres(conn) => {
+                let (mut first, mut second) = (*conn, *conn);
+                tokio::join!(
+                    spend!().get_result(&mut first),
+                    continued!().first(&mut second)
+                )
+            }
+            Backend::Sqlite(conn) => (
+                spend!().get_result(*conn).await,
+                continued!().first(*conn).await,
+            ),
+        };
+        let Some(spent) = spent.optional()? else {
+            return Ok(None);
+        };
+        Ok(Some((spent, continued.optional()?)))
+    }
+
+    /// Records a refresh of a session at `now` and stores the hash of the token it issued;
+    /// one round trip on Postgres, where the two statements are pipelined.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn record_refresh(
+        &mut self,
+        session_id: &SessionId,
+        successor: RefreshTokenHash,
+        now: NaiveDateTime,
+        expires_at: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        let touch = diesel::update(sessions::table.find(session_id))
+            .set(sessions::last_refreshed_at.eq(now));
+        let row = RefreshTokenRow {
+            token_hash: successor,
+            session_id: session_id.clone(),
+            issued_at: now,
+            expires_at,
+            used_at: None,
+        };
+        let store = diesel::insert_into(refresh_tokens::table).values(&row);
+        let (touched, stored) = match &mut self.0 {
+            Backend::Postgres(conn) => {
+                let (mut first, mut second) = (*conn, *conn);
+                tokio::join!(touch.execute(&mut first), store.execute(&mut second))
+            }
+            Backend::Sqlite(conn) => (touch.execute(*conn).await, store.execute(*conn).await),
+        };
+        touched?;
+        stored?;
+        Ok(())
     }
 
     /// The session a refresh token (spent or not) belongs to.

@@ -314,7 +314,7 @@ impl Queries<'_> {
             Backend::Postgres(conn) => {
                 row.select(UserRow::as_select())
                     .for_update()
-                    .first(*conn)
+                    .first(conn)
                     .await
             }
             Backend::Sqlite(conn) => row.select(UserRow::as_select()).first(*conn).await,
