@@ -66,8 +66,8 @@ macro_rules! row {
 }
 
 /// The rows measured so far, and which to measure for how long.
-struct Rows {
-    only: Only,
+struct Rows<'a> {
+    only: &'a Only,
     duration: Duration,
     measured: Vec<Row>,
 }
@@ -108,8 +108,6 @@ async fn bench() {
     let (idle_mib, _) = server.memory_mib();
 
     let hash_threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let hashes = limits::argon2_hashes_per_second(hash_threads, duration);
-
     let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
         .unwrap()
         .connect()
@@ -120,7 +118,85 @@ async fn bench() {
         client: client.clone(),
         concurrency,
     };
+    let setup = Setup {
+        concurrency,
+        duration,
+        database_url,
+        server: &server,
+        channel: channel.clone(),
+        only: &only,
+        hash_threads,
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..setting("BENCH_ROUNDS", 1_usize).max(1) {
+        rounds.push(round(&setup, &mut sessions).await);
+    }
 
+    let isolation = if only.wanted("isolation") {
+        let signed_in = sessions.start().await;
+        Some(isolation(&client, &signed_in, &mut sessions, duration).await)
+    } else {
+        None
+    };
+    let (after_mib, peak_mib) = server.memory_mib();
+    server.stop().await;
+
+    println!(
+        "\nload: {concurrency} clients per row, {duration:?} per row, {} on {hash_threads} cores",
+        if database_url.is_some() {
+            "Postgres"
+        } else {
+            "SQLite"
+        }
+    );
+    for (number, round) in rounds.iter().enumerate() {
+        if rounds.len() > 1 {
+            println!("\n--- round {} of {}", number + 1, rounds.len());
+        }
+        round.print(hash_threads);
+    }
+    if rounds.len() > 1 {
+        print_medians(&rounds);
+    }
+    if let Some(isolation) = isolation {
+        isolation.print(concurrency);
+    }
+    println!(
+        "\nserver memory: idle {idle_mib:.1} MiB, after the run {after_mib:.1} MiB, peak {peak_mib:.1} MiB"
+    );
+}
+
+/// What every round measures with.
+struct Setup<'a> {
+    concurrency: usize,
+    duration: Duration,
+    database_url: Option<&'a str>,
+    server: &'a Server,
+    channel: Channel,
+    only: &'a Only,
+    hash_threads: usize,
+}
+
+/// One round: the limits, then each RPC row right after them, so that a noisy neighbour
+/// slows a limit and the rows compared with it alike.
+struct Round {
+    limits: Vec<(&'static str, Outcome)>,
+    hashes: f64,
+    rows: Vec<Row>,
+}
+
+async fn round(setup: &Setup<'_>, sessions: &mut Sessions) -> Round {
+    let Setup {
+        concurrency,
+        duration,
+        database_url,
+        server,
+        hash_threads,
+        ..
+    } = *setup;
+    let channel = setup.channel.clone();
+    let client = IdentityServiceClient::new(channel.clone());
+    let hashes = limits::argon2_hashes_per_second(hash_threads, duration);
     let pool = Arc::new(limits::Pool::open(database_url, &server.sqlite_path()).await);
     let primary_key = pool.primary_key_reads(concurrency, duration).await;
     let rotation_sessions = sessions
@@ -170,7 +246,7 @@ async fn bench() {
     let rotation_limit = ("plain-SQL rotation", rotation.rate);
     let hash_limit = ("argon2id hashes", hashes);
     let mut rows = Rows {
-        only,
+        only: setup.only,
         duration,
         measured: Vec::new(),
     };
@@ -268,64 +344,90 @@ async fn bench() {
         .await
     }
 
-    let isolation = if rows.only.wanted("isolation") {
-        Some(isolation(&client, &signed_in, &mut sessions, duration).await)
-    } else {
-        None
-    };
-    let (after_mib, peak_mib) = server.memory_mib();
-    server.stop().await;
+    Round {
+        limits: vec![
+            ("bridge floor (401, no token)", http_floor),
+            ("gRPC floor (UNAUTHENTICATED)", grpc_floor),
+            ("primary-key read, plain SQL", primary_key),
+            ("plain-SQL rotation (4 statements)", rotation),
+        ],
+        hashes,
+        rows: rows.measured,
+    }
+}
 
-    println!(
-        "\nload: {concurrency} clients per row, {duration:?} per row, {} on {hash_threads} cores",
-        if database_url.is_some() {
-            "Postgres"
-        } else {
-            "SQLite"
+impl Round {
+    fn print(&self, hash_threads: usize) {
+        println!("\nlimits, measured in this run");
+        println!(
+            "{:<36} {:>10} {:>9} {:>9}",
+            "limit", "per s", "p50 ms", "p99 ms"
+        );
+        for (name, outcome) in &self.limits {
+            println!(
+                "{name:<36} {:>10.0} {:>9.2} {:>9.2}",
+                outcome.rate, outcome.p50_ms, outcome.p99_ms
+            );
         }
-    );
-    println!("\nlimits, measured in this run");
-    let limit_rows = [
-        ("bridge floor (401, no token)", &http_floor),
-        ("gRPC floor (UNAUTHENTICATED)", &grpc_floor),
-        ("primary-key read, plain SQL", &primary_key),
-        ("plain-SQL rotation (4 statements)", &rotation),
-    ];
-    println!(
-        "{:<36} {:>10} {:>9} {:>9}",
-        "limit", "per s", "p50 ms", "p99 ms"
-    );
-    for (name, outcome) in limit_rows {
         println!(
-            "{name:<36} {:>10.0} {:>9.2} {:>9.2}",
-            outcome.rate, outcome.p50_ms, outcome.p99_ms
+            "{:<36} {:>10.0}",
+            format!("argon2id hashes ({hash_threads} threads)"),
+            self.hashes
         );
-    }
-    println!(
-        "{:<36} {hashes:>10.0}",
-        format!("argon2id hashes ({hash_threads} threads)")
-    );
-    println!(
-        "\n{:<26} {:>9} {:>8} {:>8}  {:<20} {:>8}",
-        "rpc", "calls/s", "p50 ms", "p99 ms", "limit", "of limit"
-    );
-    for row in &rows.measured {
         println!(
-            "{:<26} {:>9.0} {:>8.2} {:>8.2}  {:<20} {:>7.1}%",
+            "\n{:<26} {:>9} {:>8} {:>8}  {:<20} {:>8}",
+            "rpc", "calls/s", "p50 ms", "p99 ms", "limit", "of limit"
+        );
+        for row in &self.rows {
+            println!(
+                "{:<26} {:>9.0} {:>8.2} {:>8.2}  {:<20} {:>7.1}%",
+                row.name,
+                row.outcome.rate,
+                row.outcome.p50_ms,
+                row.outcome.p99_ms,
+                row.limit,
+                100.0 * row.ratio()
+            );
+        }
+    }
+}
+
+impl Row {
+    /// The row's rate as a share of its limit's, both from the same round.
+    fn ratio(&self) -> f64 {
+        self.outcome.rate / self.limit_rate
+    }
+}
+
+/// Each row's median share of its limit over the rounds, and the lowest and highest.
+fn print_medians(rounds: &[Round]) {
+    println!(
+        "\nover {} rounds: each row's share of its limit",
+        rounds.len()
+    );
+    println!(
+        "{:<26} {:>8} {:>8} {:>8}",
+        "rpc", "median", "lowest", "highest"
+    );
+    for (index, row) in rounds[0].rows.iter().enumerate() {
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .map(|round| round.rows[index].ratio())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = if ratios.len() % 2 == 1 {
+            ratios[ratios.len() / 2]
+        } else {
+            (ratios[ratios.len() / 2 - 1] + ratios[ratios.len() / 2]) / 2.0
+        };
+        println!(
+            "{:<26} {:>7.1}% {:>7.1}% {:>7.1}%",
             row.name,
-            row.outcome.rate,
-            row.outcome.p50_ms,
-            row.outcome.p99_ms,
-            row.limit,
-            100.0 * row.outcome.rate / row.limit_rate
+            100.0 * median,
+            100.0 * ratios[0],
+            100.0 * ratios[ratios.len() - 1]
         );
     }
-    if let Some(isolation) = isolation {
-        isolation.print(concurrency);
-    }
-    println!(
-        "\nserver memory: idle {idle_mib:.1} MiB, after the run {after_mib:.1} MiB, peak {peak_mib:.1} MiB"
-    );
 }
 
 /// Refresh and `GetUser` latency, alone and while a login storm saturates the hashing.
