@@ -194,10 +194,10 @@ impl Pool {
     /// rotates its own chain on one of `sessions`.
     pub async fn rotations(self: &Arc<Self>, sessions: &[String], duration: Duration) -> Outcome {
         let now = chrono::Utc::now().naive_utc();
-        for (client, session) in sessions.iter().enumerate() {
+        for session in sessions {
             on_pool!(&**self, conn => {
                 let inserted: diesel::QueryResult<()> = async {
-                    insert_token!(&mut *conn, chain_link(client, 0), session, now);
+                    insert_token!(&mut *conn, chain_link(session, 0), session, now);
                     Ok(())
                 }
                 .await;
@@ -208,12 +208,12 @@ impl Pool {
             .iter()
             .take(self.clients(sessions.len()))
             .cloned()
-            .enumerate()
-            .map(|(client, session)| {
+            .map(|session| {
                 let pool = Arc::clone(self);
                 let mut link = 0;
                 async move || {
-                    let (spent, next) = (chain_link(client, link), chain_link(client, link + 1));
+                    let (spent, next) =
+                        (chain_link(&session, link), chain_link(&session, link + 1));
                     link += 1;
                     let now = chrono::Utc::now().naive_utc();
                     on_pool!(&*pool, conn => conn
@@ -250,6 +250,8 @@ struct Bearer {
     email: String,
 }
 
-fn chain_link(client: usize, link: usize) -> String {
-    format!("bench-rotation-{client}-{link}")
+/// A token of the chain a client rotates on `session` (new sessions each round, so each
+/// round's chains are new too).
+fn chain_link(session: &str, link: usize) -> String {
+    format!("bench-rotation-{session}-{link}")
 }

@@ -25,7 +25,13 @@ mod limits;
 mod server;
 mod soak;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use base64::Engine;
 use hyper::{Method, StatusCode};
@@ -558,13 +564,18 @@ fn unknown_addresses<C>(
 where
     C: AsyncFn(&mut IdentityServiceClient<Channel>, String) -> bool + Clone + 'static,
 {
+    // Each set of callers its own addresses: a later round's must not meet the cooldowns
+    // and back-offs an earlier round's left.
+    static SETS: AtomicUsize = AtomicUsize::new(0);
+    let set = SETS.fetch_add(1, Ordering::Relaxed);
     (0..count)
         .map(|caller| {
             let (mut client, call) = (client.clone(), call.clone());
             let mut n = 0;
             async move || {
                 n += 1;
-                call(&mut client, format!("{prefix}{caller}-{n}@example.com")).await
+                let email = format!("{prefix}{set}-{caller}-{n}@example.com");
+                call(&mut client, email).await
             }
         })
         .collect()
