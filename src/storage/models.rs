@@ -191,12 +191,10 @@ pub struct RefreshTokenRow {
     pub used_at: Option<NaiveDateTime>,
 }
 
-/// What spending a refresh token tells: the session it belongs to and when it expires.
+/// What spending a refresh token tells beside its session (which is read with it).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = refresh_tokens)]
 pub struct SpentRefreshToken {
-    /// Session (family) it belongs to.
-    pub session_id: SessionId,
     /// Expiry of the spent token (UTC).
     pub expires_at: NaiveDateTime,
 }

@@ -78,8 +78,8 @@ impl Queries<'_> {
         })
     }
 
-    /// Marks an unspent refresh token spent and says what it belonged to, with the session
-    /// it continues and that session's user; `None` when the token is unknown or already
+    /// Marks an unspent refresh token spent and says when it expires, with the session it
+    /// continues and that session's user; `None` when the token is unknown or already
     /// spent. The conditional update makes this race-free: of two concurrent rotations,
     /// exactly one wins. On Postgres the read is pipelined with the update (one round trip):
     /// it reads rows the update does not change.
