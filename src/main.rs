@@ -56,13 +56,9 @@ struct ImportDjango {
     /// Read a `manage.py dumpdata` JSON file.
     #[arg(long, value_name = "FILE", conflicts_with = "from_database")]
     from_json: Option<std::path::PathBuf>,
-    /// Read the Django Postgres database at this URL (or set DJANGO_DATABASE_URL).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "DJANGO_DATABASE_URL",
-        hide_env_values = true
-    )]
+    /// Read the Django Postgres database at this URL (or set DJANGO_DATABASE_URL, which
+    /// --from-json and --status leave aside).
+    #[arg(long, value_name = "URL")]
     from_database: Option<String>,
     /// The user model in a dumpdata file (`app_label.model`).
     #[arg(long, default_value = "auth.user")]
@@ -91,6 +87,10 @@ struct ImportDjango {
     /// Report how many accounts here still hold each hash format (no source needed).
     #[arg(long, conflicts_with_all = ["from_json", "from_database", "check"])]
     status: bool,
+    /// How many ids past the largest Django id accounts made here start, so the users
+    /// Django adds while both systems run keep their ids free for the next import.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(0..))]
+    id_headroom: i64,
     /// Accounts per transaction.
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
@@ -204,7 +204,14 @@ async fn import_django(config: Config, args: ImportDjango) -> anyhow::Result<()>
         println!("{legacy} accounts still hold a legacy hash (re-hashed at their next sign-in)");
         return Ok(());
     }
-    let spec = match (args.from_json, args.from_database) {
+    // Read here rather than by clap: an exported DJANGO_DATABASE_URL is the default source,
+    // never a conflict with --from-json or --status.
+    let from_database = args.from_database.or_else(|| {
+        std::env::var("DJANGO_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+    });
+    let spec = match (args.from_json, from_database) {
         (Some(path), _) => SourceSpec::Dumpdata {
             path,
             model: args.model,
@@ -224,6 +231,7 @@ async fn import_django(config: Config, args: ImportDjango) -> anyhow::Result<()>
     let options = ImportOptions {
         unknown_hashes_as_unusable: args.unknown_hashes_unusable,
         inactive_means_unverified: args.inactive_means_unverified,
+        id_headroom: args.id_headroom,
     };
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
@@ -250,9 +258,10 @@ async fn import_django(config: Config, args: ImportDjango) -> anyhow::Result<()>
         eprintln!();
     }
     println!(
-        "imported {}, updated {}, skipped {} in {:.1} s; {} blacklisted refresh tokens",
+        "imported {}, updated {}, unchanged {}, skipped {} in {:.1} s; {} blacklisted refresh tokens",
         tally.imported,
         tally.updated,
+        tally.unchanged,
         tally.skipped.len(),
         started.elapsed().as_secs_f64(),
         tally.blacklisted_refresh_tokens

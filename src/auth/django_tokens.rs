@@ -90,6 +90,9 @@ pub struct DjangoRefresh {
     pub user_id: i64,
     /// The `jti` claim, which makes it single-use here.
     pub jti: String,
+    /// The `iat` claim: a token issued before the account's sessions were last ended here
+    /// (a password change or reset, signing out everywhere, a disable) is refused.
+    pub issued_at: DateTime<Utc>,
 }
 
 /// The claims of a simplejwt refresh token `identity` reads.
@@ -97,6 +100,7 @@ pub struct DjangoRefresh {
 struct RefreshClaims {
     token_type: String,
     exp: i64,
+    iat: i64,
     jti: String,
     user_id: serde_json::Value,
 }
@@ -127,7 +131,7 @@ impl DjangoRefreshTokens {
             && token.matches('.').count() == 2
     }
 
-    /// Checks signature (HS256 only), `token_type` and expiry.
+    /// Checks signature (HS256 only), `token_type`, expiry and that `iat` is present.
     ///
     /// # Errors
     /// `Invalid` (also past the window), `Expired`.
@@ -143,7 +147,8 @@ impl DjangoRefreshTokens {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         // Expiry is checked against the service clock, which tests can move.
         validation.validate_exp = false;
-        validation.required_spec_claims = std::collections::HashSet::from(["exp".to_owned()]);
+        validation.required_spec_claims =
+            std::collections::HashSet::from(["exp".to_owned(), "iat".to_owned()]);
         let claims = jsonwebtoken::decode::<RefreshClaims>(token, key, &validation)
             .map_err(|_| DjangoTokenError::Invalid)?
             .claims;
@@ -160,9 +165,11 @@ impl DjangoRefreshTokens {
             _ => None,
         }
         .ok_or(DjangoTokenError::Invalid)?;
+        let issued_at = DateTime::from_timestamp(claims.iat, 0).ok_or(DjangoTokenError::Invalid)?;
         Ok(DjangoRefresh {
             user_id,
             jti: claims.jti,
+            issued_at,
         })
     }
 }
@@ -245,8 +252,22 @@ mod tests {
             tokens.check(REFRESH, issued),
             Ok(DjangoRefresh {
                 user_id: 100,
-                jti: "96ac4d37b5cf4da7961e0b460aee09e4".into()
+                jti: "96ac4d37b5cf4da7961e0b460aee09e4".into(),
+                issued_at: issued,
             })
+        );
+        // simplejwt always writes `iat`; a token without one cannot be placed in time.
+        let without_iat = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({
+                "token_type": "refresh", "exp": 1_796_330_976, "jti": "no-iat", "user_id": 100
+            }),
+            &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            tokens.check(&without_iat, issued),
+            Err(DjangoTokenError::Invalid)
         );
         let expired = Utc.timestamp_opt(1_796_330_976, 0).unwrap();
         assert_eq!(

@@ -51,7 +51,7 @@ impl DatabaseSource {
     /// When a name is not an identifier or the database cannot be reached (the error never
     /// holds the URL).
     pub async fn open(url: &SecretString, table: &str, fields: FieldNames) -> anyhow::Result<Self> {
-        let query = select(table, &fields)?;
+        let quoted_table = identifier(table)?;
         let mut conn = AsyncPgConnection::establish(url.expose_secret())
             .await
             .map_err(|e| anyhow::anyhow!("connecting to the Django database: {e}"))?;
@@ -59,6 +59,16 @@ impl DatabaseSource {
         conn.batch_execute("SET TIME ZONE 'UTC'")
             .await
             .context("setting the session time zone")?;
+        let columns: Vec<Column> = diesel::sql_query(
+            "SELECT attname::text AS name FROM pg_attribute \
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+        )
+        .bind::<Text, _>(&quoted_table)
+        .load(&mut conn)
+        .await
+        .context("reading the user table's columns")?;
+        let columns: Vec<String> = columns.into_iter().map(|column| column.name).collect();
+        let query = select(table, &fields.present_in(&columns))?;
         Ok(Self { conn, query })
     }
 
@@ -90,6 +100,12 @@ impl DatabaseSource {
             })
             .collect())
     }
+}
+
+#[derive(QueryableByName)]
+struct Column {
+    #[diesel(sql_type = Text)]
+    name: String,
 }
 
 #[derive(QueryableByName)]

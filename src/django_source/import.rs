@@ -87,7 +87,7 @@ pub async fn import(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     services
-        .finish_django_import()
+        .finish_django_import(&run)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(run.tally)

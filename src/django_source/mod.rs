@@ -31,24 +31,25 @@ pub const FIELDS: [&str; 11] = [
     "is_verified",
 ];
 
-/// How the source model names each field: Django's `auth_user` names by default, and no
-/// verified flag (an account Django let sign in counts as proven).
+/// How the source model names each field: Django's `auth_user` names by default, and a
+/// verified flag named `is_verified` where the model has one (otherwise an account Django
+/// let sign in counts as proven).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldNames(Vec<(&'static str, Option<String>)>);
+pub struct FieldNames {
+    names: Vec<(&'static str, Option<String>)>,
+    /// Fields read by their default name only where the source has it.
+    if_present: Vec<&'static str>,
+}
 
 impl Default for FieldNames {
     fn default() -> Self {
-        Self(
-            FIELDS
+        Self {
+            names: FIELDS
                 .iter()
-                .map(|field| {
-                    (
-                        *field,
-                        (*field != "is_verified").then(|| (*field).to_owned()),
-                    )
-                })
+                .map(|field| (*field, Some((*field).to_owned())))
                 .collect(),
-        )
+            if_present: vec!["is_verified"],
+        }
     }
 }
 
@@ -65,7 +66,7 @@ impl FieldNames {
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("--field {pair:?}: expected field=name"))?;
             let slot = names
-                .0
+                .names
                 .iter_mut()
                 .find(|(known, _)| *known == field.trim())
                 .ok_or_else(|| {
@@ -73,6 +74,8 @@ impl FieldNames {
                 })?;
             let name = name.trim();
             slot.1 = (!name.is_empty()).then(|| name.to_owned());
+            let overridden = slot.0;
+            names.if_present.retain(|field| *field != overridden);
         }
         for required in ["id", "email", "password", "is_active", "date_joined"] {
             anyhow::ensure!(
@@ -83,10 +86,24 @@ impl FieldNames {
         Ok(names)
     }
 
+    /// The same names, without the fields read only where present that `columns` lacks.
+    #[must_use]
+    pub fn present_in(mut self, columns: &[String]) -> Self {
+        for (field, name) in &mut self.names {
+            let absent = name
+                .as_ref()
+                .is_some_and(|name| !columns.iter().any(|column| column == name));
+            if self.if_present.contains(field) && absent {
+                *name = None;
+            }
+        }
+        self
+    }
+
     /// The source's name for `field`, if it has one.
     #[must_use]
     pub fn name(&self, field: &str) -> Option<&str> {
-        self.0
+        self.names
             .iter()
             .find(|(known, _)| *known == field)
             .and_then(|(_, name)| name.as_deref())

@@ -100,6 +100,8 @@ impl Mailer {
             Notice::SignupAttempt => TemplateName::SignupAttempt,
             Notice::PasswordChanged => TemplateName::PasswordChanged,
             Notice::GoogleLinked => TemplateName::GoogleLinked,
+            Notice::GoogleLinkedPasswordRemoved => TemplateName::GoogleLinkedPasswordRemoved,
+            Notice::ImportChanged => TemplateName::ImportChanged,
             Notice::SessionRevoked => TemplateName::SessionRevoked,
             Notice::EmailChanged => TemplateName::EmailChanged,
         };
@@ -171,6 +173,11 @@ pub enum Notice {
     PasswordChanged,
     /// A Google account was linked.
     GoogleLinked,
+    /// A Google account was linked, and a password never used since the address was proven
+    /// (perhaps a squatter's) was removed.
+    GoogleLinkedPasswordRemoved,
+    /// A re-run of the Django import changed the account's address, flags or password.
+    ImportChanged,
     /// A reused refresh token revoked a session.
     SessionRevoked,
     /// The account moved to another address (sent to the old one).

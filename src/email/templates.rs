@@ -22,6 +22,11 @@ pub enum TemplateName {
     PasswordChanged,
     /// A notice to the owner: a Google account was linked.
     GoogleLinked,
+    /// A notice to the owner: a Google account was linked, and a password never used since
+    /// the address was proven was removed.
+    GoogleLinkedPasswordRemoved,
+    /// A notice to the owner: a re-run of the Django import changed the account.
+    ImportChanged,
     /// A notice to the owner: a reused refresh token ended a session.
     SessionRevoked,
     /// The code that confirms a new address, sent to it.
@@ -33,13 +38,15 @@ pub enum TemplateName {
 }
 
 impl TemplateName {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 12] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
         Self::SignupAttempt,
         Self::PasswordChanged,
         Self::GoogleLinked,
+        Self::GoogleLinkedPasswordRemoved,
+        Self::ImportChanged,
         Self::SessionRevoked,
         Self::EmailChange,
         Self::EmailChanged,
@@ -54,6 +61,8 @@ impl TemplateName {
             Self::SignupAttempt => "signup_attempt",
             Self::PasswordChanged => "password_changed",
             Self::GoogleLinked => "google_linked",
+            Self::GoogleLinkedPasswordRemoved => "google_linked_password_removed",
+            Self::ImportChanged => "import_changed",
             Self::SessionRevoked => "session_revoked",
             Self::EmailChange => "email_change",
             Self::EmailChanged => "email_changed",
@@ -86,6 +95,14 @@ impl TemplateName {
             Self::GoogleLinked => (
                 include_str!("templates/google_linked.txt"),
                 include_str!("templates/google_linked.html"),
+            ),
+            Self::GoogleLinkedPasswordRemoved => (
+                include_str!("templates/google_linked_password_removed.txt"),
+                include_str!("templates/google_linked_password_removed.html"),
+            ),
+            Self::ImportChanged => (
+                include_str!("templates/import_changed.txt"),
+                include_str!("templates/import_changed.html"),
             ),
             Self::SessionRevoked => (
                 include_str!("templates/session_revoked.txt"),

@@ -1,8 +1,15 @@
 //! Moving from Django. The import writes a Django deployment's users: ids, addresses,
 //! names, flags, dates, and the password hash exactly as Django stored it (login verifies
-//! and upgrades it). Re-running updates what it wrote before and never duplicates; an
-//! address two source accounts share by case is imported once and the other reported.
-//! After the switch, a refresh token Django issued is exchanged here once for a session.
+//! and upgrades it), and records which Django user each account came from.
+//!
+//! The cutover never joins two people's accounts:
+//! - a re-run touches only accounts it created from the same Django user, changes only what
+//!   changed in Django since, never reverts what changed here, and never re-creates an
+//!   account deleted here; any other holder of the id is reported and left alone;
+//! - accounts made here get ids past every Django user's, with room for those Django makes
+//!   while both run;
+//! - a refresh token Django issued is exchanged once, only into the account created from its
+//!   user, and not when it predates the account's sessions last being ended here.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,8 +20,9 @@ use super::{Caller, Services, sessions::TokenPair};
 use crate::{
     auth::{DjangoTokenError, HashFormat, StoredHash},
     domain::{Email, PersonName, UserId},
+    email::Notice,
     error::{ServiceError, ServiceResult},
-    storage::{DjangoLinkRow, ImportedUser, Queries},
+    storage::{DjangoImportRecord, DjangoLinkRow, ImportedUser, Queries, UserRow},
 };
 
 /// One account as a Django source holds it.
@@ -46,7 +54,7 @@ pub struct DjangoAccount {
 }
 
 /// How to treat what the import cannot carry over as it is.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct ImportOptions {
     /// Import accounts whose hash format this build cannot check, without a usable password
     /// (they reset it); otherwise they are skipped.
@@ -55,6 +63,9 @@ pub struct ImportOptions {
     /// way): import those active but unverified, so their activation link or a new code
     /// lets them in, rather than disabled.
     pub inactive_means_unverified: bool,
+    /// How many ids past the largest Django id accounts made here start, so those Django
+    /// hands out while both systems run stay free for the next import.
+    pub id_headroom: i64,
 }
 
 /// One account the import left out, and why.
@@ -71,19 +82,24 @@ pub struct SkippedAccount {
 pub struct ImportTally {
     /// Accounts written for the first time.
     pub imported: u64,
-    /// Accounts imported before and brought up to date.
+    /// Accounts imported before that changed in Django since, brought up to date.
     pub updated: u64,
+    /// Accounts imported before with nothing new to take.
+    pub unchanged: u64,
     /// Accounts left out.
     pub skipped: Vec<SkippedAccount>,
     /// Refresh tokens of simplejwt's blacklist recorded, never to be exchanged.
     pub blacklisted_refresh_tokens: u64,
 }
 
-/// One import, batch after batch: its options, the addresses seen so far, and its tally.
-#[derive(Debug, Default)]
+/// One import, batch after batch: its options, the addresses and ids seen so far, and its
+/// tally.
+#[derive(Debug)]
 pub struct ImportRun {
     options: ImportOptions,
     seen: HashMap<Email, i64>,
+    /// The largest Django id read, imported or not.
+    largest_source_pk: i64,
     /// What it did so far.
     pub tally: ImportTally,
 }
@@ -94,7 +110,9 @@ impl ImportRun {
     pub fn new(options: ImportOptions) -> Self {
         Self {
             options,
-            ..Self::default()
+            seen: HashMap::new(),
+            largest_source_pk: 0,
+            tally: ImportTally::default(),
         }
     }
 }
@@ -124,6 +142,7 @@ impl Services {
         let mut rows = Vec::with_capacity(batch.len());
         for account in batch {
             let id = account.id;
+            run.largest_source_pk = run.largest_source_pk.max(id);
             match imported_user(account, run, now) {
                 Ok(row) => rows.push(row),
                 Err(reason) => run.tally.skipped.push(SkippedAccount { id, reason }),
@@ -131,10 +150,12 @@ impl Services {
         }
         let outcome = self
             .store
-            .transaction(async |tx| write_batch(tx, rows).await)
+            .transaction(async |tx| self.write_batch(tx, rows, now).await)
             .await?;
+        self.outbox_wake.notify_one();
         run.tally.imported += outcome.imported;
         run.tally.updated += outcome.updated;
+        run.tally.unchanged += outcome.unchanged;
         run.tally.skipped.extend(outcome.skipped);
         Ok(())
     }
@@ -172,8 +193,10 @@ impl Services {
     /// the configured window, for a session here.
     ///
     /// # Errors
-    /// `TokenInvalid` (forged, not a refresh token, of an unknown account, blacklisted in
-    /// Django, or exchanged before), `TokenExpired`, `SessionRevoked` (a disabled account).
+    /// `TokenInvalid` (forged, not a refresh token, of a Django user the import did not
+    /// create an account from, blacklisted in Django, or exchanged before), `TokenExpired`,
+    /// `SessionRevoked` (a disabled account, or one whose sessions were ended here after the
+    /// token was issued).
     pub(crate) async fn exchange_django_refresh(
         &self,
         caller: &Caller,
@@ -186,12 +209,24 @@ impl Services {
                 DjangoTokenError::Invalid => ServiceError::TokenInvalid,
                 DjangoTokenError::Expired => ServiceError::TokenExpired,
             })?;
-        let user_id = UserId::parse(refresh.user_id).map_err(|_| ServiceError::TokenInvalid)?;
-        let user = self
-            .user_by_id(user_id)
+        // Only the account created from that same Django user: an id the import skipped
+        // may belong to someone else here.
+        let imported = self
+            .connection()
             .await?
-            .ok_or(ServiceError::TokenInvalid)?;
-        if !user.is_active {
+            .queries()
+            .account_imported_from(refresh.user_id)
+            .await
+            .context("finding the account imported from the token's user")?;
+        let user = match imported {
+            Some(id) => self.user_by_id(id).await?,
+            None => None,
+        }
+        .ok_or(ServiceError::TokenInvalid)?;
+        let ended_after_issue = user
+            .sessions_ended_at
+            .is_some_and(|ended| refresh.issued_at.naive_utc() < ended);
+        if !user.is_active || ended_after_issue {
             return Err(ServiceError::SessionRevoked);
         }
         let mut conn = self.connection().await?;
@@ -204,7 +239,7 @@ impl Services {
             return Err(ServiceError::TokenInvalid);
         }
         let first = queries
-            .spend_django_refresh(&refresh.jti, user_id, self.clock.now_naive())
+            .spend_django_refresh(&refresh.jti, user.id, self.clock.now_naive())
             .await
             .context("spending a Django refresh token")?;
         drop(conn);
@@ -236,17 +271,264 @@ impl Services {
         Ok(())
     }
 
-    /// Ends an import: accounts made here from now on get ids past every imported one.
+    /// Ends an import: accounts made here from now on get ids past every Django id read,
+    /// imported or skipped, plus the headroom.
     ///
     /// # Errors
     /// When the database fails.
-    pub async fn finish_django_import(&self) -> ServiceResult<()> {
+    pub async fn finish_django_import(&self, run: &ImportRun) -> ServiceResult<()> {
+        if run.largest_source_pk == 0 {
+            return Ok(());
+        }
+        let floor = run
+            .largest_source_pk
+            .saturating_add(run.options.id_headroom.max(0));
         let mut conn = self.connection().await?;
         conn.queries()
-            .advance_user_ids()
+            .advance_user_ids(floor)
             .await
             .context("advancing the id sequence")?;
         Ok(())
+    }
+
+    /// Inserts the new accounts of a batch and brings the ones this import created before up
+    /// to date; anything else holding an id or an address is reported, not touched.
+    async fn write_batch(
+        &self,
+        tx: &mut Queries<'_>,
+        rows: Vec<(ImportedUser, DjangoLinkRow)>,
+        now: chrono::NaiveDateTime,
+    ) -> ServiceResult<ImportTally> {
+        let mut tally = ImportTally::default();
+        let pks: Vec<i64> = rows.iter().map(|(row, _)| row.id.get()).collect();
+        let ids: Vec<UserId> = rows.iter().map(|(row, _)| row.id).collect();
+        let emails: Vec<Email> = rows.iter().map(|(row, _)| row.email.clone()).collect();
+        let records: HashMap<i64, DjangoImportRecord> = tx
+            .django_import_records(&pks)
+            .await
+            .context("reading what earlier imports wrote")?
+            .into_iter()
+            .map(|record| (record.source_pk, record))
+            .collect();
+        let current: HashMap<UserId, UserRow> = tx
+            .users_by_ids(&ids)
+            .await
+            .context("finding the accounts holding the ids")?
+            .into_iter()
+            .map(|user| (user.id, user))
+            .collect();
+        let holders: HashMap<Email, UserId> = tx
+            .holders_of(&emails)
+            .await
+            .context("finding who holds the addresses")?
+            .into_iter()
+            .map(|(id, email)| (email, id))
+            .collect();
+        let mut new = Vec::new();
+        let mut written_records = Vec::new();
+        let mut link_states = Vec::new();
+        for (row, link_state) in rows {
+            let pk = row.id.get();
+            let skip = |reason: String| SkippedAccount { id: pk, reason };
+            match (records.get(&pk), current.get(&row.id)) {
+                (Some(record), Some(user)) if record.user_id == Some(user.id) => {
+                    let merge = Merge::of(&row, record, user, now);
+                    let email_holder = holders.get(&merge.user.email).filter(|h| **h != user.id);
+                    let merge = match email_holder {
+                        Some(holder) => {
+                            tally.skipped.push(skip(format!(
+                                "its new address belongs to account {holder} here; the rest was updated"
+                            )));
+                            merge.keeping_email(&user.email)
+                        }
+                        None => merge,
+                    };
+                    if merge.changes_anything(user) {
+                        tx.update_imported_user(&merge.user, merge.password_changed)
+                            .await
+                            .context("updating an imported account")?;
+                        tally.updated += 1;
+                    } else {
+                        tally.unchanged += 1;
+                    }
+                    if merge.changes_credentials(user) {
+                        self.end_sessions_after_import(tx, user, now).await?;
+                    }
+                    written_records.push(record_of(&row, merge.password_written_at(record)));
+                    link_states.push(link_state);
+                }
+                (Some(_), _) => tally.skipped.push(skip(
+                    "its account here was deleted after an earlier import; it is not re-created"
+                        .into(),
+                )),
+                (None, Some(_)) => tally.skipped.push(skip(format!(
+                    "id {pk} belongs to an account here that was not imported from this Django user"
+                ))),
+                (None, None) => {
+                    if let Some(holder) = holders.get(&row.email) {
+                        tally.skipped.push(skip(format!(
+                            "its address belongs to account {holder} here"
+                        )));
+                        continue;
+                    }
+                    new.push((row, link_state));
+                }
+            }
+        }
+        let (new, new_link_states): (Vec<ImportedUser>, Vec<DjangoLinkRow>) =
+            new.into_iter().unzip();
+        let written = tx
+            .insert_imported_users(&new)
+            .await
+            .context("inserting imported accounts")?;
+        tally.imported = u64::try_from(written.len()).unwrap_or(u64::MAX);
+        for (row, link_state) in new.iter().zip(new_link_states) {
+            if written.contains(&row.id) {
+                written_records.push(record_of(row, now));
+                link_states.push(link_state);
+            } else {
+                tally.skipped.push(SkippedAccount {
+                    id: row.id.get(),
+                    reason: "its id or address was taken while the import ran".into(),
+                });
+            }
+        }
+        tx.record_django_imports(&written_records)
+            .await
+            .context("recording what the import wrote")?;
+        tx.replace_django_link_states(&link_states)
+            .await
+            .context("recording what Django's links covered")?;
+        Ok(tally)
+    }
+
+    /// A re-run changed an account's address, flags or password: whoever holds a session
+    /// signs in again, and the owner is told at the address the account had.
+    async fn end_sessions_after_import(
+        &self,
+        tx: &mut Queries<'_>,
+        user: &UserRow,
+        now: chrono::NaiveDateTime,
+    ) -> ServiceResult<()> {
+        tx.revoke_user_sessions(user.id, now)
+            .await
+            .context("ending the sessions of an account the import changed")?;
+        let notice = self
+            .mailer
+            .notice(Notice::ImportChanged, &user.email, &user.first_name, now);
+        tx.enqueue_email(&notice)
+            .await
+            .context("queueing the notice of an import's change")?;
+        Ok(())
+    }
+}
+
+/// What a re-run writes for an account it created before: each field Django changed since
+/// the last run, unless it changed here too; the password only when it changed in Django
+/// and not here since the import last wrote it.
+struct Merge {
+    user: ImportedUser,
+    password_changed: bool,
+}
+
+impl Merge {
+    fn of(
+        source: &ImportedUser,
+        record: &DjangoImportRecord,
+        current: &UserRow,
+        now: chrono::NaiveDateTime,
+    ) -> Self {
+        fn take<T: PartialEq + Clone>(source: &T, recorded: &T, current: &T) -> T {
+            if source != recorded && current == recorded {
+                source.clone()
+            } else {
+                current.clone()
+            }
+        }
+        let changed_here = current.password_changed_at > record.imported_at;
+        let password_changed = source.password_hash != record.password_hash && !changed_here;
+        Self {
+            user: ImportedUser {
+                id: current.id,
+                email: take(&source.email, &record.email, &current.email),
+                password_hash: if password_changed {
+                    source.password_hash.clone()
+                } else {
+                    current.password_hash.clone()
+                },
+                first_name: take(&source.first_name, &record.first_name, &current.first_name),
+                last_name: take(&source.last_name, &record.last_name, &current.last_name),
+                is_active: take(&source.is_active, &record.is_active, &current.is_active),
+                is_verified: take(
+                    &source.is_verified,
+                    &record.is_verified,
+                    &current.is_verified,
+                ),
+                is_staff: take(&source.is_staff, &record.is_staff, &current.is_staff),
+                is_superuser: take(
+                    &source.is_superuser,
+                    &record.is_superuser,
+                    &current.is_superuser,
+                ),
+                date_joined: current.date_joined,
+                last_login: current.last_login.max(source.last_login),
+                password_changed_at: if password_changed {
+                    now
+                } else {
+                    current.password_changed_at
+                },
+            },
+            password_changed,
+        }
+    }
+
+    /// The same, with the account's address left as it is.
+    fn keeping_email(mut self, email: &Email) -> Self {
+        self.user.email = email.clone();
+        self
+    }
+
+    fn changes_credentials(&self, current: &UserRow) -> bool {
+        let user = &self.user;
+        self.password_changed
+            || user.email != current.email
+            || user.is_active != current.is_active
+            || user.is_verified != current.is_verified
+            || user.is_staff != current.is_staff
+            || user.is_superuser != current.is_superuser
+    }
+
+    fn changes_anything(&self, current: &UserRow) -> bool {
+        self.changes_credentials(current)
+            || self.user.first_name != current.first_name
+            || self.user.last_name != current.last_name
+            || self.user.last_login != current.last_login
+    }
+
+    /// When the import last wrote the password: now if this run did, else as recorded.
+    fn password_written_at(&self, record: &DjangoImportRecord) -> chrono::NaiveDateTime {
+        if self.password_changed {
+            self.user.password_changed_at
+        } else {
+            record.imported_at
+        }
+    }
+}
+
+/// What the import wrote (or would have) from the Django user `row` came from.
+fn record_of(row: &ImportedUser, password_written_at: chrono::NaiveDateTime) -> DjangoImportRecord {
+    DjangoImportRecord {
+        source_pk: row.id.get(),
+        user_id: Some(row.id),
+        email: row.email.clone(),
+        first_name: row.first_name.clone(),
+        last_name: row.last_name.clone(),
+        is_active: row.is_active,
+        is_verified: row.is_verified,
+        is_staff: row.is_staff,
+        is_superuser: row.is_superuser,
+        password_hash: row.password_hash.clone(),
+        imported_at: password_written_at,
     }
 }
 
@@ -300,11 +582,8 @@ fn imported_user(
         first_name,
         last_name,
         is_active: account.is_active || run.options.inactive_means_unverified,
-        is_verified: if run.options.inactive_means_unverified {
-            account.is_active
-        } else {
-            account.is_verified.unwrap_or(true)
-        },
+        is_verified: account.is_verified.unwrap_or(true)
+            && (account.is_active || !run.options.inactive_means_unverified),
         is_staff: account.is_staff,
         is_superuser: account.is_superuser,
         date_joined: account.date_joined.naive_utc(),
@@ -312,72 +591,4 @@ fn imported_user(
         password_changed_at: now,
     };
     Ok((user, link_state))
-}
-
-/// Inserts the new accounts of a batch and updates the ones imported before. An address
-/// held here by another account is reported, not taken.
-async fn write_batch(
-    tx: &mut Queries<'_>,
-    rows: Vec<(ImportedUser, DjangoLinkRow)>,
-) -> ServiceResult<ImportTally> {
-    let (rows, link_states): (Vec<ImportedUser>, Vec<DjangoLinkRow>) = rows.into_iter().unzip();
-    let mut tally = ImportTally::default();
-    let ids: Vec<UserId> = rows.iter().map(|row| row.id).collect();
-    let emails: Vec<Email> = rows.iter().map(|row| row.email.clone()).collect();
-    let existing: HashMap<UserId, Option<String>> = tx
-        .existing_users(&ids)
-        .await
-        .context("finding accounts imported before")?
-        .into_iter()
-        .collect();
-    let holders: HashMap<Email, UserId> = tx
-        .holders_of(&emails)
-        .await
-        .context("finding who holds the addresses")?
-        .into_iter()
-        .map(|(id, email)| (email, id))
-        .collect();
-    let mut new = Vec::new();
-    for row in rows {
-        if let Some(holder) = holders.get(&row.email).filter(|holder| **holder != row.id) {
-            tally.skipped.push(SkippedAccount {
-                id: row.id.get(),
-                reason: format!("its address belongs to account {holder} here"),
-            });
-            continue;
-        }
-        match existing.get(&row.id) {
-            Some(stored) => {
-                // Signed in here since, its password was re-hashed: this one is current.
-                let upgraded = stored
-                    .as_deref()
-                    .is_some_and(|hash| StoredHash::parse(hash) == StoredHash::Argon2id);
-                tx.update_imported_user(&row, upgraded)
-                    .await
-                    .context("updating an imported account")?;
-                tally.updated += 1;
-            }
-            None => new.push(row),
-        }
-    }
-    let written = tx
-        .insert_imported_users(&new)
-        .await
-        .context("inserting imported accounts")?;
-    tally.imported = u64::try_from(written.len()).unwrap_or(u64::MAX);
-    for row in new.iter().filter(|row| !written.contains(&row.id)) {
-        tally.skipped.push(SkippedAccount {
-            id: row.id.get(),
-            reason: "its id or address was taken while the import ran".into(),
-        });
-    }
-    let skipped: Vec<i64> = tally.skipped.iter().map(|s| s.id).collect();
-    let link_states: Vec<DjangoLinkRow> = link_states
-        .into_iter()
-        .filter(|state| !skipped.contains(&state.user_id.get()))
-        .collect();
-    tx.replace_django_link_states(&link_states)
-        .await
-        .context("recording what Django's links covered")?;
-    Ok(tally)
 }

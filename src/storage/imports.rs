@@ -1,29 +1,101 @@
 //! Writing accounts imported from another system, with the ids they had there.
 
 use diesel::prelude::*;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::RunQueryDsl;
 
 use super::{
-    Backend, DjangoLinkRow, ImportedUser, Queries, StoreError, on_backend,
-    schema::{django_blacklisted_refresh, django_link_states, django_refresh_exchanges, users},
+    Backend, DjangoImportRecord, DjangoLinkRow, ImportedUser, Queries, StoreError, UserRow,
+    on_backend,
+    schema::{
+        django_blacklisted_refresh, django_imported_accounts, django_link_states,
+        django_refresh_exchanges, users,
+    },
 };
 use crate::domain::{Email, UserId};
 
 impl Queries<'_> {
-    /// The ids and password hashes of those of `ids` that exist.
+    /// The accounts of those of `ids` that exist.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn existing_users(
-        &mut self,
-        ids: &[UserId],
-    ) -> Result<Vec<(UserId, Option<String>)>, StoreError> {
+    pub async fn users_by_ids(&mut self, ids: &[UserId]) -> Result<Vec<UserRow>, StoreError> {
         on_backend!(self, conn => {
             users::table
                 .filter(users::id.eq_any(ids))
-                .select((users::id, users::password_hash))
+                .select(UserRow::as_select())
                 .load(conn)
                 .await
+        })
+    }
+
+    /// What earlier imports recorded of the Django users with these primary keys.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn django_import_records(
+        &mut self,
+        source_pks: &[i64],
+    ) -> Result<Vec<DjangoImportRecord>, StoreError> {
+        on_backend!(self, conn => {
+            django_imported_accounts::table
+                .filter(django_imported_accounts::source_pk.eq_any(source_pks))
+                .select(DjangoImportRecord::as_select())
+                .load(conn)
+                .await
+        })
+    }
+
+    /// Records what an import wrote for each Django user, replacing earlier records.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn record_django_imports(
+        &mut self,
+        records: &[DjangoImportRecord],
+    ) -> Result<(), StoreError> {
+        let pks: Vec<i64> = records.iter().map(|record| record.source_pk).collect();
+        let earlier = django_imported_accounts::table
+            .filter(django_imported_accounts::source_pk.eq_any(&pks));
+        match &mut self.0 {
+            Backend::Postgres(conn) => {
+                diesel::delete(earlier).execute(conn).await?;
+                if !records.is_empty() {
+                    diesel::insert_into(django_imported_accounts::table)
+                        .values(records)
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            // No batches of optional columns on SQLite.
+            Backend::Sqlite(conn) => {
+                diesel::delete(earlier).execute(*conn).await?;
+                for record in records {
+                    diesel::insert_into(django_imported_accounts::table)
+                        .values(record)
+                        .execute(*conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The account an import created from the Django user `source_pk`, if it still exists.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn account_imported_from(
+        &mut self,
+        source_pk: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        on_backend!(self, conn => {
+            django_imported_accounts::table
+                .find(source_pk)
+                .select(django_imported_accounts::user_id)
+                .first::<Option<UserId>>(conn)
+                .await
+                .optional()
+                .map(Option::flatten)
         })
     }
 
@@ -83,15 +155,15 @@ impl Queries<'_> {
         }
     }
 
-    /// Brings an account imported before up to date with its source. Its password is kept
-    /// when `keep_password` (it has signed in here since, and been re-hashed).
+    /// Writes an imported account's merged state: names and flags, its address, and its
+    /// password when `password_changed` (which voids links issued before, as any change does).
     ///
     /// # Errors
     /// On database failure.
     pub async fn update_imported_user(
         &mut self,
         row: &ImportedUser,
-        keep_password: bool,
+        password_changed: bool,
     ) -> Result<(), StoreError> {
         let fields = (
             users::email.eq(&row.email),
@@ -101,19 +173,22 @@ impl Queries<'_> {
             users::is_verified.eq(row.is_verified),
             users::is_staff.eq(row.is_staff),
             users::is_superuser.eq(row.is_superuser),
-            users::date_joined.eq(row.date_joined),
             users::last_login.eq(row.last_login),
         );
         let target = users::table.find(row.id);
         on_backend!(self, conn => {
-            if keep_password {
-                diesel::update(target).set(fields).execute(conn).await.map(drop)
-            } else {
+            if password_changed {
                 diesel::update(target)
-                    .set((fields, users::password_hash.eq(&row.password_hash)))
+                    .set((
+                        fields,
+                        users::password_hash.eq(&row.password_hash),
+                        users::password_changed_at.eq(row.password_changed_at),
+                    ))
                     .execute(conn)
                     .await
                     .map(drop)
+            } else {
+                diesel::update(target).set(fields).execute(conn).await.map(drop)
             }
         })
     }
@@ -261,21 +336,39 @@ impl Queries<'_> {
         })
     }
 
-    /// Moves the id sequence past the largest id, so accounts made here after an import
-    /// never collide with imported ones. SQLite's AUTOINCREMENT does this by itself.
+    /// Moves the id sequence to `floor` at least (and past the largest id), never back, so
+    /// accounts made here never take an id a Django account holds or will soon be given.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn advance_user_ids(&mut self) -> Result<(), StoreError> {
+    pub async fn advance_user_ids(&mut self, floor: i64) -> Result<(), StoreError> {
         match &mut self.0 {
-            Backend::Postgres(conn) => conn
-                .batch_execute(
-                    "SELECT setval(pg_get_serial_sequence('users', 'id'), \
-                     (SELECT COALESCE(MAX(id), 0) + 1 FROM users), false)",
+            Backend::Postgres(conn) => diesel::sql_query(
+                "SELECT setval(s, GREATEST($1, (SELECT COALESCE(MAX(id), 0) FROM users), \
+                 COALESCE(pg_sequence_last_value(s), 0), 1)) \
+                 FROM (SELECT pg_get_serial_sequence('users', 'id')::regclass AS s) AS sequence",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(floor)
+            .execute(conn)
+            .await
+            .map(drop)
+            .map_err(StoreError::from),
+            Backend::Sqlite(conn) => {
+                diesel::sql_query(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT 'users', 0 \
+                     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'users')",
                 )
+                .execute(*conn)
+                .await?;
+                diesel::sql_query(
+                    "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'users'",
+                )
+                .bind::<diesel::sql_types::BigInt, _>(floor)
+                .execute(*conn)
                 .await
-                .map_err(StoreError::from),
-            Backend::Sqlite(_) => Ok(()),
+                .map(drop)
+                .map_err(StoreError::from)
+            }
         }
     }
 }

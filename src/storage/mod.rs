@@ -41,9 +41,9 @@ use tokio::sync::watch;
 pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
 pub use models::{
-    AuditEventRow, DjangoLinkRow, EmailChangeRow, ImportedUser, NewAuditEvent, NewEmail,
-    NewRegistration, NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow, SigningKeyRow,
-    SpentRefreshToken, UserRow,
+    AuditEventRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, ImportedUser, NewAuditEvent,
+    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow,
+    SigningKeyRow, SpentRefreshToken, UserRow,
 };
 pub use users::{UserChanges, UserFilter};
 

@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_events, counters, django_link_states, email_changes, outbox, refresh_tokens,
-    registrations, revocations, sessions, signing_keys, users,
+    audit_events, counters, django_imported_accounts, django_link_states, email_changes, outbox,
+    refresh_tokens, registrations, revocations, sessions, signing_keys, users,
 };
 use crate::{
     auth::RefreshTokenHash,
@@ -40,6 +40,9 @@ pub struct UserRow {
     pub last_login: Option<NaiveDateTime>,
     /// Last password change (UTC); links issued before it are void.
     pub password_changed_at: NaiveDateTime,
+    /// When every (other) session was last ended (UTC); tokens minted elsewhere before it
+    /// are refused.
+    pub sessions_ended_at: Option<NaiveDateTime>,
 }
 
 /// Values of a new `users` row.
@@ -96,6 +99,35 @@ pub struct ImportedUser {
     pub last_login: Option<NaiveDateTime>,
     /// When the import wrote it.
     pub password_changed_at: NaiveDateTime,
+}
+
+/// A `django_imported_accounts` row: the account an import created from one Django user,
+/// and what that import wrote.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = django_imported_accounts)]
+pub struct DjangoImportRecord {
+    /// The Django user's primary key.
+    pub source_pk: i64,
+    /// The account made from it; `None` once that account was deleted here (a tombstone).
+    pub user_id: Option<UserId>,
+    /// The address the import wrote.
+    pub email: Email,
+    /// The given name the import wrote.
+    pub first_name: String,
+    /// The family name the import wrote.
+    pub last_name: String,
+    /// The flags the import wrote.
+    pub is_active: bool,
+    /// Proven, as the import wrote it.
+    pub is_verified: bool,
+    /// Staff, as the import wrote it.
+    pub is_staff: bool,
+    /// Superuser, as the import wrote it.
+    pub is_superuser: bool,
+    /// The password hash the import wrote; `None` when unusable.
+    pub password_hash: Option<String>,
+    /// When the import last wrote it (UTC).
+    pub imported_at: NaiveDateTime,
 }
 
 /// A `django_link_states` row: what Django's link tokens for an imported account covered.

@@ -14,6 +14,7 @@ diesel::table! {
         date_joined -> Timestamp,
         last_login -> Nullable<Timestamp>,
         password_changed_at -> Timestamp,
+        sessions_ended_at -> Nullable<Timestamp>,
     }
 }
 
@@ -169,5 +170,21 @@ diesel::table! {
 diesel::table! {
     django_blacklisted_refresh (jti) {
         jti -> Text,
+    }
+}
+
+diesel::table! {
+    django_imported_accounts (source_pk) {
+        source_pk -> BigInt,
+        user_id -> Nullable<BigInt>,
+        email -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        is_active -> Bool,
+        is_verified -> Bool,
+        is_staff -> Bool,
+        is_superuser -> Bool,
+        password_hash -> Nullable<Text>,
+        imported_at -> Timestamp,
     }
 }

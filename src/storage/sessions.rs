@@ -263,7 +263,7 @@ impl Queries<'_> {
 
     /// Revokes every live session of a user, and logs each of them and (when there was one)
     /// "not valid before now" for services that follow revocations; returns how many
-    /// sessions were live.
+    /// sessions were live. The account records the instant either way.
     ///
     /// # Errors
     /// On database failure.
@@ -281,6 +281,7 @@ impl Queries<'_> {
     }
 
     /// Revokes every live session of a user but `kept`, and logs each; returns how many.
+    /// The account records the instant.
     ///
     /// # Errors
     /// On database failure.
@@ -305,6 +306,14 @@ impl Queries<'_> {
             .filter(sessions::expires_at.gt(now))
             .select(sessions::id);
         let ids: Vec<SessionId> = on_backend!(self, conn => { live.load(conn).await })?;
+        // Tokens minted elsewhere (simplejwt's, before the cutover) have no session here to
+        // revoke: the instant voids those issued before it.
+        on_backend!(self, conn => {
+            diesel::update(users::table.find(user_id))
+                .set(users::sessions_ended_at.eq(now))
+                .execute(conn)
+                .await
+        })?;
         let mut revoked = 0;
         for id in ids.iter().filter(|id| Some(*id) != kept) {
             // Each session is named: "not valid before" counts whole seconds, so a token

@@ -56,7 +56,7 @@ async fn create(
     Ok(reply.into_inner().user.unwrap())
 }
 
-fn update_request(id: i64, paths: &[&str]) -> pb::UpdateUserRequest {
+pub(crate) fn update_request(id: i64, paths: &[&str]) -> pb::UpdateUserRequest {
     pb::UpdateUserRequest {
         id,
         update_mask: Some(FieldMask {
@@ -66,7 +66,7 @@ fn update_request(id: i64, paths: &[&str]) -> pb::UpdateUserRequest {
     }
 }
 
-async fn update(
+pub(crate) async fn update(
     app: &TestApp,
     bearer: &str,
     request: pb::UpdateUserRequest,
@@ -79,7 +79,7 @@ async fn update(
     Ok(reply.into_inner().user.unwrap())
 }
 
-async fn delete(app: &TestApp, bearer: &str, id: i64) -> Result<(), Status> {
+pub(crate) async fn delete(app: &TestApp, bearer: &str, id: i64) -> Result<(), Status> {
     let request = pb::DeleteUserRequest {
         id,
         etag: String::new(),

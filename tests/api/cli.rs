@@ -637,7 +637,7 @@ async fn account_rules_hold_across_three_replicas() {
 
 /// The whole Django cutover through the real binary, on each backend: `import-django`
 /// beside a live `serve`, then the moved users sign in, follow the links Django mailed and
-/// exchange the refresh token simplejwt issued.
+/// exchange the refresh tokens simplejwt issued (one voided by the reset since).
 async fn a_django_cutover_runs_through_the_binary(backend: Backend) {
     let password = "a Django user's passphrase";
     let made = crate::django::django_made_users(password);
@@ -673,7 +673,7 @@ async fn a_django_cutover_runs_through_the_binary(backend: Backend) {
         String::from_utf8_lossy(&imported.stderr)
     );
     assert!(
-        summary.contains("imported 7, updated 0, skipped 0"),
+        summary.contains("imported 7, updated 0, unchanged 0, skipped 1"),
         "{summary}"
     );
     let mut client = IdentityServiceClient::connect(format!("http://{}", served.grpc))
@@ -725,10 +725,18 @@ async fn a_django_cutover_runs_through_the_binary(backend: Backend) {
         .login(login("pending@example.com", password))
         .await
         .unwrap();
-    // The refresh token simplejwt issued becomes a session here.
-    let exchanged = client
+    // The refresh token simplejwt issued before that reset opens nothing; another user's
+    // becomes a session here.
+    let voided = client
         .refresh(pb::RefreshRequest {
             refresh: read("refresh_token.txt"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(voided.code(), tonic::Code::Unauthenticated, "{voided:?}");
+    let exchanged = client
+        .refresh(pb::RefreshRequest {
+            refresh: read("other_refresh_token.txt"),
         })
         .await
         .unwrap()

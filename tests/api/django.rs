@@ -78,7 +78,7 @@ const FIXTURE: &str = concat!(
 const FIXTURE_PASSWORD: &str = "correct horse battery staple";
 
 /// Runs `identity import-django` on the app's database, as an operator would beside it.
-fn import_django(app: &TestApp, args: &[&str]) -> std::process::Output {
+pub(crate) fn import_django(app: &TestApp, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_identity"))
         .arg("import-django")
         .args(args)
@@ -90,7 +90,7 @@ fn import_django(app: &TestApp, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn stdout(output: &std::process::Output) -> String {
+pub(crate) fn stdout(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),
         "{}",
@@ -117,7 +117,7 @@ async fn a_dumpdata_import_keeps_ids_flags_and_passwords(backend: Backend) {
 
     let first = stdout(&import_django(&app, &["--from-json", FIXTURE]));
     assert!(
-        first.contains("imported 6, updated 0, skipped 2"),
+        first.contains("imported 6, updated 0, unchanged 0, skipped 2"),
         "{first}"
     );
     assert!(first.contains("skipped 21: its address differs from account 11's only by case"));
@@ -154,10 +154,10 @@ async fn a_dumpdata_import_keeps_ids_flags_and_passwords(backend: Backend) {
         "{status}"
     );
 
-    // Re-running updates, never duplicates, and keeps passwords re-hashed here.
+    // Re-running never duplicates, and keeps passwords re-hashed here.
     let again = stdout(&import_django(&app, &["--from-json", FIXTURE]));
     assert!(
-        again.contains("imported 0, updated 6, skipped 2"),
+        again.contains("imported 0, updated 0, unchanged 6, skipped 2"),
         "{again}"
     );
     app.login("user3@example.com", FIXTURE_PASSWORD)
@@ -196,7 +196,10 @@ async fn an_unknown_hash_format_stops_the_import_unless_told(backend: Backend) {
         &app,
         &["--from-json", path, "--unknown-hashes-unusable"],
     ));
-    assert!(told.contains("imported 2, updated 0, skipped 0"), "{told}");
+    assert!(
+        told.contains("imported 2, updated 0, unchanged 0, skipped 0"),
+        "{told}"
+    );
     let old = app.login("old@example.com", "password").await;
     assert_refused(old, Code::Unauthenticated, "INVALID_CREDENTIALS");
     app.login("new@example.com", DJANGO_PASSWORD).await.unwrap();
@@ -217,6 +220,9 @@ async fn django_database() -> TestDatabase {
            first_name varchar(150) NOT NULL, last_name varchar(150) NOT NULL,
            email varchar(254) NOT NULL, is_staff boolean NOT NULL, is_active boolean NOT NULL,
            date_joined timestamptz NOT NULL);
+         CREATE TABLE members_user (id bigint PRIMARY KEY, password varchar(128) NOT NULL,
+           email varchar(254) NOT NULL, is_verified boolean NOT NULL,
+           is_active boolean NOT NULL, date_joined timestamp NOT NULL);
          CREATE TABLE accounts_user (id bigint PRIMARY KEY, password varchar(128) NOT NULL,
            email_address varchar(254) NOT NULL, email_verified boolean NOT NULL,
            is_active boolean NOT NULL, date_joined timestamp NOT NULL);",
@@ -242,8 +248,9 @@ async fn django_database() -> TestDatabase {
          INSERT INTO token_blacklist_blacklistedtoken VALUES (1, 2, now());",
     );
     sql.push_str(&format!(
-        "INSERT INTO accounts_user VALUES (7, '{}', 'Custom@Example.com', false, true, '2022-02-02 10:00:00');",
-        DJANGO_HASHES[1]
+        "INSERT INTO accounts_user VALUES (7, '{}', 'Custom@Example.com', false, true, '2022-02-02 10:00:00');
+         INSERT INTO members_user VALUES (8, '{}', 'member@example.com', false, true, '2022-02-02 10:00:00');",
+        DJANGO_HASHES[1], DJANGO_HASHES[1]
     ));
     client.batch_execute(&sql).await.unwrap();
     database
@@ -254,7 +261,7 @@ async fn the_django_database_is_read_directly(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let imported = stdout(&import_django(&app, &["--from-database", &source.url]));
     assert!(
-        imported.contains("imported 6, updated 0, skipped 2"),
+        imported.contains("imported 6, updated 0, unchanged 0, skipped 2"),
         "{imported}"
     );
     assert!(
@@ -298,12 +305,28 @@ async fn the_django_database_is_read_directly(backend: Backend) {
         ],
     ));
     assert!(
-        custom.contains("imported 1, updated 0, skipped 0"),
+        custom.contains("imported 1, updated 0, unchanged 0, skipped 0"),
         "{custom}"
     );
     let user = app.get_user(&staff.access, 7).await.unwrap();
     assert_eq!(user.email, "custom@example.com");
     assert!(!user.is_verified);
+
+    // A model with an `is_verified` column: kept without being named.
+    let absent = [
+        "first_name",
+        "last_name",
+        "is_staff",
+        "is_superuser",
+        "last_login",
+    ]
+    .map(|field| format!("--field={field}="));
+    let mut members = vec!["--from-database", &source.url, "--table", "members_user"];
+    members.extend(absent.iter().map(String::as_str));
+    let members = stdout(&import_django(&app, &members));
+    assert!(members.contains("imported 1,"), "{members}");
+    let member = app.get_user(&staff.access, 8).await.unwrap();
+    assert!(!member.is_verified);
 
     let wrong = import_django(
         &app,
@@ -531,7 +554,7 @@ crate::on_both_backends!(
 );
 
 /// The Python of a venv with Django in it (scripts/test makes one).
-fn django_python() -> String {
+pub(crate) fn django_python() -> String {
     std::env::var("DJANGO_PYTHON").unwrap_or_else(|_| {
         panic!("DJANGO_PYTHON is not set: run scripts/test, which installs Django into .venv")
     })
@@ -566,7 +589,7 @@ async fn users_a_real_django_made_sign_in_after_the_import(backend: Backend) {
         &["--from-json", dump.to_str().unwrap()],
     ));
     assert!(
-        imported.contains("imported 7, updated 0, skipped 0"),
+        imported.contains("imported 7, updated 0, unchanged 0, skipped 1"),
         "{imported}"
     );
     for hasher in [

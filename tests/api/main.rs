@@ -27,6 +27,7 @@ mod client_ip;
 mod concurrency;
 mod devices;
 mod django;
+mod django_cutover;
 mod faults;
 mod google;
 mod keys;
