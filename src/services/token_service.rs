@@ -110,20 +110,18 @@ impl Services {
         let drained = rows.len() < usize::try_from(REVOCATION_BATCH).unwrap_or(usize::MAX);
         let revocations = rows
             .into_iter()
-            .filter_map(
-                |row| match (row.session_id, row.user_id, row.not_valid_before) {
-                    (Some(session_id), _, _) => Some(Revocation::Session {
-                        cursor: row.id,
-                        session_id,
-                    }),
+            .filter_map(|row| {
+                let cursor = row.position?;
+                match (row.session_id, row.user_id, row.not_valid_before) {
+                    (Some(session_id), _, _) => Some(Revocation::Session { cursor, session_id }),
                     (None, Some(user_id), Some(at)) => Some(Revocation::User {
-                        cursor: row.id,
+                        cursor,
                         user_id,
                         not_valid_before: utc(at),
                     }),
                     _ => None,
-                },
-            )
+                }
+            })
             .collect();
         Ok(RevocationBatch {
             revocations,

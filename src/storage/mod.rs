@@ -186,15 +186,22 @@ enum Pooled<'p> {
 impl Connection<'_> {
     /// The queries, run on this connection outside any transaction.
     pub fn queries(&mut self) -> Queries<'_> {
-        Queries(match &mut self.0 {
+        let backend = match &mut self.0 {
             Pooled::Postgres(conn) => Backend::Postgres(conn),
             Pooled::Sqlite(conn) => Backend::Sqlite(conn),
-        })
+        };
+        Queries(backend, None)
     }
 }
 
-/// Every query of the service, on one borrowed connection (possibly inside a transaction).
-pub struct Queries<'c>(Backend<'c>);
+/// Every query of the service, on one borrowed connection (possibly inside a transaction),
+/// and, inside a transaction, the revocations it logged that get their place in the feed
+/// when it commits (`None` outside one: a revocation is logged only in a transaction).
+pub struct Queries<'c>(Backend<'c>, Option<Vec<i64>>);
+
+/// Serialises the last moment of transactions that logged revocations: see
+/// [`Queries::place_revocations`].
+const REVOCATION_FEED_LOCK_KEY: i64 = 0x7265_766f_6b65_6421; // "revoked!"
 
 enum Backend<'c> {
     /// Shared, not exclusive: diesel-async runs statements on `&AsyncPgConnection` too,
@@ -400,14 +407,16 @@ impl Store {
         let outcome = match &mut conn.0 {
             Pooled::Postgres(conn) => {
                 conn.transaction(async |tx| {
-                    let mut queries = Queries(Backend::Postgres(&*tx));
-                    work(&mut queries).await.map_err(TxError::Caller)
+                    let mut queries = Queries(Backend::Postgres(&*tx), Some(Vec::new()));
+                    let done = work(&mut queries).await.map_err(TxError::Caller)?;
+                    queries.place_revocations().await?;
+                    Ok(done)
                 })
                 .await
             }
             Pooled::Sqlite(conn) => {
                 conn.transaction(async |tx| {
-                    let mut queries = Queries(Backend::Sqlite(tx));
+                    let mut queries = Queries(Backend::Sqlite(tx), Some(Vec::new()));
                     work(&mut queries).await.map_err(TxError::Caller)
                 })
                 .await
@@ -441,6 +450,49 @@ impl Store {
 impl Queries<'_> {
     async fn ping(&mut self) -> Result<(), StoreError> {
         on_backend!(self, conn => conn.batch_execute("SELECT 1").await)
+    }
+
+    /// Notes a revocation logged in this transaction, to be placed in the feed at commit.
+    ///
+    /// # Errors
+    /// Outside a transaction: the feed could not keep it in commit order.
+    fn awaiting_feed_position(&mut self, id: i64) -> Result<(), StoreError> {
+        let pending = self.1.as_mut().ok_or_else(|| {
+            StoreError::Query(diesel::result::Error::QueryBuilderError(
+                "a revocation is logged only inside a transaction".into(),
+            ))
+        })?;
+        pending.push(id);
+        Ok(())
+    }
+
+    /// Gives the revocations this transaction logged their feed positions, as its last
+    /// statement. The lock it takes is held until the commit is visible, so a transaction
+    /// placed later commits later: a follower that read position p has seen every smaller
+    /// one. Nothing is awaited while the lock is held but the commit, so it cannot deadlock,
+    /// and a transaction waiting on a row lock holds up no other revocation. (SQLite's
+    /// positions are its ids, given under its one writer lock.)
+    async fn place_revocations(&mut self) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt};
+        use diesel_async::RunQueryDsl;
+        let (Backend::Postgres(conn), Some(pending)) = (&mut self.0, &self.1) else {
+            return Ok(());
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        conn.batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({REVOCATION_FEED_LOCK_KEY})"
+        ))
+        .await?;
+        diesel::sql_query(
+            "UPDATE revocations SET position = nextval('revocation_positions') \
+             WHERE id = ANY($1)",
+        )
+        .bind::<Array<BigInt>, _>(pending)
+        .execute(conn)
+        .await
+        .map(drop)
     }
 }
 

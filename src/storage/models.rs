@@ -313,8 +313,8 @@ pub struct SigningKeyRow {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = revocations)]
 pub struct RevocationRow {
-    /// Position in the log; followers resume after it.
-    pub id: i64,
+    /// Position in the feed, in commit order; followers resume after it.
+    pub position: Option<i64>,
     /// The session revoked, for a one-session revocation.
     pub session_id: Option<SessionId>,
     /// The user, for a revocation of all their sessions.

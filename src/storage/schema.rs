@@ -107,6 +107,7 @@ diesel::table! {
         user_id -> Nullable<BigInt>,
         not_valid_before -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        position -> Nullable<BigInt>,
     }
 }
 

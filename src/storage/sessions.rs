@@ -325,7 +325,7 @@ impl Queries<'_> {
         Ok(revoked)
     }
 
-    /// Up to `limit` revocations after `cursor`, in order.
+    /// Up to `limit` revocations after `cursor`, in commit order.
     ///
     /// # Errors
     /// On database failure.
@@ -336,8 +336,8 @@ impl Queries<'_> {
     ) -> Result<Vec<RevocationRow>, StoreError> {
         on_backend!(self, conn => {
             revocations::table
-                .filter(revocations::id.gt(cursor))
-                .order(revocations::id.asc())
+                .filter(revocations::position.gt(cursor))
+                .order(revocations::position.asc())
                 .limit(limit)
                 .select(RevocationRow::as_select())
                 .load(conn)
@@ -346,6 +346,7 @@ impl Queries<'_> {
     }
 
     /// Appends to the revocation log: one session, or every session of a user before `now`.
+    /// Its place in the feed is given when the transaction commits.
     async fn log_revocation(
         &mut self,
         session_id: Option<&SessionId>,
@@ -358,12 +359,13 @@ impl Queries<'_> {
             revocations::not_valid_before.eq(user_id.map(|_| now)),
             revocations::created_at.eq(now),
         );
-        on_backend!(self, conn => {
+        let id = on_backend!(self, conn => {
             diesel::insert_into(revocations::table)
                 .values(entry)
-                .execute(conn)
+                .returning(revocations::id)
+                .get_result::<i64>(conn)
                 .await
-                .map(drop)
-        })
+        })?;
+        self.awaiting_feed_position(id)
     }
 }

@@ -320,6 +320,142 @@ async fn an_idle_stream_says_it_is_caught_up_on_each_heartbeat(backend: Backend)
     assert_eq!(heartbeat.revoked, None, "a heartbeat revokes nothing");
 }
 
+/// Every revocation a stream delivers until it is caught up, as (cursor, session id).
+async fn drain(
+    stream: &mut tonic::Streaming<pb::WatchRevocationsResponse>,
+) -> Vec<(String, String)> {
+    use pb::watch_revocations_response::Revoked;
+    let mut seen = Vec::new();
+    loop {
+        let message = next_message(stream, "the replay").await;
+        if message.caught_up {
+            return seen;
+        }
+        if let Some(Revoked::SessionId(sid)) = message.revoked {
+            seen.push((message.cursor, sid));
+        }
+    }
+}
+
+/// On Postgres, a revoking transaction held up by a row lock commits after one that started
+/// later. The feed delivers both all the same, to a watcher and to one resuming from any
+/// cursor it was given. (SQLite has one writer: its commits cannot overtake each other.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_delivers_revocations_that_commit_out_of_order() {
+    let (app, _file) = spawn(Backend::Postgres).await;
+    let (user, kept) = app.signed_in_user("many@example.com").await;
+    for _ in 0..2 {
+        app.login("many@example.com", PASSWORD).await.unwrap();
+    }
+    let (_, later) = app.signed_in_user("later@example.com").await;
+    let services = client(&app).await;
+    let watch = |cursor: String| {
+        let mut services = services.clone();
+        async move {
+            services
+                .watch_revocations(as_service(pb::WatchRevocationsRequest { cursor }, BILLING))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut stream = watch(String::new()).await;
+    assert!(
+        next_message(&mut stream, "the caught-up message")
+            .await
+            .caught_up
+    );
+
+    // Lock the session LogoutOthers reaches last, in the order its own query finds them, so
+    // it logs the first revocation and then waits.
+    let admin = crate::helpers::admin_client(&app.database_url).await;
+    let kept_sid = sid_of(&kept.access);
+    let others: Vec<String> = admin
+        .query(
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+             AND expires_at > now() AT TIME ZONE 'UTC'",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .filter(|sid| *sid != kept_sid)
+        .collect();
+    assert_eq!(others.len(), 2);
+    admin.batch_execute("BEGIN").await.unwrap();
+    admin
+        .execute(
+            "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
+            &[&others[1]],
+        )
+        .await
+        .unwrap();
+    let mut logout_others = app.client.clone();
+    let held = tokio::spawn(async move {
+        logout_others
+            .logout_others(TestApp::authorized(
+                pb::LogoutOthersRequest {},
+                &kept.access,
+            ))
+            .await
+    });
+    let probe = crate::helpers::admin_client(&app.database_url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE '%sessions%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "LogoutOthers never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A later Logout commits first and is delivered.
+    app.logout(&later.refresh).await;
+    use pb::watch_revocations_response::Revoked;
+    let first = next(&mut stream, "the later logout").await;
+    assert_eq!(
+        first.revoked,
+        Some(Revoked::SessionId(sid_of(&later.access)))
+    );
+    // Then the held one commits, and both of its revocations follow.
+    admin.batch_execute("COMMIT").await.unwrap();
+    held.await.unwrap().unwrap();
+    let mut delivered = vec![(first.cursor.clone(), sid_of(&later.access))];
+    for _ in 0..2 {
+        let message = next(&mut stream, "a revocation of LogoutOthers").await;
+        let Some(Revoked::SessionId(sid)) = message.revoked else {
+            panic!("{message:?}")
+        };
+        delivered.push((message.cursor, sid));
+    }
+    let mut revoked: Vec<&String> = delivered[1..].iter().map(|(_, sid)| sid).collect();
+    revoked.sort();
+    let mut expected: Vec<&String> = others.iter().collect();
+    expected.sort();
+    assert_eq!(revoked, expected);
+
+    // Resuming from any cursor it was given (or from the start) gives exactly the rest.
+    let all = drain(&mut watch(String::new()).await).await;
+    assert_eq!(all, delivered);
+    for (n, (cursor, _)) in delivered.iter().enumerate() {
+        let rest = drain(&mut watch(cursor.clone()).await).await;
+        assert_eq!(rest, delivered[n + 1..], "resumed after {cursor}");
+    }
+}
+
 crate::on_both_backends!(
     an_idle_stream_says_it_is_caught_up_on_each_heartbeat,
     introspection_has_a_bridge_path_for_services,

@@ -1,0 +1,2 @@
+ALTER TABLE revocations DROP COLUMN position;
+DROP SEQUENCE revocation_positions;

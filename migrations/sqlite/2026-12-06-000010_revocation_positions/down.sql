@@ -1,0 +1,2 @@
+DROP INDEX revocations_position;
+ALTER TABLE revocations DROP COLUMN position;
