@@ -109,8 +109,9 @@ pub fn router(
             };
             let mut methods = on(filter, handler);
             if route.rpc == ACTIVATE {
-                // The emailed link: a browser's GET shows a button whose POST confirms, and
-                // HEAD (mail scanners) answers without calling anything.
+                // The emailed link: a GET that does not ask for JSON (a browser, a mail
+                // scanner) shows a button whose POST confirms, and HEAD answers without
+                // calling anything.
                 let confirm = Arc::clone(&route);
                 methods = methods
                     .post(move |state, method, peer, params, query, headers, body| {
@@ -176,7 +177,7 @@ async fn bridge(
         .collect();
     if route.rpc == ACTIVATE
         && method == Method::GET
-        && pages::wants_html(&headers)
+        && !pages::asks_for_json(&headers)
         && let [(_, uidb64), (_, token)] = params.as_slice()
     {
         return pages::activation_confirm_page(uidb64, token);

@@ -39,6 +39,31 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         || (accept.contains("text/html") && !accept.starts_with("application/json"))
 }
 
+/// Whether the client names JSON among what it accepts (`Accept: application/json`), as the
+/// seed's API clients do. Mail scanners fetching links send `*/*` or HTML types: for them an
+/// emailed link must change nothing.
+#[must_use]
+pub fn asks_for_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let named = parts
+                .next()
+                .is_some_and(|media| media.eq_ignore_ascii_case("application/json"));
+            let refused = parts.any(|parameter| {
+                parameter
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            named && !refused
+        })
+}
+
 /// The page for the outcome of an RPC a person triggers from a browser, if it has one.
 #[must_use]
 pub fn outcome_page(
@@ -80,8 +105,8 @@ fn activation_page(outcome: &Result<Value, Status>, redirects: &PageRedirects) -
     }
 }
 
-/// What a browser opening the emailed activation link sees: a button that confirms by POST.
-/// Mail scanners fetch links, so opening one changes nothing.
+/// What any GET of the emailed activation link sees unless it asks for JSON: a button that
+/// confirms by POST. Mail scanners fetch links, so opening one changes nothing.
 #[must_use]
 pub fn activation_confirm_page(uidb64: &str, token: &str) -> Response {
     page(
@@ -221,4 +246,31 @@ fn reason(status: &Status) -> String {
 fn with_query(url: &str, query: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::asks_for_json;
+
+    #[test]
+    fn only_a_client_naming_json_asks_for_it() {
+        let with = |accept: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in accept {
+                headers.append(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+            }
+            asks_for_json(&headers)
+        };
+        assert!(with(&["application/json"]));
+        assert!(with(&["text/html, Application/JSON;q=0.5"]));
+        assert!(with(&["text/html", "application/json"]));
+        assert!(!with(&[]));
+        assert!(!with(&["*/*"]));
+        assert!(!with(&["application/*"]));
+        assert!(!with(&["text/html,application/xhtml+xml,*/*;q=0.8"]));
+        assert!(!with(&["application/json;q=0"]));
+        assert!(!with(&["application/jsonx"]));
+    }
 }

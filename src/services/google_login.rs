@@ -175,8 +175,11 @@ impl Services {
                 if linked {
                     return Err(ServiceError::GoogleLinkRefused.into());
                 }
-                if !existing.is_verified {
-                    // Whoever set this password never proved the address: it is not theirs.
+                // Whoever set a password before the address was proven, and has not
+                // signed in with it since, may not be its owner: Google proves the owner.
+                let unproven = !existing.is_verified || existing.password_unproven;
+                let wiped = unproven && existing.password_hash.is_some();
+                if unproven {
                     tx.set_password_hash(existing.id, None, existing.password_changed_at, now)
                         .await
                         .context("wiping an unproven password")?;
@@ -188,10 +191,14 @@ impl Services {
                         .context("forgetting unproven sign-ups")?;
                     tx.revoke_user_sessions(existing.id, now)
                         .await
-                        .context("revoking the squatter's sessions")?;
+                        .context("revoking the sessions of an unproven password")?;
                 }
                 let notice = self.mailer.notice(
-                    Notice::GoogleLinked,
+                    if wiped {
+                        Notice::GoogleLinkedPasswordRemoved
+                    } else {
+                        Notice::GoogleLinked
+                    },
                     &existing.email,
                     &existing.first_name,
                     now,

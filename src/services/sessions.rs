@@ -471,7 +471,12 @@ impl Services {
             .store
             .transaction(async |tx| {
                 let still_current = tx
-                    .record_login(user.id, user.password_changed_at, now)
+                    .record_login(
+                        user.id,
+                        user.password_changed_at,
+                        matches!(signed_in, SignedIn::Password { .. }),
+                        now,
+                    )
                     .await
                     .context("recording the login")?;
                 if !still_current {

@@ -43,6 +43,9 @@ pub struct UserRow {
     /// When every (other) session was last ended (UTC); tokens minted elsewhere before it
     /// are refused.
     pub sessions_ended_at: Option<NaiveDateTime>,
+    /// The password came with the sign-up that proved the address and has not signed in
+    /// since: perhaps not the mailbox owner's.
+    pub password_unproven: bool,
 }
 
 /// Values of a new `users` row.

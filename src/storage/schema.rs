@@ -15,6 +15,7 @@ diesel::table! {
         last_login -> Nullable<Timestamp>,
         password_changed_at -> Timestamp,
         sessions_ended_at -> Nullable<Timestamp>,
+        password_unproven -> Bool,
     }
 }
 

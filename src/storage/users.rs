@@ -130,6 +130,7 @@ impl Queries<'_> {
                     users::first_name.eq(&registration.first_name),
                     users::last_name.eq(&registration.last_name),
                     users::password_changed_at.eq(now),
+                    users::password_unproven.eq(registration.password_hash.is_some()),
                 ))
                 .execute(conn)
                 .await
@@ -154,7 +155,11 @@ impl Queries<'_> {
             .filter(users::password_changed_at.eq(expected_changed_at));
         on_backend!(self, conn => {
             diesel::update(unchanged)
-                .set((users::password_hash.eq(hash), users::password_changed_at.eq(now)))
+                .set((
+                    users::password_hash.eq(hash),
+                    users::password_changed_at.eq(now),
+                    users::password_unproven.eq(false),
+                ))
                 .execute(conn)
                 .await
                 .map(|changed| changed == 1)
@@ -186,7 +191,8 @@ impl Queries<'_> {
     /// Records a successful sign-in, if the password has not changed since
     /// `password_changed_at` (when the sign-in checked it); `false` when it has. The update
     /// locks the row, so a concurrent password change either waits for this sign-in (and
-    /// then revokes its session) or has committed first (and this finds it).
+    /// then revokes its session) or has committed first (and this finds it). A sign-in
+    /// `with_password` proves that password.
     ///
     /// # Errors
     /// On database failure.
@@ -194,14 +200,19 @@ impl Queries<'_> {
         &mut self,
         id: UserId,
         password_changed_at: NaiveDateTime,
+        with_password: bool,
         now: NaiveDateTime,
     ) -> Result<bool, StoreError> {
         let unchanged = users::table
             .find(id)
             .filter(users::password_changed_at.eq(password_changed_at));
+        // Once proven it stays so; a sign-in by other means proves nothing about it.
+        let unproven = users::password_unproven.and(diesel::IntoSql::into_sql::<
+            diesel::sql_types::Bool,
+        >(!with_password));
         on_backend!(self, conn => {
             diesel::update(unchanged)
-                .set(users::last_login.eq(now))
+                .set((users::last_login.eq(now), users::password_unproven.eq(unproven)))
                 .execute(conn)
                 .await
                 .map(|changed| changed == 1)

@@ -372,7 +372,8 @@ async fn the_activation_link_answers_a_browser_with_a_button_that_confirms(backe
     let local = app.local(&link);
     let html = "text/html,application/xhtml+xml";
 
-    // What mail scanners do: open the link, or ask only for its headers.
+    // What mail scanners do: open the link, as a browser or with `*/*` or no Accept at
+    // all, or ask only for its headers.
     let opened = app
         .http
         .get(&local)
@@ -380,6 +381,18 @@ async fn the_activation_link_answers_a_browser_with_a_button_that_confirms(backe
         .send()
         .await
         .unwrap();
+    for accept in ["*/*", "application/*", ""] {
+        let mut scan = app.http.get(&local);
+        if !accept.is_empty() {
+            scan = scan.header(header::ACCEPT, accept);
+        }
+        let scanned = scan.send().await.unwrap();
+        assert_eq!(scanned.status(), StatusCode::OK, "{accept}");
+        assert!(
+            scanned.text().await.unwrap().contains("method=\"post\""),
+            "{accept}"
+        );
+    }
     let headed = app.http.head(&local).send().await.unwrap();
 
     assert_eq!(opened.status(), StatusCode::OK);

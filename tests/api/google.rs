@@ -200,7 +200,8 @@ async fn an_unverified_google_email_never_takes_over_an_account(backend: Backend
 
 async fn a_verified_gmail_address_links_to_the_existing_account(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let existing = app.verified_user("linked@gmail.com").await;
+    // The password has signed in since the address was proven: its owner's.
+    let (existing, _) = app.signed_in_user("linked@gmail.com").await;
     app.google.grant_access_token(
         "link-at",
         &GoogleAccount::new("g-400", "linked@gmail.com"),
@@ -319,6 +320,50 @@ async fn the_owner_takes_back_an_address_a_squatter_pre_registered(backend: Back
         Code::Unauthenticated,
         "SESSION_REVOKED",
     );
+}
+
+async fn a_password_unused_since_a_link_proved_the_address_is_removed_at_the_google_link(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    // A squatter signs up with the owner's address; something that asks for JSON (as a
+    // careless link checker might) opens the activation link before the owner reads the mail.
+    let squatters = "the-squatters-passphrase";
+    app.register("scanned@gmail.com", squatters).await.unwrap();
+    let link = app
+        .smtp
+        .nth_with_subject("scanned@gmail.com", "Activate", 1)
+        .await
+        .link("/activate/");
+    let opened = app
+        .http
+        .get(app.local(&link))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert!(opened.status().is_success());
+    assert!(app.user("scanned@gmail.com").await.unwrap().is_verified);
+    app.google.grant_access_token(
+        "scanned-at",
+        &GoogleAccount::new("g-scanned", "scanned@gmail.com"),
+        CLIENT_ID,
+        3600,
+    );
+
+    let owner = with_access_token(&app, "scanned-at").await.unwrap();
+
+    assert!(whoami(&app, &owner.access).await.is_verified);
+    assert_refused(
+        app.login("scanned@gmail.com", squatters).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    let notice = app
+        .smtp
+        .nth_with_subject("scanned@gmail.com", "Google account was linked", 1)
+        .await;
+    assert!(notice.text.contains("was removed"), "{}", notice.text);
 }
 
 async fn keys_are_cached_and_refetched_when_google_rotates(backend: Backend) {
@@ -581,6 +626,7 @@ crate::on_both_backends!(
     a_hosted_domain_links_but_a_domain_google_does_not_own_is_refused,
     the_same_google_subject_finds_the_same_user_after_an_email_change,
     the_owner_takes_back_an_address_a_squatter_pre_registered,
+    a_password_unused_since_a_link_proved_the_address_is_removed_at_the_google_link,
     keys_are_cached_and_refetched_when_google_rotates,
     google_failing_or_stalling_answers_unavailable_in_bounded_time,
     requests_must_carry_exactly_one_credential_and_a_configured_client,
