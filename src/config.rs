@@ -49,7 +49,7 @@ pub enum VerificationMethod {
     Code,
     /// An activation link.
     Link,
-    /// Both, in two emails.
+    /// Both, in one email.
     CodeAndLink,
 }
 
@@ -393,9 +393,9 @@ impl Config {
         }
         let verification = match env.get("VERIFICATION_METHOD").as_deref() {
             None | Some("both") => VerificationMethod::CodeAndLink,
-            Some("otp") => VerificationMethod::Code,
+            Some("code" | "otp") => VerificationMethod::Code,
             Some("link") => VerificationMethod::Link,
-            Some(_) => return Err(env.error("VERIFICATION_METHOD", "must be otp, link or both")),
+            Some(_) => return Err(env.error("VERIFICATION_METHOD", "must be code, link or both")),
         };
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let smtp_timeout = smtp_timeout(&env)?;

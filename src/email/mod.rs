@@ -55,6 +55,44 @@ impl Mailer {
         outbox_row(to, rendered, link.now)
     }
 
+    /// One message with a sign-up's code and its activation link.
+    #[must_use]
+    pub fn verification(
+        &self,
+        to: &Email,
+        name: &str,
+        code: &str,
+        code_lifetime: Duration,
+        link: &EmailedLink<'_>,
+    ) -> NewEmail {
+        let url = self.link_url("accounts/api/activate", link);
+        let minutes = code_lifetime.as_secs().div_ceil(60).to_string();
+        let hours = link.lifetime.as_secs().div_ceil(3600).to_string();
+        let rendered = self.templates.render(
+            TemplateName::Verification,
+            &[
+                ("name", greeting(name)),
+                ("code", code),
+                ("minutes", &minutes),
+                ("link", &url),
+                ("hours", &hours),
+            ],
+        );
+        outbox_row(to, rendered, link.now)
+    }
+
+    /// The link to choose a password after sign-ups competed for the address.
+    #[must_use]
+    pub fn choose_password(&self, to: &Email, name: &str, link: &EmailedLink<'_>) -> NewEmail {
+        self.link_mail(
+            TemplateName::ChoosePassword,
+            "accounts/password-reset-confirm",
+            to,
+            name,
+            link,
+        )
+    }
+
     /// The password reset link email.
     #[must_use]
     pub fn password_reset(&self, to: &Email, name: &str, link: &EmailedLink<'_>) -> NewEmail {

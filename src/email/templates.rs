@@ -35,10 +35,14 @@ pub enum TemplateName {
     EmailChanged,
     /// A link to choose the first password of an account an administrator made.
     Welcome,
+    /// One sign-up's verification code and activation link, in one message.
+    Verification,
+    /// A link to choose a password, after sign-ups that competed for the address.
+    ChoosePassword,
 }
 
 impl TemplateName {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 14] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -51,6 +55,8 @@ impl TemplateName {
         Self::EmailChange,
         Self::EmailChanged,
         Self::Welcome,
+        Self::Verification,
+        Self::ChoosePassword,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -67,6 +73,8 @@ impl TemplateName {
             Self::EmailChange => "email_change",
             Self::EmailChanged => "email_changed",
             Self::Welcome => "welcome",
+            Self::Verification => "verification",
+            Self::ChoosePassword => "choose_password",
         }
     }
 
@@ -119,6 +127,14 @@ impl TemplateName {
             Self::Welcome => (
                 include_str!("templates/welcome.txt"),
                 include_str!("templates/welcome.html"),
+            ),
+            Self::Verification => (
+                include_str!("templates/verification.txt"),
+                include_str!("templates/verification.html"),
+            ),
+            Self::ChoosePassword => (
+                include_str!("templates/choose_password.txt"),
+                include_str!("templates/choose_password.html"),
             ),
         }
     }

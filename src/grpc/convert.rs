@@ -82,8 +82,16 @@ pub(crate) fn credentials(request: &pb::LoginRequest) -> Parsed<(Email, LoginPas
 }
 
 /// A refresh token as the client holds it.
-pub(crate) fn refresh_token(raw: &str) -> RefreshToken {
-    RefreshToken::from_client(raw)
+/// Any non-empty value is taken as it is: one that is unknown, spent or malformed is
+/// answered like any other token that opens nothing.
+pub(crate) fn refresh_token(raw: &str) -> Parsed<RefreshToken> {
+    if raw.trim().is_empty() {
+        return Err(ServiceError::invalid(
+            "refresh",
+            &ParseError::new("is required"),
+        ));
+    }
+    Ok(RefreshToken::from_client(raw))
 }
 
 /// A reset link and the new password.

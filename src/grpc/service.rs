@@ -115,7 +115,7 @@ impl IdentityService for IdentityApi {
 
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Reply<pb::RefreshResponse> {
         let caller = self.caller(&request);
-        let token = convert::refresh_token(&request.get_ref().refresh);
+        let token = convert::refresh_token(&request.get_ref().refresh).map_err(to_status)?;
         let outcome = self.services.refresh(caller, token).await;
         reply(outcome, |pair| pb::RefreshResponse {
             access: pair.access,
@@ -125,7 +125,7 @@ impl IdentityService for IdentityApi {
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
         let caller = self.caller(&request);
-        let token = convert::refresh_token(&request.get_ref().refresh);
+        let token = convert::refresh_token(&request.get_ref().refresh).map_err(to_status)?;
         let outcome = self.services.logout(caller, token).await;
         reply(outcome, |()| pb::LogoutResponse {})
     }

@@ -141,19 +141,9 @@ impl Services {
                         Actor::User(row.id),
                         row.id,
                     );
-                    if let Some(owner) = holder.as_ref().filter(|h| h.is_verified) {
-                        let notice = self.mailer.notice(
-                            Notice::SignupAttempt,
-                            &owner.email,
-                            &owner.first_name,
-                            now,
-                        );
-                        tx.enqueue_email(&notice)
-                            .await
-                            .context("queueing the address-taken notice")?;
-                        let entry = entry.detail(format!("to={new_email} refused=address_taken"));
-                        return self.audit(tx, &caller, entry).await;
-                    }
+                    // Both branches leave the same state: with a verified holder the pending
+                    // change is a decoy whose code is mailed to no one, so the caller's
+                    // earlier change is gone either way and no code reveals the holder.
                     let change = EmailChangeRow {
                         user_id: row.id,
                         new_email: new_email.clone(),
@@ -169,6 +159,19 @@ impl Services {
                     tx.replace_email_change(&change)
                         .await
                         .context("recording the address change")?;
+                    if let Some(owner) = holder.as_ref().filter(|h| h.is_verified) {
+                        let notice = self.mailer.notice(
+                            Notice::SignupAttempt,
+                            &owner.email,
+                            &owner.first_name,
+                            now,
+                        );
+                        tx.enqueue_email(&notice)
+                            .await
+                            .context("queueing the address-taken notice")?;
+                        let entry = entry.detail(format!("to={new_email} refused=address_taken"));
+                        return self.audit(tx, &caller, entry).await;
+                    }
                     let mail = self.mailer.email_change(
                         &new_email,
                         &row.first_name,

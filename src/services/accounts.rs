@@ -5,9 +5,10 @@
 //! proving the address with one of them activates that sign-up's password and no other.
 
 use anyhow::Context;
+use chrono::NaiveDateTime;
 
 use super::{
-    Caller, NewAccount, Services, Standing,
+    Caller, NewAccount, PasswordLink, Services, Standing,
     limits::{IpBudget, MailStream},
     registration_link_state,
 };
@@ -45,15 +46,17 @@ pub const RESEND_MESSAGE: &str =
     "If an unverified account uses this address, a new email is on its way.";
 
 impl Services {
-    /// Records a sign-up and queues its verification email(s) in the same transaction. An
+    /// Records a sign-up and queues its verification email in the same transaction. An
     /// address with an unverified account gets a new sign-up beside the others; the owner of
-    /// a verified one is sent a notice instead. The answer, its cost and its cooldown are the
-    /// same in every case, so it carries no user, unless `REGISTER_REVEALS_EXISTING` is set:
-    /// then a taken address is refused and the new user returned.
+    /// a verified one is sent a notice instead. Every call is recorded and hashed, and the
+    /// answer is the same in every case, whatever the address's email cooldown: the mail
+    /// waits for the cooldown, or is dropped past the hourly budget. Unless
+    /// `REGISTER_REVEALS_EXISTING` is set (then a taken address is refused and the new user
+    /// returned), the answer carries no user.
     ///
     /// # Errors
-    /// `RateLimited`, `InvalidArgument` (password built from the email), `Cooldown`;
-    /// `EmailTaken` only when revealing.
+    /// `RateLimited` (the caller's address), `InvalidArgument` (password built from the
+    /// email); `EmailTaken` only when revealing.
     #[tracing::instrument(skip_all)]
     pub async fn register(
         &self,
@@ -67,40 +70,51 @@ impl Services {
             .map_err(|e| ServiceError::invalid("password", &e))?;
         let reveals = self.config.register_reveals_existing;
         let email = registration.email.clone();
-        let sign_up = async {
-            let password_hash = self.hasher.hash(registration.password.secret()).await?;
-            self.reset_code_tries(&registration.email).await?;
-            let sign_up = NewSignUp {
-                email: registration.email,
-                password_hash,
-                first_name: registration.first_name.into_inner(),
-                last_name: registration.last_name.into_inner(),
-            };
-            // A concurrent first sign-up may create the account first; the second round then
-            // joins it as a sign-up of its own.
-            let mut created = Err(ServiceError::EmailTaken);
-            for _ in 0..2 {
-                created = self
-                    .store
-                    .transaction(async |tx| self.sign_up(tx, &sign_up, reveals).await)
-                    .await;
-                if !matches!(created, Err(ServiceError::EmailTaken)) || reveals {
-                    break;
-                }
-            }
-            created
+        let password_hash = self.hasher.hash(registration.password.secret()).await?;
+        let mail_at = self
+            .take_mail_slot(&email, MailStream::Verification)
+            .await?;
+        let sign_up = NewSignUp {
+            email: registration.email,
+            password_hash,
+            first_name: registration.first_name.into_inner(),
+            last_name: registration.last_name.into_inner(),
+            mail_at,
         };
-        let created = if reveals {
-            let created = sign_up.await?;
-            // The first email opens the resend cooldown, as a resend would.
-            self.count_mail(&email, MailStream::Verification).await;
-            created
-        } else {
-            self.within_mail_budget(&email, MailStream::Verification, sign_up)
-                .await?
-        };
+        let created = self.record_sign_up(&sign_up, reveals).await;
+        if let (Err(_), Some(at)) = (&created, mail_at) {
+            self.give_back_mail_slot(&email, MailStream::Verification, at)
+                .await;
+        }
+        let created = created?;
         self.outbox_wake.notify_one();
         Ok(created.filter(|_| reveals).map(|row| self.to_user(&row)))
+    }
+
+    /// Writes a sign-up. A concurrent first sign-up may create the account first; the
+    /// second round then joins it as a sign-up of its own.
+    async fn record_sign_up(
+        &self,
+        sign_up: &NewSignUp,
+        reveals: bool,
+    ) -> ServiceResult<Option<UserRow>> {
+        if sign_up
+            .mail_at
+            .is_some_and(|at| at <= self.clock.now_naive())
+        {
+            self.reset_code_tries(&sign_up.email).await?;
+        }
+        let mut created = Err(ServiceError::EmailTaken);
+        for _ in 0..2 {
+            created = self
+                .store
+                .transaction(async |tx| self.sign_up(tx, sign_up, reveals).await)
+                .await;
+            if !matches!(created, Err(ServiceError::EmailTaken)) || reveals {
+                break;
+            }
+        }
+        created
     }
 
     /// The transaction of [`Services::register`]: the account it signed up for, or `None`
@@ -119,12 +133,18 @@ impl Services {
         {
             Some(_) if reveals => return Err(ServiceError::EmailTaken),
             Some(owner) if owner.is_verified => {
-                let notice =
-                    self.mailer
-                        .notice(Notice::SignupAttempt, &owner.email, &owner.first_name, now);
-                tx.enqueue_email(&notice)
-                    .await
-                    .context("queueing the sign-up notice")?;
+                if let Some(at) = sign_up.mail_at {
+                    let mut notice = self.mailer.notice(
+                        Notice::SignupAttempt,
+                        &owner.email,
+                        &owner.first_name,
+                        now,
+                    );
+                    notice.next_attempt_at = at;
+                    tx.enqueue_email(&notice)
+                        .await
+                        .context("queueing the sign-up notice")?;
+                }
                 tracing::info!(user.id = %owner.id, "sign-up attempted on a verified address");
                 return Ok(None);
             }
@@ -150,8 +170,16 @@ impl Services {
             })
             .await
             .context("recording the sign-up")?;
-        self.queue_verification(tx, &user, &registration, self.config.verification.method)
+        if let Some(at) = sign_up.mail_at {
+            self.queue_verification(
+                tx,
+                &user,
+                &registration,
+                self.config.verification.method,
+                at,
+            )
             .await?;
+        }
         tracing::info!(user.id = %user.id, registration.id = registration.id, "sign-up recorded");
         Ok(Some(user))
     }
@@ -295,33 +323,54 @@ impl Services {
         Ok(self.to_user(&row))
     }
 
-    /// Verifies the account with `registration`'s password and names, forgets every other
-    /// sign-up, and ends any session a sign-up's password opened meanwhile; `None` when the
-    /// account was proven first by another.
+    /// Verifies the account with `registration`'s names, forgets every other sign-up, and
+    /// ends any session a sign-up's password opened meanwhile; `None` when the account was
+    /// proven first by another. The sign-up's password is kept when it was the only one:
+    /// with competing sign-ups the code or link used may have been anyone's (the newest mail
+    /// in the mailbox may be a squatter's), so none is kept and the mailbox gets a link to
+    /// choose one.
     async fn prove_address(
         &self,
         user: &UserRow,
         registration: &RegistrationRow,
     ) -> ServiceResult<Option<UserRow>> {
-        let now = self.clock.now_naive();
-        self.store
+        let now = self.clock.now();
+        let proven = self
+            .store
             .transaction(async |tx| {
+                let competing = tx
+                    .registrations_of(user.id)
+                    .await
+                    .context("loading the sign-ups")?
+                    .len()
+                    > 1;
                 let proven = tx
-                    .verify_with(user.id, registration, now)
+                    .verify_with(user.id, registration, !competing, now.naive_utc())
                     .await
                     .context("verifying the account")?;
                 if !proven {
-                    return Ok(None);
+                    return Ok::<_, ServiceError>(None);
                 }
                 tx.delete_registrations(user.id)
                     .await
                     .context("forgetting the other sign-ups")?;
-                tx.revoke_user_sessions(user.id, now)
+                tx.revoke_user_sessions(user.id, now.naive_utc())
                     .await
                     .context("ending sessions of unproven passwords")?;
-                Ok(tx.user_by_id(user.id).await.context("reloading the user")?)
+                let row = tx
+                    .user_by_id(user.id)
+                    .await
+                    .context("reloading the user")?
+                    .ok_or(ServiceError::LinkInvalid)?;
+                if competing {
+                    self.queue_password_link(tx, &row, PasswordLink::AfterCompetingSignUps, now)
+                        .await?;
+                }
+                Ok(Some(row))
             })
-            .await
+            .await?;
+        self.outbox_wake.notify_one();
+        Ok(proven)
     }
 
     /// Verifies an imported account whose Django activation link came back; only the first
@@ -374,7 +423,8 @@ impl Services {
                         .context("finding the newest sign-up")?;
                     match newest {
                         Some(registration) => {
-                            self.queue_verification(tx, &user, &registration, method)
+                            let now = self.clock.now_naive();
+                            self.queue_verification(tx, &user, &registration, method, now)
                                 .await
                         }
                         None => Ok(()),
@@ -388,54 +438,62 @@ impl Services {
         Ok(RESEND_MESSAGE)
     }
 
-    /// Issues a code and/or link for one sign-up and queues the emails, inside the caller's
-    /// transaction.
+    /// Issues a code and/or link for one sign-up and queues them in one email, sent from
+    /// `send_at` on, inside the caller's transaction.
     async fn queue_verification(
         &self,
         tx: &mut Queries<'_>,
         user: &UserRow,
         registration: &RegistrationRow,
         method: VerificationMethod,
+        send_at: NaiveDateTime,
     ) -> ServiceResult<()> {
         let now = self.clock.now();
         let name = &registration.first_name;
-        if method.sends_code() {
+        let code = if method.sends_code() {
             let code =
                 Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for the OTP: {e}"))?;
-            let expires_at = (now + super::duration(self.config.otp_lifetime)).naive_utc();
+            // A code lasts its lifetime from when it is mailed.
+            let expires_at = send_at + super::duration(self.config.otp_lifetime);
             let code_hash = self.secret.otp_hash(user.id, code.expose());
             tx.set_registration_code(registration.id, &code_hash, expires_at)
                 .await
                 .context("storing the code")?;
-            let mail = self.mailer.otp(
-                &user.email,
-                name,
-                code.expose(),
-                self.config.otp_lifetime,
-                now.naive_utc(),
-            );
-            tx.enqueue_email(&mail)
-                .await
-                .context("queueing the OTP email")?;
-        }
-        if method.sends_link() {
-            let token = self.links.make(
+            Some(code)
+        } else {
+            None
+        };
+        let token = method.sends_link().then(|| {
+            self.links.make(
                 LinkPurpose::Activation,
                 &registration_link_state(user, registration),
                 now,
-            );
-            let uidb64 = Uidb64::encode(user.id);
-            let link = EmailedLink {
-                uidb64: &uidb64,
-                token: &token,
-                lifetime: self.config.activation_link_lifetime,
-                now: now.naive_utc(),
-            };
-            let mail = self.mailer.activation(&user.email, name, &link);
-            tx.enqueue_email(&mail)
-                .await
-                .context("queueing the activation email")?;
-        }
+            )
+        });
+        let uidb64 = Uidb64::encode(user.id);
+        let link = token.as_deref().map(|token| EmailedLink {
+            uidb64: &uidb64,
+            token,
+            lifetime: self.config.activation_link_lifetime,
+            now: now.naive_utc(),
+        });
+        let lifetime = self.config.otp_lifetime;
+        let mut mail = match (&code, &link) {
+            (Some(code), Some(link)) => {
+                self.mailer
+                    .verification(&user.email, name, code.expose(), lifetime, link)
+            }
+            (Some(code), None) => {
+                self.mailer
+                    .otp(&user.email, name, code.expose(), lifetime, now.naive_utc())
+            }
+            (None, Some(link)) => self.mailer.activation(&user.email, name, link),
+            (None, None) => return Ok(()),
+        };
+        mail.next_attempt_at = send_at;
+        tx.enqueue_email(&mail)
+            .await
+            .context("queueing the verification email")?;
         Ok(())
     }
 
@@ -467,4 +525,6 @@ struct NewSignUp {
     password_hash: String,
     first_name: String,
     last_name: String,
+    /// When its email may go out; `None`: it is not mailed (the address's budget is spent).
+    mail_at: Option<NaiveDateTime>,
 }

@@ -4,11 +4,10 @@
 
 use anyhow::Context;
 
-use super::{Caller, NewAccount, Services, Standing, audit::AuditEntry, link_state};
+use super::{Caller, NewAccount, PasswordLink, Services, Standing, audit::AuditEntry};
 use crate::{
-    auth::{BearerToken, ClientCertificate, LinkPurpose, Scope},
-    domain::{Actor, AuditKind, Email, Password, PersonName, Uidb64, User, UserId},
-    email::EmailedLink,
+    auth::{BearerToken, ClientCertificate, Scope},
+    domain::{Actor, AuditKind, Email, Password, PersonName, User, UserId},
     error::{ServiceError, ServiceResult},
     storage::{Queries, UserChanges, UserRow},
 };
@@ -182,20 +181,8 @@ impl Services {
                         .ok_or(ServiceError::ConcurrentChange)?;
                 }
                 if new_user.send_password_link {
-                    let token = self
-                        .links
-                        .make(LinkPurpose::PasswordReset, &link_state(&row), now);
-                    let uidb64 = Uidb64::encode(row.id);
-                    let link = EmailedLink {
-                        uidb64: &uidb64,
-                        token: &token,
-                        lifetime: self.config.password_reset_lifetime,
-                        now: now.naive_utc(),
-                    };
-                    let mail = self.mailer.welcome(&row.email, &row.first_name, &link);
-                    tx.enqueue_email(&mail)
-                        .await
-                        .context("queueing the welcome email")?;
+                    self.queue_password_link(tx, &row, PasswordLink::Welcome, now)
+                        .await?;
                 }
                 let detail = format!(
                     "password={} staff={} link={}",

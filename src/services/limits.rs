@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::NaiveDateTime;
 
 use super::{Caller, Services};
 use crate::{
@@ -110,36 +111,61 @@ impl Services {
         }
         let outcome = send.await;
         if outcome.is_err() {
-            let refunded = match self.connection().await {
-                Ok(mut conn) => conn.queries().refund_hit(&bucket, at, policy).await,
-                Err(error) => Err(StoreError::Unreachable(error.to_string())),
-            };
-            if let Err(error) = refunded {
-                tracing::warn!(error = %error, "an email that was not queued stays counted");
-            }
+            self.give_back_mail_slot(email, stream, at).await;
         }
         outcome
     }
 
-    /// Counts an email already queued against its address's budget, without refusing it.
-    pub(crate) async fn count_mail(&self, email: &Email, stream: MailStream) {
-        let mut conn = match self.connection().await {
-            Ok(conn) => conn,
-            Err(error) => {
-                tracing::warn!(error = %error, "an email went uncounted");
-                return;
-            }
+    /// Takes a slot for one email of `stream` to `email` from its address's budget: now, or
+    /// when the cooldown the last one opened ends (the mail waits for it); `None` when one
+    /// already waits, or the hourly budget is spent (the mail is dropped). Never a refusal:
+    /// the call that sends it answers alike either way.
+    pub(crate) async fn take_mail_slot(
+        &self,
+        email: &Email,
+        stream: MailStream,
+    ) -> ServiceResult<Option<NaiveDateTime>> {
+        let bucket = mail_bucket(email, stream);
+        let policy = self.mail_policy();
+        let now = self.clock.now_naive();
+        let mut conn = self.connection().await?;
+        let mut queries = conn.queries();
+        let wait = match queries
+            .take_hit(&bucket, now, policy)
+            .await
+            .context("counting an email against its address's budget")?
+        {
+            Ok(()) => return Ok(Some(now)),
+            Err(wait) if wait > policy.cooldown => return Ok(None),
+            Err(wait) => wait,
         };
-        let counted = conn
-            .queries()
-            .take_hit(
-                &mail_bucket(email, stream),
-                self.clock.now_naive(),
-                self.mail_policy(),
-            )
-            .await;
-        if let Err(error) = counted {
-            tracing::warn!(error = %error, "an email went uncounted");
+        let at = now + super::duration(wait);
+        Ok(queries
+            .take_hit(&bucket, at, policy)
+            .await
+            .context("counting a waiting email against its address's budget")?
+            .ok()
+            .map(|()| at))
+    }
+
+    /// Gives back a slot [`Self::take_mail_slot`] took for a mail that was not queued after
+    /// all (the call failed).
+    pub(crate) async fn give_back_mail_slot(
+        &self,
+        email: &Email,
+        stream: MailStream,
+        at: NaiveDateTime,
+    ) {
+        let refunded = match self.connection().await {
+            Ok(mut conn) => {
+                conn.queries()
+                    .refund_hit(&mail_bucket(email, stream), at, self.mail_policy())
+                    .await
+            }
+            Err(error) => Err(StoreError::Unreachable(error.to_string())),
+        };
+        if let Err(error) = refunded {
+            tracing::warn!(error = %error, "an email that was not queued stays counted");
         }
     }
 

@@ -36,13 +36,13 @@ use tokio::sync::Notify;
 
 use crate::{
     auth::{
-        DjangoRefreshTokens, DjangoTokens, HashError, KeyEncryption, LinkTokens, PasswordHasher,
-        ServerSecret, TokenIssuer, UserState,
+        DjangoRefreshTokens, DjangoTokens, HashError, KeyEncryption, LinkPurpose, LinkTokens,
+        PasswordHasher, ServerSecret, TokenIssuer, UserState,
     },
     clock::Clock,
     config::Config,
-    domain::{DeviceName, Email, User, UserId},
-    email::Mailer,
+    domain::{DeviceName, Email, Uidb64, User, UserId},
+    email::{EmailedLink, Mailer},
     error::{ServiceError, ServiceResult},
     google::GoogleClient,
     storage::{Connection, NewUser, Queries, RegistrationRow, Store, StoreError, UserRow},
@@ -300,6 +300,49 @@ impl Services {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// Why an account is mailed a link to choose its password.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PasswordLink {
+    /// An administrator made the account.
+    Welcome,
+    /// Sign-ups competed for the address, so none of their passwords was kept.
+    AfterCompetingSignUps,
+}
+
+impl Services {
+    /// Queues a link to choose the account's password (a reset link, void once any password
+    /// is set), inside the caller's transaction.
+    pub(crate) async fn queue_password_link(
+        &self,
+        tx: &mut Queries<'_>,
+        row: &UserRow,
+        why: PasswordLink,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<()> {
+        let token = self
+            .links
+            .make(LinkPurpose::PasswordReset, &link_state(row), now);
+        let uidb64 = Uidb64::encode(row.id);
+        let link = EmailedLink {
+            uidb64: &uidb64,
+            token: &token,
+            lifetime: self.config.password_reset_lifetime,
+            now: now.naive_utc(),
+        };
+        let mail = match why {
+            PasswordLink::Welcome => self.mailer.welcome(&row.email, &row.first_name, &link),
+            PasswordLink::AfterCompetingSignUps => {
+                self.mailer
+                    .choose_password(&row.email, &row.first_name, &link)
+            }
+        };
+        tx.enqueue_email(&mail)
+            .await
+            .context("queueing a link to choose a password")?;
+        Ok(())
     }
 }
 

@@ -109,9 +109,9 @@ impl Queries<'_> {
         })
     }
 
-    /// Verifies an unverified account with the password and names of the sign-up that
-    /// proved the mailbox, voiding every link made before; `false` when it was verified
-    /// already (of two racing proofs, one wins).
+    /// Verifies an unverified account with the names of the sign-up that proved the
+    /// mailbox, and its password when `with_password` (otherwise none), voiding every link
+    /// made before; `false` when it was verified already (of two racing proofs, one wins).
     ///
     /// # Errors
     /// On database failure.
@@ -119,18 +119,23 @@ impl Queries<'_> {
         &mut self,
         id: UserId,
         registration: &RegistrationRow,
+        with_password: bool,
         now: NaiveDateTime,
     ) -> Result<bool, StoreError> {
         let unverified = users::table.find(id).filter(users::is_verified.eq(false));
+        let password = registration
+            .password_hash
+            .as_deref()
+            .filter(|_| with_password);
         on_backend!(self, conn => {
             diesel::update(unverified)
                 .set((
                     users::is_verified.eq(true),
-                    users::password_hash.eq(&registration.password_hash),
+                    users::password_hash.eq(password),
                     users::first_name.eq(&registration.first_name),
                     users::last_name.eq(&registration.last_name),
                     users::password_changed_at.eq(now),
-                    users::password_unproven.eq(registration.password_hash.is_some()),
+                    users::password_unproven.eq(password.is_some()),
                 ))
                 .execute(conn)
                 .await

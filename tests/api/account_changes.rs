@@ -235,6 +235,49 @@ async fn an_email_change_to_a_taken_address_answers_alike_and_tells_its_owner(ba
     assert_refused(taken, Code::AlreadyExists, "EMAIL_TAKEN");
 }
 
+async fn a_change_to_a_taken_address_replaces_the_pending_one_as_any_change_does(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.verified_user("holder@example.com").await;
+    let (me, tokens) = app.signed_in_user("mover@example.com").await;
+    change_email(&app, &tokens.access, "free@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let earlier_code = app
+        .smtp
+        .nth_with_subject("free@example.com", "Confirm your new email", 1)
+        .await
+        .otp();
+
+    // A second change, to an address with a verified account, answers alike…
+    change_email(&app, &tokens.access, "holder@example.com", PASSWORD)
+        .await
+        .unwrap();
+
+    // …and, as a change to a free address would, voids the earlier one: its code no longer
+    // confirms anything, so it cannot tell that the second address is taken.
+    let request = pb::ConfirmEmailChangeRequest {
+        otp: earlier_code.clone(),
+    };
+    let confirmed = app
+        .client
+        .clone()
+        .confirm_email_change(TestApp::authorized(request, &tokens.access))
+        .await;
+    assert_refused(confirmed, Code::InvalidArgument, "OTP_INVALID");
+    assert_eq!(
+        app.get_user(&tokens.access, me.id).await.unwrap().email,
+        "mover@example.com"
+    );
+    let pending = app
+        .query_texts("SELECT new_email AS value FROM email_changes")
+        .await;
+    assert_eq!(
+        pending,
+        ["holder@example.com"],
+        "the same state as a free address leaves"
+    );
+}
+
 async fn twenty_codes_at_once_get_five_tries(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_VERIFY", "0")]).await;
     let (_, tokens) = app.signed_in_user("guessed@example.com").await;
@@ -493,6 +536,7 @@ crate::on_both_backends!(
     twenty_password_changes_at_once_leave_one_password,
     an_email_change_waits_for_the_code_sent_to_the_new_address,
     an_email_change_to_a_taken_address_answers_alike_and_tells_its_owner,
+    a_change_to_a_taken_address_replaces_the_pending_one_as_any_change_does,
     twenty_codes_at_once_get_five_tries,
     twenty_confirmations_at_once_move_the_account_once,
     a_squatted_address_goes_to_the_account_that_proves_it,

@@ -40,6 +40,28 @@ async fn registering_makes_an_unverified_user_and_emails_a_code_and_a_link(backe
         link.link("/accounts/api/activate/")
             .starts_with("http://identity.test/accounts/api/activate/")
     );
+    app.settle_outbox().await;
+    assert_eq!(
+        app.smtp.to("new.user@example.com").len(),
+        1,
+        "one message carries the code and the link"
+    );
+}
+
+async fn the_verification_method_chooses_what_the_one_message_carries(backend: Backend) {
+    for (method, code, link) in [("code", true, false), ("link", false, true)] {
+        let app = TestApp::spawn_with(backend, &[("VERIFICATION_METHOD", method)]).await;
+        app.register("chosen@example.com", PASSWORD).await.unwrap();
+        let mail = app.smtp.wait_for("chosen@example.com", 1).await.remove(0);
+        assert_eq!(mail.text.contains("verification code is"), code, "{method}");
+        assert_eq!(
+            mail.text.contains("/accounts/api/activate/"),
+            link,
+            "{method}"
+        );
+        app.settle_outbox().await;
+        assert_eq!(app.smtp.to("chosen@example.com").len(), 1, "{method}");
+    }
 }
 
 async fn revealing_refuses_a_duplicate_email_in_any_letter_case_and_changes_nothing(
@@ -47,7 +69,7 @@ async fn revealing_refuses_a_duplicate_email_in_any_letter_case_and_changes_noth
 ) {
     let app = TestApp::spawn_with(backend, &[("REGISTER_REVEALS_EXISTING", "true")]).await;
     app.register("taken@example.com", PASSWORD).await.unwrap();
-    app.smtp.wait_for("taken@example.com", 2).await;
+    app.smtp.wait_for("taken@example.com", 1).await;
 
     let outcome = app
         .register("TAKEN@example.COM", "another-fine-passphrase")
@@ -65,7 +87,7 @@ async fn revealing_refuses_a_duplicate_email_in_any_letter_case_and_changes_noth
     app.settle_outbox().await;
     assert_eq!(
         app.smtp.to("taken@example.com").len(),
-        2,
+        1,
         "no further email"
     );
     // The original password is kept: the right one gets as far as "verify first".
@@ -192,7 +214,7 @@ async fn resending_inside_the_cooldown_is_refused_alike_for_known_and_unknown_em
 ) {
     let app = TestApp::spawn(backend).await;
     app.register("wait@example.com", PASSWORD).await.unwrap();
-    app.smtp.wait_for("wait@example.com", 2).await;
+    app.smtp.wait_for("wait@example.com", 1).await;
     let mut client = app.client.clone();
 
     let known = client
@@ -225,7 +247,7 @@ async fn resending_inside_the_cooldown_is_refused_alike_for_known_and_unknown_em
     app.settle_outbox().await;
     assert_eq!(
         app.smtp.to("wait@example.com").len(),
-        2,
+        1,
         "no email inside the cooldown"
     );
     assert!(
@@ -453,6 +475,7 @@ crate::on_both_backends!(
     concurrent_wrong_codes_never_get_more_than_five_tries,
     a_resend_does_not_reset_the_hourly_attempt_budget,
     registering_makes_an_unverified_user_and_emails_a_code_and_a_link,
+    the_verification_method_chooses_what_the_one_message_carries,
     revealing_refuses_a_duplicate_email_in_any_letter_case_and_changes_nothing,
     bad_emails_and_passwords_are_refused_with_the_field_named,
     the_emailed_code_verifies_and_activates_the_account,

@@ -309,7 +309,7 @@ async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
     // Each address's code and link are mailed once, however the outbox's rounds met the
     // outage.
     for email in &observed.registered {
-        smtp.wait_for(email, 2).await;
+        smtp.wait_for(email, 1).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for email in &observed.registered {

@@ -69,7 +69,7 @@ async fn mail_queued_through_an_smtp_outage_is_delivered_once_after_it() {
             &metrics,
             r#"identity_email_deliveries_total{outcome="retrying"}"#,
         );
-        if pending == Some(6.0) && oldest.is_some_and(|age| age > 0.0) && retrying > Some(6.0) {
+        if pending == Some(3.0) && oldest.is_some_and(|age| age > 0.0) && retrying > Some(3.0) {
             break;
         }
         assert!(
@@ -94,11 +94,11 @@ async fn mail_queued_through_an_smtp_outage_is_delivered_once_after_it() {
 
     smtp.behave(Behaviour::Accept);
     for address in addresses {
-        smtp.wait_for(address, 2).await;
+        smtp.wait_for(address, 1).await;
     }
     app.settle_outbox().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_each_sent_once(&smtp, &addresses, 2);
+    assert_each_sent_once(&smtp, &addresses, 1);
     let metrics = app.metrics().await;
     assert_eq!(
         sample(&metrics, "identity_outbox_oldest_pending_seconds"),
@@ -109,7 +109,7 @@ async fn mail_queued_through_an_smtp_outage_is_delivered_once_after_it() {
             &metrics,
             r#"identity_email_deliveries_total{outcome="sent"}"#
         ),
-        Some(6.0)
+        Some(3.0)
     );
 }
 
@@ -120,18 +120,18 @@ async fn a_permanent_refusal_is_not_retried_and_is_counted() {
     let app = TestApp::spawn_with(Backend::Sqlite, &[("EMAIL_MAX_ATTEMPTS", "1000")]).await;
     app.smtp.behave(Behaviour::RefuseForGood);
     app.register("ada@example.com", PASSWORD).await.unwrap();
-    app.smtp.wait_for_failures(2).await;
+    app.smtp.wait_for_failures(1).await;
     app.settle_outbox().await;
     // Several of the worker's rounds (100 ms apart here) pass without another try.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.smtp.failures(), 2);
+    assert_eq!(app.smtp.failures(), 1);
     let metrics = app.metrics().await;
     assert_eq!(
         sample(
             &metrics,
             r#"identity_email_deliveries_total{outcome="rejected"}"#
         ),
-        Some(2.0)
+        Some(1.0)
     );
     assert_eq!(
         sample(
@@ -143,7 +143,7 @@ async fn a_permanent_refusal_is_not_retried_and_is_counted() {
 
     app.smtp.behave(Behaviour::Accept);
     app.register("grace@example.com", PASSWORD).await.unwrap();
-    app.smtp.wait_for("grace@example.com", 2).await;
+    app.smtp.wait_for("grace@example.com", 1).await;
     app.settle_outbox().await;
     assert!(app.smtp.to("ada@example.com").is_empty());
 }
@@ -180,10 +180,10 @@ async fn a_replica_killed_holding_a_claim_leaves_the_email_to_another_once() {
 
     smtp.behave(Behaviour::Accept);
     let survivor = serve(&dir, &settings);
-    smtp.wait_for("ada@example.com", 2).await;
+    smtp.wait_for("ada@example.com", 1).await;
     // Well past another lease: nothing is sent again.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_each_sent_once(&smtp, &["ada@example.com"], 2);
+    assert_each_sent_once(&smtp, &["ada@example.com"], 1);
     let (status, _) = survivor.terminate().await;
     assert!(status.success());
 }

@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
 
+use identity::services::accounts::REGISTER_MESSAGE;
+
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused};
 
 const SQUATTER: &str = "the-squatters-passphrase";
@@ -68,6 +70,25 @@ async fn register_answers_alike_whatever_the_address_holds(backend: Backend) {
     );
 }
 
+/// Proving an address that sign-ups competed for keeps none of their passwords: the mailbox
+/// gets a link to choose one, which the owner follows.
+async fn choose_password_from_the_mailbox(app: &TestApp, email: &str, password: &str) {
+    let (uidb64, token) = app
+        .smtp
+        .nth_with_subject(email, "choose a password", 1)
+        .await
+        .link_parts("/password-reset-confirm/");
+    app.client
+        .clone()
+        .password_reset_confirm(pb::PasswordResetConfirmRequest {
+            uidb64,
+            token,
+            new_password: password.into(),
+        })
+        .await
+        .unwrap();
+}
+
 async fn the_mailbox_owner_gets_the_account_by_code_not_the_squatter(backend: Backend) {
     let app = TestApp::spawn_with(backend, NO_COOLDOWN).await;
     app.register("victim@example.com", SQUATTER).await.unwrap();
@@ -86,17 +107,20 @@ async fn the_mailbox_owner_gets_the_account_by_code_not_the_squatter(backend: Ba
     let verified = app.verify_otp("victim@example.com", &owners_code).await;
 
     assert!(verified.unwrap().is_verified);
-    assert!(app.login("victim@example.com", OWNER).await.is_ok());
-    assert_refused(
-        app.login("victim@example.com", SQUATTER).await,
-        Code::Unauthenticated,
-        "INVALID_CREDENTIALS",
-    );
+    for password in [OWNER, SQUATTER] {
+        assert_refused(
+            app.login("victim@example.com", password).await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
     assert_refused(
         app.verify_otp("victim@example.com", &squatters_code).await,
         Code::InvalidArgument,
         "OTP_INVALID",
     );
+    choose_password_from_the_mailbox(&app, "victim@example.com", OWNER).await;
+    assert!(app.login("victim@example.com", OWNER).await.is_ok());
     assert_eq!(app.all_users().await.len(), 2, "one account, and staff");
 }
 
@@ -122,8 +146,38 @@ async fn the_mailbox_owner_gets_the_account_by_link_not_the_squatter(backend: Ba
         Code::InvalidArgument,
         "LINK_INVALID",
     );
+    assert!(app.login("linked@example.com", SQUATTER).await.is_err());
+    choose_password_from_the_mailbox(&app, "linked@example.com", OWNER).await;
     assert!(app.login("linked@example.com", OWNER).await.is_ok());
     assert!(app.login("linked@example.com", SQUATTER).await.is_err());
+}
+
+async fn the_owner_using_the_squatters_newer_mail_never_gets_the_squatters_password(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, NO_COOLDOWN).await;
+    app.register("newest@example.com", OWNER).await.unwrap();
+    app.register("newest@example.com", SQUATTER).await.unwrap();
+    // The newest mail in the mailbox is the squatter's sign-up; the owner follows it.
+    let (uidb64, token) = app
+        .smtp
+        .nth_with_subject("newest@example.com", "Activate", 2)
+        .await
+        .link_parts("/activate/");
+    app.client
+        .clone()
+        .activate(pb::ActivateRequest { uidb64, token })
+        .await
+        .unwrap();
+
+    assert_refused(
+        app.login("newest@example.com", SQUATTER).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    choose_password_from_the_mailbox(&app, "newest@example.com", OWNER).await;
+    assert!(app.login("newest@example.com", OWNER).await.is_ok());
+    assert!(app.login("newest@example.com", SQUATTER).await.is_err());
 }
 
 async fn when_sign_in_waits_for_nothing_proving_the_address_ends_the_squatters_session(
@@ -153,7 +207,73 @@ async fn when_sign_in_waits_for_nothing_proving_the_address_ends_the_squatters_s
         "SESSION_REVOKED",
     );
     assert!(app.login("early@example.com", SQUATTER).await.is_err());
+    choose_password_from_the_mailbox(&app, "early@example.com", OWNER).await;
     assert!(app.login("early@example.com", OWNER).await.is_ok());
+}
+
+async fn a_sign_up_inside_the_email_cooldown_is_recorded_and_its_mail_waits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("patient@example.com", SQUATTER).await.unwrap();
+    app.smtp.wait_for("patient@example.com", 1).await;
+
+    // Inside the cooldown the answer is the same as ever, and the sign-up is recorded.
+    let again = app.register("patient@example.com", OWNER).await.unwrap();
+    assert_eq!(again.message, REGISTER_MESSAGE);
+    let registrations = app
+        .query_texts("SELECT CAST(id AS TEXT) AS value FROM registrations")
+        .await;
+    assert_eq!(registrations.len(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.smtp.to("patient@example.com").len(),
+        1,
+        "its mail waits"
+    );
+
+    // Once the cooldown is over, it goes out; the owner proves the address with it.
+    app.clock.advance(std::time::Duration::from_secs(61));
+    let owners_code = app
+        .smtp
+        .nth_with_subject("patient@example.com", "verification code", 2)
+        .await
+        .otp();
+    app.verify_otp("patient@example.com", &owners_code)
+        .await
+        .unwrap();
+    assert!(app.login("patient@example.com", SQUATTER).await.is_err());
+    choose_password_from_the_mailbox(&app, "patient@example.com", OWNER).await;
+    assert!(app.login("patient@example.com", OWNER).await.is_ok());
+}
+
+async fn past_the_hourly_budget_sign_ups_are_recorded_and_their_mail_dropped(backend: Backend) {
+    let app = TestApp::spawn_with(backend, NO_COOLDOWN).await;
+    let outcomes = crate::concurrency::all_at_once((0..8).map(|n| {
+        let mut client = app.client.clone();
+        async move {
+            client
+                .register(pb::RegisterRequest {
+                    email: "popular@example.com".into(),
+                    password: format!("{SQUATTER}-{n}"),
+                    ..Default::default()
+                })
+                .await
+                .map(|reply| reply.into_inner().message)
+        }
+    }))
+    .await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| outcome.as_deref().is_ok_and(|m| m == REGISTER_MESSAGE)),
+        "{outcomes:?}"
+    );
+    let registrations = app
+        .query_texts("SELECT CAST(id AS TEXT) AS value FROM registrations")
+        .await;
+    assert_eq!(registrations.len(), 8);
+    app.smtp.wait_for("popular@example.com", 5).await;
+    app.settle_outbox().await;
+    assert_eq!(app.smtp.to("popular@example.com").len(), 5, "five an hour");
 }
 
 async fn codes_answer_alike_for_unknown_verified_and_unverified_addresses(backend: Backend) {
@@ -391,6 +511,9 @@ crate::on_both_backends!(
     the_mailbox_owner_gets_the_account_by_code_not_the_squatter,
     the_mailbox_owner_gets_the_account_by_link_not_the_squatter,
     when_sign_in_waits_for_nothing_proving_the_address_ends_the_squatters_session,
+    the_owner_using_the_squatters_newer_mail_never_gets_the_squatters_password,
+    a_sign_up_inside_the_email_cooldown_is_recorded_and_its_mail_waits,
+    past_the_hourly_budget_sign_ups_are_recorded_and_their_mail_dropped,
     codes_answer_alike_for_unknown_verified_and_unverified_addresses,
     a_sign_up_stops_taking_codes_after_its_lifetime_cap,
     verifying_never_re_enables_a_disabled_account,

@@ -166,11 +166,10 @@ async fn an_access_token_is_no_refresh_token_and_a_refresh_token_is_no_bearer(ba
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
-    assert_refused(
-        app.refresh("").await,
-        Code::Unauthenticated,
-        "TOKEN_INVALID",
-    );
+    // No token at all is a malformed request, named as such (the seed: "This field is
+    // required").
+    let missing = app.refresh("").await;
+    assert_refused(missing, Code::InvalidArgument, "INVALID_ARGUMENT");
 }
 
 async fn expired_and_tampered_access_tokens_are_refused(backend: Backend) {
@@ -251,16 +250,34 @@ async fn logout_revokes_the_session_so_refresh_fails(backend: Backend) {
         "SESSION_REVOKED",
     );
     // RFC 7009: unknown, malformed and already revoked tokens answer alike, with success.
-    for refresh in ["made-up", "", "\u{0}\u{7f}", tokens.refresh.as_str()] {
-        let outcome = app
-            .client
+    let logout = async |refresh: &str| {
+        app.client
             .clone()
             .logout(pb::LogoutRequest {
                 refresh: refresh.into(),
             })
-            .await;
+            .await
+    };
+    for refresh in ["made-up", "\u{0}\u{7f}", tokens.refresh.as_str()] {
+        let outcome = logout(refresh).await;
         assert!(outcome.is_ok(), "{refresh:?}: {outcome:?}");
     }
+    // A missing token is no token: the field is named, over gRPC and the bridge.
+    for missing in ["", "  "] {
+        let refused = logout(missing).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{missing:?}");
+        let details = refused.get_error_details();
+        let violations = details.bad_request().unwrap().field_violations.clone();
+        assert_eq!(violations[0].field, "refresh");
+    }
+    let (status, body) = app
+        .post("/accounts/api/logout/", serde_json::json!({}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("refresh"),
+        "{body}"
+    );
 }
 
 async fn logout_all_revokes_every_session_of_the_user_only(backend: Backend) {
