@@ -40,6 +40,8 @@ pub struct Application {
     grpc_addr: SocketAddr,
     http_listener: TcpListener,
     http_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
     services: Services,
     transport: Transport,
     config: Arc<Config>,
@@ -74,11 +76,19 @@ impl Application {
             .await
             .with_context(|| format!("binding HTTP_LISTEN_ADDR {}", config.http_listen_addr))?;
         let http_addr = http_listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(config.metrics_listen_addr)
+            .await
+            .with_context(|| {
+                format!("binding METRICS_LISTEN_ADDR {}", config.metrics_listen_addr)
+            })?;
+        let metrics_addr = metrics_listener.local_addr()?;
         Ok(Self {
             grpc_listener,
             grpc_addr,
             http_listener,
             http_addr,
+            metrics_listener,
+            metrics_addr,
             services,
             transport,
             config,
@@ -95,6 +105,12 @@ impl Application {
     #[must_use]
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound address of the metrics listener.
+    #[must_use]
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// The services, for callers in the same process (the CLI, tests).
@@ -132,6 +148,10 @@ impl Application {
             stop_rx,
         ));
         let key_maintenance = tokio::spawn(maintain_keys(services.clone(), stop_tx.subscribe()));
+        let gauges = tokio::spawn(maintain_database_gauges(
+            services.clone(),
+            stop_tx.subscribe(),
+        ));
         let api = IdentityApi::new(services.clone(), &self.config.trusted_proxies);
         let redirects = http::PageRedirects {
             activation: self.config.activation_redirect_url.clone(),
@@ -145,11 +165,22 @@ impl Application {
             tokens: token_api.clone(),
         };
         let bridge = http::router(apis, services.clone(), redirects)?;
+        let metrics = http::metrics_router(services.clone());
+        let bounds = http::server::Bounds {
+            header_read_timeout: self.config.http_header_read_timeout,
+            request_timeout: self.config.request_timeout,
+            max_connections: self.config.max_connections,
+        };
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        tracing::info!(grpc.addr = %self.grpc_addr, http.addr = %self.http_addr, "identity is serving");
+        tracing::info!(
+            grpc.addr = %self.grpc_addr,
+            http.addr = %self.http_addr,
+            metrics.addr = %self.metrics_addr,
+            "identity is serving"
+        );
         let draining = stopped(stopping.clone());
         let drain_limit = self.config.request_timeout + DRAIN_MARGIN;
         let servers = async {
@@ -164,24 +195,26 @@ impl Application {
                 http::server::serve(
                     self.http_listener,
                     bridge,
-                    self.config.http_header_read_timeout,
-                    stopped(stopping),
+                    bounds,
+                    stopped(stopping.clone()),
                 ),
+                http::server::serve(self.metrics_listener, metrics, bounds, stopped(stopping),),
             )
         };
-        let (grpc, bridge) = tokio::select! {
+        let (grpc, bridge, metrics) = tokio::select! {
             served = servers => served,
             () = async { draining.await; tokio::time::sleep(drain_limit).await } => {
                 tracing::warn!("connections still open {drain_limit:?} after the drain began are closed");
-                (Ok(()), Ok(()))
+                (Ok(()), Ok(()), Ok(()))
             }
         };
         worker.await.context("the outbox worker panicked")?;
         key_maintenance
             .await
             .context("the key maintenance panicked")?;
+        gauges.await.context("the gauge refresh panicked")?;
         tracing::info!("identity stopped");
-        grpc.and(bridge)
+        grpc.and(bridge).and(metrics)
     }
 }
 
@@ -237,6 +270,20 @@ async fn maintain_keys(services: Services, stop: watch::Receiver<bool>) {
         }
         if let Err(error) = services.maintain_signing_keys().await {
             tracing::warn!(error = %error, "maintaining the signing keys failed; will retry");
+        }
+    }
+}
+
+/// Brings the gauges read from the database up to date on a timer until stopped.
+async fn maintain_database_gauges(services: Services, stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(services.config.metrics_database_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopping = stopped(stop);
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => services.refresh_database_gauges().await,
+            () = &mut stopping => return,
         }
     }
 }

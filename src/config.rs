@@ -255,6 +255,15 @@ pub struct Config {
     pub grpc_listen_addr: SocketAddr,
     /// JSON bridge, pages, health and key set listener.
     pub http_listen_addr: SocketAddr,
+    /// `METRICS_LISTEN_ADDR`: Prometheus metrics, on a listener of their own so the public
+    /// bridge never serves them.
+    pub metrics_listen_addr: SocketAddr,
+    /// `METRICS_DATABASE_INTERVAL_MS`: how often the gauges read from the database (outbox
+    /// depth, legacy hashes) are brought up to date; a scrape never queries the database.
+    pub metrics_database_interval: Duration,
+    /// `MAX_CONNECTIONS`: open connections each listener (gRPC, bridge, metrics) holds at
+    /// most; past it, new ones wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
     /// Base of the links in emails.
     pub public_base_url: String,
     /// Front-end page that activation links redirect to, instead of the built-in page.
@@ -416,6 +425,14 @@ impl Config {
                 .unwrap_or_else(|| "identity@localhost".into()),
             grpc_listen_addr: env.parsed("GRPC_LISTEN_ADDR", "0.0.0.0:50051")?,
             http_listen_addr: env.parsed("HTTP_LISTEN_ADDR", "0.0.0.0:8080")?,
+            metrics_listen_addr: env.parsed("METRICS_LISTEN_ADDR", "0.0.0.0:9464")?,
+            metrics_database_interval: Duration::from_millis(
+                env.number("METRICS_DATABASE_INTERVAL_MS", 15_000)?,
+            ),
+            max_connections: match env.number("MAX_CONNECTIONS", 1_000)? {
+                0 => return Err(env.error("MAX_CONNECTIONS", "must be at least 1")),
+                max => max,
+            },
             activation_redirect_url: env.get("ACTIVATION_REDIRECT_URL"),
             password_reset_url: env.get("PASSWORD_RESET_URL"),
             public_base_url: env

@@ -18,7 +18,9 @@
 //! - [`google`]: verifying Google access and ID tokens.
 //! - [`services`]: every rule and transaction, once; the adapters only convert.
 //! - [`grpc`]: the tonic adapter, reflection, health and the one `ServiceError` to `Status` map.
-//! - [`http`]: the JSON bridge (the seed's HTTP paths), the pages a person clicks, and health.
+//! - [`http`]: the JSON bridge (the seed's HTTP paths), the pages a person clicks, health, and
+//!   the metrics listener.
+//! - [`net`]: the cap on open connections every listener shares.
 //! - [`app`]: wires it all up, binds listeners and runs until shut down.
 
 pub mod app;
@@ -32,6 +34,7 @@ pub mod error;
 pub mod google;
 pub mod grpc;
 pub mod http;
+pub mod net;
 pub mod services;
 pub mod storage;
 pub mod telemetry;

@@ -19,6 +19,8 @@ pub struct Server {
     pub grpc_addr: String,
     /// Where the JSON bridge listens.
     pub http_addr: String,
+    /// Where the metrics listener listens.
+    pub metrics_addr: String,
 }
 
 impl Server {
@@ -39,6 +41,8 @@ impl Server {
             .arg("serve")
             .env("GRPC_LISTEN_ADDR", "127.0.0.1:0")
             .env("HTTP_LISTEN_ADDR", "127.0.0.1:0")
+            .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
+            .env("METRICS_DATABASE_INTERVAL_MS", "1000")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,identity::app=info")
             .env("SERVICE_TOKENS_FILE", &services);
@@ -51,13 +55,16 @@ impl Server {
         }
         let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (grpc_addr, http_addr) = loop {
+        let (grpc_addr, http_addr, metrics_addr) = loop {
             let line = lines.next().unwrap().unwrap();
             let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if let (Some(grpc), Some(http)) =
-                (entry["grpc.addr"].as_str(), entry["http.addr"].as_str())
-            {
-                break (grpc.to_owned(), http.to_owned());
+            let address = |name: &str| entry[name].as_str().map(str::to_owned);
+            if let (Some(grpc), Some(http), Some(metrics)) = (
+                address("grpc.addr"),
+                address("http.addr"),
+                address("metrics.addr"),
+            ) {
+                break (grpc, http, metrics);
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
@@ -66,6 +73,7 @@ impl Server {
             dir,
             grpc_addr,
             http_addr,
+            metrics_addr,
         }
     }
 

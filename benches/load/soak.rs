@@ -71,7 +71,7 @@ pub async fn soak(
             measure("soak Register", vec![sign_up(client)], window),
         );
         // A new connection each time: the server closes one idle for a window.
-        let mut metrics = Http::connect(&server.http_addr).await;
+        let mut metrics = Http::connect(&server.metrics_addr).await;
         let (_, body) = metrics.call(Method::GET, "/metrics", None, None).await;
         let text = String::from_utf8_lossy(&body);
         let gauge = |name: &str| {

@@ -5,12 +5,13 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use super::{IdentityApi, TokenApi};
 use crate::{
     config::GrpcTlsConfig,
+    net::ConnectionLimit,
     pb,
     pb::{
         identity_service_server::IdentityServiceServer, token_service_server::TokenServiceServer,
@@ -83,7 +84,7 @@ pub async fn serve(
         .add_service(tokens)
         // Without it a reply's headers, message and trailers wait on delayed ACKs (40 ms).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ConnectionLimit::new(config.max_connections).incoming(listener),
             drained,
         )
         .await;

@@ -107,6 +107,35 @@ impl Rejection {
     }
 }
 
+impl From<axum::extract::rejection::BytesRejection> for Rejection {
+    /// A body that could not be read: too large, cut off, or not in by the request's
+    /// deadline (408, `DEADLINE_EXCEEDED`).
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        let timed_out = {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+            std::iter::from_fn(|| {
+                let current = cause?;
+                cause = current.source();
+                Some(current)
+            })
+            .any(|error| error.is::<super::server::BodyTimedOut>())
+        };
+        let http = rejection.status();
+        let (http, code) = if timed_out {
+            (StatusCode::REQUEST_TIMEOUT, Code::DeadlineExceeded)
+        } else if http == StatusCode::PAYLOAD_TOO_LARGE {
+            (http, Code::ResourceExhausted)
+        } else {
+            (http, Code::InvalidArgument)
+        };
+        Self {
+            http,
+            code,
+            message: rejection.body_text(),
+        }
+    }
+}
+
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         bridge_error(self.http, self.code, &self.message)

@@ -20,7 +20,7 @@ pub mod server;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Bytes,
     extract::{
         ConnectInfo, DefaultBodyLimit, RawPathParams, RawQuery, State, rejection::BytesRejection,
@@ -40,6 +40,7 @@ const ACTIVATE: &str = "Activate";
 const RESET_CONFIRM: &str = "PasswordResetConfirm";
 pub use pages::PageRedirects;
 use routes::HttpRoute;
+use server::RequestDeadline;
 
 pub use dispatch::Apis;
 
@@ -55,6 +56,14 @@ pub struct BridgeState {
     services: Services,
     redirects: Arc<PageRedirects>,
     openapi: Arc<Value>,
+}
+
+/// The metrics listener's router: `/metrics` and nothing else, apart from the bridge that
+/// anyone may reach.
+pub fn metrics_router(services: Services) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .with_state(services)
 }
 
 /// Builds the bridge's router.
@@ -89,7 +98,6 @@ pub fn router(
             get(ops::openid_configuration),
         )
         .route("/openapi.json", get(ops::openapi))
-        .route("/metrics", get(ops::metrics))
         .route(
             "/accounts/password-reset-confirm/{uidb64}/{token}/",
             get(reset_form),
@@ -104,8 +112,10 @@ pub fn router(
             .map_err(|e| anyhow::anyhow!("{}: unsupported method: {e}", route.rpc))?;
         for path in [route.template.clone(), route.slashed()] {
             let call = Arc::clone(&route);
-            let handler = move |state, method, peer, params, query, headers, body| {
-                bridge(state, call, method, peer, params, query, headers, body)
+            let handler = move |state, method, peer, deadline, params, query, headers, body| {
+                bridge(
+                    state, call, method, peer, deadline, params, query, headers, body,
+                )
             };
             let mut methods = on(filter, handler);
             if route.rpc == ACTIVATE {
@@ -114,9 +124,14 @@ pub fn router(
                 // calling anything.
                 let confirm = Arc::clone(&route);
                 methods = methods
-                    .post(move |state, method, peer, params, query, headers, body| {
-                        bridge(state, confirm, method, peer, params, query, headers, body)
-                    })
+                    .post(
+                        move |state, method, peer, deadline, params, query, headers, body| {
+                            bridge(
+                                state, confirm, method, peer, deadline, params, query, headers,
+                                body,
+                            )
+                        },
+                    )
                     .head(|| async { pages::link_head() });
             }
             router = router.route(&path, methods);
@@ -166,11 +181,17 @@ async fn bridge(
     route: Arc<HttpRoute>,
     method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    deadline: Option<Extension<RequestDeadline>>,
     params: RawPathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The server sets it when the request arrives; the body had part of this time.
+    let deadline = deadline.map_or_else(
+        || tokio::time::Instant::now() + state.services.config.request_timeout,
+        |Extension(RequestDeadline(at))| at,
+    );
     let params: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -191,8 +212,7 @@ async fn bridge(
         peer: Some(peer),
     };
     let call = dispatch::call(&state.apis, &route.rpc, message, context);
-    let Ok(outcome) = tokio::time::timeout(state.services.config.request_timeout, call).await
-    else {
+    let Ok(outcome) = tokio::time::timeout_at(deadline, call).await else {
         return Rejection {
             http: StatusCode::GATEWAY_TIMEOUT,
             code: Code::DeadlineExceeded,
@@ -226,19 +246,7 @@ fn request_message(
 ) -> Result<Value, Rejection> {
     let mut message = Map::new();
     if route.has_body {
-        let body = body.map_err(|rejection| {
-            let http = rejection.status();
-            let code = if http == StatusCode::PAYLOAD_TOO_LARGE {
-                Code::ResourceExhausted
-            } else {
-                Code::InvalidArgument
-            };
-            Rejection {
-                http,
-                code,
-                message: rejection.body_text(),
-            }
-        })?;
+        let body = body.map_err(Rejection::from)?;
         message = body_fields(headers, &body, route.rpc == RESET_CONFIRM)?;
         for name in &route.field_mask_fields {
             if let Some(Value::String(paths)) = message.get(name) {

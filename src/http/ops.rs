@@ -9,6 +9,7 @@ use axum::{
 use sha2::{Digest, Sha256};
 
 use super::BridgeState;
+use crate::services::Services;
 
 /// `/healthz`: the process answers.
 pub async fn healthz() -> &'static str {
@@ -70,8 +71,8 @@ fn hex_prefix(digest: &[u8]) -> String {
 }
 
 /// `/metrics`: Prometheus text exposition.
-pub async fn metrics(State(state): State<BridgeState>) -> Response {
-    let mut response = state.services.metrics_snapshot().await.into_response();
+pub async fn metrics(State(services): State<Services>) -> Response {
+    let mut response = services.metrics_snapshot().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; version=0.0.4"),

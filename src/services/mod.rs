@@ -140,8 +140,11 @@ impl Services {
         }))
     }
 
-    /// The metrics registry, with the gauges that are read on demand brought up to date.
-    pub async fn metrics_snapshot(&self) -> String {
+    /// The metrics registry, with the in-process gauges brought up to date. The gauges read
+    /// from the database are kept by [`Services::refresh_database_gauges`] on a timer, so a
+    /// scrape costs no query.
+    #[must_use]
+    pub fn metrics_snapshot(&self) -> String {
         let (connections, idle) = self.store.pool_state();
         self.metrics
             .gauge("identity_db_pool_connections", f64::from(connections));
@@ -155,34 +158,40 @@ impl Services {
             .metrics()
             .num_alive_tasks() as f64;
         self.metrics.gauge("identity_runtime_alive_tasks", tasks);
-        if let Ok(mut conn) = self.store.connection().await {
-            let mut queries = conn.queries();
-            #[expect(
-                clippy::cast_precision_loss,
-                reason = "counts of rows fit an f64 exactly"
-            )]
-            if let Ok((pending, oldest)) = queries.pending_emails().await {
-                self.metrics
-                    .gauge("identity_outbox_pending_emails", pending as f64);
-                let age = oldest.map_or(0.0, |queued| {
-                    (self.clock.now_naive() - queued)
-                        .to_std()
-                        .unwrap_or_default()
-                        .as_secs_f64()
-                });
-                self.metrics
-                    .gauge("identity_outbox_oldest_pending_seconds", age);
-            }
-            #[expect(
-                clippy::cast_precision_loss,
-                reason = "counts of rows fit an f64 exactly"
-            )]
-            if let Ok(legacy) = queries.count_legacy_password_hashes().await {
-                self.metrics
-                    .gauge("identity_legacy_password_hashes", legacy as f64);
-            }
-        }
         self.metrics.render()
+    }
+
+    /// Brings the gauges read from the database up to date: the outbox's depth and oldest
+    /// message, and the legacy password hashes left. A failure keeps the last values.
+    pub async fn refresh_database_gauges(&self) {
+        let Ok(mut conn) = self.store.connection().await else {
+            return;
+        };
+        let mut queries = conn.queries();
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "counts of rows fit an f64 exactly"
+        )]
+        if let Ok((pending, oldest)) = queries.pending_emails().await {
+            self.metrics
+                .gauge("identity_outbox_pending_emails", pending as f64);
+            let age = oldest.map_or(0.0, |queued| {
+                (self.clock.now_naive() - queued)
+                    .to_std()
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            });
+            self.metrics
+                .gauge("identity_outbox_oldest_pending_seconds", age);
+        }
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "counts of rows fit an f64 exactly"
+        )]
+        if let Ok(legacy) = queries.count_legacy_password_hashes().await {
+            self.metrics
+                .gauge("identity_legacy_password_hashes", legacy as f64);
+        }
     }
 
     /// Whether the database answers (readiness).

@@ -21,7 +21,8 @@ pub fn identity(dir: &tempfile::TempDir, args: &[&str]) -> Command {
         .env("SQLITE_PATH", dir.path().join("identity.sqlite3"))
         .env("LOG_FORMAT", "json")
         .env("GRPC_LISTEN_ADDR", "127.0.0.1:0")
-        .env("HTTP_LISTEN_ADDR", "127.0.0.1:0");
+        .env("HTTP_LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_LISTEN_ADDR", "127.0.0.1:0");
     command
 }
 
@@ -42,6 +43,7 @@ pub struct Served {
     pub child: Child,
     pub grpc: String,
     pub http: String,
+    pub metrics: String,
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -56,16 +58,20 @@ pub fn serve<V: AsRef<std::ffi::OsStr>>(dir: &tempfile::TempDir, settings: &[(&s
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let (grpc, http) = loop {
+    let (grpc, http, metrics) = loop {
         let line = lines
             .next()
             .expect("the server logs before exiting")
             .unwrap();
         logs.lock().unwrap().push(line.clone());
         let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if let (Some(grpc), Some(http)) = (entry["grpc.addr"].as_str(), entry["http.addr"].as_str())
-        {
-            break (grpc.to_owned(), http.to_owned());
+        let address = |name: &str| entry[name].as_str().map(str::to_owned);
+        if let (Some(grpc), Some(http), Some(metrics)) = (
+            address("grpc.addr"),
+            address("http.addr"),
+            address("metrics.addr"),
+        ) {
+            break (grpc, http, metrics);
         }
     };
     // Keep reading so the child never blocks on a full pipe.
@@ -79,6 +85,7 @@ pub fn serve<V: AsRef<std::ffi::OsStr>>(dir: &tempfile::TempDir, settings: &[(&s
         child,
         grpc,
         http,
+        metrics,
         logs,
     }
 }

@@ -242,7 +242,7 @@ async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
     let load = start_load(&client, first.refresh, &stop, &observed);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let files_before = open_files(served.child.id());
-    let tasks_before = alive_tasks(&served.http).await;
+    let tasks_before = alive_tasks(&served.metrics).await;
 
     postgres.stop();
     wait_for_readiness(&channel, ServingStatus::NotServing, Duration::from_secs(10)).await;
@@ -342,7 +342,7 @@ async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
         files_after <= files_before + POOL_SIZE,
         "{files_before} open files before the outage, {files_after} after"
     );
-    let tasks_after = alive_tasks(&served.http).await;
+    let tasks_after = alive_tasks(&served.metrics).await;
     assert!(
         tasks_after <= tasks_before + 4.0,
         "{tasks_before} tasks alive before the outage, {tasks_after} after"
@@ -352,8 +352,8 @@ async fn postgres_restarting_under_load_loses_no_acknowledged_write() {
 }
 
 /// The server's own count of live tasks, from its metrics.
-async fn alive_tasks(http: &str) -> f64 {
-    let metrics = reqwest::get(format!("http://{http}/metrics"))
+async fn alive_tasks(metrics: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .unwrap()
         .text()

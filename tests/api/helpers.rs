@@ -80,6 +80,8 @@ pub struct TestApp {
     pub grpc_addr: std::net::SocketAddr,
     /// Base URL of the JSON bridge, e.g. `http://127.0.0.1:41234`.
     pub http_base: String,
+    /// Base URL of the metrics listener.
+    pub metrics_base: String,
     pub http: reqwest::Client,
     pub smtp: FakeSmtp,
     pub google: FakeGoogle,
@@ -105,6 +107,8 @@ impl TestApp {
             ("DATABASE_URL", database.url.clone()),
             ("GRPC_LISTEN_ADDR", "127.0.0.1:0".into()),
             ("HTTP_LISTEN_ADDR", "127.0.0.1:0".into()),
+            ("METRICS_LISTEN_ADDR", "127.0.0.1:0".into()),
+            ("METRICS_DATABASE_INTERVAL_MS", "50".into()),
             ("EMAIL_HOST", "127.0.0.1".into()),
             ("EMAIL_PORT", smtp.port.to_string()),
             ("EMAIL_USE_TLS", "false".into()),
@@ -135,6 +139,7 @@ impl TestApp {
             .expect("the app builds");
         let grpc_addr = app.grpc_addr();
         let http_base = format!("http://{}", app.http_addr());
+        let metrics_base = format!("http://{}", app.metrics_addr());
         app.services()
             .create_superuser(
                 Email::parse(STAFF_EMAIL).unwrap(),
@@ -156,6 +161,7 @@ impl TestApp {
             client,
             grpc_addr,
             http_base,
+            metrics_base,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -365,10 +371,10 @@ impl TestApp {
         }
     }
 
-    /// The Prometheus text the bridge serves at `/metrics`.
+    /// The Prometheus text the metrics listener serves at `/metrics`.
     pub async fn metrics(&self) -> String {
         self.http
-            .get(format!("{}/metrics", self.http_base))
+            .get(format!("{}/metrics", self.metrics_base))
             .send()
             .await
             .unwrap()
