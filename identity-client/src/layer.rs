@@ -28,8 +28,9 @@ impl RequireAccessToken {
         }
     }
 
-    /// Also serves requests whose path starts with `prefix` without a token, e.g.
-    /// `/grpc.health.v1.Health/` or `/healthz`.
+    /// Also serves requests without a token whose path is `prefix`, or lies below it at a
+    /// `/` boundary: `/healthz` opens `/healthz` and `/healthz/live`, never
+    /// `/healthz-anything`; `/grpc.health.v1.Health/` opens every method of that service.
     #[must_use]
     pub fn allow_without_token(mut self, prefix: impl Into<String>) -> Self {
         let mut open = self.open_paths.to_vec();
@@ -79,12 +80,7 @@ where
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let path = request.uri().path();
-        if self
-            .layer
-            .open_paths
-            .iter()
-            .any(|open| path.starts_with(open))
-        {
+        if self.layer.open_paths.iter().any(|open| opens(open, path)) {
             return Box::pin(inner.call(request));
         }
         let verifier = self.layer.verifier.clone();
@@ -107,6 +103,12 @@ where
             }
         })
     }
+}
+
+/// Whether the open path `open` covers `path`: the same path, or one below it.
+fn opens(open: &str, path: &str) -> bool {
+    path.strip_prefix(open)
+        .is_some_and(|rest| rest.is_empty() || open.ends_with('/') || rest.starts_with('/'))
 }
 
 fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
@@ -157,7 +159,7 @@ fn refused<B: Default>(grpc: bool, refusal: Refusal) -> Response<B> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bearer_token, refused};
+    use super::{bearer_token, opens, refused};
     use crate::Refusal;
     use http::{HeaderMap, HeaderValue, StatusCode, header};
 
@@ -173,6 +175,23 @@ mod tests {
             headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
             assert_eq!(bearer_token(&headers), expected, "{value}");
         }
+    }
+
+    #[test]
+    fn open_paths_match_whole_segments_only() {
+        assert!(opens("/healthz", "/healthz"));
+        assert!(opens("/healthz", "/healthz/live"));
+        assert!(!opens("/healthz", "/healthz-anything"));
+        assert!(!opens("/healthz", "/healthzz"));
+        assert!(!opens("/healthz", "/"));
+        assert!(opens(
+            "/grpc.health.v1.Health/",
+            "/grpc.health.v1.Health/Check"
+        ));
+        assert!(!opens(
+            "/grpc.health.v1.Health/",
+            "/grpc.health.v1.HealthX/Check"
+        ));
     }
 
     #[test]

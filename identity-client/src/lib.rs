@@ -4,7 +4,10 @@
 //! signature against the published key set (cached, refetched on an unknown `kid` at a
 //! bounded rate), the kind, issuer, audience and lifetime, and the revocations the server
 //! streams (logout, logout-all, password change), applied as they happen. Optionally it also
-//! asks the server (`IntrospectToken`) about every token.
+//! asks the server (`IntrospectToken`) about every token. When the revocations known here
+//! are staler than [`VerifierBuilder::max_staleness`] (the stream is down), it asks the
+//! server or refuses ([`WhenStale`]), never passing tokens on old knowledge; [`Verifier::staleness`]
+//! says how old it is.
 //!
 //! [`Verifier::layer`] is a tower layer for tonic and axum services alike: a verified
 //! request carries a [`VerifiedToken`] in its extensions; any other is refused with
@@ -41,7 +44,9 @@ mod verifier;
 pub use claims::VerifiedToken;
 pub use credential::ServiceToken;
 pub use layer::{RequireAccessToken, RequireAccessTokenService};
-pub use verifier::{ConnectError, Refusal, TokenServiceChannel, Verifier, VerifierBuilder};
+pub use verifier::{
+    ConnectError, Refusal, TokenServiceChannel, Verifier, VerifierBuilder, WhenStale,
+};
 
 /// The tonic client and messages generated from `identity`'s contract.
 #[allow(

@@ -19,6 +19,8 @@ pub(crate) struct Revocations {
     /// How long an entry is kept: at least the server's access-token lifetime.
     retention: Duration,
     last_pruned: Instant,
+    /// When the server last said the stream had caught up.
+    caught_up_at: Instant,
 }
 
 impl Revocations {
@@ -29,7 +31,13 @@ impl Revocations {
             cursor: String::new(),
             retention,
             last_pruned: Instant::now(),
+            caught_up_at: Instant::now(),
         }
+    }
+
+    /// How long ago the server last said every revocation had been sent.
+    pub(crate) fn staleness(&self) -> Duration {
+        self.caught_up_at.elapsed()
     }
 
     /// Where a reconnecting stream resumes.
@@ -40,6 +48,9 @@ impl Revocations {
     /// Records one streamed revocation.
     pub(crate) fn apply(&mut self, revocation: pb::WatchRevocationsResponse) {
         let now = Instant::now();
+        if revocation.caught_up {
+            self.caught_up_at = now;
+        }
         match revocation.revoked {
             Some(Revoked::SessionId(session_id)) => {
                 self.sessions.insert(session_id, now);

@@ -30,6 +30,7 @@ const RECONNECT_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a token was refused. A service should answer every one alike (the layer does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// No bearer token came with the request.
     #[error("no access token")]
@@ -61,10 +62,28 @@ pub enum Refusal {
     /// Introspection was asked for and the server could not be reached.
     #[error("the identity service could not be asked")]
     Unavailable,
+    /// The revocations known here are staler than the verifier allows, and it was set to
+    /// refuse rather than ask the server.
+    #[error("the revocations known here are out of date")]
+    Stale,
+}
+
+/// What a verifier does with a token that verifies while its revocations are staler than
+/// [`VerifierBuilder::max_staleness`] (the stream is down, or the server stopped answering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenStale {
+    /// Ask the server about the token (introspection, which needs the `introspect` scope),
+    /// and refuse it when the server cannot say it is live: fails closed.
+    #[default]
+    Introspect,
+    /// Refuse every token until the revocations are current again.
+    Refuse,
 }
 
 /// Why a verifier could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The service token cannot travel in a header.
     #[error("the service token is not a valid header value")]
@@ -91,6 +110,8 @@ struct Shared {
     keys: KeyCache,
     revocations: RwLock<Revocations>,
     introspect: bool,
+    max_staleness: Duration,
+    when_stale: WhenStale,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -121,6 +142,8 @@ pub struct VerifierBuilder {
     catch_up_timeout: Duration,
     silent_stream_limit: Duration,
     introspect: bool,
+    max_staleness: Duration,
+    when_stale: WhenStale,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 }
 
@@ -184,6 +207,22 @@ impl VerifierBuilder {
         self
     }
 
+    /// How old the revocations known here may be, counted from the server's last word that
+    /// the stream was caught up (default 60 s: four of its heartbeats). Past it, a token
+    /// that verifies is handled as [`Self::when_stale`] says, so a verifier cut off from the
+    /// server does not pass revoked tokens for as long as they live.
+    pub fn max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = max;
+        self
+    }
+
+    /// What to do with tokens while the revocations are stale (default
+    /// [`WhenStale::Introspect`]).
+    pub fn when_stale(mut self, when: WhenStale) -> Self {
+        self.when_stale = when;
+        self
+    }
+
     /// The clock expiry is checked against, in seconds since the epoch (default: the
     /// system clock).
     pub fn clock(mut self, now: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
@@ -229,6 +268,8 @@ impl VerifierBuilder {
             keys: KeyCache::new(keys, self.min_refetch_interval),
             revocations: RwLock::new(revocations),
             introspect: self.introspect,
+            max_staleness: self.max_staleness,
+            when_stale: self.when_stale,
             clock: self.clock,
             tasks: Mutex::new(Vec::new()),
         });
@@ -278,6 +319,8 @@ impl Verifier {
             catch_up_timeout: Duration::from_secs(10),
             silent_stream_limit: Duration::from_secs(45),
             introspect: false,
+            max_staleness: Duration::from_secs(60),
+            when_stale: WhenStale::Introspect,
             clock: Arc::new(system_now),
         }
     }
@@ -302,13 +345,27 @@ impl Verifier {
             .await
             .ok_or(Refusal::UnknownKey)?;
         let verified = shared.expectations.check(token, &key, (shared.clock)())?;
-        if self.revocations().voids(&verified) {
-            return Err(Refusal::Revoked);
-        }
-        if shared.introspect {
-            self.introspect(token).await?;
+        let stale = {
+            let revocations = self.revocations();
+            if revocations.voids(&verified) {
+                return Err(Refusal::Revoked);
+            }
+            revocations.staleness() > shared.max_staleness
+        };
+        match (stale, shared.when_stale) {
+            (true, WhenStale::Refuse) => return Err(Refusal::Stale),
+            (true, WhenStale::Introspect) => self.introspect(token).await?,
+            (false, _) if shared.introspect => self.introspect(token).await?,
+            (false, _) => {}
         }
         Ok(verified)
+    }
+
+    /// How long ago the server last said this verifier had every revocation: while the
+    /// stream is healthy, at most the server's heartbeat interval.
+    #[must_use]
+    pub fn staleness(&self) -> Duration {
+        self.revocations().staleness()
     }
 
     /// Asks the server whether `token` is live now.

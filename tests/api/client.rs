@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use identity_client::{ConnectError, Refusal, Verifier};
+use identity_client::{ConnectError, Refusal, Verifier, WhenStale};
 use reqwest::{StatusCode, header};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::{
-    helpers::{Backend, PASSWORD, TestApp},
+    helpers::{Backend, PASSWORD, TestApp, service_tokens_file},
     token_service::{BILLING, READER, spawn},
 };
 
@@ -251,7 +251,62 @@ async fn a_tonic_service_behind_the_layer_refuses_calls_without_a_live_token(bac
     assert_eq!(forged.message(), "invalid access token");
 }
 
+async fn a_verifier_whose_revocations_are_stale_asks_the_server_or_refuses(backend: Backend) {
+    const NO_INTROSPECT: &str = "no-introspection-service-token-of-enough-entropy";
+    let dir = tempfile::tempdir().unwrap();
+    let path = service_tokens_file(
+        dir.path(),
+        &[
+            ("billing", "introspect,revocations,jwks", BILLING),
+            ("follower", "revocations,jwks", NO_INTROSPECT),
+        ],
+    );
+    // The server says "caught up" once, then not for an hour: the stream looks cut off.
+    let settings = [
+        ("SERVICE_TOKENS_FILE", path.as_str()),
+        ("REVOCATION_HEARTBEAT_INTERVAL", "3600"),
+    ];
+    let app = TestApp::spawn_with(backend, &settings).await;
+    let (_, tokens) = app.signed_in_user("stale@example.com").await;
+    let verifier = async |token: &str, when: WhenStale| {
+        Verifier::builder(app.channel().await, token)
+            .max_staleness(Duration::from_millis(300))
+            .when_stale(when)
+            .connect()
+            .await
+            .unwrap()
+    };
+    let refusing = verifier(BILLING, WhenStale::Refuse).await;
+    let asking = verifier(BILLING, WhenStale::Introspect).await;
+    let unable_to_ask = verifier(NO_INTROSPECT, WhenStale::Introspect).await;
+    for current in [&refusing, &asking, &unable_to_ask] {
+        assert!(current.staleness() < Duration::from_millis(300));
+        assert!(current.verify(&tokens.access).await.is_ok(), "fresh");
+    }
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    assert!(refusing.staleness() > Duration::from_millis(300));
+    assert_eq!(refusing.verify(&tokens.access).await, Err(Refusal::Stale));
+    assert!(
+        asking.verify(&tokens.access).await.is_ok(),
+        "the server says it is live"
+    );
+    assert_eq!(
+        unable_to_ask.verify(&tokens.access).await,
+        Err(Refusal::Unavailable),
+        "fails closed"
+    );
+    app.logout(&tokens.refresh).await;
+    let revoked = asking.verify(&tokens.access).await;
+    assert!(
+        matches!(revoked, Err(Refusal::Inactive | Refusal::Revoked)),
+        "asked (or told by the stream), it is revoked: {revoked:?}"
+    );
+}
+
 crate::on_both_backends!(
+    a_verifier_whose_revocations_are_stale_asks_the_server_or_refuses,
     a_service_accepts_live_tokens_and_refuses_revoked_ones_within_two_seconds,
     a_verifier_does_not_start_without_the_revocation_log,
     forged_expired_and_other_audience_tokens_are_refused,
