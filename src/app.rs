@@ -12,7 +12,7 @@ use tokio::{
 };
 
 use crate::{
-    auth::{KeyEncryption, PasswordHasher, ServerSecret, TokenIssuer},
+    auth::{KeyEncryption, PasswordHasher, Sealed, ServerSecret, TokenIssuer},
     clock::Clock,
     config::{Config, JwtAlgorithm},
     email::{Mailer, Templates, Transport, worker},
@@ -233,9 +233,9 @@ pub async fn services(config: Config, clock: Clock) -> anyhow::Result<Services> 
     .await
     .context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
-    let secret = server_secret(&config, &store, &clock).await?;
     let key_encryption = KeyEncryption::new(config.jwt.key_encryption_key.as_ref())
         .context("reading KEY_ENCRYPTION_KEY")?;
+    let secret = server_secret(&config, &store, &clock, &key_encryption).await?;
     let tokens = token_issuer(&config, &store, &clock, &key_encryption).await?;
     let templates =
         Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
@@ -293,21 +293,35 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// The configured `SECRET_KEY`, or one generated once and shared through the database.
+/// The configured `SECRET_KEY`, or one generated once and shared through the database,
+/// sealed there with `KEY_ENCRYPTION_KEY` when one is set (one stored plain by a version
+/// or a start without it is sealed now).
 async fn server_secret(
     config: &Config,
     store: &Store,
     clock: &Clock,
+    encryption: &KeyEncryption,
 ) -> anyhow::Result<ServerSecret> {
     if let Some(key) = &config.secret_key {
         return Ok(ServerSecret::new(key.expose_secret().as_bytes().to_vec()));
     }
     let mut candidate = [0u8; 32];
     getrandom::fill(&mut candidate).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let stored =
-        stored_secret(store, clock, STORED_SECRET_KEY, &STANDARD.encode(candidate)).await?;
+    let candidate = encryption.seal(Sealed::InstanceSecret, &STANDARD.encode(candidate))?;
+    let stored = stored_secret(store, clock, STORED_SECRET_KEY, &candidate).await?;
+    let plain = encryption
+        .open(Sealed::InstanceSecret, &stored)
+        .context("opening the stored secret key")?;
+    if encryption.seals() && !KeyEncryption::is_sealed(&stored) {
+        let sealed = encryption.seal(Sealed::InstanceSecret, &plain)?;
+        let mut conn = store.connection().await?;
+        conn.queries()
+            .replace_secret(STORED_SECRET_KEY, &stored, &sealed)
+            .await
+            .context("sealing the stored secret key")?;
+    }
     let bytes = STANDARD
-        .decode(stored)
+        .decode(plain)
         .context("decoding the stored secret key")?;
     tracing::warn!("SECRET_KEY is not set; using a generated key kept in the database");
     Ok(ServerSecret::new(bytes))

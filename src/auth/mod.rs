@@ -15,7 +15,7 @@ pub use django_hashes::{HashFormat, StoredHash};
 pub use django_tokens::{
     DjangoLinkState, DjangoRefresh, DjangoRefreshTokens, DjangoTokenError, DjangoTokens,
 };
-pub use key_encryption::KeyEncryption;
+pub use key_encryption::{KeyEncryption, Sealed};
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;
 pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::{Services, duration, utc};
 use crate::{
-    auth::{KeyEncryption, ScheduledKey, TokenIssuer},
+    auth::{KeyEncryption, ScheduledKey, Sealed, TokenIssuer},
     clock::Clock,
     config::JwtConfig,
     error::ServiceResult,
@@ -81,7 +81,7 @@ pub async fn initial_key_set(
         let first = SigningKeyRow {
             kid: TokenIssuer::kid_of_pem(&pem)?,
             generation: 1,
-            private_key: encryption.seal(&pem)?,
+            private_key: encryption.seal(Sealed::SigningKey, &pem)?,
             created_at: now,
             activates_at,
         };
@@ -100,7 +100,7 @@ fn open_all(
         .map(|row| {
             Ok(ScheduledKey {
                 pem: encryption
-                    .open(&row.private_key)
+                    .open(Sealed::SigningKey, &row.private_key)
                     .with_context(|| format!("opening signing key {}", row.kid))?,
                 activates_at: utc(row.activates_at),
             })
@@ -207,7 +207,7 @@ impl Services {
         let key = SigningKeyRow {
             kid: TokenIssuer::kid_of_pem(&pem)?,
             generation: rows.last().map_or(1, |newest| newest.generation + 1),
-            private_key: self.key_encryption.seal(&pem)?,
+            private_key: self.key_encryption.seal(Sealed::SigningKey, &pem)?,
             created_at: self.clock.now_naive(),
             activates_at,
         };

@@ -53,4 +53,27 @@ impl Queries<'_> {
                 .optional()
         })
     }
+
+    /// Replaces the secret stored under `name` with `replacement` if it still holds
+    /// `current` (of replicas doing so at once, one does).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn replace_secret(
+        &mut self,
+        name: &str,
+        current: &str,
+        replacement: &str,
+    ) -> Result<(), StoreError> {
+        let unchanged = instance_secrets::table
+            .find(name)
+            .filter(instance_secrets::value.eq(current));
+        on_backend!(self, conn => {
+            diesel::update(unchanged)
+                .set(instance_secrets::value.eq(replacement))
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
 }

@@ -100,6 +100,56 @@ async fn stored_private_keys_are_sealed_under_the_key_encryption_key(backend: Ba
     assert!(stored[0].starts_with("sealed:v1:"), "{}", &stored[0][..20]);
     assert!(!stored[0].contains("PRIVATE KEY"));
     assert!(app.login(STAFF_EMAIL, STAFF_PASSWORD).await.is_ok());
+    // The generated SECRET_KEY too.
+    let secret = app
+        .query_texts("SELECT value FROM instance_secrets WHERE name = 'secret_key'")
+        .await;
+    assert!(secret[0].starts_with("sealed:v1:"), "{}", &secret[0][..10]);
+}
+
+/// A secret generated before a key-encryption key was set is sealed once one is (once, by
+/// whichever start gets there first); from then on a start without the key is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_generated_secret_is_sealed_once_a_key_encryption_key_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("identity.sqlite3");
+    let secret = || async {
+        crate::helpers::sqlite_texts(
+            database.to_str().unwrap(),
+            "SELECT value FROM instance_secrets WHERE name = 'secret_key'",
+        )
+        .await
+        .remove(0)
+    };
+    let keys_list = |kek: Option<&str>| {
+        let mut command = crate::binary::identity(&dir, &["keys", "list"]);
+        if let Some(kek) = kek {
+            command.env("KEY_ENCRYPTION_KEY", kek);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    keys_list(None);
+    let plain = secret().await;
+    assert!(!plain.starts_with("sealed:"));
+
+    let kek = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    keys_list(Some(kek));
+    let sealed = secret().await;
+    assert!(sealed.starts_with("sealed:v1:"));
+    assert!(!sealed.contains(&plain));
+    // The same secret under its seal: a start with the key opens it, one without refuses.
+    keys_list(Some(kek));
+    assert_eq!(secret().await, sealed, "sealed once");
+    let refused = crate::binary::identity(&dir, &["keys", "list"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("KEY_ENCRYPTION_KEY"));
 }
 
 async fn the_key_set_is_cacheable_and_revalidates_with_its_etag(backend: Backend) {
