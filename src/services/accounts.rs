@@ -98,10 +98,8 @@ impl Services {
         sign_up: &NewSignUp,
         reveals: bool,
     ) -> ServiceResult<Option<UserRow>> {
-        if sign_up
-            .mail_at
-            .is_some_and(|at| at <= self.clock.now_naive())
-        {
+        // A mailed sign-up gets a new code, with tries of its own.
+        if sign_up.mail_at.is_some() {
             self.reset_code_tries(&sign_up.email).await?;
         }
         let mut created = Err(ServiceError::EmailTaken);

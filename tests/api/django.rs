@@ -507,21 +507,8 @@ async fn an_activation_link_django_mailed_activates_once(backend: Backend) {
 
 async fn hashes_passlib_writes_in_django_formats_sign_in(backend: Backend) {
     let password = "a passlib passphrase";
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/django/passlib_hashes.py"
-    );
-    let made = std::process::Command::new(django_python())
-        .args([script, password])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let lines = run_django_script("passlib_hashes.py", &[password]);
     let app = TestApp::spawn(backend).await;
-    let lines = String::from_utf8(made.stdout).unwrap();
     for (n, line) in lines.lines().enumerate() {
         let (name, hash) = line.split_once(' ').unwrap();
         let email = format!("passlib{n}@example.com");
@@ -554,7 +541,7 @@ crate::on_both_backends!(
 );
 
 /// The Python of a venv with Django in it (scripts/test makes one).
-pub(crate) fn django_python() -> String {
+fn django_python() -> String {
     std::env::var("DJANGO_PYTHON").unwrap_or_else(|_| {
         panic!("DJANGO_PYTHON is not set: run scripts/test, which installs Django into .venv")
     })
@@ -563,19 +550,26 @@ pub(crate) fn django_python() -> String {
 /// The Django key `tests/django/make_users.py` signs its links with.
 pub(crate) const DJANGO_SECRET_KEY: &str = "django-insecure-import-test-key";
 
-/// Runs `tests/django/make_users.py` into a new directory.
-pub(crate) fn django_made_users(password: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django/make_users.py");
+/// Runs the script `tests/django/<name>` with the real Django; what it printed.
+pub(crate) fn run_django_script(name: &str, args: &[&str]) -> String {
+    let script = format!("{}/tests/django/{name}", env!("CARGO_MANIFEST_DIR"));
     let made = std::process::Command::new(django_python())
-        .args([script, dir.path().to_str().unwrap(), password])
+        .arg(script)
+        .args(args)
         .output()
         .unwrap();
     assert!(
         made.status.success(),
-        "{}",
+        "{name}: {}",
         String::from_utf8_lossy(&made.stderr)
     );
+    String::from_utf8(made.stdout).unwrap()
+}
+
+/// Runs `tests/django/make_users.py` into a new directory.
+pub(crate) fn django_made_users(password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_django_script("make_users.py", &[dir.path().to_str().unwrap(), password]);
     dir
 }
 

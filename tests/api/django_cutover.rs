@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::{
     admin::{delete, update, update_request},
-    django::{DJANGO_SECRET_KEY, django_made_users, import_django, stdout},
+    django::{DJANGO_SECRET_KEY, django_made_users, import_django, run_django_script, stdout},
     helpers::{Backend, STAFF_EMAIL, STAFF_PASSWORD, TestApp, assert_refused},
 };
 
@@ -56,6 +56,20 @@ async fn native_account_with_id(app: &TestApp, id: i64, email: &str) {
          '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
     ))
     .await;
+}
+
+/// The bearer's password, changed here from the one Django knew.
+async fn change_password(app: &TestApp, access: &str, new_password: &str) {
+    let change = pb::ChangePasswordRequest {
+        current_password: PASSWORD.into(),
+        new_password: new_password.into(),
+        ..Default::default()
+    };
+    app.client
+        .clone()
+        .change_password(TestApp::authorized(change, access))
+        .await
+        .unwrap();
 }
 
 async fn a_django_token_opens_only_the_account_imported_from_its_user(backend: Backend) {
@@ -116,16 +130,12 @@ async fn a_django_token_issued_before_sessions_ended_here_is_refused(backend: Ba
         .login("pbkdf2_sha256@example.com", PASSWORD)
         .await
         .unwrap();
-    let change = pb::ChangePasswordRequest {
-        current_password: PASSWORD.into(),
-        new_password: "a passphrase chosen after the move".into(),
-        ..Default::default()
-    };
-    app.client
-        .clone()
-        .change_password(TestApp::authorized(change, &signed_in.access))
-        .await
-        .unwrap();
+    change_password(
+        &app,
+        &signed_in.access,
+        "a passphrase chosen after the move",
+    )
+    .await;
     assert_refused(
         app.refresh(&token).await,
         Code::Unauthenticated,
@@ -165,16 +175,7 @@ async fn a_rerun_touches_only_what_it_created_and_never_reverts_changes_here(bac
         .login("pbkdf2_sha1@example.com", PASSWORD)
         .await
         .unwrap();
-    let change = pb::ChangePasswordRequest {
-        current_password: PASSWORD.into(),
-        new_password: here_password.into(),
-        ..Default::default()
-    };
-    app.client
-        .clone()
-        .change_password(TestApp::authorized(change, &pbkdf2_sha1.access))
-        .await
-        .unwrap();
+    change_password(&app, &pbkdf2_sha1.access, here_password).await;
     let mut disable = update_request(102, &["is_active"]);
     disable.is_active = false;
     update(&app, &staff.access, disable).await.unwrap();
@@ -188,20 +189,14 @@ async fn a_rerun_touches_only_what_it_created_and_never_reverts_changes_here(bac
 
     // Meanwhile in Django: 100 moves, 101 and 102 and 103 change, 160 and 161 sign up.
     let django_password = "a passphrase chosen in Django";
-    let changed = std::process::Command::new(crate::django::django_python())
-        .args([
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django/make_users.py"),
+    run_django_script(
+        "make_users.py",
+        &[
             dir.path().to_str().unwrap(),
             PASSWORD,
             "--changes",
             django_password,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        changed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&changed.stderr)
+        ],
     );
     let again = stdout(&import_django(
         &app,
@@ -302,18 +297,9 @@ async fn every_mode_runs_in_the_shell_the_readme_sets_up(backend: Backend) {
 
 async fn a_verified_flag_in_the_django_model_is_kept(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/django/make_custom_users.py"
-    );
-    let made = std::process::Command::new(crate::django::django_python())
-        .args([script, dir.path().to_str().unwrap(), PASSWORD])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    run_django_script(
+        "make_custom_users.py",
+        &[dir.path().to_str().unwrap(), PASSWORD],
     );
     let app = TestApp::spawn(backend).await;
     let imported = stdout(&import_django(

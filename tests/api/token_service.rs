@@ -58,6 +58,19 @@ async fn next(
     }
 }
 
+/// A revocation stream from `cursor`, on `services` (which must outlive it).
+async fn watch(
+    services: &TokenServiceClient<Channel>,
+    cursor: String,
+) -> tonic::Streaming<pb::WatchRevocationsResponse> {
+    services
+        .clone()
+        .watch_revocations(as_service(pb::WatchRevocationsRequest { cursor }, BILLING))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn as_service<T>(message: T, token: &str) -> Request<T> {
     TestApp::authorized(message, token)
 }
@@ -180,17 +193,7 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
     let sid = sid_of(&tokens.access);
     // The client (and its connection) must outlive the streams it opens.
     let services = client(&app).await;
-    let watch = |cursor: String| {
-        let mut services = services.clone();
-        async move {
-            services
-                .watch_revocations(as_service(pb::WatchRevocationsRequest { cursor }, BILLING))
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
-    let mut stream = watch(String::new()).await;
+    let mut stream = watch(&services, String::new()).await;
     let opening = next_message(&mut stream, "the caught-up message").await;
     assert!(
         opening.caught_up && opening.revoked.is_none(),
@@ -204,7 +207,7 @@ async fn revocations_stream_to_services_and_resume_from_their_cursor(backend: Ba
     app.logout_all(&second_login.access).await;
     let second_session = next(&mut stream, "the logout-all's session").await;
     let second = next(&mut stream, "the logout-all").await;
-    let mut resumed = watch(first.cursor.clone()).await;
+    let mut resumed = watch(&services, first.cursor.clone()).await;
     let replayed = next_message(&mut resumed, "the replay").await;
     let replayed_user = next_message(&mut resumed, "the rest of the replay").await;
     let caught_up = next_message(&mut resumed, "the caught-up message").await;
@@ -349,17 +352,7 @@ async fn the_feed_delivers_revocations_that_commit_out_of_order() {
     }
     let (_, later) = app.signed_in_user("later@example.com").await;
     let services = client(&app).await;
-    let watch = |cursor: String| {
-        let mut services = services.clone();
-        async move {
-            services
-                .watch_revocations(as_service(pb::WatchRevocationsRequest { cursor }, BILLING))
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
-    let mut stream = watch(String::new()).await;
+    let mut stream = watch(&services, String::new()).await;
     assert!(
         next_message(&mut stream, "the caught-up message")
             .await
@@ -448,10 +441,10 @@ async fn the_feed_delivers_revocations_that_commit_out_of_order() {
     assert_eq!(revoked, expected);
 
     // Resuming from any cursor it was given (or from the start) gives exactly the rest.
-    let all = drain(&mut watch(String::new()).await).await;
+    let all = drain(&mut watch(&services, String::new()).await).await;
     assert_eq!(all, delivered);
     for (n, (cursor, _)) in delivered.iter().enumerate() {
-        let rest = drain(&mut watch(cursor.clone()).await).await;
+        let rest = drain(&mut watch(&services, cursor.clone()).await).await;
         assert_eq!(rest, delivered[n + 1..], "resumed after {cursor}");
     }
 }
