@@ -1,5 +1,6 @@
 //! The pages behind emailed links, in a real headless Chromium driven over WebDriver.
-//! Runs when `CHROMEDRIVER` names the driver (scripts/test sets it); otherwise says so and passes.
+//! Needs `CHROMEDRIVER` (scripts/test installs Debian's chromium and chromium-driver and sets
+//! it); without it they fail, unless opted out with `IDENTITY_TESTS_WITHOUT_BROWSER=1`.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -9,7 +10,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp};
+use crate::helpers::{Backend, PASSWORD, TestApp, required_tool};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -23,10 +24,7 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Option<Self> {
-        let Ok(chromedriver) = std::env::var("CHROMEDRIVER") else {
-            eprintln!("CHROMEDRIVER is not set: skipping the browser check (scripts/test sets it)");
-            return None;
-        };
+        let chromedriver = required_tool("CHROMEDRIVER", "IDENTITY_TESTS_WITHOUT_BROWSER")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -516,7 +516,12 @@ impl Drop for SmallDisk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_on_a_full_or_read_only_disk_refuses_clearly_and_stays_whole() {
     let Some(disk) = SmallDisk::mount("8m") else {
-        eprintln!("skipped: this process may not mount a tmpfs (it needs root)");
+        assert!(
+            std::env::var("IDENTITY_TESTS_WITHOUT_ROOT").is_ok_and(|value| value == "1"),
+            "this test mounts a small tmpfs, which needs root: run it as root, or opt out \
+             with IDENTITY_TESTS_WITHOUT_ROOT=1"
+        );
+        eprintln!("opted out with IDENTITY_TESTS_WITHOUT_ROOT=1: this test did not run");
         return;
     };
     let database = disk.path.join("identity.sqlite3");

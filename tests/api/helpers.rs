@@ -649,6 +649,24 @@ pub async fn sqlite_texts(path: &str, sql: &str) -> Vec<String> {
     .unwrap()
 }
 
+/// What a test needs from outside the build: the tool `variable` names (scripts/test sets
+/// it, installing what it can). Without it the test fails and says why, unless whoever runs
+/// the suite opted out of such tests by name (`opt_out=1`): then it does not run, and
+/// scripts/test's summary lists what did not.
+pub fn required_tool(variable: &str, opt_out: &str) -> Option<String> {
+    if let Ok(path) = std::env::var(variable) {
+        return Some(path);
+    }
+    if std::env::var(opt_out).is_ok_and(|value| value == "1") {
+        eprintln!("opted out with {opt_out}=1: this test did not run");
+        return None;
+    }
+    panic!(
+        "this test needs {variable}, which names no tool here: run scripts/test, which \
+         installs it where it can, or opt out with {opt_out}=1"
+    );
+}
+
 /// A plain client on a Postgres database, for what no API exposes.
 pub async fn admin_client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
