@@ -1,5 +1,17 @@
-//! Escaping text for the places it is written into: URLs (connection strings, links) and
-//! HTML (emails and the bridge's pages).
+//! Writing bytes and text for the places they go: hex (digests, fingerprints), URLs
+//! (connection strings, links) and HTML (emails and the bridge's pages).
+
+/// Lower-case hex.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
 
 /// Percent-encodes everything but unreserved characters (RFC 3986), for URL parts.
 #[must_use]
@@ -33,6 +45,12 @@ mod tests {
     fn percent_encoding_keeps_only_unreserved_characters() {
         assert_eq!(percent_encode("a-Z_0.~"), "a-Z_0.~");
         assert_eq!(percent_encode("p@ss/w:rd é"), "p%40ss%2Fw%3Ard%20%C3%A9");
+    }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(super::hex(&[]), "");
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl<'a> StoredHash<'a> {
             Self::DjangoBcrypt { sha256, hash } => {
                 let prehashed;
                 let input = if *sha256 {
-                    prehashed = super::keyed_hash::hex(&Sha256::digest(password.as_bytes()));
+                    prehashed = crate::text::hex(&Sha256::digest(password.as_bytes()));
                     prehashed.as_bytes()
                 } else {
                     password.as_bytes()

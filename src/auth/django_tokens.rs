@@ -8,7 +8,8 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::keyed_hash::{constant_time_eq, hex};
+use super::keyed_hash::constant_time_eq;
+use crate::text::hex;
 
 /// Django's `key_salt` for these tokens.
 const KEY_SALT: &str = "django.contrib.auth.tokens.PasswordResetTokenGenerator";

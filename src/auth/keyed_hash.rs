@@ -5,7 +5,7 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
-use crate::domain::UserId;
+use crate::{domain::UserId, text::hex};
 
 /// The server-wide secret behind every keyed hash.
 #[derive(Clone)]
@@ -61,17 +61,6 @@ impl ServerSecret {
             ],
         ))
     }
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 /// Compares two strings (or byte strings) in time independent of where they differ.

@@ -3,7 +3,8 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-use super::keyed_hash::{ServerSecret, hex};
+use super::keyed_hash::ServerSecret;
+use crate::text::hex;
 
 /// The purpose under which a token's successor is derived.
 const SUCCESSOR_PURPOSE: &str = "refresh-successor";

@@ -17,7 +17,7 @@ use x509_cert::{
     ext::pkix::{SubjectAltName, name::GeneralName},
 };
 
-use super::keyed_hash::hex;
+use crate::text::hex;
 
 /// The credential field of a service authenticated by its client certificate.
 const CLIENT_CERTIFICATE: &str = "client-certificate";
@@ -200,9 +200,10 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     use super::{ClientCertificate, Scope, ServiceCredentials};
+    use crate::text::hex;
 
     fn sha(token: &str) -> String {
-        super::hex(&Sha256::digest(token.as_bytes()))
+        hex(&Sha256::digest(token.as_bytes()))
     }
 
     #[test]

@@ -16,13 +16,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{
-    keyed_hash::hex,
-    verified_tokens::{Verified, VerifiedTokens},
-};
+use super::verified_tokens::{Verified, VerifiedTokens};
 use crate::{
     config::JwtConfig,
     domain::{Email, SessionId, UserId},
+    text::hex,
 };
 
 /// The JOSE `typ` of access tokens (RFC 9068).
@@ -254,8 +252,7 @@ impl TokenIssuer {
             rotating,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
-            lifetime: chrono::Duration::from_std(config.access_lifetime)
-                .unwrap_or(chrono::Duration::minutes(5)),
+            lifetime: crate::clock::span(config.access_lifetime),
             verified: Arc::default(),
         }
     }

@@ -130,12 +130,7 @@ pub fn query_fingerprint(filters: &[&str]) -> String {
         digest.update(filter.len().to_be_bytes());
         digest.update(filter.as_bytes());
     }
-    digest
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::hex(&digest.finalize()[..8])
 }
 
 fn invalid() -> ParseError {

@@ -54,7 +54,7 @@ impl User {
             digest.update(part.as_bytes());
         }
         let hash = digest.finalize();
-        hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        crate::text::hex(&hash[..8])
     }
 }
 

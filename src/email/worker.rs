@@ -7,7 +7,11 @@ use chrono::NaiveDateTime;
 use tokio::sync::{Notify, watch};
 
 use super::Transport;
-use crate::{clock::Clock, storage::Store, telemetry::Metrics};
+use crate::{
+    clock::{Clock, span},
+    storage::Store,
+    telemetry::Metrics,
+};
 
 /// Emails claimed per round.
 const BATCH: i64 = 20;
@@ -51,9 +55,7 @@ pub async fn run(
             return;
         }
         let now = clock.now_naive();
-        if last_purge.is_none_or(|at| {
-            now - at >= chrono::Duration::from_std(PURGE_INTERVAL).unwrap_or_default()
-        }) {
+        if last_purge.is_none_or(|at| now - at >= span(PURGE_INTERVAL)) {
             last_purge = Some(now);
             purge(&store, &clock, config).await;
         }
@@ -92,7 +94,7 @@ async fn deliver_due(
         let claimed = {
             let mut conn = store.connection().await?;
             conn.queries()
-                .claim_email(id, now, now + chrono_duration(config.lease))
+                .claim_email(id, now, now + span(config.lease))
                 .await?
         };
         let Some(email) = claimed else { continue };
@@ -170,7 +172,7 @@ async fn record_sent(
 /// past their retention; a failure waits for the next round.
 async fn purge(store: &Store, clock: &Clock, config: WorkerConfig) {
     let now = clock.now_naive();
-    let before = |span: Duration| now - chrono::Duration::from_std(span).unwrap_or_default();
+    let before = |retention: Duration| now - span(retention);
     let outcome = match store.connection().await {
         Ok(mut conn) => {
             conn.queries()
@@ -192,15 +194,11 @@ async fn purge(store: &Store, clock: &Clock, config: WorkerConfig) {
     }
 }
 
-fn chrono_duration(span: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(span).unwrap_or_default()
-}
-
 /// `base * 2^(attempts-1)`, capped.
 fn retry_time(now: NaiveDateTime, base: Duration, attempts: u32) -> NaiveDateTime {
     let factor = 2u32.saturating_pow(attempts.saturating_sub(1));
     let delay = base.saturating_mul(factor).min(MAX_BACKOFF);
-    now + chrono::Duration::from_std(delay).unwrap_or_default()
+    now + span(delay)
 }
 
 #[cfg(test)]

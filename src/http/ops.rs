@@ -67,7 +67,7 @@ pub async fn openid_configuration(State(state): State<BridgeState>) -> Json<serd
 }
 
 fn hex_prefix(digest: &[u8]) -> String {
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    crate::text::hex(&digest[..digest.len().min(16)])
 }
 
 /// `/metrics`: Prometheus text exposition.

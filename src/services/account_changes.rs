@@ -154,7 +154,7 @@ impl Services {
                         ),
                         attempts: 0,
                         created_at: now,
-                        expires_at: now + super::duration(self.config.otp_lifetime),
+                        expires_at: now + crate::clock::span(self.config.otp_lifetime),
                     };
                     tx.replace_email_change(&change)
                         .await

@@ -452,7 +452,7 @@ impl Services {
             let code =
                 Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for the OTP: {e}"))?;
             // A code lasts its lifetime from when it is mailed.
-            let expires_at = send_at + super::duration(self.config.otp_lifetime);
+            let expires_at = send_at + crate::clock::span(self.config.otp_lifetime);
             let code_hash = self.secret.otp_hash(user.id, code.expose());
             tx.set_registration_code(registration.id, &code_hash, expires_at)
                 .await

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::{Services, duration, utc};
+use super::{Services, utc};
+use crate::clock::span;
 use crate::{
     auth::{KeyEncryption, ScheduledKey, Sealed, TokenIssuer},
     clock::Clock,
@@ -136,7 +137,7 @@ impl Services {
             .last()
             .is_none_or(|newest| utc(newest.activates_at) <= now)
         {
-            let at = now + duration(self.config.jwt.key_publication_lead());
+            let at = now + span(self.config.jwt.key_publication_lead());
             self.schedule_key(&rows, at.naive_utc()).await?;
         }
         let rows = self.stored_keys().await?;
@@ -162,8 +163,8 @@ impl Services {
         if let Some(newest) = rows.last()
             && utc(newest.activates_at) <= now
         {
-            let due = utc(newest.activates_at) + duration(jwt.key_rotation_period);
-            let earliest = now + duration(jwt.key_publication_lead());
+            let due = utc(newest.activates_at) + span(jwt.key_rotation_period);
+            let earliest = now + span(jwt.key_publication_lead());
             if due <= earliest {
                 self.schedule_key(&rows, earliest.max(due).naive_utc())
                     .await?;

@@ -139,7 +139,7 @@ impl Services {
             Err(wait) if wait > policy.cooldown => return Ok(None),
             Err(wait) => wait,
         };
-        let at = now + super::duration(wait);
+        let at = now + crate::clock::span(wait);
         Ok(queries
             .take_hit(&bucket, at, policy)
             .await

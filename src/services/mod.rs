@@ -417,7 +417,3 @@ pub(crate) fn registration_link_state<'a>(
         ..link_state(row)
     }
 }
-
-pub(crate) fn duration(std: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(std).unwrap_or(chrono::Duration::MAX)
-}

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 
-use super::{Caller, Services, audit::AuditEntry, duration, limits::IpBudget};
+use super::{Caller, Services, audit::AuditEntry, limits::IpBudget};
+use crate::clock::span;
 use crate::{
     auth::{AccessClaims, BearerToken, RefreshToken, RefreshTokenHash, TokenError, Verification},
     domain::{Actor, AuditKind, AuditOutcome, Email, LoginPassword, SessionId, User},
@@ -216,7 +217,7 @@ impl Services {
             .await
             .context("looking up when a refresh token was spent")?
             .flatten();
-        let within_grace = spent_at.is_some_and(|at| now - at < duration(grace));
+        let within_grace = spent_at.is_some_and(|at| now - at < span(grace));
         if !within_grace {
             return Ok(false);
         }
@@ -460,7 +461,7 @@ impl Services {
             id: SessionId::generate(),
             user_id: user.id,
             created_at: now,
-            expires_at: now + duration(self.config.jwt.session_absolute_lifetime),
+            expires_at: now + span(self.config.jwt.session_absolute_lifetime),
             revoked_at: None,
             device: caller.device.as_str().to_owned(),
             client_ip: caller.ip.map(|ip| ip.to_string()),
@@ -516,8 +517,7 @@ impl Services {
 
     /// When a refresh token issued now expires: never after its session's absolute cap.
     fn refresh_expiry(&self, session: &SessionRow) -> chrono::NaiveDateTime {
-        (self.clock.now_naive() + duration(self.config.jwt.refresh_lifetime))
-            .min(session.expires_at)
+        (self.clock.now_naive() + span(self.config.jwt.refresh_lifetime)).min(session.expires_at)
     }
 
     fn issue_access_token(&self, user: &UserRow, session_id: &SessionId) -> ServiceResult<String> {

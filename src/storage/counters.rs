@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{Queries, StoreError, models::CounterRow, on_backend, schema::counters};
+use crate::clock::span;
 
 /// How many hits a bucket allows.
 #[derive(Debug, Clone, Copy)]
@@ -19,19 +20,15 @@ pub struct CounterPolicy {
     pub cooldown: Duration,
 }
 
-fn before(now: NaiveDateTime, span: Duration) -> NaiveDateTime {
+fn before(now: NaiveDateTime, window: Duration) -> NaiveDateTime {
     // SQLite compares timestamps as text, so stay within four-digit years.
-    now.checked_sub_signed(duration(span))
+    now.checked_sub_signed(span(window))
         .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc())
 }
 
 fn far_future(now: NaiveDateTime) -> NaiveDateTime {
     now.checked_add_signed(chrono::Duration::days(365 * 100))
         .unwrap_or(now)
-}
-
-fn duration(span: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Whole seconds until `then`, rounded up (at least one): a client that waits exactly what
@@ -96,7 +93,7 @@ impl Queries<'_> {
             if row.last_hit_at > cooldown_cutoff {
                 return Ok(Err(wait_until(
                     now,
-                    row.last_hit_at + duration(policy.cooldown),
+                    row.last_hit_at + span(policy.cooldown),
                 )));
             }
             if row.window_started_at <= window_cutoff {
@@ -111,7 +108,7 @@ impl Queries<'_> {
             if row.hits >= max_hits {
                 return Ok(Err(wait_until(
                     now,
-                    row.window_started_at + duration(policy.window),
+                    row.window_started_at + span(policy.window),
                 )));
             }
         }
@@ -166,7 +163,7 @@ impl Queries<'_> {
         block_after: impl Fn(u32) -> Option<Duration>,
     ) -> Result<Result<u32, Duration>, StoreError> {
         let window_cutoff = before(now, window);
-        let blocked_until = |n: u32| block_after(n).map(|delay| now + duration(delay));
+        let blocked_until = |n: u32| block_after(n).map(|delay| now + span(delay));
         for round in 0..=RESERVATION_ROUNDS {
             // Most reservations meet no row (a success forgets the count): the first round
             // tries the insert alone, and reads the row only when one is there.

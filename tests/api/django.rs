@@ -18,13 +18,25 @@ const DJANGO_HASHES: [&str; 5] = [
     "bcrypt$$2b$04$LiMLPvDCcSdbyHiLkWIWLOSAKO6Kblp3yeZQK1pUJI7oNbiUiqCHS",
 ];
 
-async fn legacy_hashes(app: &TestApp) -> String {
-    app.metrics()
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix("identity_legacy_password_hashes "))
-        .unwrap_or_default()
-        .to_owned()
+/// Waits (5 s at most) for the gauge of legacy hashes, refreshed on a timer, to read `expected`.
+async fn assert_legacy_hashes(app: &TestApp, expected: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let metrics = app.metrics().await;
+        let count = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("identity_legacy_password_hashes "))
+            .unwrap_or_default()
+            .to_owned();
+        if count == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} legacy hashes, not {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn stored_hash(app: &TestApp, email: &str) -> String {
@@ -54,7 +66,7 @@ async fn django_hashes_sign_in_once_and_become_argon2id(backend: Backend) {
     .await;
     let unusable = app.login("unusable@example.com", DJANGO_PASSWORD).await;
     assert_refused(unusable, Code::Unauthenticated, "INVALID_CREDENTIALS");
-    assert_eq!(legacy_hashes(&app).await, "5");
+    assert_legacy_hashes(&app, "5").await;
 
     for (n, hash) in DJANGO_HASHES.iter().enumerate() {
         let email = format!("moved{n}@example.com");
@@ -67,7 +79,7 @@ async fn django_hashes_sign_in_once_and_become_argon2id(backend: Backend) {
         assert!(upgraded.starts_with("$argon2id$v=19$"), "{upgraded}");
         app.login(&email, DJANGO_PASSWORD).await.unwrap();
     }
-    assert_eq!(legacy_hashes(&app).await, "0");
+    assert_legacy_hashes(&app, "0").await;
 }
 
 const FIXTURE: &str = concat!(

@@ -384,20 +384,24 @@ impl TestApp {
     }
 
     /// Waits until the outbox holds nothing undelivered: the worker has sent (or given up on)
-    /// everything queued so far, as the service's own gauge tells.
+    /// everything queued so far.
     pub async fn settle_outbox(&self) {
+        // The database itself, not the gauge, which is refreshed on a timer.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let metrics = self.metrics().await;
-            let pending = metrics
-                .lines()
-                .find_map(|line| line.strip_prefix("identity_outbox_pending_emails "));
-            if pending == Some("0") {
+            let pending = self
+                .query_texts(
+                    "SELECT CAST(COUNT(*) AS TEXT) AS value FROM outbox \
+                     WHERE sent_at IS NULL AND gave_up_at IS NULL",
+                )
+                .await
+                .remove(0);
+            if pending == "0" {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the outbox still holds {pending:?} undelivered emails after 10 s"
+                "the outbox still holds {pending} undelivered emails after 10 s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
