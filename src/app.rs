@@ -12,7 +12,7 @@ use tokio::{
 };
 
 use crate::{
-    auth::{KeyEncryption, PasswordHasher, Sealed, ServerSecret, TokenIssuer},
+    auth::{KeyEncryption, PasswordHasher, Sealed, ServerSecret, ServiceCredentials, TokenIssuer},
     clock::Clock,
     config::{Config, JwtAlgorithm},
     email::{Mailer, Templates, Transport, worker},
@@ -239,6 +239,12 @@ pub async fn services(config: Config, clock: Clock) -> anyhow::Result<Services> 
     let tokens = token_issuer(&config, &store, &clock, &key_encryption).await?;
     let templates =
         Templates::load(config.templates_dir.as_deref()).context("loading email templates")?;
+    let service_credentials = match &config.service_tokens_file {
+        Some(path) => {
+            ServiceCredentials::load(path).context("invalid setting SERVICE_TOKENS_FILE")?
+        }
+        None => ServiceCredentials::default(),
+    };
     let config = Arc::new(config);
     let metrics = Metrics::new()?;
     Ok(Services::new(ServiceParts {
@@ -248,6 +254,7 @@ pub async fn services(config: Config, clock: Clock) -> anyhow::Result<Services> 
         tokens,
         key_encryption,
         secret,
+        service_credentials,
         mailer: Mailer::new(templates, config.public_base_url.clone()),
         google: GoogleClient::new(config.google.clone()).context("setting up the Google client")?,
         outbox_wake: Arc::new(Notify::new()),

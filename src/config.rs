@@ -6,7 +6,7 @@ use std::{collections::HashMap, io::IsTerminal, net::SocketAddr, path::PathBuf, 
 
 use secrecy::{SecretSlice, SecretString};
 
-use crate::{auth::ServiceCredentials, domain::IpNet, text::percent_encode};
+use crate::{domain::IpNet, text::percent_encode};
 
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
@@ -315,8 +315,9 @@ pub struct Config {
     pub grpc_keepalive_timeout: Duration,
     /// TLS on the gRPC listener; plaintext when `None`.
     pub grpc_tls: Option<GrpcTlsConfig>,
-    /// `SERVICE_TOKENS_FILE`: the services allowed to call `TokenService`, and what for.
-    pub service_credentials: ServiceCredentials,
+    /// `SERVICE_TOKENS_FILE`: the services allowed to call `TokenService`, and what for (read
+    /// at start-up; a bad line stops it).
+    pub service_tokens_file: Option<PathBuf>,
     /// `REVOCATION_POLL_INTERVAL_MS`: how often a revocation stream looks for new entries.
     pub revocation_poll_interval: Duration,
     /// `REVOCATION_HEARTBEAT_INTERVAL`: how often an idle revocation stream says it is caught
@@ -524,15 +525,7 @@ impl Config {
             grpc_keepalive_interval: env.seconds("GRPC_KEEPALIVE_INTERVAL", 60)?,
             grpc_keepalive_timeout: env.seconds("GRPC_KEEPALIVE_TIMEOUT", 20)?,
             grpc_tls: grpc_tls(&env)?,
-            service_credentials: match env.get("SERVICE_TOKENS_FILE") {
-                None => ServiceCredentials::default(),
-                Some(path) => std::fs::read_to_string(&path)
-                    .map_err(|e| env.error("SERVICE_TOKENS_FILE", format!("reading {path}: {e}")))
-                    .and_then(|text| {
-                        ServiceCredentials::parse(&text)
-                            .map_err(|why| env.error("SERVICE_TOKENS_FILE", why))
-                    })?,
-            },
+            service_tokens_file: env.get("SERVICE_TOKENS_FILE").map(PathBuf::from),
             revocation_heartbeat_interval: env.seconds("REVOCATION_HEARTBEAT_INTERVAL", 15)?,
             revocation_poll_interval: Duration::from_millis(
                 env.number("REVOCATION_POLL_INTERVAL_MS", 500)?,

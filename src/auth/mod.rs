@@ -20,7 +20,7 @@ pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;
 pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
 pub use password_hasher::{HashError, PasswordHasher, Verification};
-pub use refresh::{RefreshToken, RefreshTokenHash};
+pub use refresh::RefreshToken;
 pub use service_credentials::{ClientCertificate, Scope, ServiceCredential, ServiceCredentials};
 pub use tokens::{
     AccessClaims, BearerToken, ScheduledKey, TokenError, TokenIssuer, VerifiedAccess,

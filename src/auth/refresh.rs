@@ -1,10 +1,9 @@
 //! Opaque refresh tokens: 256 random bits handed out once, stored only as a SHA-256 hash.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use sha2::{Digest, Sha256};
 
 use super::keyed_hash::ServerSecret;
-use crate::text::hex;
+use crate::domain::RefreshTokenHash;
 
 /// The purpose under which a token's successor is derived.
 const SUCCESSOR_PURPOSE: &str = "refresh-successor";
@@ -38,10 +37,10 @@ impl RefreshToken {
         Self(URL_SAFE_NO_PAD.encode(secret.mac(SUCCESSOR_PURPOSE, &[self.0.as_bytes()])))
     }
 
-    /// The hash the database stores. A fast hash suffices: the token has full entropy.
+    /// The hash the database stores.
     #[must_use]
     pub fn hash(&self) -> RefreshTokenHash {
-        RefreshTokenHash(hex(&Sha256::digest(self.0.as_bytes())))
+        RefreshTokenHash::of(&self.0)
     }
 
     /// The token, for the response.
@@ -54,25 +53,5 @@ impl RefreshToken {
     #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
-    }
-}
-
-/// The stored form of a refresh token: the hex SHA-256 of the token. Stored as `Text`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub struct RefreshTokenHash(String);
-
-impl RefreshTokenHash {
-    /// The hash as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Rebuilds a hash the database holds.
-    pub(crate) fn from_trusted(stored: String) -> Self {
-        Self(stored)
     }
 }

@@ -122,6 +122,16 @@ pub struct ServiceCredentials {
 }
 
 impl ServiceCredentials {
+    /// Reads and parses the services file at `path` (`SERVICE_TOKENS_FILE`).
+    ///
+    /// # Errors
+    /// When it cannot be read, or a line is wrong (the error says which).
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))
+    }
+
     /// Parses `SERVICE_TOKENS_FILE`: one service a line, `name scope[,scope…] credential`,
     /// where the credential is the token's SHA-256 in hex, or `client-certificate` for a
     /// service that presents a certificate naming it (common name or DNS name); blank lines
@@ -204,6 +214,18 @@ mod tests {
 
     fn sha(token: &str) -> String {
         hex(&Sha256::digest(token.as_bytes()))
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_or_has_a_bad_line_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.txt");
+        let unread = ServiceCredentials::load(&missing).unwrap_err().to_string();
+        assert!(unread.contains("missing.txt"), "{unread}");
+        let bad = dir.path().join("services.txt");
+        std::fs::write(&bad, "billing introspect\n").unwrap();
+        let refused = ServiceCredentials::load(&bad).unwrap_err().to_string();
+        assert!(refused.contains("services.txt: line 1"), "{refused}");
     }
 
     #[test]

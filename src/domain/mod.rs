@@ -7,6 +7,7 @@ mod ip_net;
 mod otp;
 mod page;
 mod password;
+mod refresh_token_hash;
 mod session_id;
 mod uidb64;
 mod user;
@@ -21,6 +22,7 @@ pub use page::{AuditPageToken, PageSize, PageToken, query_fingerprint};
 pub use password::{
     LoginPassword, MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, Password,
 };
+pub use refresh_token_hash::RefreshTokenHash;
 pub use session_id::SessionId;
 pub use uidb64::Uidb64;
 pub use user::{PersonName, User};

@@ -10,10 +10,9 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::{Services, utc};
-use crate::clock::span;
 use crate::{
     auth::{KeyEncryption, ScheduledKey, Sealed, TokenIssuer},
-    clock::Clock,
+    clock::{Clock, span},
     config::JwtConfig,
     error::ServiceResult,
     storage::{SigningKeyRow, Store},

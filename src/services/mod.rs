@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 use crate::{
     auth::{
         DjangoRefreshTokens, DjangoTokens, HashError, KeyEncryption, LinkPurpose, LinkTokens,
-        PasswordHasher, ServerSecret, TokenIssuer, UserState,
+        PasswordHasher, ServerSecret, ServiceCredentials, TokenIssuer, UserState,
     },
     clock::Clock,
     config::Config,
@@ -74,6 +74,7 @@ pub struct Dependencies {
     pub(crate) django_links: DjangoTokens,
     pub(crate) django_refresh: DjangoRefreshTokens,
     pub(crate) secret: ServerSecret,
+    pub(crate) service_credentials: ServiceCredentials,
     pub(crate) mailer: Mailer,
     pub(crate) google: Arc<GoogleClient>,
     pub(crate) metrics: Metrics,
@@ -95,6 +96,8 @@ pub struct ServiceParts {
     pub key_encryption: KeyEncryption,
     /// Server secret for codes and links.
     pub secret: ServerSecret,
+    /// The services allowed to call `TokenService` and administer, and what for.
+    pub service_credentials: ServiceCredentials,
     /// Email rendering.
     pub mailer: Mailer,
     /// Google sign-in.
@@ -132,6 +135,7 @@ impl Services {
             tokens: parts.tokens,
             key_encryption: parts.key_encryption,
             secret: parts.secret,
+            service_credentials: parts.service_credentials,
             mailer: parts.mailer,
             google: Arc::new(parts.google),
             metrics: parts.metrics,

@@ -4,10 +4,12 @@
 use anyhow::Context;
 
 use super::{Caller, Services, audit::AuditEntry, limits::IpBudget};
-use crate::clock::span;
 use crate::{
-    auth::{AccessClaims, BearerToken, RefreshToken, RefreshTokenHash, TokenError, Verification},
-    domain::{Actor, AuditKind, AuditOutcome, Email, LoginPassword, SessionId, User},
+    auth::{AccessClaims, BearerToken, RefreshToken, TokenError, Verification},
+    clock::span,
+    domain::{
+        Actor, AuditKind, AuditOutcome, Email, LoginPassword, RefreshTokenHash, SessionId, User,
+    },
     email::Notice,
     error::{ServiceError, ServiceResult},
     storage::{Queries, SessionRow, UserRow},

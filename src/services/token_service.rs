@@ -58,7 +58,7 @@ impl Services {
         certificate: Option<&ClientCertificate>,
         scope: Scope,
     ) -> ServiceResult<&ServiceCredential> {
-        let credentials = &self.config.service_credentials;
+        let credentials = &self.service_credentials;
         let credential = bearer
             .and_then(|token| credentials.find_token(token.expose()))
             .or_else(|| certificate.and_then(|c| credentials.find_certificate_holder(c)))

@@ -7,10 +7,7 @@ use super::schema::{
     audit_events, counters, django_imported_accounts, django_link_states, email_changes, outbox,
     refresh_tokens, registrations, revocations, sessions, signing_keys, users,
 };
-use crate::{
-    auth::RefreshTokenHash,
-    domain::{Email, SessionId, UserId},
-};
+use crate::domain::{Email, RefreshTokenHash, SessionId, UserId};
 
 /// A `users` row, password hash included: never leaves the service layer.
 #[derive(Debug, Clone, Queryable, Selectable)]

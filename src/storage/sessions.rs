@@ -10,10 +10,7 @@ use super::{
     on_backend,
     schema::{refresh_tokens, revocations, sessions, users},
 };
-use crate::{
-    auth::RefreshTokenHash,
-    domain::{SessionId, UserId},
-};
+use crate::domain::{RefreshTokenHash, SessionId, UserId};
 
 impl Queries<'_> {
     /// Starts a session.

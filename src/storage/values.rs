@@ -8,10 +8,7 @@ use diesel::{
     sql_types::{BigInt, Text},
 };
 
-use crate::{
-    auth::RefreshTokenHash,
-    domain::{Email, SessionId, UserId},
-};
+use crate::domain::{Email, RefreshTokenHash, SessionId, UserId};
 
 impl<DB> ToSql<BigInt, DB> for UserId
 where
