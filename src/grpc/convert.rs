@@ -20,14 +20,14 @@ use crate::{
         Caller,
         account_changes::Proof,
         accounts::Registration,
-        admin::{AdminCredentials, NewUserByAdmin, UserUpdate},
+        admin::{AccountChanges, AdminCredentials, NewUserByAdmin, UserUpdate},
         audit::{AuditEvent, AuditQuery},
         devices::Device,
         google_login::GoogleCredential,
         sessions::Authenticated,
         token_service::Revocation,
+        users::UserQuery,
     },
-    storage::{UserChanges, UserFilter},
 };
 
 type Parsed<T> = Result<T, ServiceError>;
@@ -240,16 +240,16 @@ pub(crate) fn user_update(request: &pb::UpdateUserRequest) -> Parsed<(UserId, Us
             reason: "must name the fields to change".into(),
         });
     }
-    let mut changes = UserChanges::default();
+    let mut changes = AccountChanges::default();
     for path in paths {
         match path.trim() {
             "first_name" => {
                 changes.first_name =
-                    Some(field("first_name", PersonName::parse(&request.first_name))?.into_inner());
+                    Some(field("first_name", PersonName::parse(&request.first_name))?);
             }
             "last_name" => {
                 changes.last_name =
-                    Some(field("last_name", PersonName::parse(&request.last_name))?.into_inner());
+                    Some(field("last_name", PersonName::parse(&request.last_name))?);
             }
             "is_active" => changes.is_active = Some(request.is_active),
             "is_staff" => changes.is_staff = Some(request.is_staff),
@@ -280,13 +280,12 @@ pub(crate) fn etag(raw: &str) -> Option<String> {
 }
 
 /// The filters of a user listing.
-pub(crate) fn user_filter(request: &pb::ListUsersRequest) -> Parsed<UserFilter> {
-    Ok(UserFilter {
+pub(crate) fn user_filter(request: &pb::ListUsersRequest) -> Parsed<UserQuery> {
+    Ok(UserQuery {
         email_prefix: field("email_prefix", EmailPrefix::parse(&request.email_prefix))?,
         is_verified: request.is_verified,
         is_active: request.is_active,
         is_staff: request.is_staff,
-        verification_required: false,
     })
 }
 

@@ -77,11 +77,39 @@ pub struct NewUserByAdmin {
     pub send_password_link: bool,
 }
 
+/// The fields an operator changes on an account: each that is set is written.
+#[derive(Debug, Clone, Default)]
+pub struct AccountChanges {
+    /// Given name.
+    pub first_name: Option<PersonName>,
+    /// Family name.
+    pub last_name: Option<PersonName>,
+    /// May sign in.
+    pub is_active: Option<bool>,
+    /// Staff.
+    pub is_staff: Option<bool>,
+    /// Superuser.
+    pub is_superuser: Option<bool>,
+}
+
+impl AccountChanges {
+    /// The same changes, as the storage layer writes them.
+    fn into_row_changes(self) -> UserChanges {
+        UserChanges {
+            first_name: self.first_name.map(PersonName::into_inner),
+            last_name: self.last_name.map(PersonName::into_inner),
+            is_active: self.is_active,
+            is_staff: self.is_staff,
+            is_superuser: self.is_superuser,
+        }
+    }
+}
+
 /// An operator's change to one account.
 #[derive(Debug, Default)]
 pub struct UserUpdate {
     /// The fields to write (those the field mask named).
-    pub changes: UserChanges,
+    pub changes: AccountChanges,
     /// The `etag` the caller read, if it sent one.
     pub etag: Option<String>,
 }
@@ -215,7 +243,7 @@ impl Services {
         update: UserUpdate,
     ) -> ServiceResult<User> {
         let admin = self.administrator(credentials, Scope::UsersWrite).await?;
-        let changes = update.changes;
+        let changes = update.changes.into_row_changes();
         let row = self
             .store
             .transaction(async |tx| {

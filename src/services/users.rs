@@ -23,6 +23,19 @@ pub struct UserPage {
     pub next_page_token: Option<String>,
 }
 
+/// Which accounts a listing returns; every field that is set must match.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Addresses starting with this.
+    pub email_prefix: Option<EmailPrefix>,
+    /// Proven addresses, or unproven ones.
+    pub is_verified: Option<bool>,
+    /// Accounts that may sign in, or those that may not.
+    pub is_active: Option<bool>,
+    /// Staff, or not.
+    pub is_staff: Option<bool>,
+}
+
 impl Services {
     /// Lists the users matching `filter` in id order; staff and services only.
     ///
@@ -33,7 +46,7 @@ impl Services {
     pub async fn list_users(
         &self,
         credentials: AdminCredentials,
-        filter: UserFilter,
+        filter: UserQuery,
         size: PageSize,
         token: PageToken,
     ) -> ServiceResult<UserPage> {
@@ -49,8 +62,11 @@ impl Services {
             return Err(other_listing());
         }
         let filter = UserFilter {
+            email_prefix: filter.email_prefix,
+            is_verified: filter.is_verified,
+            is_active: filter.is_active,
+            is_staff: filter.is_staff,
             verification_required: self.config.verification.required,
-            ..filter
         };
         let limit = usize::try_from(size.get()).unwrap_or(usize::MAX);
         let mut conn = self.connection().await?;
