@@ -67,6 +67,12 @@ pub fn document(pool: &DescriptorPool, routes: &[HttpRoute]) -> anyhow::Result<V
         } else {
             parameters.extend(rest.iter().map(|f| json!({"name": f.name(), "in": "query", "required": false, "schema": field_schema(f, &mut schemas)})));
         }
+        if route.rpc == super::ACTIVATE {
+            // The emailed link: a GET that does not ask for JSON (a browser, a mail scanner)
+            // gets the page whose button confirms.
+            operation["responses"]["200"]["content"]["text/html"] =
+                json!({"schema": {"type": "string"}});
+        }
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
         }

@@ -180,6 +180,13 @@ async fn every_annotated_route_answers_with_and_without_the_slash_and_nothing_el
         documented, annotated,
         "OpenAPI and the annotations list the same paths"
     );
+    // The emailed link answers a GET that does not ask for JSON with its page.
+    let activation = &openapi["paths"]["/accounts/api/activate/{uidb64}/{token}/"]["get"];
+    let answers = &activation["responses"]["200"]["content"];
+    assert!(
+        answers.get("text/html").is_some() && answers.get("application/json").is_some(),
+        "{activation}"
+    );
 }
 
 async fn refusals_carry_the_grpc_gateway_status_and_body(backend: Backend) {
