@@ -179,6 +179,16 @@ impl ServiceError {
         }
     }
 
+    /// The refusal of a page token from a listing with other filters (AIP-158).
+    #[must_use]
+    pub fn other_listing() -> Self {
+        Self::InvalidArgument {
+            field: "page_token",
+            reason: "belongs to a listing with other filters; start again from the first page"
+                .into(),
+        }
+    }
+
     /// Attaches a wire field name to a parse failure.
     #[must_use]
     pub fn invalid(field: &'static str, error: &ParseError) -> Self {

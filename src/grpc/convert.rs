@@ -17,14 +17,12 @@ use crate::{
     error::ServiceError,
     pb,
     services::{
-        Caller,
+        Authenticated, Caller, Credentials, GoogleCredential,
         account_changes::Proof,
         accounts::Registration,
-        admin::{AccountChanges, AdminCredentials, NewUserByAdmin, UserUpdate},
+        admin::{AccountChanges, NewUserByAdmin, UserUpdate},
         audit::{AuditEvent, AuditQuery},
         devices::Device,
-        google_login::GoogleCredential,
-        sessions::Authenticated,
         token_service::Revocation,
         users::UserQuery,
     },
@@ -335,9 +333,9 @@ pub(crate) fn audit_event(event: AuditEvent) -> pb::AuditEvent {
     }
 }
 
-/// What may make the caller an administrator: its bearer token and client certificate.
-pub(crate) fn admin_credentials<T>(request: &Request<T>) -> AdminCredentials {
-    AdminCredentials {
+/// What the caller presented to prove who it is: its bearer token and client certificate.
+pub(crate) fn access_credentials<T>(request: &Request<T>) -> Credentials {
+    Credentials {
         bearer: bearer(request),
         certificate: client_certificate(request),
     }

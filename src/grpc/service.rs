@@ -135,8 +135,8 @@ impl IdentityService for IdentityApi {
         request: Request<pb::LogoutAllRequest>,
     ) -> Reply<pb::LogoutAllResponse> {
         let caller = self.caller(&request);
-        let bearer = convert::bearer(&request);
-        let outcome = self.services.logout_all(caller, bearer).await;
+        let credentials = convert::access_credentials(&request);
+        let outcome = self.services.logout_all(caller, credentials).await;
         reply(outcome, |revoked| pb::LogoutAllResponse {
             revoked_sessions: i64::try_from(revoked).unwrap_or(i64::MAX),
         })
@@ -187,7 +187,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
-        let credentials = convert::admin_credentials(&request);
+        let credentials = convert::access_credentials(&request);
         let (size, token) = convert::page(request.get_ref()).map_err(to_status)?;
         let filter = convert::user_filter(request.get_ref()).map_err(to_status)?;
         let outcome = self
@@ -204,8 +204,8 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> Reply<pb::ListSessionsResponse> {
-        let bearer = convert::bearer(&request);
-        let outcome = self.services.list_sessions(bearer).await;
+        let credentials = convert::access_credentials(&request);
+        let outcome = self.services.list_sessions(credentials).await;
         reply(outcome, |devices| pb::ListSessionsResponse {
             sessions: devices.into_iter().map(convert::session).collect(),
         })
@@ -215,12 +215,12 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::RevokeSessionRequest>,
     ) -> Reply<pb::RevokeSessionResponse> {
-        let bearer = convert::bearer(&request);
+        let credentials = convert::access_credentials(&request);
         let session_id = convert::session_id(&request.get_ref().session_id).map_err(to_status)?;
         let caller = self.caller(&request);
         let outcome = self
             .services
-            .revoke_own_session(caller, bearer, session_id)
+            .revoke_own_session(caller, credentials, session_id)
             .await;
         reply(outcome, |()| pb::RevokeSessionResponse {})
     }
@@ -230,15 +230,15 @@ impl IdentityService for IdentityApi {
         request: Request<pb::LogoutOthersRequest>,
     ) -> Reply<pb::LogoutOthersResponse> {
         let caller = self.caller(&request);
-        let bearer = convert::bearer(&request);
-        let outcome = self.services.logout_others(caller, bearer).await;
+        let credentials = convert::access_credentials(&request);
+        let outcome = self.services.logout_others(caller, credentials).await;
         reply(outcome, |revoked| pb::LogoutOthersResponse {
             revoked_sessions: i64::try_from(revoked).unwrap_or(i64::MAX),
         })
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
-        let credentials = convert::admin_credentials(&request);
+        let credentials = convert::access_credentials(&request);
         let id = convert::user_id(request.get_ref().id).map_err(to_status)?;
         let outcome = self.services.get_user(credentials, id).await;
         reply(outcome, |user| pb::GetUserResponse {
@@ -251,12 +251,12 @@ impl IdentityService for IdentityApi {
         request: Request<pb::ChangePasswordRequest>,
     ) -> Reply<pb::ChangePasswordResponse> {
         let caller = self.caller(&request);
-        let bearer = convert::bearer(&request);
+        let credentials = convert::access_credentials(&request);
         let (proof, new_password) =
             convert::password_change(request.get_ref()).map_err(to_status)?;
         let outcome = self
             .services
-            .change_password(caller, bearer, proof, new_password)
+            .change_password(caller, credentials, proof, new_password)
             .await;
         reply(outcome, |revoked| pb::ChangePasswordResponse {
             message: PASSWORD_CHANGED_MESSAGE.into(),
@@ -269,11 +269,11 @@ impl IdentityService for IdentityApi {
         request: Request<pb::ChangeEmailRequest>,
     ) -> Reply<pb::ChangeEmailResponse> {
         let caller = self.caller(&request);
-        let bearer = convert::bearer(&request);
+        let credentials = convert::access_credentials(&request);
         let (new_email, proof) = convert::email_change(request.get_ref()).map_err(to_status)?;
         let outcome = self
             .services
-            .change_email(caller, bearer, new_email, proof)
+            .change_email(caller, credentials, new_email, proof)
             .await;
         reply(outcome, |message| pb::ChangeEmailResponse {
             message: message.into(),
@@ -285,11 +285,11 @@ impl IdentityService for IdentityApi {
         request: Request<pb::ConfirmEmailChangeRequest>,
     ) -> Reply<pb::ConfirmEmailChangeResponse> {
         let caller = self.caller(&request);
-        let bearer = convert::bearer(&request);
+        let credentials = convert::access_credentials(&request);
         let otp = convert::otp(&request.get_ref().otp).map_err(to_status)?;
         let outcome = self
             .services
-            .confirm_email_change(caller, bearer, otp)
+            .confirm_email_change(caller, credentials, otp)
             .await;
         reply(outcome, |user| pb::ConfirmEmailChangeResponse {
             user: Some(convert::user(user)),
@@ -301,9 +301,12 @@ impl IdentityService for IdentityApi {
         request: Request<pb::DeleteAccountRequest>,
     ) -> Reply<pb::DeleteAccountResponse> {
         let caller = self.caller(&request);
-        let bearer = convert::bearer(&request);
+        let credentials = convert::access_credentials(&request);
         let proof = convert::account_deletion(request.get_ref()).map_err(to_status)?;
-        let outcome = self.services.delete_account(caller, bearer, proof).await;
+        let outcome = self
+            .services
+            .delete_account(caller, credentials, proof)
+            .await;
         reply(outcome, |()| pb::DeleteAccountResponse {})
     }
 
@@ -312,7 +315,7 @@ impl IdentityService for IdentityApi {
         request: Request<pb::CreateUserRequest>,
     ) -> Reply<pb::CreateUserResponse> {
         let caller = self.caller(&request);
-        let credentials = convert::admin_credentials(&request);
+        let credentials = convert::access_credentials(&request);
         let new_user = convert::new_user_by_admin(request.get_ref()).map_err(to_status)?;
         let outcome = self
             .services
@@ -328,7 +331,7 @@ impl IdentityService for IdentityApi {
         request: Request<pb::UpdateUserRequest>,
     ) -> Reply<pb::UpdateUserResponse> {
         let caller = self.caller(&request);
-        let credentials = convert::admin_credentials(&request);
+        let credentials = convert::access_credentials(&request);
         let (id, update) = convert::user_update(request.get_ref()).map_err(to_status)?;
         let outcome = self
             .services
@@ -344,7 +347,7 @@ impl IdentityService for IdentityApi {
         request: Request<pb::DeleteUserRequest>,
     ) -> Reply<pb::DeleteUserResponse> {
         let caller = self.caller(&request);
-        let credentials = convert::admin_credentials(&request);
+        let credentials = convert::access_credentials(&request);
         let id = convert::user_id(request.get_ref().id).map_err(to_status)?;
         let etag = convert::etag(&request.get_ref().etag);
         let outcome = self
@@ -358,7 +361,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
-        let credentials = convert::admin_credentials(&request);
+        let credentials = convert::access_credentials(&request);
         let (query, size, token) = convert::audit_query(request.get_ref()).map_err(to_status)?;
         let outcome = self
             .services

@@ -11,7 +11,7 @@ use super::{convert, status::to_status};
 use crate::{
     auth::Scope,
     pb::{self, token_service_server::TokenService},
-    services::{Services, token_service::Revocation},
+    services::{Access, Principal, Services, token_service::Revocation},
 };
 
 /// Revocations a stream may hold for a slow reader before it waits for it.
@@ -32,14 +32,14 @@ impl TokenApi {
         Self { services, stopping }
     }
 
-    fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<(), Status> {
-        let bearer = convert::bearer(request);
-        let certificate = convert::client_certificate(request);
-        let service = self
+    /// Admits a service whose token or client certificate allows `scope`.
+    async fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<(), Status> {
+        let credentials = convert::access_credentials(request);
+        let _: Principal = self
             .services
-            .authorize_service(bearer.as_ref(), certificate.as_ref(), scope)
+            .require(&credentials, Access::service(scope))
+            .await
             .map_err(to_status)?;
-        tracing::debug!(service.name = %service.name, "service call authorized");
         Ok(())
     }
 }
@@ -49,7 +49,7 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl TokenService for TokenApi {
     async fn get_jwks(&self, request: Request<pb::GetJwksRequest>) -> Reply<pb::GetJwksResponse> {
-        self.authorize(&request, Scope::Jwks)?;
+        self.authorize(&request, Scope::Jwks).await?;
         let keys = self.services.published_keys();
         Ok(Response::new(pb::GetJwksResponse {
             keys: keys.iter().map(convert::json_web_key).collect(),
@@ -60,7 +60,7 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::IntrospectTokenRequest>,
     ) -> Reply<pb::IntrospectTokenResponse> {
-        self.authorize(&request, Scope::Introspect)?;
+        self.authorize(&request, Scope::Introspect).await?;
         let Some(token) = convert::introspected_token(request.get_ref()) else {
             return Ok(Response::new(pb::IntrospectTokenResponse::default()));
         };
@@ -75,7 +75,7 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::WatchRevocationsRequest>,
     ) -> Reply<Self::WatchRevocationsStream> {
-        self.authorize(&request, Scope::Revocations)?;
+        self.authorize(&request, Scope::Revocations).await?;
         let mut cursor =
             convert::revocation_cursor(&request.get_ref().cursor).map_err(to_status)?;
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);

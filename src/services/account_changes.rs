@@ -5,14 +5,15 @@
 use anyhow::Context;
 
 use super::{
-    Caller, Services,
-    audit::AuditEntry,
-    google_login::GoogleCredential,
-    limits::{IpBudget, MailStream},
-    sessions::Authenticated,
+    Caller, Credentials, GoogleCredential, Services,
+    core::{
+        access::{Access, Authenticated},
+        audit::AuditEntry,
+        limits::{IpBudget, MailStream},
+    },
 };
 use crate::{
-    auth::{BearerToken, Verification, constant_time_eq},
+    auth::{Verification, constant_time_eq},
     domain::{Actor, AuditKind, Email, LoginPassword, Otp, Password, SessionId, User},
     email::Notice,
     error::{ServiceError, ServiceResult},
@@ -45,55 +46,44 @@ impl Services {
     /// many sessions ended.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`], `LoginThrottled`, `InvalidArgument`
+    /// Those of [`Services::require`], `LoginThrottled`, `InvalidArgument`
     /// (`current_password` wrong, or `new_password` built from the address),
     /// `GoogleRejected`, `ConcurrentChange`.
     #[tracing::instrument(skip_all)]
     pub async fn change_password(
         &self,
         caller: Caller,
-        bearer: Option<BearerToken>,
+        credentials: Credentials,
         proof: Proof,
         new_password: Password,
     ) -> ServiceResult<u64> {
-        let (me, row) = self.account_of(bearer).await?;
+        let (me, row) = self.account_of(&credentials).await?;
         self.reauthenticate(&row, proof, "current_password").await?;
         new_password
             .check_against(&row.email)
             .map_err(|e| ServiceError::invalid("new_password", &e))?;
         let hash = self.hasher.hash(new_password.secret()).await?;
         let current = current_session(&me)?;
-        let now = self.clock.now_naive();
         let revoked = self
-            .store
-            .transaction(async |tx| {
+            .transaction(&caller, async |tx| {
                 // Conditional on the password the proof was checked against: of two changes
                 // at once, one wins, and a login that checked the old password is refused.
-                let changed = tx
-                    .set_password_hash(row.id, Some(&hash), row.password_changed_at, now)
-                    .await
-                    .context("setting the password")?;
-                if !changed {
+                if !tx.replace_password(&row, Some(&hash)).await? {
                     return Err(ServiceError::ConcurrentChange);
                 }
+                let now = tx.now_naive();
                 let revoked = tx
                     .revoke_other_sessions(row.id, &current, now)
                     .await
                     .context("ending the other sessions")?;
-                let notice =
-                    self.mailer
-                        .notice(Notice::PasswordChanged, &row.email, &row.first_name, now);
-                tx.enqueue_email(&notice)
-                    .await
-                    .context("queueing the password-changed notice")?;
+                tx.notify(Notice::PasswordChanged, &row).await?;
                 let entry =
                     AuditEntry::success(AuditKind::PasswordChange, Actor::User(row.id), row.id)
                         .detail(format!("sessions_revoked={revoked}"));
-                self.audit(tx, &caller, entry).await?;
+                tx.audit(entry).await?;
                 Ok(revoked)
             })
             .await?;
-        self.outbox_wake.notify_one();
         self.clear_login_failures(&row.email).await?;
         tracing::info!(user.id = %row.id, sessions.revoked = revoked, "password changed");
         Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
@@ -105,18 +95,18 @@ impl Services {
     /// unless `REGISTER_REVEALS_EXISTING` is set.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`], `RateLimited`, `Cooldown`, `InvalidArgument`
+    /// Those of [`Services::require`], `RateLimited`, `Cooldown`, `InvalidArgument`
     /// (`password` wrong, or `new_email` the current address), `EmailTaken` only when
     /// revealing.
     #[tracing::instrument(skip_all)]
     pub async fn change_email(
         &self,
         caller: Caller,
-        bearer: Option<BearerToken>,
+        credentials: Credentials,
         new_email: Email,
         proof: Proof,
     ) -> ServiceResult<&'static str> {
-        let (_, row) = self.account_of(bearer).await?;
+        let (_, row) = self.account_of(&credentials).await?;
         self.spend_ip_budget(&caller, IpBudget::Email).await?;
         self.reauthenticate(&row, proof, "password").await?;
         if new_email == row.email {
@@ -133,63 +123,47 @@ impl Services {
         let queue = async {
             let code =
                 Otp::generate().map_err(|e| anyhow::anyhow!("no randomness for a code: {e}"))?;
-            let now = self.clock.now_naive();
-            self.store
-                .transaction(async |tx| {
-                    let entry = AuditEntry::success(
-                        AuditKind::EmailChangeRequest,
-                        Actor::User(row.id),
+            self.transaction(&caller, async |tx| {
+                let now = tx.now_naive();
+                let entry =
+                    AuditEntry::success(AuditKind::EmailChangeRequest, Actor::User(row.id), row.id);
+                // Both branches leave the same state: with a verified holder the pending
+                // change is a decoy whose code is mailed to no one, so the caller's
+                // earlier change is gone either way and no code reveals the holder.
+                let change = EmailChangeRow {
+                    user_id: row.id,
+                    new_email: new_email.clone(),
+                    code_hash: self.secret.email_change_code_hash(
                         row.id,
-                    );
-                    // Both branches leave the same state: with a verified holder the pending
-                    // change is a decoy whose code is mailed to no one, so the caller's
-                    // earlier change is gone either way and no code reveals the holder.
-                    let change = EmailChangeRow {
-                        user_id: row.id,
-                        new_email: new_email.clone(),
-                        code_hash: self.secret.email_change_code_hash(
-                            row.id,
-                            new_email.as_str(),
-                            code.expose(),
-                        ),
-                        attempts: 0,
-                        created_at: now,
-                        expires_at: now + crate::clock::span(self.config.otp_lifetime),
-                    };
-                    tx.replace_email_change(&change)
-                        .await
-                        .context("recording the address change")?;
-                    if let Some(owner) = holder.as_ref().filter(|h| h.is_verified) {
-                        let notice = self.mailer.notice(
-                            Notice::SignupAttempt,
-                            &owner.email,
-                            &owner.first_name,
-                            now,
-                        );
-                        tx.enqueue_email(&notice)
-                            .await
-                            .context("queueing the address-taken notice")?;
-                        let entry = entry.detail(format!("to={new_email} refused=address_taken"));
-                        return self.audit(tx, &caller, entry).await;
-                    }
-                    let mail = self.mailer.email_change(
-                        &new_email,
-                        &row.first_name,
+                        new_email.as_str(),
                         code.expose(),
-                        self.config.otp_lifetime,
-                        now,
-                    );
-                    tx.enqueue_email(&mail)
-                        .await
-                        .context("queueing the address-change code")?;
-                    self.audit(tx, &caller, entry.detail(format!("to={new_email}")))
-                        .await
-                })
-                .await
+                    ),
+                    attempts: 0,
+                    created_at: now,
+                    expires_at: now + crate::clock::span(self.config.otp_lifetime),
+                };
+                tx.replace_email_change(&change)
+                    .await
+                    .context("recording the address change")?;
+                if let Some(owner) = holder.as_ref().filter(|h| h.is_verified) {
+                    tx.notify(Notice::SignupAttempt, owner).await?;
+                    let entry = entry.detail(format!("to={new_email} refused=address_taken"));
+                    return tx.audit(entry).await;
+                }
+                let mail = self.mailer.email_change(
+                    &new_email,
+                    &row.first_name,
+                    code.expose(),
+                    self.config.otp_lifetime,
+                    now,
+                );
+                tx.queue_mail(&mail).await?;
+                tx.audit(entry.detail(format!("to={new_email}"))).await
+            })
+            .await
         };
         self.within_mail_budget(&new_email, MailStream::EmailChange, queue)
             .await?;
-        self.outbox_wake.notify_one();
         tracing::info!(user.id = %row.id, "address change requested");
         Ok(EMAIL_CHANGE_MESSAGE)
     }
@@ -198,17 +172,17 @@ impl Services {
     /// comes back, and tells the old address. Each try is counted before the code is compared.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`], `RateLimited`, `OtpInvalid` (wrong, or nothing
+    /// Those of [`Services::require`], `RateLimited`, `OtpInvalid` (wrong, or nothing
     /// pending), `TooManyAttempts`, `OtpExpired`, `EmailTaken` (the address was proven by
     /// another account meanwhile).
     #[tracing::instrument(skip_all)]
     pub async fn confirm_email_change(
         &self,
         caller: Caller,
-        bearer: Option<BearerToken>,
+        credentials: Credentials,
         otp: Otp,
     ) -> ServiceResult<User> {
-        let (_, row) = self.account_of(bearer).await?;
+        let (_, row) = self.account_of(&credentials).await?;
         self.spend_ip_budget(&caller, IpBudget::Verify).await?;
         let mut conn = self.connection().await?;
         let tried = conn
@@ -240,8 +214,7 @@ impl Services {
             return Err(ServiceError::OtpExpired);
         }
         let moved = self
-            .store
-            .transaction(async |tx| {
+            .transaction(&caller, async |tx| {
                 if !tx
                     .take_email_change(row.id, &change.code_hash)
                     .await
@@ -250,30 +223,24 @@ impl Services {
                     return Err(ServiceError::OtpInvalid);
                 }
                 // The code proved the mailbox: an unproven account on it was never theirs.
-                self.claim_address(tx, &change.new_email).await?;
+                tx.take_over_unproven(&change.new_email).await?;
                 match tx.change_email(row.id, &row.email, &change.new_email).await {
                     Ok(true) => {}
                     Ok(false) => return Err(ServiceError::ConcurrentChange),
                     Err(StoreError::UniqueViolation) => return Err(ServiceError::EmailTaken),
                     Err(other) => return Err(other.into()),
                 }
-                let notice =
-                    self.mailer
-                        .notice(Notice::EmailChanged, &row.email, &row.first_name, now);
-                tx.enqueue_email(&notice)
-                    .await
-                    .context("queueing the address-changed notice")?;
+                tx.notify(Notice::EmailChanged, &row).await?;
                 let entry =
                     AuditEntry::success(AuditKind::EmailChange, Actor::User(row.id), row.id)
                         .detail(format!("from={} to={}", row.email, change.new_email));
-                self.audit(tx, &caller, entry).await?;
+                tx.audit(entry).await?;
                 tx.user_by_id(row.id)
                     .await
                     .context("reloading the user")?
                     .ok_or(ServiceError::ConcurrentChange)
             })
             .await?;
-        self.outbox_wake.notify_one();
         self.clear_login_failures(&row.email).await?;
         tracing::info!(user.id = %row.id, "address changed");
         Ok(self.to_user(&moved))
@@ -283,26 +250,24 @@ impl Services {
     /// every session at once. The last active superuser cannot.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`], `LoginThrottled`, `InvalidArgument` (`password`
+    /// Those of [`Services::require`], `LoginThrottled`, `InvalidArgument` (`password`
     /// wrong), `GoogleRejected`, `LastSuperuser`.
     #[tracing::instrument(skip_all)]
     pub async fn delete_account(
         &self,
         caller: Caller,
-        bearer: Option<BearerToken>,
+        credentials: Credentials,
         proof: Proof,
     ) -> ServiceResult<()> {
-        let (_, row) = self.account_of(bearer).await?;
+        let (_, row) = self.account_of(&credentials).await?;
         self.reauthenticate(&row, proof, "password").await?;
-        self.store
-            .transaction(async |tx| {
-                let revoked = self.remove_account(tx, &row).await?;
-                let entry =
-                    AuditEntry::success(AuditKind::AccountDelete, Actor::User(row.id), row.id)
-                        .detail(format!("sessions_revoked={revoked}"));
-                self.audit(tx, &caller, entry).await
-            })
-            .await?;
+        self.transaction(&caller, async |tx| {
+            let revoked = tx.remove_account(&row).await?;
+            let entry = AuditEntry::success(AuditKind::AccountDelete, Actor::User(row.id), row.id)
+                .detail(format!("sessions_revoked={revoked}"));
+            tx.audit(entry).await
+        })
+        .await?;
         self.clear_login_failures(&row.email).await?;
         tracing::info!(user.id = %row.id, "account deleted by its owner");
         Ok(())
@@ -311,9 +276,9 @@ impl Services {
     /// The bearer and its stored account (with what only the service layer sees).
     async fn account_of(
         &self,
-        bearer: Option<BearerToken>,
+        credentials: &Credentials,
     ) -> ServiceResult<(Authenticated, UserRow)> {
-        let me = self.authenticate(bearer).await?;
+        let me: Authenticated = self.require(credentials, Access::SIGNED_IN).await?;
         let row = self
             .user_by_id(me.user.id)
             .await?

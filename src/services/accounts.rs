@@ -8,9 +8,13 @@ use anyhow::Context;
 use chrono::NaiveDateTime;
 
 use super::{
-    Caller, NewAccount, PasswordLink, Services, Standing,
-    limits::{IpBudget, MailStream},
-    registration_link_state,
+    Caller, Services,
+    core::{
+        accounts::{NewAccount, Standing},
+        effects::Tx,
+        limits::{IpBudget, MailStream},
+        links::{PasswordLink, registration_link_state},
+    },
 };
 use crate::{
     auth::{LinkPurpose, LinkToken, LinkTokenError, constant_time_eq},
@@ -18,7 +22,7 @@ use crate::{
     domain::{Email, Otp, Password, PersonName, Uidb64, User},
     email::{EmailedLink, Notice},
     error::{ServiceError, ServiceResult},
-    storage::{NewRegistration, Queries, RegistrationRow, UserRow},
+    storage::{NewRegistration, RegistrationRow, UserRow},
 };
 
 /// Codes tried against one sign-up over its whole life, however often its code is resent.
@@ -81,13 +85,12 @@ impl Services {
             last_name: registration.last_name.into_inner(),
             mail_at,
         };
-        let created = self.record_sign_up(&sign_up, reveals).await;
+        let created = self.record_sign_up(&caller, &sign_up, reveals).await;
         if let (Err(_), Some(at)) = (&created, mail_at) {
             self.give_back_mail_slot(&email, MailStream::Verification, at)
                 .await;
         }
         let created = created?;
-        self.outbox_wake.notify_one();
         Ok(created.filter(|_| reveals).map(|row| self.to_user(&row)))
     }
 
@@ -95,6 +98,7 @@ impl Services {
     /// second round then joins it as a sign-up of its own.
     async fn record_sign_up(
         &self,
+        caller: &Caller,
         sign_up: &NewSignUp,
         reveals: bool,
     ) -> ServiceResult<Option<UserRow>> {
@@ -105,8 +109,7 @@ impl Services {
         let mut created = Err(ServiceError::EmailTaken);
         for _ in 0..2 {
             created = self
-                .store
-                .transaction(async |tx| self.sign_up(tx, sign_up, reveals).await)
+                .transaction(caller, async |tx| self.sign_up(tx, sign_up, reveals).await)
                 .await;
             if !matches!(created, Err(ServiceError::EmailTaken)) || reveals {
                 break;
@@ -119,11 +122,11 @@ impl Services {
     /// when the address was proven already (and its owner is told).
     async fn sign_up(
         &self,
-        tx: &mut Queries<'_>,
+        tx: &mut Tx<'_, '_>,
         sign_up: &NewSignUp,
         reveals: bool,
     ) -> ServiceResult<Option<UserRow>> {
-        let now = self.clock.now_naive();
+        let now = tx.now_naive();
         let user = match tx
             .user_by_email(&sign_up.email)
             .await
@@ -139,9 +142,7 @@ impl Services {
                         now,
                     );
                     notice.next_attempt_at = at;
-                    tx.enqueue_email(&notice)
-                        .await
-                        .context("queueing the sign-up notice")?;
+                    tx.queue_mail(&notice).await?;
                 }
                 tracing::info!(user.id = %owner.id, "sign-up attempted on a verified address");
                 return Ok(None);
@@ -155,7 +156,7 @@ impl Services {
                     last_name: sign_up.last_name.clone(),
                     standing: Standing::Unverified,
                 };
-                self.insert_account(tx, account).await?
+                tx.insert_account(account).await?
             }
         };
         let registration = tx
@@ -226,7 +227,7 @@ impl Services {
             return Err(ServiceError::OtpExpired);
         }
         let row = self
-            .prove_address(&user, &registration)
+            .prove_address(&caller, &user, &registration)
             .await?
             .ok_or(ServiceError::OtpInvalid)?;
         // From now on the address answers codes as one without an account does.
@@ -314,7 +315,7 @@ impl Services {
         };
         // Only the first of racing clicks proves the address.
         let row = self
-            .prove_address(&user, &registration)
+            .prove_address(&caller, &user, &registration)
             .await?
             .ok_or(ServiceError::LinkInvalid)?;
         tracing::info!(user.id = %row.id, registration.id = registration.id, "email verified by link");
@@ -329,46 +330,38 @@ impl Services {
     /// choose one.
     async fn prove_address(
         &self,
+        caller: &Caller,
         user: &UserRow,
         registration: &RegistrationRow,
     ) -> ServiceResult<Option<UserRow>> {
-        let now = self.clock.now();
-        let proven = self
-            .store
-            .transaction(async |tx| {
-                let competing = tx
-                    .registrations_of(user.id)
-                    .await
-                    .context("loading the sign-ups")?
-                    .len()
-                    > 1;
-                let proven = tx
-                    .verify_with(user.id, registration, !competing, now.naive_utc())
-                    .await
-                    .context("verifying the account")?;
-                if !proven {
-                    return Ok::<_, ServiceError>(None);
-                }
-                tx.delete_registrations(user.id)
-                    .await
-                    .context("forgetting the other sign-ups")?;
-                tx.revoke_user_sessions(user.id, now.naive_utc())
-                    .await
-                    .context("ending sessions of unproven passwords")?;
-                let row = tx
-                    .user_by_id(user.id)
-                    .await
-                    .context("reloading the user")?
-                    .ok_or(ServiceError::LinkInvalid)?;
-                if competing {
-                    self.queue_password_link(tx, &row, PasswordLink::AfterCompetingSignUps, now)
-                        .await?;
-                }
-                Ok(Some(row))
-            })
-            .await?;
-        self.outbox_wake.notify_one();
-        Ok(proven)
+        self.transaction(caller, async |tx| {
+            let competing = tx
+                .registrations_of(user.id)
+                .await
+                .context("loading the sign-ups")?
+                .len()
+                > 1;
+            let now = tx.now_naive();
+            let proven = tx
+                .verify_with(user.id, registration, !competing, now)
+                .await
+                .context("verifying the account")?;
+            if !proven {
+                return Ok(None);
+            }
+            tx.prove_mailbox(user.id).await?;
+            let row = tx
+                .user_by_id(user.id)
+                .await
+                .context("reloading the user")?
+                .ok_or(ServiceError::LinkInvalid)?;
+            if competing {
+                tx.send_password_link(&row, PasswordLink::AfterCompetingSignUps)
+                    .await?;
+            }
+            Ok(Some(row))
+        })
+        .await
     }
 
     /// Verifies an imported account whose Django activation link came back; only the first
@@ -413,26 +406,24 @@ impl Services {
             else {
                 return Ok(());
             };
-            self.store
-                .transaction(async |tx| {
-                    let newest = tx
-                        .newest_registration(user.id)
-                        .await
-                        .context("finding the newest sign-up")?;
-                    match newest {
-                        Some(registration) => {
-                            let now = self.clock.now_naive();
-                            self.queue_verification(tx, &user, &registration, method, now)
-                                .await
-                        }
-                        None => Ok(()),
+            self.transaction(&caller, async |tx| {
+                let newest = tx
+                    .newest_registration(user.id)
+                    .await
+                    .context("finding the newest sign-up")?;
+                match newest {
+                    Some(registration) => {
+                        let now = tx.now_naive();
+                        self.queue_verification(tx, &user, &registration, method, now)
+                            .await
                     }
-                })
-                .await
+                    None => Ok(()),
+                }
+            })
+            .await
         };
         self.within_mail_budget(&email, MailStream::Verification, resend)
             .await?;
-        self.outbox_wake.notify_one();
         Ok(RESEND_MESSAGE)
     }
 
@@ -440,13 +431,13 @@ impl Services {
     /// `send_at` on, inside the caller's transaction.
     async fn queue_verification(
         &self,
-        tx: &mut Queries<'_>,
+        tx: &mut Tx<'_, '_>,
         user: &UserRow,
         registration: &RegistrationRow,
         method: VerificationMethod,
         send_at: NaiveDateTime,
     ) -> ServiceResult<()> {
-        let now = self.clock.now();
+        let now = tx.now();
         let name = &registration.first_name;
         let code = if method.sends_code() {
             let code =
@@ -489,10 +480,7 @@ impl Services {
             (None, None) => return Ok(()),
         };
         mail.next_attempt_at = send_at;
-        tx.enqueue_email(&mail)
-            .await
-            .context("queueing the verification email")?;
-        Ok(())
+        tx.queue_mail(&mail).await
     }
 
     /// Creates a verified, active staff superuser (the `create-superuser` command).
@@ -510,8 +498,10 @@ impl Services {
             last_name: String::new(),
             standing: Standing::Superuser,
         };
-        let mut conn = self.connection().await?;
-        let row = self.insert_account(&mut conn.queries(), account).await?;
+        let operator = Caller::default();
+        let row = self
+            .transaction(&operator, async |tx| tx.insert_account(account).await)
+            .await?;
         tracing::info!(user.id = %row.id, "superuser created");
         Ok(self.to_user(&row))
     }

@@ -4,60 +4,22 @@
 
 use anyhow::Context;
 
-use super::{Caller, NewAccount, PasswordLink, Services, Standing, audit::AuditEntry};
-use crate::{
-    auth::{BearerToken, ClientCertificate, Scope},
-    domain::{Actor, AuditKind, Email, Password, PersonName, User, UserId},
-    error::{ServiceError, ServiceResult},
-    storage::{Queries, UserChanges, UserRow},
+use super::{
+    Caller, Credentials, Services,
+    core::{
+        access::{Access, Principal},
+        accounts::{NewAccount, Standing},
+        audit::AuditEntry,
+        effects::Tx,
+        links::PasswordLink,
+    },
 };
-
-/// What a caller presented that may make it an administrator: a bearer token (a staff
-/// user's access token or a service token) and, over TLS, a client certificate.
-#[derive(Debug, Default)]
-pub struct AdminCredentials {
-    /// `authorization: Bearer`.
-    pub bearer: Option<BearerToken>,
-    /// The verified client certificate.
-    pub certificate: Option<ClientCertificate>,
-}
-
-/// Who is administering.
-#[derive(Debug, Clone)]
-pub enum Administrator {
-    /// A signed-in staff user or superuser.
-    Staff(User),
-    /// A backend service with the scope asked for.
-    Service(String),
-}
-
-impl Administrator {
-    /// The actor, as the audit trail names it.
-    #[must_use]
-    pub fn actor(&self) -> Actor {
-        match self {
-            Self::Staff(user) => Actor::User(user.id),
-            Self::Service(name) => Actor::Service(name.clone()),
-        }
-    }
-
-    /// Whether it may change superusers and grant the flag: a superuser or a service.
-    fn governs_superusers(&self) -> bool {
-        match self {
-            Self::Staff(user) => user.is_superuser,
-            Self::Service(_) => true,
-        }
-    }
-}
-
-/// A caller of a call open to users and services alike.
-#[derive(Debug, Clone)]
-pub(crate) enum Principal {
-    /// A signed-in user.
-    User(User),
-    /// A backend service with the scope asked for.
-    Service(String),
-}
+use crate::{
+    auth::Scope,
+    domain::{AuditKind, Email, Password, PersonName, User, UserId},
+    error::{ServiceError, ServiceResult},
+    storage::{UserChanges, UserRow},
+};
 
 /// An account a trusted caller creates: verified, because the caller vouches for the address.
 #[derive(Debug)]
@@ -115,66 +77,22 @@ pub struct UserUpdate {
 }
 
 impl Services {
-    /// The administrator a caller is for `scope`: a service whose credential allows it, or a
-    /// signed-in staff user.
-    ///
-    /// # Errors
-    /// `Unauthenticated` without credentials, those of [`Services::authenticate`] for a bad
-    /// user token, `PermissionDenied` for a user who is not staff or a service without the
-    /// scope.
-    pub async fn administrator(
-        &self,
-        credentials: AdminCredentials,
-        scope: Scope,
-    ) -> ServiceResult<Administrator> {
-        match self.principal(credentials, scope).await? {
-            Principal::Service(name) => Ok(Administrator::Service(name)),
-            Principal::User(user) if user.is_staff || user.is_superuser => {
-                Ok(Administrator::Staff(user))
-            }
-            Principal::User(_) => Err(ServiceError::PermissionDenied),
-        }
-    }
-
-    /// Who the caller is: a service whose credential allows `scope`, or else the user its
-    /// bearer token belongs to.
-    ///
-    /// # Errors
-    /// `PermissionDenied` for a service without the scope; those of
-    /// [`Services::authenticate`] otherwise.
-    pub(crate) async fn principal(
-        &self,
-        credentials: AdminCredentials,
-        scope: Scope,
-    ) -> ServiceResult<Principal> {
-        let service = self.authorize_service(
-            credentials.bearer.as_ref(),
-            credentials.certificate.as_ref(),
-            scope,
-        );
-        match service {
-            Ok(service) => Ok(Principal::Service(service.name.clone())),
-            Err(ServiceError::PermissionDenied) => Err(ServiceError::PermissionDenied),
-            Err(_) => Ok(Principal::User(
-                self.authenticate(credentials.bearer).await?.user,
-            )),
-        }
-    }
-
     /// Creates a verified account for a trusted caller. An unverified account holding the
     /// address is replaced: the caller vouches for the address, as Google does for its own.
     ///
     /// # Errors
-    /// Those of [`Services::administrator`], `InvalidArgument` for a password built from the
+    /// Those of [`Services::require`], `InvalidArgument` for a password built from the
     /// address, `EmailTaken` for an address with a verified account.
     #[tracing::instrument(skip_all)]
     pub async fn create_user(
         &self,
         caller: Caller,
-        credentials: AdminCredentials,
+        credentials: Credentials,
         new_user: NewUserByAdmin,
     ) -> ServiceResult<User> {
-        let admin = self.administrator(credentials, Scope::UsersWrite).await?;
+        let admin: Principal = self
+            .require(&credentials, Access::staff_or_service(Scope::UsersWrite))
+            .await?;
         let password_hash = match &new_user.password {
             Some(password) => {
                 password
@@ -184,11 +102,9 @@ impl Services {
             }
             None => None,
         };
-        let now = self.clock.now();
         let row = self
-            .store
-            .transaction(async |tx| {
-                self.claim_address(tx, &new_user.email).await?;
+            .transaction(&caller, async |tx| {
+                tx.take_over_unproven(&new_user.email).await?;
                 let account = NewAccount {
                     email: new_user.email.clone(),
                     password_hash: password_hash.clone(),
@@ -196,7 +112,7 @@ impl Services {
                     last_name: new_user.last_name.clone().into_inner(),
                     standing: Standing::Verified,
                 };
-                let mut row = self.insert_account(tx, account).await?;
+                let mut row = tx.insert_account(account).await?;
                 if new_user.is_staff {
                     let staff = UserChanges {
                         is_staff: Some(true),
@@ -209,8 +125,7 @@ impl Services {
                         .ok_or(ServiceError::ConcurrentChange)?;
                 }
                 if new_user.send_password_link {
-                    self.queue_password_link(tx, &row, PasswordLink::Welcome, now)
-                        .await?;
+                    tx.send_password_link(&row, PasswordLink::Welcome).await?;
                 }
                 let detail = format!(
                     "password={} staff={} link={}",
@@ -219,11 +134,10 @@ impl Services {
                     new_user.send_password_link
                 );
                 let entry = AuditEntry::success(AuditKind::UserCreate, admin.actor(), row.id);
-                self.audit(tx, &caller, entry.detail(detail)).await?;
+                tx.audit(entry.detail(detail)).await?;
                 Ok::<_, ServiceError>(row)
             })
             .await?;
-        self.outbox_wake.notify_one();
         tracing::info!(user.id = %row.id, "account created by an administrator");
         Ok(self.to_user(&row))
     }
@@ -232,21 +146,22 @@ impl Services {
     /// every session of the account, in the same transaction.
     ///
     /// # Errors
-    /// Those of [`Services::administrator`], `NotFound`, `StaleEtag`, `PermissionDenied`
+    /// Those of [`Services::require`], `NotFound`, `StaleEtag`, `PermissionDenied`
     /// (staff changing a superuser or the flag), `LastSuperuser`.
     #[tracing::instrument(skip_all, fields(user.id = %id))]
     pub async fn update_user(
         &self,
         caller: Caller,
-        credentials: AdminCredentials,
+        credentials: Credentials,
         id: UserId,
         update: UserUpdate,
     ) -> ServiceResult<User> {
-        let admin = self.administrator(credentials, Scope::UsersWrite).await?;
+        let admin: Principal = self
+            .require(&credentials, Access::staff_or_service(Scope::UsersWrite))
+            .await?;
         let changes = update.changes.into_row_changes();
         let row = self
-            .store
-            .transaction(async |tx| {
+            .transaction(&caller, async |tx| {
                 let before = self
                     .administered_user(tx, &admin, id, update.etag.as_deref())
                     .await?;
@@ -263,9 +178,9 @@ impl Services {
                     || lost(before.is_staff, after.is_staff)
                     || lost(before.is_superuser, after.is_superuser);
                 if before.is_superuser && !(after.is_superuser && after.is_active) {
-                    self.ensure_a_superuser_remains(tx).await?;
+                    tx.ensure_a_superuser_remains().await?;
                 }
-                let now = self.clock.now_naive();
+                let now = tx.now_naive();
                 let revoked = if loses_power {
                     tx.revoke_user_sessions(id, now)
                         .await
@@ -275,7 +190,7 @@ impl Services {
                 };
                 let entry = AuditEntry::success(AuditKind::UserUpdate, admin.actor(), id)
                     .detail(describe_update(&before, &after, revoked));
-                self.audit(tx, &caller, entry).await?;
+                tx.audit(entry).await?;
                 Ok(after)
             })
             .await?;
@@ -286,28 +201,29 @@ impl Services {
     /// Deletes an account and ends its sessions at once.
     ///
     /// # Errors
-    /// Those of [`Services::administrator`], `NotFound`, `StaleEtag`, `PermissionDenied`
+    /// Those of [`Services::require`], `NotFound`, `StaleEtag`, `PermissionDenied`
     /// (staff deleting a superuser), `LastSuperuser`.
     #[tracing::instrument(skip_all, fields(user.id = %id))]
     pub async fn delete_user(
         &self,
         caller: Caller,
-        credentials: AdminCredentials,
+        credentials: Credentials,
         id: UserId,
         etag: Option<String>,
     ) -> ServiceResult<()> {
-        let admin = self.administrator(credentials, Scope::UsersWrite).await?;
-        self.store
-            .transaction(async |tx| {
-                let row = self
-                    .administered_user(tx, &admin, id, etag.as_deref())
-                    .await?;
-                let revoked = self.remove_account(tx, &row).await?;
-                let entry = AuditEntry::success(AuditKind::UserDelete, admin.actor(), id)
-                    .detail(format!("sessions_revoked={revoked}"));
-                self.audit(tx, &caller, entry).await
-            })
+        let admin: Principal = self
+            .require(&credentials, Access::staff_or_service(Scope::UsersWrite))
             .await?;
+        self.transaction(&caller, async |tx| {
+            let row = self
+                .administered_user(tx, &admin, id, etag.as_deref())
+                .await?;
+            let revoked = tx.remove_account(&row).await?;
+            let entry = AuditEntry::success(AuditKind::UserDelete, admin.actor(), id)
+                .detail(format!("sessions_revoked={revoked}"));
+            tx.audit(entry).await
+        })
+        .await?;
         tracing::info!(user.id = %id, "account deleted by an administrator");
         Ok(())
     }
@@ -316,8 +232,8 @@ impl Services {
     /// the caller's `etag` matches and the administrator may touch it.
     async fn administered_user(
         &self,
-        tx: &mut Queries<'_>,
-        admin: &Administrator,
+        tx: &mut Tx<'_, '_>,
+        admin: &Principal,
         id: UserId,
         etag: Option<&str>,
     ) -> ServiceResult<UserRow> {
@@ -333,42 +249,6 @@ impl Services {
             return Err(ServiceError::PermissionDenied);
         }
         Ok(row)
-    }
-
-    /// Ends every session of an account and deletes it, refusing to delete the last active
-    /// superuser; returns how many sessions were live.
-    pub(crate) async fn remove_account(
-        &self,
-        tx: &mut Queries<'_>,
-        row: &UserRow,
-    ) -> ServiceResult<usize> {
-        let revoked = tx
-            .revoke_user_sessions(row.id, self.clock.now_naive())
-            .await
-            .context("ending the account's sessions")?;
-        tx.delete_user(row.id)
-            .await
-            .context("deleting the account")?;
-        if row.is_superuser {
-            self.ensure_a_superuser_remains(tx).await?;
-        }
-        Ok(revoked)
-    }
-
-    /// Refuses (rolling the transaction back) when no active superuser would remain. The
-    /// lock orders concurrent removals, so two at once cannot each count the other.
-    async fn ensure_a_superuser_remains(&self, tx: &mut Queries<'_>) -> ServiceResult<()> {
-        tx.lock_superusers()
-            .await
-            .context("ordering superuser changes")?;
-        let remaining = tx
-            .count_active_superusers()
-            .await
-            .context("counting superusers")?;
-        if remaining == 0 {
-            return Err(ServiceError::LastSuperuser);
-        }
-        Ok(())
     }
 }
 

@@ -1,48 +1,22 @@
-//! The audit trail: one row per security-relevant event, written in the transaction of the
-//! change it records, read by staff and by services with the `audit:read` scope.
+//! Reading the audit trail (which each change writes in its own transaction, through the
+//! core): staff and services with the `audit:read` scope page through it.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::{Caller, Services, admin::AdminCredentials, utc};
+use super::{
+    Credentials, Services,
+    core::{
+        access::{Access, Principal},
+        accounts::utc,
+    },
+};
 use crate::{
     auth::Scope,
-    domain::{Actor, AuditKind, AuditOutcome, AuditPageToken, PageSize, UserId, query_fingerprint},
+    domain::{AuditKind, AuditPageToken, PageSize, UserId, query_fingerprint},
     error::{ServiceError, ServiceResult},
-    storage::{AuditFilter, NewAuditEvent, Queries},
+    storage::AuditFilter,
 };
-
-/// One event about to be recorded.
-#[derive(Debug, Clone)]
-pub(crate) struct AuditEntry {
-    pub(crate) kind: AuditKind,
-    pub(crate) outcome: AuditOutcome,
-    pub(crate) actor: Actor,
-    pub(crate) subject: Option<UserId>,
-    /// What else an investigator needs; never a secret.
-    pub(crate) detail: String,
-}
-
-impl AuditEntry {
-    /// A successful event `actor` caused to `subject`.
-    pub(crate) fn success(kind: AuditKind, actor: Actor, subject: UserId) -> Self {
-        Self {
-            kind,
-            outcome: AuditOutcome::Success,
-            actor,
-            subject: Some(subject),
-            detail: String::new(),
-        }
-    }
-
-    /// The same entry, with details.
-    pub(crate) fn detail(self, detail: impl Into<String>) -> Self {
-        Self {
-            detail: detail.into(),
-            ..self
-        }
-    }
-}
 
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
@@ -90,43 +64,22 @@ pub struct AuditPage {
 }
 
 impl Services {
-    /// Records one event inside the caller's transaction.
-    pub(crate) async fn audit(
-        &self,
-        tx: &mut Queries<'_>,
-        caller: &Caller,
-        entry: AuditEntry,
-    ) -> ServiceResult<()> {
-        let event = NewAuditEvent {
-            occurred_at: self.clock.now_naive(),
-            kind: entry.kind.as_str(),
-            outcome: entry.outcome.as_str(),
-            actor: entry.actor.to_string(),
-            subject_user_id: entry.subject,
-            client_ip: caller.ip.map(|ip| ip.to_string()),
-            user_agent: caller.device.as_str().to_owned(),
-            detail: entry.detail,
-        };
-        tx.record_audit_event(&event)
-            .await
-            .context("recording an audit event")?;
-        Ok(())
-    }
-
     /// Pages through the trail, newest first; staff and services with `audit:read`.
     ///
     /// # Errors
-    /// Those of [`Services::administrator`]; `InvalidArgument` for a page token of a listing
+    /// Those of [`Services::require`]; `InvalidArgument` for a page token of a listing
     /// with other filters.
     #[tracing::instrument(skip_all)]
     pub async fn list_audit_events(
         &self,
-        credentials: AdminCredentials,
+        credentials: Credentials,
         query: AuditQuery,
         size: PageSize,
         token: AuditPageToken,
     ) -> ServiceResult<AuditPage> {
-        self.administrator(credentials, Scope::AuditRead).await?;
+        let _: Principal = self
+            .require(&credentials, Access::staff_or_service(Scope::AuditRead))
+            .await?;
         let instant = |at: Option<DateTime<Utc>>| at.map(|at| at.to_rfc3339()).unwrap_or_default();
         let fingerprint = query_fingerprint(&[
             &query.subject.map(|id| id.to_string()).unwrap_or_default(),
@@ -135,7 +88,7 @@ impl Services {
             &instant(query.until),
         ]);
         if !token.continues(&fingerprint) {
-            return Err(other_listing());
+            return Err(ServiceError::other_listing());
         }
         let filter = AuditFilter {
             subject: query.subject,
@@ -177,13 +130,5 @@ impl Services {
             events,
             next_page_token,
         })
-    }
-}
-
-/// The refusal of a page token from a listing with other filters (AIP-158).
-pub(crate) fn other_listing() -> ServiceError {
-    ServiceError::InvalidArgument {
-        field: "page_token",
-        reason: "belongs to a listing with other filters; start again from the first page".into(),
     }
 }

@@ -4,9 +4,15 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::{Caller, Services, audit::AuditEntry, utc};
+use super::{
+    Caller, Credentials, Services,
+    core::{
+        access::{Access, Authenticated},
+        accounts::utc,
+        audit::AuditEntry,
+    },
+};
 use crate::{
-    auth::BearerToken,
     domain::{Actor, AuditKind, DeviceName, SessionId},
     error::{ServiceError, ServiceResult},
 };
@@ -34,19 +40,19 @@ impl Services {
     /// The bearer's live sessions, newest first.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`].
-    pub async fn list_sessions(&self, bearer: Option<BearerToken>) -> ServiceResult<Vec<Device>> {
-        let caller = self.authenticate(bearer).await?;
+    /// Those of [`Services::require`].
+    pub async fn list_sessions(&self, credentials: Credentials) -> ServiceResult<Vec<Device>> {
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
         let mut conn = self.connection().await?;
         let sessions = conn
             .queries()
-            .live_sessions(caller.user.id, self.clock.now_naive())
+            .live_sessions(me.user.id, self.clock.now_naive())
             .await
             .context("listing sessions")?;
         Ok(sessions
             .into_iter()
             .map(|session| Device {
-                current: session.id.as_str() == caller.claims.sid,
+                current: session.id.as_str() == me.claims.sid,
                 session_id: session.id,
                 device: DeviceName::from_stored(session.device),
                 ip: session.client_ip,
@@ -60,38 +66,38 @@ impl Services {
     /// Ends one of the bearer's own live sessions.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`]; `NotFound` alike for a session that is not the
+    /// Those of [`Services::require`]; `NotFound` alike for a session that is not the
     /// bearer's, unknown, or already ended.
     #[tracing::instrument(skip_all)]
     pub async fn revoke_own_session(
         &self,
         caller: Caller,
-        bearer: Option<BearerToken>,
+        credentials: Credentials,
         session_id: SessionId,
     ) -> ServiceResult<()> {
-        let me = self.authenticate(bearer).await?.user.id;
-        let now = self.clock.now_naive();
-        self.store
-            .transaction(async |tx| {
-                let owned = tx
-                    .session(&session_id)
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        let me = me.user.id;
+        self.transaction(&caller, async |tx| {
+            let now = tx.now_naive();
+            let owned = tx
+                .session(&session_id)
+                .await
+                .context("loading the session")?
+                .is_some_and(|session| session.user_id == me);
+            // The conditional revoke decides races: of twenty at once, one ends it.
+            if !owned
+                || !tx
+                    .revoke_session(&session_id, now)
                     .await
-                    .context("loading the session")?
-                    .is_some_and(|session| session.user_id == me);
-                // The conditional revoke decides races: of twenty at once, one ends it.
-                if !owned
-                    || !tx
-                        .revoke_session(&session_id, now)
-                        .await
-                        .context("revoking the session")?
-                {
-                    return Err(ServiceError::NotFound);
-                }
-                let entry = AuditEntry::success(AuditKind::SessionRevoke, Actor::User(me), me)
-                    .detail(format!("session={session_id} by=owner"));
-                self.audit(tx, &caller, entry).await
-            })
-            .await?;
+                    .context("revoking the session")?
+            {
+                return Err(ServiceError::NotFound);
+            }
+            let entry = AuditEntry::success(AuditKind::SessionRevoke, Actor::User(me), me)
+                .detail(format!("session={session_id} by=owner"));
+            tx.audit(entry).await
+        })
+        .await?;
         tracing::info!(user.id = %me, session.id = %session_id, "session ended by its owner");
         Ok(())
     }
@@ -99,27 +105,27 @@ impl Services {
     /// Ends every session of the bearer but the one its token belongs to; returns how many.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`].
+    /// Those of [`Services::require`].
     #[tracing::instrument(skip_all)]
     pub async fn logout_others(
         &self,
         caller: Caller,
-        bearer: Option<BearerToken>,
+        credentials: Credentials,
     ) -> ServiceResult<u64> {
-        let me = self.authenticate(bearer).await?;
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
         let current = SessionId::parse(&me.claims.sid).map_err(|_| ServiceError::TokenInvalid)?;
         let user_id = me.user.id;
         let revoked = self
-            .store
-            .transaction(async |tx| {
+            .transaction(&caller, async |tx| {
+                let now = tx.now_naive();
                 let revoked = tx
-                    .revoke_other_sessions(user_id, &current, self.clock.now_naive())
+                    .revoke_other_sessions(user_id, &current, now)
                     .await
                     .context("revoking the other sessions")?;
                 let entry =
                     AuditEntry::success(AuditKind::LogoutOthers, Actor::User(user_id), user_id)
                         .detail(format!("sessions_revoked={revoked}"));
-                self.audit(tx, &caller, entry).await?;
+                tx.audit(entry).await?;
                 Ok::<_, ServiceError>(revoked)
             })
             .await?;

@@ -16,13 +16,13 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::{Caller, Services, sessions::TokenPair};
+use super::{Caller, Services, core::effects::Tx};
 use crate::{
-    auth::{DjangoTokenError, HashFormat, StoredHash},
+    auth::{HashFormat, StoredHash},
     domain::{Email, PersonName, UserId},
     email::Notice,
-    error::{ServiceError, ServiceResult},
-    storage::{DjangoImportRecord, DjangoLinkRow, ImportedUser, Queries, UserRow},
+    error::ServiceResult,
+    storage::{DjangoImportRecord, DjangoLinkRow, ImportedUser, UserRow},
 };
 
 /// One account as a Django source holds it.
@@ -148,11 +148,10 @@ impl Services {
                 Err(reason) => run.tally.skipped.push(SkippedAccount { id, reason }),
             }
         }
+        let operator = Caller::default();
         let outcome = self
-            .store
-            .transaction(async |tx| self.write_batch(tx, rows, now).await)
+            .transaction(&operator, async |tx| Self::write_batch(tx, rows, now).await)
             .await?;
-        self.outbox_wake.notify_one();
         run.tally.imported += outcome.imported;
         run.tally.updated += outcome.updated;
         run.tally.unchanged += outcome.unchanged;
@@ -187,70 +186,6 @@ impl Services {
                 *counts.entry(format).or_insert(0) += 1;
             }
         }
-    }
-
-    /// Exchanges a refresh token the Django deployment's simplejwt issued, once and within
-    /// the configured window, for a session here.
-    ///
-    /// # Errors
-    /// `TokenInvalid` (forged, not a refresh token, of a Django user the import did not
-    /// create an account from, blacklisted in Django, or exchanged before), `TokenExpired`,
-    /// `SessionRevoked` (a disabled account, or one whose sessions were ended here after the
-    /// token was issued).
-    pub(crate) async fn exchange_django_refresh(
-        &self,
-        caller: &Caller,
-        token: &str,
-    ) -> ServiceResult<TokenPair> {
-        let refresh = self
-            .django_refresh
-            .check(token, self.clock.now())
-            .map_err(|e| match e {
-                DjangoTokenError::Invalid => ServiceError::TokenInvalid,
-                DjangoTokenError::Expired => ServiceError::TokenExpired,
-            })?;
-        // Only the account created from that same Django user: an id the import skipped
-        // may belong to someone else here.
-        let imported = self
-            .connection()
-            .await?
-            .queries()
-            .account_imported_from(refresh.user_id)
-            .await
-            .context("finding the account imported from the token's user")?;
-        let user = match imported {
-            Some(id) => self.user_by_id(id).await?,
-            None => None,
-        }
-        .ok_or(ServiceError::TokenInvalid)?;
-        let ended_after_issue = user
-            .sessions_ended_at
-            .is_some_and(|ended| refresh.issued_at.naive_utc() < ended);
-        if !user.is_active || ended_after_issue {
-            return Err(ServiceError::SessionRevoked);
-        }
-        let mut conn = self.connection().await?;
-        let mut queries = conn.queries();
-        if queries
-            .is_django_refresh_blacklisted(&refresh.jti)
-            .await
-            .context("looking the token up in simplejwt's blacklist")?
-        {
-            return Err(ServiceError::TokenInvalid);
-        }
-        let first = queries
-            .spend_django_refresh(&refresh.jti, user.id, self.clock.now_naive())
-            .await
-            .context("spending a Django refresh token")?;
-        drop(conn);
-        if !first {
-            return Err(ServiceError::TokenInvalid);
-        }
-        let pair = self
-            .start_session(&user, caller, super::sessions::SignedIn::DjangoRefresh)
-            .await?;
-        tracing::info!(user.id = %user.id, "a Django refresh token was exchanged");
-        Ok(pair)
     }
 
     /// Records the refresh tokens simplejwt's blacklist holds, so none is exchanged.
@@ -294,8 +229,7 @@ impl Services {
     /// Inserts the new accounts of a batch and brings the ones this import created before up
     /// to date; anything else holding an id or an address is reported, not touched.
     async fn write_batch(
-        &self,
-        tx: &mut Queries<'_>,
+        tx: &mut Tx<'_, '_>,
         rows: Vec<(ImportedUser, DjangoLinkRow)>,
         now: chrono::NaiveDateTime,
     ) -> ServiceResult<ImportTally> {
@@ -352,7 +286,7 @@ impl Services {
                         tally.unchanged += 1;
                     }
                     if merge.changes_credentials(user) {
-                        self.end_sessions_after_import(tx, user, now).await?;
+                        Self::end_sessions_after_import(tx, user).await?;
                     }
                     written_records.push(record_of(&row, merge.password_written_at(record)));
                     link_states.push(link_state);
@@ -404,22 +338,12 @@ impl Services {
 
     /// A re-run changed an account's address, flags or password: whoever holds a session
     /// signs in again, and the owner is told at the address the account had.
-    async fn end_sessions_after_import(
-        &self,
-        tx: &mut Queries<'_>,
-        user: &UserRow,
-        now: chrono::NaiveDateTime,
-    ) -> ServiceResult<()> {
+    async fn end_sessions_after_import(tx: &mut Tx<'_, '_>, user: &UserRow) -> ServiceResult<()> {
+        let now = tx.now_naive();
         tx.revoke_user_sessions(user.id, now)
             .await
             .context("ending the sessions of an account the import changed")?;
-        let notice = self
-            .mailer
-            .notice(Notice::ImportChanged, &user.email, &user.first_name, now);
-        tx.enqueue_email(&notice)
-            .await
-            .context("queueing the notice of an import's change")?;
-        Ok(())
+        tx.notify(Notice::ImportChanged, user).await
     }
 }
 

@@ -5,28 +5,22 @@
 use anyhow::Context;
 
 use super::{
-    Caller, NewAccount, Services, Standing, audit::AuditEntry, limits::IpBudget,
-    sessions::TokenPair,
+    Caller, GoogleCredential, Services,
+    core::{
+        accounts::{NewAccount, Standing},
+        audit::AuditEntry,
+        effects::Tx,
+        limits::IpBudget,
+        sign_in::{GOOGLE, SignedIn, TokenPair},
+    },
 };
 use crate::{
     domain::{Actor, AuditKind, Email},
     email::Notice,
     error::{ServiceError, ServiceResult},
-    google::{GoogleError, GoogleIdentity},
-    storage::{Queries, StoreError, UserRow},
+    google::GoogleIdentity,
+    storage::{StoreError, UserRow},
 };
-
-/// The provider name stored with linked identities.
-const PROVIDER: &str = "google";
-
-/// A Google credential, as an app holds it.
-#[derive(Debug)]
-pub enum GoogleCredential {
-    /// An OAuth 2.0 access token.
-    AccessToken(String),
-    /// An OpenID Connect ID token.
-    IdToken(String),
-}
 
 impl Services {
     /// Signs in with Google, creating the account on first use or linking an existing one.
@@ -52,54 +46,12 @@ impl Services {
             ServiceError::GoogleRejected("Google gave no usable email address".into())
         })?;
         let user = self.google_user(&caller, identity, email).await?;
-        self.outbox_wake.notify_one();
         if !user.is_active {
             return Err(ServiceError::AccountDisabled);
         }
-        let pair = self
-            .start_session(&user, &caller, super::sessions::SignedIn::Google)
-            .await?;
+        let pair = self.start_session(&user, &caller, SignedIn::Google).await?;
         tracing::info!(user.id = %user.id, "signed in with Google");
         Ok(pair)
-    }
-
-    /// The Google identity a credential proves, as Google checks it now.
-    ///
-    /// # Errors
-    /// `GoogleNotConfigured`, `GoogleRejected`, `GoogleUnavailable`.
-    pub(crate) async fn verify_google(
-        &self,
-        credential: GoogleCredential,
-    ) -> ServiceResult<GoogleIdentity> {
-        if !self.google.is_configured() {
-            return Err(ServiceError::GoogleNotConfigured);
-        }
-        let verified = match credential {
-            GoogleCredential::AccessToken(token) => self.google.verify_access_token(&token).await,
-            GoogleCredential::IdToken(token) => self.google.verify_id_token(&token).await,
-        };
-        verified.map_err(|e| match e {
-            GoogleError::Rejected(reason) => ServiceError::GoogleRejected(reason),
-            GoogleError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "Google could not be reached");
-                ServiceError::GoogleUnavailable
-            }
-        })
-    }
-
-    /// Whether a Google identity is linked to the account `user_id`.
-    pub(crate) async fn is_linked_to(
-        &self,
-        identity: &GoogleIdentity,
-        user_id: crate::domain::UserId,
-    ) -> ServiceResult<bool> {
-        let mut conn = self.connection().await?;
-        let linked = conn
-            .queries()
-            .linked_user(PROVIDER, &identity.subject)
-            .await
-            .context("finding a linked identity")?;
-        Ok(linked == Some(user_id))
     }
 
     /// The account for a Google identity: linked, created, or linked by authoritative email.
@@ -113,8 +65,9 @@ impl Services {
         // then finds it.
         for _ in 0..2 {
             let outcome = self
-                .store
-                .transaction(async |tx| self.find_or_link(tx, caller, &identity, &email).await)
+                .transaction(caller, async |tx| {
+                    Self::find_or_link(tx, &identity, &email).await
+                })
                 .await;
             match outcome {
                 Err(LinkError::Raced) => {}
@@ -126,15 +79,13 @@ impl Services {
     }
 
     async fn find_or_link(
-        &self,
-        tx: &mut Queries<'_>,
-        caller: &Caller,
+        tx: &mut Tx<'_, '_>,
         identity: &GoogleIdentity,
         email: &Email,
     ) -> Result<UserRow, LinkError> {
-        let now = self.clock.now_naive();
+        let now = tx.now_naive();
         if let Some(user_id) = tx
-            .linked_user(PROVIDER, &identity.subject)
+            .linked_user(GOOGLE, &identity.subject)
             .await
             .context("finding a linked identity")?
         {
@@ -157,7 +108,7 @@ impl Services {
                     last_name: identity.family_name.clone(),
                     standing: Standing::Verified,
                 };
-                match self.insert_account(tx, account).await {
+                match tx.insert_account(account).await {
                     Err(ServiceError::EmailTaken) => return Err(LinkError::Raced),
                     other => other?,
                 }
@@ -169,7 +120,7 @@ impl Services {
                 // Addresses are recycled: an account linked to one Google account is never
                 // handed to another that now holds its address.
                 let linked = tx
-                    .has_linked_identity(PROVIDER, existing.id)
+                    .has_linked_identity(GOOGLE, existing.id)
                     .await
                     .context("finding the account's Google link")?;
                 if linked {
@@ -180,32 +131,15 @@ impl Services {
                 let unproven = !existing.is_verified || existing.password_unproven;
                 let wiped = unproven && existing.password_hash.is_some();
                 if unproven {
-                    tx.set_password_hash(existing.id, None, existing.password_changed_at, now)
-                        .await
-                        .context("wiping an unproven password")?;
-                    tx.mark_verified(existing.id)
-                        .await
-                        .context("marking the user verified")?;
-                    tx.delete_registrations(existing.id)
-                        .await
-                        .context("forgetting unproven sign-ups")?;
-                    tx.revoke_user_sessions(existing.id, now)
-                        .await
-                        .context("revoking the sessions of an unproven password")?;
+                    tx.replace_password(&existing, None).await?;
+                    tx.prove_mailbox(existing.id).await?;
                 }
-                let notice = self.mailer.notice(
-                    if wiped {
-                        Notice::GoogleLinkedPasswordRemoved
-                    } else {
-                        Notice::GoogleLinked
-                    },
-                    &existing.email,
-                    &existing.first_name,
-                    now,
-                );
-                tx.enqueue_email(&notice)
-                    .await
-                    .context("queueing the Google-linked notice")?;
+                let notice = if wiped {
+                    Notice::GoogleLinkedPasswordRemoved
+                } else {
+                    Notice::GoogleLinked
+                };
+                tx.notify(notice, &existing).await?;
                 tx.user_by_id(existing.id)
                     .await
                     .context("reloading the user")?
@@ -213,7 +147,7 @@ impl Services {
             }
         };
         let linked = tx
-            .link_identity(PROVIDER, &identity.subject, user.id, email, now)
+            .link_identity(GOOGLE, &identity.subject, user.id, email, now)
             .await
             .context("linking a Google identity")?;
         if !linked {
@@ -221,7 +155,7 @@ impl Services {
         }
         let entry = AuditEntry::success(AuditKind::GoogleLink, Actor::User(user.id), user.id)
             .detail(format!("subject={}", identity.subject));
-        self.audit(tx, caller, entry).await?;
+        tx.audit(entry).await?;
         Ok(user)
     }
 }

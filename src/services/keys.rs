@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::{Services, utc};
+use super::{Services, core::accounts::utc};
 use crate::{
     auth::{KeyEncryption, ScheduledKey, Sealed, TokenIssuer},
     clock::{Clock, span},

@@ -4,16 +4,17 @@ use anyhow::Context;
 
 use super::{
     Caller, Services,
-    audit::AuditEntry,
-    limits::{IpBudget, MailStream},
-    link_state,
+    core::{
+        audit::AuditEntry,
+        limits::{IpBudget, MailStream},
+        links::{PasswordLink, link_state},
+    },
 };
 use crate::{
-    auth::{DjangoLinkState, DjangoTokenError, LinkPurpose, LinkToken, LinkTokenError},
+    auth::{LinkPurpose, LinkToken, LinkTokenError},
     domain::{Actor, AuditKind, Email, Password, Uidb64},
-    email::{EmailedLink, Notice},
+    email::Notice,
     error::{ServiceError, ServiceResult},
-    storage::UserRow,
 };
 
 /// The answer to every reset request, whether or not the address has an account.
@@ -24,47 +25,6 @@ pub const RESET_MESSAGE: &str =
 pub const RESET_DONE_MESSAGE: &str = "Your password has been changed. Sign in with the new one.";
 
 impl Services {
-    /// Checks a link Django mailed for an imported account (its reset and activation links
-    /// share one token generator): valid only while the account is as Django left it (the
-    /// same password field and last sign-in), within Django's timeout. A reset changes the
-    /// password and an activation the account, so each works once.
-    pub(crate) async fn check_django_link(
-        &self,
-        user: &UserRow,
-        token: &LinkToken,
-    ) -> ServiceResult<()> {
-        let mut conn = self.connection().await?;
-        let state = conn
-            .queries()
-            .django_link_state(user.id)
-            .await
-            .context("loading the Django link state")?
-            .ok_or(ServiceError::LinkInvalid)?;
-        let unchanged = user.password_hash.as_deref() == Some(state.password.as_str())
-            && user.last_login.map(|at| at.and_utc().timestamp())
-                == state.last_login.map(|at| at.and_utc().timestamp());
-        if !unchanged {
-            return Err(ServiceError::LinkInvalid);
-        }
-        let django = DjangoLinkState {
-            id: user.id.get(),
-            password: &state.password,
-            last_login: state.last_login,
-            email: &state.email,
-        };
-        self.django_links
-            .check(
-                token.expose(),
-                &django,
-                self.clock.now(),
-                self.config.django.password_reset_timeout,
-            )
-            .map_err(|e| match e {
-                DjangoTokenError::Invalid => ServiceError::LinkInvalid,
-                DjangoTokenError::Expired => ServiceError::LinkExpired,
-            })
-    }
-
     /// Queues a reset link for the account, if there is one; the answer is the same either way.
     ///
     /// # Errors
@@ -80,24 +40,10 @@ impl Services {
             let Some(user) = self.user_by_email(&email).await? else {
                 return Ok(());
             };
-            let now = self.clock.now();
-            let token = self
-                .links
-                .make(LinkPurpose::PasswordReset, &link_state(&user), now);
-            let uidb64 = Uidb64::encode(user.id);
-            let link = EmailedLink {
-                uidb64: &uidb64,
-                token: &token,
-                lifetime: self.config.password_reset_lifetime,
-                now: now.naive_utc(),
-            };
-            let mail = self.mailer.password_reset(&email, &user.first_name, &link);
-            let mut conn = self.connection().await?;
-            conn.queries()
-                .enqueue_email(&mail)
-                .await
-                .context("queueing the reset email")?;
-            self.outbox_wake.notify_one();
+            self.transaction(&caller, async |tx| {
+                tx.send_password_link(&user, PasswordLink::Reset).await
+            })
+            .await?;
             tracing::info!(user.id = %user.id, "password reset link queued");
             Ok(())
         };
@@ -144,46 +90,26 @@ impl Services {
             .check_against(&user.email)
             .map_err(|e| ServiceError::invalid("new_password", &e))?;
         let hash = self.hasher.hash(new_password.secret()).await?;
-        let now = self.clock.now_naive();
         let revoked = self
-            .store
-            .transaction(async |tx| {
+            .transaction(&caller, async |tx| {
                 // Conditional on the password not having changed since the link was checked:
                 // of two racing uses of one link, only one succeeds.
-                let changed = tx
-                    .set_password_hash(user.id, Some(&hash), user.password_changed_at, now)
-                    .await
-                    .context("setting the password")?;
-                if !changed {
+                if !tx.replace_password(&user, Some(&hash)).await? {
                     return Err(ServiceError::LinkInvalid);
                 }
-                tx.mark_verified(user.id)
-                    .await
-                    .context("marking the user verified")?;
-                tx.delete_registrations(user.id)
-                    .await
-                    .context("forgetting unproven sign-ups")?;
+                // The link proved the mailbox.
+                let revoked = tx.prove_mailbox(user.id).await?;
                 tx.forget_django_link_state(user.id)
                     .await
                     .context("spending the Django links")?;
-                let notice =
-                    self.mailer
-                        .notice(Notice::PasswordChanged, &user.email, &user.first_name, now);
-                tx.enqueue_email(&notice)
-                    .await
-                    .context("queueing the password-changed notice")?;
-                let revoked = tx
-                    .revoke_user_sessions(user.id, now)
-                    .await
-                    .context("revoking every session")?;
+                tx.notify(Notice::PasswordChanged, &user).await?;
                 let entry =
                     AuditEntry::success(AuditKind::PasswordReset, Actor::Anonymous, user.id)
                         .detail(format!("sessions_revoked={revoked}"));
-                self.audit(tx, &caller, entry).await?;
+                tx.audit(entry).await?;
                 Ok(revoked)
             })
             .await?;
-        self.outbox_wake.notify_one();
         self.clear_login_failures(&user.email).await?;
         tracing::info!(user.id = %user.id, sessions.revoked = revoked, "password reset");
         Ok(RESET_DONE_MESSAGE)

@@ -1,59 +1,26 @@
-//! Sessions: login, refresh-token rotation with reuse detection, logout, and authenticating
-//! bearer access tokens.
+//! Sessions: signing in with a password, refresh-token rotation with reuse detection (and
+//! the one-time exchange of a refresh token Django issued), and signing out.
 
 use anyhow::Context;
 
-use super::{Caller, Services, audit::AuditEntry, limits::IpBudget};
-use crate::{
-    auth::{AccessClaims, BearerToken, RefreshToken, TokenError, Verification},
-    clock::span,
-    domain::{
-        Actor, AuditKind, AuditOutcome, Email, LoginPassword, RefreshTokenHash, SessionId, User,
+use super::{
+    Caller, Credentials, Services,
+    core::{
+        access::{Access, Authenticated},
+        audit::AuditEntry,
+        effects::Tx,
+        limits::IpBudget,
+        sign_in::{SignedIn, TokenPair},
     },
+};
+use crate::{
+    auth::{DjangoTokenError, RefreshToken, Verification},
+    clock::span,
+    domain::{Actor, AuditKind, AuditOutcome, Email, LoginPassword, RefreshTokenHash, SessionId},
     email::Notice,
     error::{ServiceError, ServiceResult},
-    storage::{Queries, SessionRow, UserRow},
+    storage::{SessionRow, UserRow},
 };
-
-/// An access and a refresh token.
-#[derive(Debug)]
-pub struct TokenPair {
-    /// JWT access token.
-    pub access: String,
-    /// Opaque refresh token.
-    pub refresh: String,
-}
-
-/// The user behind a verified bearer token, and the token's claims.
-#[derive(Debug)]
-pub struct Authenticated {
-    /// The account, as it is now.
-    pub user: User,
-    /// The claims of the presented token.
-    pub claims: AccessClaims,
-}
-
-/// How a session's user proved who they are.
-#[derive(Clone, Copy)]
-pub(crate) enum SignedIn<'a> {
-    /// With the password, whose reserved sign-in attempt is given back with the session.
-    Password { email: &'a Email, attempt: u32 },
-    /// With a Google credential.
-    Google,
-    /// With a refresh token Django issued.
-    DjangoRefresh,
-}
-
-impl SignedIn<'_> {
-    /// The method the audit trail names.
-    fn method(self) -> &'static str {
-        match self {
-            Self::Password { .. } => "password",
-            Self::Google => "google",
-            Self::DjangoRefresh => "django-refresh",
-        }
-    }
-}
 
 /// What spending a refresh token found, decided inside its transaction.
 enum Rotation {
@@ -132,9 +99,8 @@ impl Services {
         }
         let token_hash = presented.hash();
         let rotation = self
-            .store
-            .transaction(async |tx| {
-                let now = self.clock.now_naive();
+            .transaction(&caller, async |tx| {
+                let now = tx.now_naive();
                 let spent = tx
                     .spend_refresh_token(&token_hash, now)
                     .await
@@ -148,19 +114,18 @@ impl Services {
                     let Some(session_id) = owner else {
                         return Ok(Rotation::Refused(ServiceError::TokenInvalid));
                     };
-                    if self.is_retry(tx, &token_hash, &successor, now).await? {
+                    if self.is_retry(tx, &token_hash, &successor).await? {
                         // The same successor again, with a fresh access token: a client
                         // whose answer was lost is not signed out, and concurrent
                         // refreshes with one token all end in one new token.
-                        return self.reissue(tx, &session_id, successor, now).await;
+                        return self.reissue(tx, &session_id, successor).await;
                     }
                     let revoked = tx
                         .revoke_session(&session_id, now)
                         .await
                         .context("revoking a reused session")?;
                     if revoked {
-                        self.notify_session_revoked(tx, &caller, &session_id, now)
-                            .await?;
+                        Self::notify_session_revoked(tx, &session_id).await?;
                     }
                     tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
                     return Ok(Rotation::Refused(ServiceError::TokenReused));
@@ -169,7 +134,7 @@ impl Services {
                 if spent.expires_at <= now {
                     return Ok(Rotation::Refused(ServiceError::TokenExpired));
                 }
-                let (session, user) = match self.still_refreshable(tx, continued, now).await? {
+                let (session, user) = match Self::still_refreshable(tx, continued).await? {
                     Ok(live) => live,
                     Err(refusal) => return Ok(Rotation::Refused(refusal)),
                 };
@@ -192,12 +157,7 @@ impl Services {
         // reuse's revocation (and its notice) is kept.
         match rotation {
             Rotation::Rotated(pair) => Ok(pair),
-            Rotation::Refused(error) => {
-                if matches!(error, ServiceError::TokenReused) {
-                    self.outbox_wake.notify_one();
-                }
-                Err(error)
-            }
+            Rotation::Refused(error) => Err(error),
         }
     }
 
@@ -205,10 +165,9 @@ impl Services {
     /// its spending issued is still unspent.
     async fn is_retry(
         &self,
-        tx: &mut Queries<'_>,
+        tx: &mut Tx<'_, '_>,
         spent: &RefreshTokenHash,
         successor: &RefreshToken,
-        now: chrono::NaiveDateTime,
     ) -> ServiceResult<bool> {
         let grace = self.config.jwt.refresh_reuse_grace;
         if grace.is_zero() {
@@ -219,7 +178,7 @@ impl Services {
             .await
             .context("looking up when a refresh token was spent")?
             .flatten();
-        let within_grace = spent_at.is_some_and(|at| now - at < span(grace));
+        let within_grace = spent_at.is_some_and(|at| tx.now_naive() - at < span(grace));
         if !within_grace {
             return Ok(false);
         }
@@ -235,12 +194,15 @@ impl Services {
     /// access token.
     async fn reissue(
         &self,
-        tx: &mut Queries<'_>,
+        tx: &mut Tx<'_, '_>,
         session_id: &SessionId,
         successor: RefreshToken,
-        now: chrono::NaiveDateTime,
     ) -> ServiceResult<Rotation> {
-        let (session, user) = match self.refreshable(tx, session_id, now).await? {
+        let live = tx
+            .session_with_user(session_id)
+            .await
+            .context("loading the session and its user")?;
+        let (session, user) = match Self::still_refreshable(tx, live).await? {
             Ok(live) => live,
             Err(refusal) => return Ok(Rotation::Refused(refusal)),
         };
@@ -254,29 +216,14 @@ impl Services {
 
     /// The session a refresh continues and its user, or why it cannot: the session is
     /// revoked or past its absolute end, or its user is disabled (which ends it here).
-    async fn refreshable(
-        &self,
-        tx: &mut Queries<'_>,
-        session_id: &SessionId,
-        now: chrono::NaiveDateTime,
-    ) -> ServiceResult<Result<(SessionRow, UserRow), ServiceError>> {
-        let live = tx
-            .session_with_user(session_id)
-            .await
-            .context("loading the session and its user")?;
-        self.still_refreshable(tx, live, now).await
-    }
-
-    /// [`Services::refreshable`] for a session and user already read.
     async fn still_refreshable(
-        &self,
-        tx: &mut Queries<'_>,
+        tx: &mut Tx<'_, '_>,
         live: Option<(SessionRow, UserRow)>,
-        now: chrono::NaiveDateTime,
     ) -> ServiceResult<Result<(SessionRow, UserRow), ServiceError>> {
         let Some((session, user)) = live.filter(|(session, _)| session.revoked_at.is_none()) else {
             return Ok(Err(ServiceError::SessionRevoked));
         };
+        let now = tx.now_naive();
         if session.expires_at <= now {
             return Ok(Err(ServiceError::TokenExpired));
         }
@@ -291,11 +238,8 @@ impl Services {
 
     /// Tells the owner of a session that a reused refresh token ended it, and records it.
     async fn notify_session_revoked(
-        &self,
-        tx: &mut Queries<'_>,
-        caller: &Caller,
+        tx: &mut Tx<'_, '_>,
         session_id: &SessionId,
-        now: chrono::NaiveDateTime,
     ) -> ServiceResult<()> {
         let session = tx
             .session(session_id)
@@ -309,21 +253,16 @@ impl Services {
             .await
             .context("loading the session's owner")?;
         if let Some(owner) = owner {
-            let notice =
-                self.mailer
-                    .notice(Notice::SessionRevoked, &owner.email, &owner.first_name, now);
-            tx.enqueue_email(&notice)
-                .await
-                .context("queueing the session-revoked notice")?;
+            tx.notify(Notice::SessionRevoked, &owner).await?;
         }
-        let entry = AuditEntry {
+        tx.audit(AuditEntry {
             kind: AuditKind::RefreshReuse,
             outcome: AuditOutcome::Failure,
             actor: Actor::Anonymous,
             subject: Some(session.user_id),
             detail: format!("session={session_id} revoked"),
-        };
-        self.audit(tx, caller, entry).await
+        })
+        .await
     }
 
     /// Records that failed sign-ins for `email` reached the back-off.
@@ -340,8 +279,72 @@ impl Services {
             subject,
             detail: format!("email={email}"),
         };
+        self.transaction(caller, async |tx| tx.audit(entry).await)
+            .await
+    }
+
+    /// Exchanges a refresh token the Django deployment's simplejwt issued, once and within
+    /// the configured window, for a session here.
+    ///
+    /// # Errors
+    /// `TokenInvalid` (forged, not a refresh token, of a Django user the import did not
+    /// create an account from, blacklisted in Django, or exchanged before), `TokenExpired`,
+    /// `SessionRevoked` (a disabled account, or one whose sessions were ended here after the
+    /// token was issued).
+    async fn exchange_django_refresh(
+        &self,
+        caller: &Caller,
+        token: &str,
+    ) -> ServiceResult<TokenPair> {
+        let refresh = self
+            .django_refresh
+            .check(token, self.clock.now())
+            .map_err(|e| match e {
+                DjangoTokenError::Invalid => ServiceError::TokenInvalid,
+                DjangoTokenError::Expired => ServiceError::TokenExpired,
+            })?;
+        // Only the account created from that same Django user: an id the import skipped
+        // may belong to someone else here.
+        let imported = self
+            .connection()
+            .await?
+            .queries()
+            .account_imported_from(refresh.user_id)
+            .await
+            .context("finding the account imported from the token's user")?;
+        let user = match imported {
+            Some(id) => self.user_by_id(id).await?,
+            None => None,
+        }
+        .ok_or(ServiceError::TokenInvalid)?;
+        let ended_after_issue = user
+            .sessions_ended_at
+            .is_some_and(|ended| refresh.issued_at.naive_utc() < ended);
+        if !user.is_active || ended_after_issue {
+            return Err(ServiceError::SessionRevoked);
+        }
         let mut conn = self.connection().await?;
-        self.audit(&mut conn.queries(), caller, entry).await
+        let mut queries = conn.queries();
+        if queries
+            .is_django_refresh_blacklisted(&refresh.jti)
+            .await
+            .context("looking the token up in simplejwt's blacklist")?
+        {
+            return Err(ServiceError::TokenInvalid);
+        }
+        let first = queries
+            .spend_django_refresh(&refresh.jti, user.id, self.clock.now_naive())
+            .await
+            .context("spending a Django refresh token")?;
+        drop(conn);
+        if !first {
+            return Err(ServiceError::TokenInvalid);
+        }
+        let pair = self
+            .start_session(&user, caller, SignedIn::DjangoRefresh)
+            .await?;
+        tracing::info!(user.id = %user.id, "a Django refresh token was exchanged");
+        Ok(pair)
     }
 
     /// Ends the session a refresh token belongs to. As RFC 7009 asks, a token that is
@@ -352,181 +355,61 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, caller: Caller, presented: RefreshToken) -> ServiceResult<()> {
         let token_hash = presented.hash();
-        let now = self.clock.now_naive();
-        self.store
-            .transaction(async |tx| {
-                let owner = tx
-                    .refresh_token_session(&token_hash)
-                    .await
-                    .context("looking up a refresh token")?;
-                let Some(session_id) = owner else {
-                    return Ok(());
-                };
-                let session = tx
-                    .session(&session_id)
-                    .await
-                    .context("loading the session")?;
-                let revoked = tx
-                    .revoke_session(&session_id, now)
-                    .await
-                    .context("revoking the session")?;
-                if let Some(session) = session.filter(|_| revoked) {
-                    let entry = AuditEntry::success(
-                        AuditKind::SessionRevoke,
-                        Actor::User(session.user_id),
-                        session.user_id,
-                    )
-                    .detail(format!("session={session_id} by=logout"));
-                    self.audit(tx, &caller, entry).await?;
-                    tracing::info!(session.id = %session_id, "signed out");
-                }
-                Ok(())
-            })
-            .await
+        self.transaction(&caller, async |tx| {
+            let now = tx.now_naive();
+            let owner = tx
+                .refresh_token_session(&token_hash)
+                .await
+                .context("looking up a refresh token")?;
+            let Some(session_id) = owner else {
+                return Ok(());
+            };
+            let session = tx
+                .session(&session_id)
+                .await
+                .context("loading the session")?;
+            let revoked = tx
+                .revoke_session(&session_id, now)
+                .await
+                .context("revoking the session")?;
+            if let Some(session) = session.filter(|_| revoked) {
+                let entry = AuditEntry::success(
+                    AuditKind::SessionRevoke,
+                    Actor::User(session.user_id),
+                    session.user_id,
+                )
+                .detail(format!("session={session_id} by=logout"));
+                tx.audit(entry).await?;
+                tracing::info!(session.id = %session_id, "signed out");
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Ends every session of the bearer; returns how many were live.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`].
+    /// Those of [`Services::require`].
     #[tracing::instrument(skip_all)]
-    pub async fn logout_all(
-        &self,
-        caller: Caller,
-        bearer: Option<BearerToken>,
-    ) -> ServiceResult<u64> {
-        let me = self.authenticate(bearer).await?.user.id;
+    pub async fn logout_all(&self, caller: Caller, credentials: Credentials) -> ServiceResult<u64> {
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        let me = me.user.id;
         let revoked = self
-            .store
-            .transaction(async |tx| {
+            .transaction(&caller, async |tx| {
+                let now = tx.now_naive();
                 let revoked = tx
-                    .revoke_user_sessions(me, self.clock.now_naive())
+                    .revoke_user_sessions(me, now)
                     .await
                     .context("revoking every session")?;
                 let entry = AuditEntry::success(AuditKind::LogoutAll, Actor::User(me), me)
                     .detail(format!("sessions_revoked={revoked}"));
-                self.audit(tx, &caller, entry).await?;
+                tx.audit(entry).await?;
                 Ok::<_, ServiceError>(revoked)
             })
             .await?;
         tracing::info!(user.id = %me, sessions = revoked, "signed out everywhere");
         Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
-    }
-
-    /// Verifies a bearer access token and that its session is still live.
-    ///
-    /// # Errors
-    /// `Unauthenticated` (no token), `TokenInvalid`, `TokenExpired`, `SessionRevoked`.
-    pub async fn authenticate(&self, bearer: Option<BearerToken>) -> ServiceResult<Authenticated> {
-        let token = bearer.ok_or(ServiceError::Unauthenticated)?;
-        let now = self.clock.now();
-        let verified = self
-            .tokens
-            .verify(token.expose(), now)
-            .map_err(|e| match e {
-                TokenError::Expired => ServiceError::TokenExpired,
-                TokenError::Invalid | TokenError::Signing(_) => ServiceError::TokenInvalid,
-            })?;
-        let mut conn = self.connection().await?;
-        let bearer = conn
-            .queries()
-            .session_with_user(&verified.session_id)
-            .await
-            .context("loading the session and its user")?;
-        let user = bearer
-            .filter(|(session, user)| {
-                session.revoked_at.is_none()
-                    && session.expires_at > now.naive_utc()
-                    && user.id == verified.user_id
-                    && user.is_active
-            })
-            .map(|(_, user)| user)
-            .ok_or(ServiceError::SessionRevoked)?;
-        Ok(Authenticated {
-            user: self.to_user(&user),
-            claims: verified.claims,
-        })
-    }
-
-    /// Starts a session for `user` as it was read when the sign-in was decided: if its
-    /// password has changed since, the sign-in checked a password that no longer works and
-    /// is refused, so a reset always wins over a login racing it.
-    pub(crate) async fn start_session(
-        &self,
-        user: &UserRow,
-        caller: &Caller,
-        signed_in: SignedIn<'_>,
-    ) -> ServiceResult<TokenPair> {
-        let method = signed_in.method();
-        let now = self.clock.now_naive();
-        let session = SessionRow {
-            id: SessionId::generate(),
-            user_id: user.id,
-            created_at: now,
-            expires_at: now + span(self.config.jwt.session_absolute_lifetime),
-            revoked_at: None,
-            device: caller.device.as_str().to_owned(),
-            client_ip: caller.ip.map(|ip| ip.to_string()),
-            last_refreshed_at: None,
-        };
-        let access = self.issue_access_token(user, &session.id)?;
-        let refresh = self
-            .store
-            .transaction(async |tx| {
-                let still_current = tx
-                    .record_login(
-                        user.id,
-                        user.password_changed_at,
-                        matches!(signed_in, SignedIn::Password { .. }),
-                        now,
-                    )
-                    .await
-                    .context("recording the login")?;
-                if !still_current {
-                    return Err(ServiceError::InvalidCredentials);
-                }
-                // In the session's transaction: one commit fewer per sign-in, and a sign-in
-                // that loses to a password change stays counted.
-                if let SignedIn::Password { email, attempt } = signed_in {
-                    Self::forget_login_attempt_in(tx, email, attempt).await?;
-                }
-                tx.insert_session(&session)
-                    .await
-                    .context("starting the session")?;
-                let entry = AuditEntry::success(AuditKind::SignIn, Actor::User(user.id), user.id)
-                    .detail(format!("method={method} session={}", session.id));
-                self.audit(tx, caller, entry).await?;
-                let first = RefreshToken::generate()
-                    .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
-                self.issue_refresh_token(tx, &session, first).await
-            })
-            .await?;
-        Ok(TokenPair { access, refresh })
-    }
-
-    async fn issue_refresh_token(
-        &self,
-        tx: &mut Queries<'_>,
-        session: &SessionRow,
-        token: RefreshToken,
-    ) -> ServiceResult<String> {
-        let now = self.clock.now_naive();
-        tx.insert_refresh_token(&session.id, token.hash(), now, self.refresh_expiry(session))
-            .await
-            .context("storing the refresh token")?;
-        Ok(token.into_string())
-    }
-
-    /// When a refresh token issued now expires: never after its session's absolute cap.
-    fn refresh_expiry(&self, session: &SessionRow) -> chrono::NaiveDateTime {
-        (self.clock.now_naive() + span(self.config.jwt.refresh_lifetime)).min(session.expires_at)
-    }
-
-    fn issue_access_token(&self, user: &UserRow, session_id: &SessionId) -> ServiceResult<String> {
-        Ok(self
-            .tokens
-            .issue(user.id, &user.email, session_id, self.clock.now())
-            .context("signing an access token")?)
     }
 
     async fn upgrade_hash(

@@ -5,9 +5,12 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::{Services, sessions::Authenticated, utc};
+use super::{
+    Services,
+    core::{access::Authenticated, accounts::utc},
+};
 use crate::{
-    auth::{BearerToken, ClientCertificate, Scope, ServiceCredential},
+    auth::BearerToken,
     domain::{SessionId, UserId},
     error::{ServiceError, ServiceResult},
 };
@@ -46,36 +49,13 @@ pub struct RevocationBatch {
 }
 
 impl Services {
-    /// The service a caller is, if it may use `scope`: by its service token, or else by the
-    /// client certificate its TLS connection presented.
-    ///
-    /// # Errors
-    /// `Unauthenticated` without a service credential (an end-user token is none);
-    /// `PermissionDenied` when the service lacks the scope.
-    pub fn authorize_service(
-        &self,
-        bearer: Option<&BearerToken>,
-        certificate: Option<&ClientCertificate>,
-        scope: Scope,
-    ) -> ServiceResult<&ServiceCredential> {
-        let credentials = &self.service_credentials;
-        let credential = bearer
-            .and_then(|token| credentials.find_token(token.expose()))
-            .or_else(|| certificate.and_then(|c| credentials.find_certificate_holder(c)))
-            .ok_or(ServiceError::Unauthenticated)?;
-        if !credential.allows(scope) {
-            return Err(ServiceError::PermissionDenied);
-        }
-        Ok(credential)
-    }
-
     /// Whether an access token is live now, and for whom: `None` for any token that is not
     /// (malformed, forged, expired, revoked, of a disabled user), without saying why.
     ///
     /// # Errors
     /// Only when the database fails.
     pub async fn introspect(&self, token: BearerToken) -> ServiceResult<Option<Authenticated>> {
-        match self.authenticate(Some(token)).await {
+        match self.authenticate(Some(&token)).await {
             Ok(live) => Ok(Some(live)),
             Err(
                 error @ (ServiceError::Unexpected(_)

@@ -3,9 +3,8 @@
 use anyhow::Context;
 
 use super::{
-    Services,
-    admin::{AdminCredentials, Principal},
-    audit::other_listing,
+    Credentials, Services,
+    core::access::{Access, Principal},
 };
 use crate::{
     auth::Scope,
@@ -40,17 +39,19 @@ impl Services {
     /// Lists the users matching `filter` in id order; staff and services only.
     ///
     /// # Errors
-    /// Those of [`Services::administrator`]; `InvalidArgument` for a page token of a listing
+    /// Those of [`Services::require`]; `InvalidArgument` for a page token of a listing
     /// with other filters.
     #[tracing::instrument(skip_all)]
     pub async fn list_users(
         &self,
-        credentials: AdminCredentials,
+        credentials: Credentials,
         filter: UserQuery,
         size: PageSize,
         token: PageToken,
     ) -> ServiceResult<UserPage> {
-        self.administrator(credentials, Scope::UsersRead).await?;
+        let _: Principal = self
+            .require(&credentials, Access::staff_or_service(Scope::UsersRead))
+            .await?;
         let flag = |flag: Option<bool>| flag.map_or("", |on| if on { "1" } else { "0" });
         let fingerprint = query_fingerprint(&[
             filter.email_prefix.as_ref().map_or("", EmailPrefix::as_str),
@@ -59,7 +60,7 @@ impl Services {
             flag(filter.is_staff),
         ]);
         if !token.continues(&fingerprint) {
-            return Err(other_listing());
+            return Err(ServiceError::other_listing());
         }
         let filter = UserFilter {
             email_prefix: filter.email_prefix,
@@ -89,15 +90,16 @@ impl Services {
     /// Reads one user: yourself, or anyone if you are staff or a service.
     ///
     /// # Errors
-    /// Those of [`Services::authenticate`], `PermissionDenied` for another user when not staff,
+    /// Those of [`Services::require`], `PermissionDenied` for another user when not staff,
     /// `NotFound`.
     #[tracing::instrument(skip_all, fields(user.id = %id))]
-    pub async fn get_user(&self, credentials: AdminCredentials, id: UserId) -> ServiceResult<User> {
-        match self.principal(credentials, Scope::UsersRead).await? {
-            Principal::User(user) if user.id == id => return Ok(user),
-            Principal::User(user) if !(user.is_staff || user.is_superuser) => {
-                return Err(ServiceError::PermissionDenied);
-            }
+    pub async fn get_user(&self, credentials: Credentials, id: UserId) -> ServiceResult<User> {
+        let caller: Principal = self
+            .require(&credentials, Access::user_or_service(Scope::UsersRead))
+            .await?;
+        match caller {
+            Principal::User(me) if me.user.id == id => return Ok(me.user),
+            caller if !caller.is_staff() => return Err(ServiceError::PermissionDenied),
             Principal::User(_) | Principal::Service(_) => {}
         }
         let row = self.user_by_id(id).await?.ok_or(ServiceError::NotFound)?;

@@ -76,9 +76,18 @@ impl Connection<'_> {
 }
 
 /// Every query of the service, on one borrowed connection (possibly inside a transaction),
-/// and, inside a transaction, the revocations it logged that get their place in the feed
-/// when it commits (`None` outside one: a revocation is logged only in a transaction).
-pub struct Queries<'c>(Backend<'c>, Option<Vec<i64>>);
+/// and, inside a transaction, what it wrote that matters at its commit (`None` outside one:
+/// a revocation or an email is written only in a transaction).
+pub struct Queries<'c>(Backend<'c>, Option<Written>);
+
+/// What a transaction wrote that matters when it commits.
+#[derive(Default)]
+struct Written {
+    /// Revocations logged, which get their place in the feed at commit.
+    revocations: Vec<i64>,
+    /// Whether an email was queued, so the outbox is woken once it commits.
+    mail: bool,
+}
 
 /// Serialises the last moment of transactions that logged revocations: see
 /// [`Queries::place_revocations`].
@@ -153,7 +162,7 @@ impl Store {
         let outcome = match &mut conn.0 {
             Pooled::Postgres(conn) => {
                 conn.transaction(async |tx| {
-                    let mut queries = Queries(Backend::Postgres(&*tx), Some(Vec::new()));
+                    let mut queries = Queries(Backend::Postgres(&*tx), Some(Written::default()));
                     let done = work(&mut queries).await.map_err(TxError::Caller)?;
                     queries.place_revocations().await?;
                     Ok(done)
@@ -162,7 +171,7 @@ impl Store {
             }
             Pooled::Sqlite(conn) => {
                 conn.transaction(async |tx| {
-                    let mut queries = Queries(Backend::Sqlite(tx), Some(Vec::new()));
+                    let mut queries = Queries(Backend::Sqlite(tx), Some(Written::default()));
                     work(&mut queries).await.map_err(TxError::Caller)
                 })
                 .await
@@ -181,13 +190,32 @@ impl Queries<'_> {
     /// # Errors
     /// Outside a transaction: the feed could not keep it in commit order.
     fn awaiting_feed_position(&mut self, id: i64) -> Result<(), StoreError> {
-        let pending = self.1.as_mut().ok_or_else(|| {
-            StoreError::Query(diesel::result::Error::QueryBuilderError(
-                "a revocation is logged only inside a transaction".into(),
-            ))
-        })?;
-        pending.push(id);
+        self.written("a revocation is logged only inside a transaction")?
+            .revocations
+            .push(id);
         Ok(())
+    }
+
+    /// Notes an email queued in this transaction.
+    ///
+    /// # Errors
+    /// Outside a transaction: nothing would wake the outbox when it is written.
+    fn queueing_mail(&mut self) -> Result<(), StoreError> {
+        self.written("an email is queued only inside a transaction")?
+            .mail = true;
+        Ok(())
+    }
+
+    /// Whether this transaction queued an email: the outbox is woken when it commits.
+    #[must_use]
+    pub fn queued_mail(&self) -> bool {
+        self.1.as_ref().is_some_and(|written| written.mail)
+    }
+
+    fn written(&mut self, refusal: &'static str) -> Result<&mut Written, StoreError> {
+        self.1.as_mut().ok_or_else(|| {
+            StoreError::Query(diesel::result::Error::QueryBuilderError(refusal.into()))
+        })
     }
 
     /// Gives the revocations this transaction logged their feed positions, as its last
@@ -199,10 +227,11 @@ impl Queries<'_> {
     async fn place_revocations(&mut self) -> diesel::QueryResult<()> {
         use diesel::sql_types::{Array, BigInt};
         use diesel_async::RunQueryDsl;
-        let (Backend::Postgres(conn), Some(pending)) = (&mut self.0, &self.1) else {
+        let (Backend::Postgres(conn), Some(Written { revocations, .. })) = (&mut self.0, &self.1)
+        else {
             return Ok(());
         };
-        if pending.is_empty() {
+        if revocations.is_empty() {
             return Ok(());
         }
         conn.batch_execute(&format!(
@@ -213,7 +242,7 @@ impl Queries<'_> {
             "UPDATE revocations SET position = nextval('revocation_positions') \
              WHERE id = ANY($1)",
         )
-        .bind::<Array<BigInt>, _>(pending)
+        .bind::<Array<BigInt>, _>(revocations)
         .execute(conn)
         .await
         .map(drop)

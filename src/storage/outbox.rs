@@ -7,11 +7,13 @@ use diesel_async::RunQueryDsl;
 use super::{NewEmail, OutboxRow, Queries, StoreError, on_backend, schema::outbox};
 
 impl Queries<'_> {
-    /// Queues an email; call it inside the transaction of the change that needs it.
+    /// Queues an email, inside the transaction of the change that needs it (whose commit
+    /// wakes the outbox: see [`Queries::queued_mail`]).
     ///
     /// # Errors
-    /// On database failure.
+    /// On database failure, or outside a transaction.
     pub async fn enqueue_email(&mut self, email: &NewEmail) -> Result<(), StoreError> {
+        self.queueing_mail()?;
         on_backend!(self, conn => {
             diesel::insert_into(outbox::table)
                 .values(email)

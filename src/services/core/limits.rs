@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::NaiveDateTime;
 
-use super::{Caller, Services};
 use crate::{
     domain::{Email, client_bucket},
     error::{ServiceError, ServiceResult},
+    services::{Caller, Services},
     storage::{CounterPolicy, Queries, StoreError},
 };
 
