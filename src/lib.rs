@@ -14,13 +14,16 @@
 //! - [`storage`]: the database boundary; the backend is chosen once, in `Store`.
 //! - [`auth`]: password hashing, JWTs, refresh tokens and emailed link tokens.
 //! - [`email`]: templates, the outbox worker and the SMTP or log transport.
-//! - [`text`]: escaping for URLs and HTML, shared by email and the bridge's pages.
+//! - [`text`]: hex, and escaping for URLs and HTML, shared by email and the bridge's pages.
 //! - [`google`]: verifying Google access and ID tokens.
-//! - [`services`]: every rule and transaction, once; the adapters only convert.
+//! - [`services`]: every rule and transaction, once; the adapters only convert. One file per
+//!   feature, each a leaf over [`services::core`] (access, account transitions, sign-in, the
+//!   transaction with its effects, limits) and storage.
 //! - [`grpc`]: the tonic adapter, reflection, health and the one `ServiceError` to `Status` map.
 //! - [`http`]: the JSON bridge (the seed's HTTP paths), the pages a person clicks, health, and
 //!   the metrics listener.
 //! - [`net`]: the cap on open connections every listener shares.
+//! - [`django_source`]: what `import-django` reads: dumpdata files or the Django database.
 //! - [`app`]: wires it all up, binds listeners and runs until shut down.
 
 pub mod app;

@@ -159,7 +159,7 @@ impl Services {
     /// where only services are), those of [`Services::authenticate`] for a bad user token,
     /// `PermissionDenied` for a service without the scope or a user who is not staff where
     /// staff is required.
-    pub(crate) async fn require<G>(
+    pub async fn require<G>(
         &self,
         credentials: &Credentials,
         access: Access,

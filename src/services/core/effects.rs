@@ -1,5 +1,5 @@
 //! The transaction every change runs in. A feature writes its rows, audit entries, notices
-//! and mail through one [`Tx`]; they commit together or not at all, and the outbox is woken
+//! and mail through one `Tx`; they commit together or not at all, and the outbox is woken
 //! once after a commit that queued mail, so no feature has to remember to.
 
 use std::ops::{Deref, DerefMut};
