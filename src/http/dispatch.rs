@@ -3,9 +3,9 @@
 
 use std::{future::Future, net::SocketAddr};
 
-use axum::http::StatusCode;
+use axum::{body::Bytes, http::StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tonic::{
     Code, Request, Response, Status, metadata::MetadataMap, transport::server::TcpConnectInfo,
 };
@@ -33,6 +33,36 @@ pub struct CallContext {
     pub peer: Option<SocketAddr>,
 }
 
+/// The request message as the bridge has it: a body-only route's JSON body, decoded straight
+/// into the RPC's message, or the fields gathered from the body, query and path.
+pub enum Input {
+    /// The body, a JSON object (`{}` when empty), which is the whole message.
+    Body(Bytes),
+    /// The message's fields.
+    Fields(Map<String, Value>),
+}
+
+impl Input {
+    /// The message `Req` it holds, or the bridge's refusal of it.
+    fn decode<Req: DeserializeOwned>(self) -> Result<Req, Rejection> {
+        let invalid =
+            |e: serde_json::Error| Rejection::bad_request(format!("invalid request body: {e}"));
+        match self {
+            Self::Fields(fields) => serde_json::from_value(Value::Object(fields)).map_err(invalid),
+            Self::Body(body) if body.is_empty() => serde_json::from_slice(b"{}").map_err(invalid),
+            Self::Body(body) => serde_json::from_slice(&body).map_err(|e| {
+                if e.is_syntax() || e.is_eof() {
+                    Rejection::bad_request(format!("the request body is not valid JSON: {e}"))
+                } else if !body.trim_ascii_start().starts_with(b"{") {
+                    Rejection::bad_request("the request body must be a JSON object")
+                } else {
+                    invalid(e)
+                }
+            }),
+        }
+    }
+}
+
 /// Why a bridged call has no reply.
 #[derive(Debug)]
 pub enum CallError {
@@ -43,9 +73,9 @@ pub enum CallError {
     Failed(Status),
 }
 
-/// Decodes `message` into `Req`, calls `method` as gRPC would, and encodes the reply.
+/// Decodes `input` into `Req`, calls `method` as gRPC would, and encodes the reply.
 async fn forward<Req, Resp, F, Fut>(
-    message: Value,
+    input: Input,
     context: CallContext,
     method: F,
 ) -> Result<Value, CallError>
@@ -55,9 +85,7 @@ where
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let decoded: Req = serde_json::from_value(message).map_err(|e| {
-        CallError::Rejected(Rejection::bad_request(format!("invalid request body: {e}")))
-    })?;
+    let decoded: Req = input.decode().map_err(CallError::Rejected)?;
     let mut request = Request::new(decoded);
     *request.metadata_mut() = context.metadata;
     request.extensions_mut().insert(TcpConnectInfo {
@@ -76,58 +104,69 @@ where
 }
 
 macro_rules! rpcs {
-    ($($name:literal => $api:ident . $method:ident),* $(,)?) => {
-        /// Every RPC the bridge can forward.
-        pub const RPCS: &[&str] = &[$($name),*];
+    ($($rpc:ident => $api:ident . $method:ident),* $(,)?) => {
+        /// An RPC the bridge forwards, resolved from its name once, when the router is built.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Rpc {
+            $(
+                #[doc = concat!("`", stringify!($rpc), "`.")]
+                $rpc,
+            )*
+        }
 
-        /// Forwards one call to the RPC named `rpc`.
+        impl Rpc {
+            /// The RPC named `name`, if the bridge forwards it.
+            #[must_use]
+            pub fn named(name: &str) -> Option<Self> {
+                match name {
+                    $(stringify!($rpc) => Some(Self::$rpc),)*
+                    _ => None,
+                }
+            }
+        }
+
+        /// Forwards one call to `rpc`.
         ///
         /// # Errors
-        /// The call's `Status`, or a rejection of a body that is not the RPC's message or of
-        /// an RPC the bridge does not know.
+        /// The call's `Status`, or a rejection of a body that is not the RPC's message.
         pub async fn call(
             apis: &Apis,
-            rpc: &str,
-            message: Value,
+            rpc: Rpc,
+            input: Input,
             context: CallContext,
         ) -> Result<Value, CallError> {
             match rpc {
-                $($name => forward(message, context, |request| apis.$api.$method(request)).await,)*
-                _ => Err(CallError::Rejected(Rejection {
-                    http: StatusCode::NOT_FOUND,
-                    code: Code::NotFound,
-                    message: format!("no RPC named {rpc}"),
-                })),
+                $(Rpc::$rpc => forward(input, context, |request| apis.$api.$method(request)).await,)*
             }
         }
     };
 }
 
 rpcs! {
-    "Register" => identity.register,
-    "VerifyOtp" => identity.verify_otp,
-    "ResendOtp" => identity.resend_otp,
-    "Activate" => identity.activate,
-    "ResendActivationEmail" => identity.resend_activation_email,
-    "Login" => identity.login,
-    "Refresh" => identity.refresh,
-    "Logout" => identity.logout,
-    "LogoutAll" => identity.logout_all,
-    "PasswordReset" => identity.password_reset,
-    "PasswordResetConfirm" => identity.password_reset_confirm,
-    "GoogleLogin" => identity.google_login,
-    "ListUsers" => identity.list_users,
-    "GetUser" => identity.get_user,
-    "ListSessions" => identity.list_sessions,
-    "RevokeSession" => identity.revoke_session,
-    "LogoutOthers" => identity.logout_others,
-    "ChangePassword" => identity.change_password,
-    "ChangeEmail" => identity.change_email,
-    "ConfirmEmailChange" => identity.confirm_email_change,
-    "DeleteAccount" => identity.delete_account,
-    "CreateUser" => identity.create_user,
-    "UpdateUser" => identity.update_user,
-    "DeleteUser" => identity.delete_user,
-    "ListAuditEvents" => identity.list_audit_events,
-    "IntrospectToken" => tokens.introspect_token,
+    Register => identity.register,
+    VerifyOtp => identity.verify_otp,
+    ResendOtp => identity.resend_otp,
+    Activate => identity.activate,
+    ResendActivationEmail => identity.resend_activation_email,
+    Login => identity.login,
+    Refresh => identity.refresh,
+    Logout => identity.logout,
+    LogoutAll => identity.logout_all,
+    PasswordReset => identity.password_reset,
+    PasswordResetConfirm => identity.password_reset_confirm,
+    GoogleLogin => identity.google_login,
+    ListUsers => identity.list_users,
+    GetUser => identity.get_user,
+    ListSessions => identity.list_sessions,
+    RevokeSession => identity.revoke_session,
+    LogoutOthers => identity.logout_others,
+    ChangePassword => identity.change_password,
+    ChangeEmail => identity.change_email,
+    ConfirmEmailChange => identity.confirm_email_change,
+    DeleteAccount => identity.delete_account,
+    CreateUser => identity.create_user,
+    UpdateUser => identity.update_user,
+    DeleteUser => identity.delete_user,
+    ListAuditEvents => identity.list_audit_events,
+    IntrospectToken => tokens.introspect_token,
 }

@@ -36,13 +36,22 @@ use error::Rejection;
 
 /// The RPC of the emailed activation link, which browsers confirm by POST.
 const ACTIVATE: &str = "Activate";
-/// The RPC the built-in reset page's form posts to: the one body that may be a form.
-const RESET_CONFIRM: &str = "PasswordResetConfirm";
+use dispatch::{Input, Rpc};
 pub use pages::PageRedirects;
 use routes::HttpRoute;
 use server::RequestDeadline;
 
 pub use dispatch::Apis;
+
+/// One annotated route as the bridge serves it, decided once when the router is built.
+struct BridgedRoute {
+    route: HttpRoute,
+    /// The RPC it forwards to.
+    rpc: Rpc,
+    /// Whether the body is the whole request message (no path parameters, no field mask,
+    /// JSON only), so it is decoded straight into the message.
+    body_only: bool,
+}
 
 use crate::{services::Services, telemetry};
 
@@ -77,12 +86,6 @@ pub fn router(
 ) -> anyhow::Result<Router> {
     let pool = routes::descriptor_pool()?;
     let annotated = routes::annotated_routes(&pool)?;
-    if let Some(missing) = annotated
-        .iter()
-        .find(|r| !dispatch::RPCS.contains(&r.rpc.as_str()))
-    {
-        anyhow::bail!("the bridge cannot forward {}", missing.rpc);
-    }
     let state = BridgeState {
         apis,
         services,
@@ -107,10 +110,20 @@ pub fn router(
             get(reset_form),
         );
     for route in annotated {
-        let route = Arc::new(route);
+        let rpc = Rpc::named(&route.rpc)
+            .ok_or_else(|| anyhow::anyhow!("the bridge cannot forward {}", route.rpc))?;
         let filter = MethodFilter::try_from(route.method.clone())
             .map_err(|e| anyhow::anyhow!("{}: unsupported method: {e}", route.rpc))?;
-        for path in [route.template.clone(), route.slashed()] {
+        let paths = [route.template.clone(), route.slashed()];
+        let route = Arc::new(BridgedRoute {
+            body_only: route.has_body
+                && route.path_params.is_empty()
+                && route.field_mask_fields.is_empty()
+                && rpc != Rpc::PasswordResetConfirm,
+            rpc,
+            route,
+        });
+        for path in paths {
             let call = Arc::clone(&route);
             let handler = move |state, method, peer, deadline, params, query, headers, body| {
                 bridge(
@@ -118,7 +131,7 @@ pub fn router(
                 )
             };
             let mut methods = on(filter, handler);
-            if route.rpc == ACTIVATE {
+            if route.rpc == Rpc::Activate {
                 // The emailed link: a GET that does not ask for JSON (a browser, a mail
                 // scanner) shows a button whose POST confirms, and HEAD answers without
                 // calling anything.
@@ -178,7 +191,7 @@ async fn answer_headers(mut response: Response) -> Response {
 )]
 async fn bridge(
     State(state): State<BridgeState>,
-    route: Arc<HttpRoute>,
+    route: Arc<BridgedRoute>,
     method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     deadline: Option<Extension<RequestDeadline>>,
@@ -196,22 +209,24 @@ async fn bridge(
         .iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    if route.rpc == ACTIVATE
+    if route.rpc == Rpc::Activate
         && method == Method::GET
         && !pages::asks_for_json(&headers)
         && let [(_, uidb64), (_, token)] = params.as_slice()
     {
         return pages::activation_confirm_page(uidb64, token);
     }
-    let message = match request_message(&route, &params, query.as_deref(), &headers, body) {
-        Ok(message) => message,
+    let input = match request_input(&route, &params, query.as_deref(), &headers, body) {
+        Ok(input) => input,
         Err(rejection) => return rejection.into_response(),
     };
+    let wants_html = pages::wants_html(&headers);
+    // The headers move into the call's metadata: read above, never copied.
     let context = dispatch::CallContext {
-        metadata: MetadataMap::from_headers(headers.clone()),
+        metadata: MetadataMap::from_headers(headers),
         peer: Some(peer),
     };
-    let call = dispatch::call(&state.apis, &route.rpc, message, context);
+    let call = dispatch::call(&state.apis, route.rpc, input, context);
     let Ok(outcome) = tokio::time::timeout_at(deadline, call).await else {
         return Rejection {
             http: StatusCode::GATEWAY_TIMEOUT,
@@ -225,8 +240,8 @@ async fn bridge(
         Err(dispatch::CallError::Failed(status)) => Err(status),
         Err(dispatch::CallError::Rejected(rejection)) => return rejection.into_response(),
     };
-    if pages::wants_html(&headers)
-        && let Some(page) = pages::outcome_page(&route.rpc, &outcome, &state.redirects, &params)
+    if wants_html
+        && let Some(page) = pages::outcome_page(route.rpc, &outcome, &state.redirects, &params)
     {
         return page;
     }
@@ -236,30 +251,44 @@ async fn bridge(
     }
 }
 
-/// The request message as JSON: the body's fields, then the query's, then the path's.
-fn request_message(
-    route: &HttpRoute,
+/// The request message: a body-only route's JSON body as it came, or else the body's fields,
+/// then the query's, then the path's.
+fn request_input(
+    bridged: &BridgedRoute,
     params: &[(String, String)],
     query: Option<&str>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Value, Rejection> {
+) -> Result<Input, Rejection> {
+    let route = &bridged.route;
     let mut message = Map::new();
     if route.has_body {
+        // What the body says is the request: a query string must not add to it or change it.
+        let no_query = || {
+            if query.is_some_and(|q| !q.is_empty()) {
+                return Err(Rejection::bad_request(
+                    "query parameters are not accepted with a request body",
+                ));
+            }
+            Ok(())
+        };
         let body = body.map_err(Rejection::from)?;
-        message = body_fields(headers, &body, route.rpc == RESET_CONFIRM)?;
+        if bridged.body_only {
+            if !body.is_empty() && media_type(headers) != "application/json" {
+                return Err(unsupported_media_type());
+            }
+            no_query()?;
+            return Ok(Input::Body(body));
+        }
+        let form_allowed = bridged.rpc == Rpc::PasswordResetConfirm;
+        message = body_fields(headers, &body, form_allowed)?;
         for name in &route.field_mask_fields {
             if let Some(Value::String(paths)) = message.get(name) {
                 let mask = field_mask(paths);
                 message.insert(name.clone(), mask);
             }
         }
-        // What the body says is the request: a query string must not add to it or change it.
-        if query.is_some_and(|q| !q.is_empty()) {
-            return Err(Rejection::bad_request(
-                "query parameters are not accepted with a request body",
-            ));
-        }
+        no_query()?;
     }
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
@@ -279,7 +308,29 @@ fn request_message(
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
     );
-    Ok(Value::Object(message))
+    Ok(Input::Fields(message))
+}
+
+/// The request's media type, lowercase, without parameters.
+fn media_type(headers: &HeaderMap) -> String {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn unsupported_media_type() -> Rejection {
+    Rejection {
+        http: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        code: Code::InvalidArgument,
+        message: "send the request body as application/json".into(),
+    }
 }
 
 /// A field mask in its proto3 JSON form, `"firstName,isActive"`, as the message it stands for:
@@ -314,17 +365,7 @@ fn body_fields(
     if body.is_empty() {
         return Ok(Map::new());
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match media_type.as_str() {
+    match media_type(headers).as_str() {
         "application/json" => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(fields)) => Ok(fields),
             Ok(_) => Err(Rejection::bad_request(
@@ -344,11 +385,7 @@ fn body_fields(
                 })
                 .map_err(|e| Rejection::bad_request(format!("the form is not valid: {e}")))
         }
-        _ => Err(Rejection {
-            http: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: Code::InvalidArgument,
-            message: "send the request body as application/json".into(),
-        }),
+        _ => Err(unsupported_media_type()),
     }
 }
 

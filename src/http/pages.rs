@@ -9,7 +9,7 @@ use axum::{
 use serde_json::Value;
 use tonic::Status;
 
-use super::error::http_status;
+use super::{dispatch::Rpc, error::http_status};
 use crate::{
     domain::{PASSWORD_MAX_CHARS as MAX_CHARS, PASSWORD_MIN_CHARS as MIN_CHARS},
     text::{escape_html as escape, percent_encode},
@@ -67,14 +67,14 @@ pub fn asks_for_json(headers: &HeaderMap) -> bool {
 /// The page for the outcome of an RPC a person triggers from a browser, if it has one.
 #[must_use]
 pub fn outcome_page(
-    rpc: &str,
+    rpc: Rpc,
     outcome: &Result<Value, Status>,
     redirects: &PageRedirects,
     params: &[(String, String)],
 ) -> Option<Response> {
     match rpc {
-        "Activate" => Some(activation_page(outcome, redirects)),
-        "PasswordResetConfirm" => Some(reset_outcome_page(outcome, params)),
+        Rpc::Activate => Some(activation_page(outcome, redirects)),
+        Rpc::PasswordResetConfirm => Some(reset_outcome_page(outcome, params)),
         _ => None,
     }
 }

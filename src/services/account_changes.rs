@@ -107,7 +107,8 @@ impl Services {
         proof: Proof,
     ) -> ServiceResult<&'static str> {
         let (_, row) = self.account_of(&credentials).await?;
-        self.spend_ip_budget(&caller, IpBudget::Email).await?;
+        self.spend_ip_budget(&caller, IpBudget::Email, self.clock.now())
+            .await?;
         self.reauthenticate(&row, proof, "password").await?;
         if new_email == row.email {
             return Err(ServiceError::InvalidArgument {
@@ -183,7 +184,8 @@ impl Services {
         otp: Otp,
     ) -> ServiceResult<User> {
         let (_, row) = self.account_of(&credentials).await?;
-        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify, self.clock.now())
+            .await?;
         let mut conn = self.connection().await?;
         let tried = conn
             .queries()

@@ -67,7 +67,8 @@ impl Services {
         caller: Caller,
         registration: Registration,
     ) -> ServiceResult<Option<User>> {
-        self.spend_ip_budget(&caller, IpBudget::Register).await?;
+        self.spend_ip_budget(&caller, IpBudget::Register, self.clock.now())
+            .await?;
         registration
             .password
             .check_against(&registration.email)
@@ -191,7 +192,8 @@ impl Services {
     /// addresses), `OtpExpired`.
     #[tracing::instrument(skip_all)]
     pub async fn verify_otp(&self, caller: Caller, email: Email, otp: Otp) -> ServiceResult<User> {
-        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify, self.clock.now())
+            .await?;
         self.spend_otp_budget(&email).await?;
         self.spend_code_try(&email).await?;
         let Some(user) = self
@@ -271,7 +273,8 @@ impl Services {
         uid: Uidb64,
         token: LinkToken,
     ) -> ServiceResult<User> {
-        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify, self.clock.now())
+            .await?;
         let Some(user) = self
             .user_by_id(uid.user_id())
             .await?
@@ -391,7 +394,8 @@ impl Services {
         email: Email,
         asked: VerificationMethod,
     ) -> ServiceResult<&'static str> {
-        self.spend_ip_budget(&caller, IpBudget::Email).await?;
+        self.spend_ip_budget(&caller, IpBudget::Email, self.clock.now())
+            .await?;
         let resend = async {
             let Some(method) = asked.within(self.config.verification.method) else {
                 return Ok(());

@@ -37,7 +37,8 @@ impl Services {
         if !self.google.is_configured() {
             return Err(ServiceError::GoogleNotConfigured);
         }
-        self.spend_ip_budget(&caller, IpBudget::Login).await?;
+        self.spend_ip_budget(&caller, IpBudget::Login, self.clock.now())
+            .await?;
         let identity = self.verify_google(credential).await?;
         if !identity.email_verified {
             return Err(ServiceError::GoogleEmailUnverified);
@@ -49,7 +50,9 @@ impl Services {
         if !user.is_active {
             return Err(ServiceError::AccountDisabled);
         }
-        let pair = self.start_session(&user, &caller, SignedIn::Google).await?;
+        let pair = self
+            .start_session(&user, &caller, SignedIn::Google, self.clock.now())
+            .await?;
         tracing::info!(user.id = %user.id, "signed in with Google");
         Ok(pair)
     }

@@ -35,7 +35,8 @@ impl Services {
         caller: Caller,
         email: Email,
     ) -> ServiceResult<&'static str> {
-        self.spend_ip_budget(&caller, IpBudget::Email).await?;
+        self.spend_ip_budget(&caller, IpBudget::Email, self.clock.now())
+            .await?;
         let queue = async {
             let Some(user) = self.user_by_email(&email).await? else {
                 return Ok(());
@@ -66,7 +67,8 @@ impl Services {
         token: LinkToken,
         new_password: Password,
     ) -> ServiceResult<&'static str> {
-        self.spend_ip_budget(&caller, IpBudget::Verify).await?;
+        self.spend_ip_budget(&caller, IpBudget::Verify, self.clock.now())
+            .await?;
         let Some(user) = self.user_by_id(uid.user_id()).await? else {
             return Err(ServiceError::LinkInvalid);
         };

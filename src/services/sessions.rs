@@ -2,6 +2,7 @@
 //! the one-time exchange of a refresh token Django issued), and signing out.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 
 use super::{
     Caller, Credentials, Services,
@@ -41,7 +42,8 @@ impl Services {
         email: Email,
         password: LoginPassword,
     ) -> ServiceResult<TokenPair> {
-        self.spend_ip_budget(&caller, IpBudget::Login).await?;
+        self.spend_ip_budget(&caller, IpBudget::Login, self.clock.now())
+            .await?;
         let attempt = self.reserve_login_attempt(&email).await?;
         let user = self.user_by_email(&email).await?;
         let user_id = user.as_ref().map(|u| u.id);
@@ -72,7 +74,10 @@ impl Services {
             email: &email,
             attempt,
         };
-        let pair = self.start_session(&user, &caller, signed_in).await?;
+        // The session starts now, after the password check: revocations logged while it ran
+        // are older than its tokens.
+        let now = self.clock.now();
+        let pair = self.start_session(&user, &caller, signed_in, now).await?;
         tracing::info!(user.id = %user.id, "signed in");
         Ok(pair)
     }
@@ -88,18 +93,17 @@ impl Services {
         caller: Caller,
         presented: RefreshToken,
     ) -> ServiceResult<TokenPair> {
-        self.spend_ip_budget(&caller, IpBudget::Refresh).await?;
-        if self
-            .django_refresh
-            .accepts_now(presented.expose(), self.clock.now())
-        {
+        let now = self.clock.now();
+        self.spend_ip_budget(&caller, IpBudget::Refresh, now)
+            .await?;
+        if self.django_refresh.accepts_now(presented.expose(), now) {
             return self
-                .exchange_django_refresh(&caller, presented.expose())
+                .exchange_django_refresh(&caller, presented.expose(), now)
                 .await;
         }
         let token_hash = presented.hash();
         let rotation = self
-            .transaction(&caller, async |tx| {
+            .transaction_at(&caller, now, async |tx| {
                 let now = tx.now_naive();
                 let spent = tx
                     .spend_refresh_token(&token_hash, now)
@@ -142,11 +146,11 @@ impl Services {
                     &session.id,
                     successor.hash(),
                     now,
-                    self.refresh_expiry(&session),
+                    self.refresh_expiry(&session, now),
                 )
                 .await
                 .context("recording the refresh")?;
-                let access = self.issue_access_token(&user, &session.id)?;
+                let access = self.issue_access_token(&user, &session.id, tx.now())?;
                 Ok::<_, ServiceError>(Rotation::Rotated(TokenPair {
                     access,
                     refresh: successor.into_string(),
@@ -206,7 +210,7 @@ impl Services {
             Ok(live) => live,
             Err(refusal) => return Ok(Rotation::Refused(refusal)),
         };
-        let access = self.issue_access_token(&user, &session.id)?;
+        let access = self.issue_access_token(&user, &session.id, tx.now())?;
         tracing::info!(session.id = %session.id, "a retried refresh got the same successor");
         Ok(Rotation::Rotated(TokenPair {
             access,
@@ -295,14 +299,12 @@ impl Services {
         &self,
         caller: &Caller,
         token: &str,
+        now: DateTime<Utc>,
     ) -> ServiceResult<TokenPair> {
-        let refresh = self
-            .django_refresh
-            .check(token, self.clock.now())
-            .map_err(|e| match e {
-                DjangoTokenError::Invalid => ServiceError::TokenInvalid,
-                DjangoTokenError::Expired => ServiceError::TokenExpired,
-            })?;
+        let refresh = self.django_refresh.check(token, now).map_err(|e| match e {
+            DjangoTokenError::Invalid => ServiceError::TokenInvalid,
+            DjangoTokenError::Expired => ServiceError::TokenExpired,
+        })?;
         // Only the account created from that same Django user: an id the import skipped
         // may belong to someone else here.
         let imported = self
@@ -333,7 +335,7 @@ impl Services {
             return Err(ServiceError::TokenInvalid);
         }
         let first = queries
-            .spend_django_refresh(&refresh.jti, user.id, self.clock.now_naive())
+            .spend_django_refresh(&refresh.jti, user.id, now.naive_utc())
             .await
             .context("spending a Django refresh token")?;
         drop(conn);
@@ -341,7 +343,7 @@ impl Services {
             return Err(ServiceError::TokenInvalid);
         }
         let pair = self
-            .start_session(&user, caller, SignedIn::DjangoRefresh)
+            .start_session(&user, caller, SignedIn::DjangoRefresh, now)
             .await?;
         tracing::info!(user.id = %user.id, "a Django refresh token was exchanged");
         Ok(pair)

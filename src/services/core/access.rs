@@ -159,11 +159,7 @@ impl Services {
     /// where only services are), those of [`Services::authenticate`] for a bad user token,
     /// `PermissionDenied` for a service without the scope or a user who is not staff where
     /// staff is required.
-    pub async fn require<G>(
-        &self,
-        credentials: &Credentials,
-        access: Access,
-    ) -> ServiceResult<G>
+    pub async fn require<G>(&self, credentials: &Credentials, access: Access) -> ServiceResult<G>
     where
         G: TryFrom<Principal>,
         ServiceError: From<G::Error>,

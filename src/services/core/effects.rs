@@ -85,7 +85,26 @@ impl Services {
         R: Send,
         E: From<StoreError> + Send,
     {
-        let now = self.clock.now();
+        self.transaction_at(caller, self.clock.now(), work).await
+    }
+
+    /// [`Services::transaction`] acting at `now`, the instant the call read before it began.
+    ///
+    /// # Errors
+    /// The error of `work`, or a storage failure.
+    pub(crate) async fn transaction_at<R, E, F>(
+        &self,
+        caller: &Caller,
+        now: DateTime<Utc>,
+        work: F,
+    ) -> Result<R, E>
+    where
+        for<'t, 'q, 'c> F: AsyncFnOnce(&'t mut Tx<'q, 'c>) -> Result<R, E>
+            + TransactionBody<&'t mut Tx<'q, 'c>, Result<R, E>, Future: Send>
+            + Send,
+        R: Send,
+        E: From<StoreError> + Send,
+    {
         let (done, mailed) = self
             .store
             .transaction(async |queries| {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::{
     domain::{Email, client_bucket},
@@ -63,6 +63,7 @@ impl Services {
         &self,
         caller: &Caller,
         budget: IpBudget,
+        now: DateTime<Utc>,
     ) -> ServiceResult<()> {
         let limits = &self.config.rate_limits;
         let (name, max_hits) = match budget {
@@ -82,7 +83,7 @@ impl Services {
             cooldown: Duration::ZERO,
         };
         let client = client_bucket(ip, self.config.ipv6_client_prefix);
-        self.take_hit(&format!("ip:{name}:{client}"), policy)
+        self.take_hit(&format!("ip:{name}:{client}"), policy, now.naive_utc())
             .await?
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
     }
@@ -184,7 +185,7 @@ impl Services {
             max_hits: OTP_ATTEMPTS_PER_HOUR,
             cooldown: Duration::ZERO,
         };
-        self.take_hit(&format!("otp:{email}"), policy)
+        self.take_hit(&format!("otp:{email}"), policy, self.clock.now_naive())
             .await?
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
     }
@@ -197,7 +198,7 @@ impl Services {
             max_hits: CODE_TRIES,
             cooldown: Duration::ZERO,
         };
-        self.take_hit(&code_tries_bucket(email), policy)
+        self.take_hit(&code_tries_bucket(email), policy, self.clock.now_naive())
             .await?
             .map_err(|_| ServiceError::TooManyAttempts)
     }
@@ -281,11 +282,12 @@ impl Services {
         &self,
         bucket: &str,
         policy: CounterPolicy,
+        now: NaiveDateTime,
     ) -> ServiceResult<Result<(), Duration>> {
         let mut conn = self.connection().await?;
         Ok(conn
             .queries()
-            .take_hit(bucket, self.clock.now_naive(), policy)
+            .take_hit(bucket, now, policy)
             .await
             .context("spending a rate-limit budget")?)
     }

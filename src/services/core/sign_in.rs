@@ -2,6 +2,7 @@
 //! of identity more than one feature checks (a Google credential).
 
 use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::audit::AuditEntry;
 use crate::{
@@ -66,9 +67,10 @@ impl Services {
         user: &UserRow,
         caller: &Caller,
         signed_in: SignedIn<'_>,
+        at: DateTime<Utc>,
     ) -> ServiceResult<TokenPair> {
         let method = signed_in.method();
-        let now = self.clock.now_naive();
+        let now = at.naive_utc();
         let session = SessionRow {
             id: SessionId::generate(),
             user_id: user.id,
@@ -79,9 +81,9 @@ impl Services {
             client_ip: caller.ip.map(|ip| ip.to_string()),
             last_refreshed_at: None,
         };
-        let access = self.issue_access_token(user, &session.id)?;
+        let access = self.issue_access_token(user, &session.id, at)?;
         let refresh = self
-            .transaction(caller, async |tx| {
+            .transaction_at(caller, at, async |tx| {
                 let still_current = tx
                     .record_login(
                         user.id,
@@ -111,7 +113,7 @@ impl Services {
                     &session.id,
                     first.hash(),
                     now,
-                    self.refresh_expiry(&session),
+                    self.refresh_expiry(&session, now),
                 )
                 .await
                 .context("storing the refresh token")?;
@@ -121,20 +123,22 @@ impl Services {
         Ok(TokenPair { access, refresh })
     }
 
-    /// When a refresh token issued now for `session` expires: never after its absolute end.
-    pub(crate) fn refresh_expiry(&self, session: &SessionRow) -> chrono::NaiveDateTime {
-        (self.clock.now_naive() + span(self.config.jwt.refresh_lifetime)).min(session.expires_at)
+    /// When a refresh token issued at `now` for `session` expires: never after its absolute
+    /// end.
+    pub(crate) fn refresh_expiry(&self, session: &SessionRow, now: NaiveDateTime) -> NaiveDateTime {
+        (now + span(self.config.jwt.refresh_lifetime)).min(session.expires_at)
     }
 
-    /// A new access token for `user` in `session_id`.
+    /// A new access token for `user` in `session_id`, issued at `now`.
     pub(crate) fn issue_access_token(
         &self,
         user: &UserRow,
         session_id: &SessionId,
+        now: DateTime<Utc>,
     ) -> ServiceResult<String> {
         Ok(self
             .tokens
-            .issue(user.id, &user.email, session_id, self.clock.now())
+            .issue(user.id, &user.email, session_id, now)
             .context("signing an access token")?)
     }
 
