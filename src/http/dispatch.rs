@@ -73,12 +73,12 @@ pub enum CallError {
     Failed(Status),
 }
 
-/// Decodes `input` into `Req`, calls `method` as gRPC would, and encodes the reply.
+/// Decodes `input` into `Req`, calls `method` as gRPC would, and encodes the reply as JSON.
 async fn forward<Req, Resp, F, Fut>(
     input: Input,
     context: CallContext,
     method: F,
-) -> Result<Value, CallError>
+) -> Result<Bytes, CallError>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
@@ -93,14 +93,16 @@ where
         remote_addr: context.peer,
     });
     let response = method(request).await.map_err(CallError::Failed)?;
-    serde_json::to_value(response.into_inner()).map_err(|e| {
-        tracing::error!(error = %e, "a reply could not be encoded as JSON");
-        CallError::Rejected(Rejection {
-            http: StatusCode::INTERNAL_SERVER_ERROR,
-            code: Code::Internal,
-            message: "internal error".into(),
+    serde_json::to_vec(&response.into_inner())
+        .map(Bytes::from)
+        .map_err(|e| {
+            tracing::error!(error = %e, "a reply could not be encoded as JSON");
+            CallError::Rejected(Rejection {
+                http: StatusCode::INTERNAL_SERVER_ERROR,
+                code: Code::Internal,
+                message: "internal error".into(),
+            })
         })
-    })
 }
 
 macro_rules! rpcs {
@@ -134,7 +136,7 @@ macro_rules! rpcs {
             rpc: Rpc,
             input: Input,
             context: CallContext,
-        ) -> Result<Value, CallError> {
+        ) -> Result<Bytes, CallError> {
             match rpc {
                 $(Rpc::$rpc => forward(input, context, |request| apis.$api.$method(request)).await,)*
             }

@@ -246,7 +246,14 @@ async fn bridge(
         return page;
     }
     match outcome {
-        Ok(reply) => axum::Json(reply).into_response(),
+        Ok(reply) => (
+            [(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            )],
+            reply,
+        )
+            .into_response(),
         Err(status) => error::status_response(&status),
     }
 }

@@ -2,11 +2,11 @@
 //! small HTML page (or a redirect to the front end), and the reset link opens a form that
 //! posts the new password. Plain HTML and CSS, no scripts, no external assets.
 
+use axum::body::Bytes;
 use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
 };
-use serde_json::Value;
 use tonic::Status;
 
 use super::{dispatch::Rpc, error::http_status};
@@ -68,7 +68,7 @@ pub fn asks_for_json(headers: &HeaderMap) -> bool {
 #[must_use]
 pub fn outcome_page(
     rpc: Rpc,
-    outcome: &Result<Value, Status>,
+    outcome: &Result<Bytes, Status>,
     redirects: &PageRedirects,
     params: &[(String, String)],
 ) -> Option<Response> {
@@ -79,7 +79,7 @@ pub fn outcome_page(
     }
 }
 
-fn activation_page(outcome: &Result<Value, Status>, redirects: &PageRedirects) -> Response {
+fn activation_page(outcome: &Result<Bytes, Status>, redirects: &PageRedirects) -> Response {
     if let Some(url) = &redirects.activation {
         let query = match outcome {
             Ok(_) => "status=success".to_owned(),
@@ -146,7 +146,7 @@ pub fn reset_form_page(uidb64: &str, token: &str, redirects: &PageRedirects) -> 
     )
 }
 
-fn reset_outcome_page(outcome: &Result<Value, Status>, params: &[(String, String)]) -> Response {
+fn reset_outcome_page(outcome: &Result<Bytes, Status>, params: &[(String, String)]) -> Response {
     let param = |name: &str| {
         params
             .iter()
