@@ -36,6 +36,7 @@ mod operations;
 mod ownership;
 mod password_reset;
 mod sessions;
+mod snapshots;
 mod tls;
 mod token_service;
 mod transport;
