@@ -9,9 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, status::to_status};
 use crate::{
-    auth::Scope,
     pb::{self, token_service_server::TokenService},
-    services::{Access, Principal, Services, token_service::Revocation},
+    services::{Services, token_service::Revocation},
 };
 
 /// Revocations a stream may hold for a slow reader before it waits for it.
@@ -31,17 +30,6 @@ impl TokenApi {
     pub fn new(services: Services, stopping: watch::Receiver<bool>) -> Self {
         Self { services, stopping }
     }
-
-    /// Admits a service whose token or client certificate allows `scope`.
-    async fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<(), Status> {
-        let credentials = convert::access_credentials(request);
-        let _: Principal = self
-            .services
-            .require(&credentials, Access::service(scope))
-            .await
-            .map_err(to_status)?;
-        Ok(())
-    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -49,8 +37,12 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl TokenService for TokenApi {
     async fn get_jwks(&self, request: Request<pb::GetJwksRequest>) -> Reply<pb::GetJwksResponse> {
-        self.authorize(&request, Scope::Jwks).await?;
-        let keys = self.services.published_keys();
+        let credentials = convert::access_credentials(&request);
+        let keys = self
+            .services
+            .published_keys(&credentials)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::GetJwksResponse {
             keys: keys.iter().map(convert::json_web_key).collect(),
         }))
@@ -60,11 +52,13 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::IntrospectTokenRequest>,
     ) -> Reply<pb::IntrospectTokenResponse> {
-        self.authorize(&request, Scope::Introspect).await?;
-        let Some(token) = convert::introspected_token(request.get_ref()) else {
-            return Ok(Response::new(pb::IntrospectTokenResponse::default()));
-        };
-        let outcome = self.services.introspect(token).await.map_err(to_status)?;
+        let credentials = convert::access_credentials(&request);
+        let token = convert::introspected_token(request.get_ref());
+        let outcome = self
+            .services
+            .introspect(&credentials, token)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(convert::introspection(outcome)))
     }
 
@@ -75,7 +69,11 @@ impl TokenService for TokenApi {
         &self,
         request: Request<pb::WatchRevocationsRequest>,
     ) -> Reply<Self::WatchRevocationsStream> {
-        self.authorize(&request, Scope::Revocations).await?;
+        let credentials = convert::access_credentials(&request);
+        self.services
+            .admit_revocation_reader(&credentials)
+            .await
+            .map_err(to_status)?;
         let mut cursor =
             convert::revocation_cursor(&request.get_ref().cursor).map_err(to_status)?;
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);

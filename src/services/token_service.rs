@@ -6,11 +6,14 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Services,
-    core::{access::Authenticated, accounts::utc},
+    Credentials, Services,
+    core::{
+        access::{Access, Authenticated, Principal},
+        accounts::utc,
+    },
 };
 use crate::{
-    auth::BearerToken,
+    auth::{BearerToken, Scope},
     domain::{SessionId, UserId},
     error::{ServiceError, ServiceResult},
 };
@@ -50,11 +53,22 @@ pub struct RevocationBatch {
 
 impl Services {
     /// Whether an access token is live now, and for whom: `None` for any token that is not
-    /// (malformed, forged, expired, revoked, of a disabled user), without saying why.
+    /// (malformed, forged, expired, revoked, of a disabled user, or none at all), without
+    /// saying why. For services with the `introspect` scope.
     ///
     /// # Errors
-    /// Only when the database fails.
-    pub async fn introspect(&self, token: BearerToken) -> ServiceResult<Option<Authenticated>> {
+    /// Those of [`Services::require`]; otherwise only when the database fails.
+    pub async fn introspect(
+        &self,
+        credentials: &Credentials,
+        token: Option<BearerToken>,
+    ) -> ServiceResult<Option<Authenticated>> {
+        let _: Principal = self
+            .require(credentials, Access::service(Scope::Introspect))
+            .await?;
+        let Some(token) = token else {
+            return Ok(None);
+        };
         match self.authenticate(Some(&token)).await {
             Ok(live) => Ok(Some(live)),
             Err(
@@ -66,13 +80,32 @@ impl Services {
         }
     }
 
-    /// The published keys, as JWKs.
-    #[must_use]
-    pub fn published_keys(&self) -> Vec<serde_json::Value> {
-        self.tokens.jwks(self.clock.now())["keys"]
+    /// The published keys, as JWKs, for services with the `jwks` scope.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`].
+    pub async fn published_keys(
+        &self,
+        credentials: &Credentials,
+    ) -> ServiceResult<Vec<serde_json::Value>> {
+        let _: Principal = self
+            .require(credentials, Access::service(Scope::Jwks))
+            .await?;
+        Ok(self.tokens.jwks(self.clock.now())["keys"]
             .as_array()
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default())
+    }
+
+    /// Admits a reader of the revocation log: a service with the `revocations` scope.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`].
+    pub async fn admit_revocation_reader(&self, credentials: &Credentials) -> ServiceResult<()> {
+        let _: Principal = self
+            .require(credentials, Access::service(Scope::Revocations))
+            .await?;
+        Ok(())
     }
 
     /// The revocations logged after `cursor`, in order (a bounded batch), and whether they
