@@ -204,124 +204,116 @@ async fn bridge(
     (response.status(), response.json().await.unwrap())
 }
 
+/// One request the bridge refuses, and the status it answers with.
+struct Refused {
+    name: &'static str,
+    method: reqwest::Method,
+    path: &'static str,
+    /// Sent with the signed-in user's access token.
+    signed_in: bool,
+    /// Content type and body.
+    body: Option<(&'static str, &'static str)>,
+    status: StatusCode,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridges_error_bodies_read_as_pinned() {
     use reqwest::Method;
     let app = TestApp::spawn_with(Backend::Sqlite, &[("RATE_LIMIT_LOGIN", "1")]).await;
     let (_, tokens) = app.signed_in_user("grace@example.com").await;
-    let json_body = "application/json";
+    let json = "application/json";
     let register = "/accounts/api/register/";
-
-    let cases: Vec<(&str, StatusCode, (StatusCode, Value))> = vec![
-        (
+    let refused = |name, method, path, body, status| Refused {
+        name,
+        method,
+        path,
+        signed_in: false,
+        body,
+        status,
+    };
+    let cases = [
+        refused(
             "not_json",
+            Method::POST,
+            register,
+            Some((json, "{\"email\":")),
             StatusCode::BAD_REQUEST,
-            bridge(
-                &app,
-                Method::POST,
-                register,
-                None,
-                Some((json_body, "{\"email\":")),
-            )
-            .await,
         ),
-        (
+        refused(
             "not_an_object",
+            Method::POST,
+            register,
+            Some((json, "[1, 2]")),
             StatusCode::BAD_REQUEST,
-            bridge(
-                &app,
-                Method::POST,
-                register,
-                None,
-                Some((json_body, "[1, 2]")),
-            )
-            .await,
         ),
-        (
+        refused(
             "unsupported_media_type",
+            Method::POST,
+            register,
+            Some(("text/plain", "email=a")),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            bridge(
-                &app,
-                Method::POST,
-                register,
-                None,
-                Some(("text/plain", "email=a")),
-            )
-            .await,
         ),
-        (
+        refused(
             "no_such_path",
+            Method::GET,
+            "/accounts/api/nothing/",
+            None,
             StatusCode::NOT_FOUND,
-            bridge(&app, Method::GET, "/accounts/api/nothing/", None, None).await,
         ),
-        (
+        refused(
             "method_not_allowed",
+            Method::DELETE,
+            register,
+            None,
             StatusCode::METHOD_NOT_ALLOWED,
-            bridge(&app, Method::DELETE, register, None, None).await,
         ),
-        (
+        refused(
             "invalid_field",
+            Method::POST,
+            register,
+            Some((json, r#"{"email": "x@example.com", "password": "short"}"#)),
             StatusCode::BAD_REQUEST,
-            bridge(
-                &app,
-                Method::POST,
-                register,
-                None,
-                Some((
-                    json_body,
-                    r#"{"email": "x@example.com", "password": "short"}"#,
-                )),
-            )
-            .await,
         ),
-        (
+        refused(
             "wrong_code",
+            Method::POST,
+            "/accounts/api/verify-otp/",
+            Some((json, r#"{"email": "nobody@example.com", "otp": "000000"}"#)),
             StatusCode::BAD_REQUEST,
-            bridge(
-                &app,
-                Method::POST,
-                "/accounts/api/verify-otp/",
-                None,
-                Some((
-                    json_body,
-                    r#"{"email": "nobody@example.com", "otp": "000000"}"#,
-                )),
-            )
-            .await,
         ),
-        (
+        refused(
             "no_token",
+            Method::POST,
+            "/accounts/api/logout_all/",
+            None,
             StatusCode::UNAUTHORIZED,
-            bridge(&app, Method::POST, "/accounts/api/logout_all/", None, None).await,
         ),
-        (
-            "not_staff",
-            StatusCode::FORBIDDEN,
-            bridge(
-                &app,
+        Refused {
+            signed_in: true,
+            ..refused(
+                "not_staff",
                 Method::GET,
                 "/accounts/api/users/",
-                Some(&tokens.access),
                 None,
+                StatusCode::FORBIDDEN,
             )
-            .await,
+        },
+        // The login budget (one per five minutes here) was spent by the sign-in above.
+        refused(
+            "rate_limited",
+            Method::POST,
+            "/accounts/api/token/",
+            Some((
+                json,
+                r#"{"email": "grace@example.com", "password": "wrong"}"#,
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
         ),
     ];
-    for (name, expected, (status, body)) in cases {
-        assert_eq!(status, expected, "{name}: {body}");
-        insta::assert_snapshot!(format!("bridge_{name}"), redacted_error(body));
+    for case in cases {
+        let bearer = case.signed_in.then_some(tokens.access.as_str());
+        let (status, body) = bridge(&app, case.method, case.path, bearer, case.body).await;
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        insta::assert_snapshot!(format!("bridge_{}", case.name), redacted_error(body));
     }
-
-    // The login budget (one per five minutes here) was spent by the sign-in above.
-    let login = r#"{"email": "grace@example.com", "password": "wrong"}"#;
-    let (status, body) = bridge(
-        &app,
-        Method::POST,
-        "/accounts/api/token/",
-        None,
-        Some((json_body, login)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-    insta::assert_snapshot!("bridge_rate_limited", redacted_error(body));
 }

@@ -69,19 +69,33 @@ impl Tx<'_, '_> {
     }
 }
 
+/// What [`Services::transaction`] runs: an async closure over the [`Tx`] whose future can
+/// move between threads (see [`TransactionBody`]).
+pub(crate) trait TxWork<R, E>:
+    for<'t, 'q, 'c> AsyncFnOnce(&'t mut Tx<'q, 'c>) -> Result<R, E>
+    + for<'t, 'q, 'c> TransactionBody<&'t mut Tx<'q, 'c>, Result<R, E>, Future: Send>
+    + Send
+{
+}
+
+impl<F, R, E> TxWork<R, E> for F where
+    F: for<'t, 'q, 'c> AsyncFnOnce(&'t mut Tx<'q, 'c>) -> Result<R, E>
+        + for<'t, 'q, 'c> TransactionBody<&'t mut Tx<'q, 'c>, Result<R, E>, Future: Send>
+        + Send
+{
+}
+
 impl Services {
     /// Runs `work` in one transaction for `caller`, then wakes the outbox if it queued mail.
-    /// `work` is an async closure over the [`Tx`]: `self.transaction(&caller, async |tx| ..)`;
-    /// its error (a [`crate::error::ServiceError`], or a feature's own that rolls back for a retry) rolls
-    /// everything back.
+    /// `work` is an async closure over the `Tx`: `self.transaction(&caller, async |tx| ..)`;
+    /// its error (a [`crate::error::ServiceError`], or a feature's own that rolls back for a
+    /// retry) rolls everything back.
     ///
     /// # Errors
     /// The error of `work`, or a storage failure.
     pub(crate) async fn transaction<R, E, F>(&self, caller: &Caller, work: F) -> Result<R, E>
     where
-        for<'t, 'q, 'c> F: AsyncFnOnce(&'t mut Tx<'q, 'c>) -> Result<R, E>
-            + TransactionBody<&'t mut Tx<'q, 'c>, Result<R, E>, Future: Send>
-            + Send,
+        F: TxWork<R, E>,
         R: Send,
         E: From<StoreError> + Send,
     {
@@ -99,9 +113,7 @@ impl Services {
         work: F,
     ) -> Result<R, E>
     where
-        for<'t, 'q, 'c> F: AsyncFnOnce(&'t mut Tx<'q, 'c>) -> Result<R, E>
-            + TransactionBody<&'t mut Tx<'q, 'c>, Result<R, E>, Future: Send>
-            + Send,
+        F: TxWork<R, E>,
         R: Send,
         E: From<StoreError> + Send,
     {

@@ -206,12 +206,7 @@ impl Services {
     /// Gives the address's next code its own tries: a new code was sent (or, for an address
     /// without an account, would have been).
     pub(crate) async fn reset_code_tries(&self, email: &Email) -> ServiceResult<()> {
-        let mut conn = self.connection().await?;
-        conn.queries()
-            .clear_counter(&code_tries_bucket(email))
-            .await
-            .context("resetting code tries")?;
-        Ok(())
+        self.clear_counter(&code_tries_bucket(email)).await
     }
 
     /// Reserves one sign-in attempt for the address before its password is checked, so a
@@ -270,11 +265,15 @@ impl Services {
 
     /// Forgets an address's failed sign-ins.
     pub(crate) async fn clear_login_failures(&self, email: &Email) -> ServiceResult<()> {
+        self.clear_counter(&login_bucket(email)).await
+    }
+
+    async fn clear_counter(&self, bucket: &str) -> ServiceResult<()> {
         let mut conn = self.connection().await?;
         conn.queries()
-            .clear_counter(&login_bucket(email))
+            .clear_counter(bucket)
             .await
-            .context("clearing login failures")?;
+            .context("clearing a counter")?;
         Ok(())
     }
 
