@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use identity::pb::{self, identity_service_client::IdentityServiceClient};
+use tonic::transport::Channel;
 
 use super::{futures_all, register_on};
 use crate::{
-    binary::{replica_settings, serve},
+    binary::{Served, replica_settings, serve},
     fake_smtp::FakeSmtp,
     helpers::{Backend, TestApp, TestDatabase, service_tokens_file},
 };
@@ -22,14 +23,7 @@ async fn limits_rotation_and_email_hold_across_three_replicas() {
     // One migrates first, as the migration Job would; the others find the schema ready.
     let first = serve(&dir, &settings);
     let mut replicas = vec![first, serve(&dir, &settings), serve(&dir, &settings)];
-    let mut clients = Vec::new();
-    for replica in &replicas {
-        clients.push(
-            IdentityServiceClient::connect(format!("http://{}", replica.grpc))
-                .await
-                .unwrap(),
-        );
-    }
+    let mut clients = clients_of(&replicas).await;
     let password = "a-long-enough-passphrase";
 
     // Code attempts are counted in the database, whichever replica answers.
@@ -183,14 +177,7 @@ async fn account_rules_hold_across_three_replicas() {
     ]);
     let first = serve(&dir, &settings);
     let replicas = vec![first, serve(&dir, &settings), serve(&dir, &settings)];
-    let mut clients = Vec::new();
-    for replica in &replicas {
-        clients.push(
-            IdentityServiceClient::connect(format!("http://{}", replica.grpc))
-                .await
-                .unwrap(),
-        );
-    }
+    let clients = clients_of(&replicas).await;
     let password = "a-long-enough-passphrase";
     let mut roots = Vec::new();
     for email in ["root1@example.com", "root2@example.com"] {
@@ -334,4 +321,16 @@ async fn account_rules_hold_across_three_replicas() {
         let (status, _) = replica.terminate().await;
         assert!(status.success());
     }
+}
+
+/// A gRPC client of each replica.
+async fn clients_of(replicas: &[Served]) -> Vec<IdentityServiceClient<Channel>> {
+    let mut clients = Vec::new();
+    for replica in replicas {
+        let client = IdentityServiceClient::connect(format!("http://{}", replica.grpc))
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    clients
 }
