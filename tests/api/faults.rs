@@ -21,7 +21,7 @@ use tonic_types::StatusExt;
 use crate::{
     binary::serve,
     fake_smtp::FakeSmtp,
-    helpers::{Backend, PASSWORD, TestApp, admin_client, sqlite_texts},
+    helpers::{Backend, PASSWORD, TestApp, admin_client, sqlite_texts, wait_for_lock_waiter},
     throwaway_postgres::ThrowawayPostgres,
 };
 
@@ -436,7 +436,8 @@ async fn a_pool_held_empty_answers_within_the_deadline() {
             app_client.clone().get_user(request).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Only once it waits on the lock does it hold the connection for sure.
+    wait_for_lock_waiter(&app.database_url, "sessions").await;
 
     let mut request = TestApp::authorized(pb::GetUserRequest { id: user.id }, &tokens.access);
     request.set_timeout(Duration::from_secs(1));

@@ -672,6 +672,33 @@ pub fn required_tool(variable: &str, opt_out: &str) -> Option<String> {
 }
 
 /// A plain client on a Postgres database, for what no API exposes.
+/// Waits until a statement of the server's that mentions `table` waits on a lock in the
+/// database at `url`; fails after 10 s.
+pub async fn wait_for_lock_waiter(url: &str, table: &str) {
+    let probe = admin_client(url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let pattern = format!("%{table}%");
+    loop {
+        let waiting: i64 = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE $1",
+                &[&pattern],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no statement on {table} ever waited on a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn admin_client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
         panic!("Postgres is required for the tests: cannot reach {url} ({e}); run scripts/test, which starts one")

@@ -393,27 +393,7 @@ async fn the_feed_delivers_revocations_that_commit_out_of_order() {
             ))
             .await
     });
-    let probe = crate::helpers::admin_client(&app.database_url).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = probe
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND query LIKE '%sessions%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "LogoutOthers never waited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::wait_for_lock_waiter(&app.database_url, "sessions").await;
 
     // A later Logout commits first and is delivered.
     app.logout(&later.refresh).await;
