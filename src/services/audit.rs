@@ -9,6 +9,7 @@ use super::{
     core::{
         access::{Access, Principal},
         accounts::utc,
+        paging::{one_page, rows_to_read},
     },
 };
 use crate::{
@@ -97,21 +98,15 @@ impl Services {
             until: query.until.map(|at| at.naive_utc()),
             before: token.before(),
         };
-        let limit = usize::try_from(size.get()).unwrap_or(usize::MAX);
         let mut conn = self.connection().await?;
-        let mut rows = conn
+        let rows = conn
             .queries()
-            .audit_events(&filter, i64::from(size.get()) + 1)
+            .audit_events(&filter, rows_to_read(size))
             .await
             .context("listing audit events")?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_page_token = more
-            .then(|| {
-                rows.last()
-                    .map(|row| AuditPageToken::encode(row.id, &fingerprint))
-            })
-            .flatten();
+        let (rows, next_page_token) = one_page(rows, size, |last| {
+            AuditPageToken::encode(last.id, &fingerprint)
+        });
         let events = rows
             .into_iter()
             .map(|row| AuditEvent {

@@ -4,7 +4,10 @@ use anyhow::Context;
 
 use super::{
     Credentials, Services,
-    core::access::{Access, Principal},
+    core::{
+        access::{Access, Principal},
+        paging::{one_page, rows_to_read},
+    },
 };
 use crate::{
     auth::Scope,
@@ -69,18 +72,14 @@ impl Services {
             is_staff: filter.is_staff,
             verification_required: self.config.verification.required,
         };
-        let limit = usize::try_from(size.get()).unwrap_or(usize::MAX);
         let mut conn = self.connection().await?;
-        let mut rows = conn
+        let rows = conn
             .queries()
-            .users_after(&filter, token.after(), i64::from(size.get()) + 1)
+            .users_after(&filter, token.after(), rows_to_read(size))
             .await
             .context("listing users")?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_page_token = more
-            .then(|| rows.last().map(|r| PageToken::encode(r.id, &fingerprint)))
-            .flatten();
+        let (rows, next_page_token) =
+            one_page(rows, size, |last| PageToken::encode(last.id, &fingerprint));
         Ok(UserPage {
             users: rows.iter().map(|row| self.to_user(row)).collect(),
             next_page_token,

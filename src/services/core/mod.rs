@@ -12,6 +12,7 @@
 //! - [`effects`]: the transaction every change runs in: audit rows, notices and mail are
 //!   written inside it, and the outbox is woken once it commits.
 //! - [`audit`]: the entries of the audit trail.
+//! - [`paging`]: one page of a listing and the token of the next.
 //! - [`limits`]: per-IP budgets, email cooldowns, code tries and login back-off, all in the
 //!   database.
 
@@ -21,4 +22,5 @@ pub mod audit;
 pub mod effects;
 pub mod limits;
 pub mod links;
+pub mod paging;
 pub mod sign_in;
