@@ -21,6 +21,8 @@ pub enum Sealed {
     SigningKey,
     /// A secret the service generated for itself (`SECRET_KEY` when none is configured).
     InstanceSecret,
+    /// The secret of a TOTP factor, as base32.
+    TotpSecret,
 }
 
 impl Sealed {
@@ -28,6 +30,7 @@ impl Sealed {
         match self {
             Self::SigningKey => b"identity signing key",
             Self::InstanceSecret => b"identity instance secret",
+            Self::TotpSecret => b"identity totp secret",
         }
     }
 
@@ -35,6 +38,7 @@ impl Sealed {
         match self {
             Self::SigningKey => "signing key",
             Self::InstanceSecret => "stored secret",
+            Self::TotpSecret => "TOTP secret",
         }
     }
 }

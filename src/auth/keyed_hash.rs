@@ -48,6 +48,15 @@ impl ServerSecret {
         hex(&self.mac("otp", &[&user_id.get().to_be_bytes(), code.as_bytes()]))
     }
 
+    /// The keyed hash of a recovery code, bound to its account.
+    #[must_use]
+    pub fn recovery_code_hash(&self, user_id: UserId, code: &str) -> String {
+        hex(&self.mac(
+            "recovery-code",
+            &[&user_id.get().to_be_bytes(), code.as_bytes()],
+        ))
+    }
+
     /// The keyed hash of a code sent to confirm an address change, bound to the account and
     /// the address it moves to.
     #[must_use]

@@ -9,6 +9,7 @@ mod password_hasher;
 mod refresh;
 mod service_credentials;
 mod tokens;
+mod totp;
 mod verified_tokens;
 
 pub use django_hashes::{HashFormat, StoredHash};
@@ -25,3 +26,4 @@ pub use service_credentials::{ClientCertificate, Scope, ServiceCredential, Servi
 pub use tokens::{
     AccessClaims, BearerToken, ScheduledKey, TokenError, TokenIssuer, VerifiedAccess,
 };
+pub use totp::TotpSecret;

@@ -37,11 +37,13 @@ pub enum AuditKind {
     LogoutAll,
     /// Every session but the caller's was ended.
     LogoutOthers,
+    /// A second factor was confirmed (and, with the first, recovery codes made).
+    FactorAdd,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::SignIn,
         Self::SignInThrottled,
         Self::RefreshReuse,
@@ -57,6 +59,7 @@ impl AuditKind {
         Self::SessionRevoke,
         Self::LogoutAll,
         Self::LogoutOthers,
+        Self::FactorAdd,
     ];
 
     /// The stored and wire name, e.g. `sign_in`.
@@ -78,6 +81,7 @@ impl AuditKind {
             Self::SessionRevoke => "session_revoke",
             Self::LogoutAll => "logout_all",
             Self::LogoutOthers => "logout_others",
+            Self::FactorAdd => "factor_add",
         }
     }
 

@@ -3,6 +3,7 @@
 mod audit;
 mod device;
 mod email;
+mod factor;
 mod ip_net;
 mod otp;
 mod page;
@@ -16,6 +17,7 @@ mod user_id;
 pub use audit::{Actor, AuditKind, AuditOutcome};
 pub use device::DeviceName;
 pub use email::{Email, EmailPrefix};
+pub use factor::{FactorId, FactorKind, FactorName, RECOVERY_CODE_CHARS, RecoveryCode};
 pub use ip_net::{IpNet, canonical as canonical_ip, client_bucket};
 pub use otp::Otp;
 pub use page::{AuditPageToken, PageSize, PageToken, query_fingerprint};

@@ -142,6 +142,7 @@ impl Mailer {
             Notice::ImportChanged => TemplateName::ImportChanged,
             Notice::SessionRevoked => TemplateName::SessionRevoked,
             Notice::EmailChanged => TemplateName::EmailChanged,
+            Notice::FactorAdded => TemplateName::FactorAdded,
         };
         let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
         let rendered = self
@@ -220,6 +221,8 @@ pub enum Notice {
     SessionRevoked,
     /// The account moved to another address (sent to the old one).
     EmailChanged,
+    /// A second factor was added.
+    FactorAdded,
 }
 
 /// The parts of an emailed link: whose it is, its token, and how long it lasts from when.

@@ -39,10 +39,12 @@ pub enum TemplateName {
     Verification,
     /// A link to choose a password, after sign-ups that competed for the address.
     ChoosePassword,
+    /// A notice to the owner: a second factor was added.
+    FactorAdded,
 }
 
 impl TemplateName {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 15] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -57,6 +59,7 @@ impl TemplateName {
         Self::Welcome,
         Self::Verification,
         Self::ChoosePassword,
+        Self::FactorAdded,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -75,6 +78,7 @@ impl TemplateName {
             Self::Welcome => "welcome",
             Self::Verification => "verification",
             Self::ChoosePassword => "choose_password",
+            Self::FactorAdded => "factor_added",
         }
     }
 
@@ -135,6 +139,10 @@ impl TemplateName {
             Self::ChoosePassword => (
                 include_str!("templates/choose_password.txt"),
                 include_str!("templates/choose_password.html"),
+            ),
+            Self::FactorAdded => (
+                include_str!("templates/factor_added.txt"),
+                include_str!("templates/factor_added.html"),
             ),
         }
     }

@@ -10,9 +10,9 @@ use tonic::Request;
 use crate::{
     auth::{BearerToken, ClientCertificate, LinkToken, RefreshToken},
     domain::{
-        AuditKind, AuditPageToken, DeviceName, Email, EmailPrefix, IpNet, LoginPassword, Otp,
-        PageSize, PageToken, ParseError, Password, PersonName, SessionId, Uidb64, User, UserId,
-        canonical_ip,
+        AuditKind, AuditPageToken, DeviceName, Email, EmailPrefix, FactorId, FactorName, IpNet,
+        LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName, SessionId,
+        Uidb64, User, UserId, canonical_ip,
     },
     error::ServiceError,
     pb,
@@ -23,6 +23,7 @@ use crate::{
         admin::{AccountChanges, NewUserByAdmin, UserUpdate},
         audit::{AuditEvent, AuditQuery},
         devices::Device,
+        factors::{DEFAULT_TOTP_NAME, Factor, TotpEnrollment},
         token_service::Revocation,
         users::UserQuery,
     },
@@ -53,6 +54,19 @@ pub(crate) fn registration(request: pb::RegisterRequest) -> Parsed<Registration>
 /// The `otp` field of a request.
 pub(crate) fn otp(raw: &str) -> Parsed<Otp> {
     field("otp", Otp::parse(raw))
+}
+
+/// The name of a new factor.
+pub(crate) fn factor_name(raw: &str) -> Parsed<FactorName> {
+    field("name", FactorName::parse(raw, DEFAULT_TOTP_NAME))
+}
+
+/// A pending factor and a code of it.
+pub(crate) fn factor_code(request: &pb::ConfirmTotpEnrollmentRequest) -> Parsed<(FactorId, Otp)> {
+    Ok((
+        field("factor_id", FactorId::parse(&request.factor_id))?,
+        field("code", Otp::parse(&request.code))?,
+    ))
 }
 
 /// An address and the code mailed to it.
@@ -508,6 +522,27 @@ pub(crate) fn session(device: Device) -> pb::Session {
         last_refreshed_at: device.last_refreshed_at.map(timestamp),
         expires_at: Some(timestamp(device.expires_at)),
         current: device.current,
+    }
+}
+
+/// The wire form of a started TOTP enrollment.
+pub(crate) fn totp_enrollment(enrollment: TotpEnrollment) -> pb::StartTotpEnrollmentResponse {
+    pb::StartTotpEnrollmentResponse {
+        factor_id: enrollment.factor_id.as_str().to_owned(),
+        otpauth_uri: enrollment.otpauth_uri,
+        secret: enrollment.secret,
+        expires_at: Some(timestamp(enrollment.expires_at)),
+    }
+}
+
+/// The wire form of a factor.
+pub(crate) fn factor(factor: Factor) -> pb::Factor {
+    pb::Factor {
+        id: factor.id.as_str().to_owned(),
+        kind: factor.kind.as_str().to_owned(),
+        name: factor.name,
+        created_at: Some(timestamp(factor.created_at)),
+        last_used_at: factor.last_used_at.map(timestamp),
     }
 }
 

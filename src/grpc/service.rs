@@ -357,6 +357,49 @@ impl IdentityService for IdentityApi {
         reply(outcome, |()| pb::DeleteUserResponse {})
     }
 
+    async fn start_totp_enrollment(
+        &self,
+        request: Request<pb::StartTotpEnrollmentRequest>,
+    ) -> Reply<pb::StartTotpEnrollmentResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let name = convert::factor_name(&request.get_ref().name).map_err(to_status)?;
+        let outcome = self
+            .services
+            .start_totp_enrollment(caller, credentials, name)
+            .await;
+        reply(outcome, convert::totp_enrollment)
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        request: Request<pb::ConfirmTotpEnrollmentRequest>,
+    ) -> Reply<pb::ConfirmTotpEnrollmentResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let (id, code) = convert::factor_code(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .confirm_totp_enrollment(caller, credentials, id, code)
+            .await;
+        reply(outcome, |confirmed| pb::ConfirmTotpEnrollmentResponse {
+            factor: Some(convert::factor(confirmed.factor)),
+            recovery_codes: confirmed.recovery_codes,
+        })
+    }
+
+    async fn list_factors(
+        &self,
+        request: Request<pb::ListFactorsRequest>,
+    ) -> Reply<pb::ListFactorsResponse> {
+        let credentials = convert::access_credentials(&request);
+        let outcome = self.services.list_factors(credentials).await;
+        reply(outcome, |listed| pb::ListFactorsResponse {
+            factors: listed.factors.into_iter().map(convert::factor).collect(),
+            recovery_codes_left: i32::try_from(listed.recovery_codes_left).unwrap_or(i32::MAX),
+        })
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,

@@ -170,5 +170,8 @@ rpcs! {
     UpdateUser => identity.update_user,
     DeleteUser => identity.delete_user,
     ListAuditEvents => identity.list_audit_events,
+    StartTotpEnrollment => identity.start_totp_enrollment,
+    ConfirmTotpEnrollment => identity.confirm_totp_enrollment,
+    ListFactors => identity.list_factors,
     IntrospectToken => tokens.introspect_token,
 }

@@ -12,6 +12,9 @@ use crate::domain::PASSWORD_MAX_CHARS;
 /// RPCs that need `authorization: Bearer <access>`.
 const AUTHENTICATED: &[&str] = &[
     "LogoutAll",
+    "StartTotpEnrollment",
+    "ConfirmTotpEnrollment",
+    "ListFactors",
     "ListSessions",
     "RevokeSession",
     "LogoutOthers",

@@ -14,6 +14,7 @@
 //! - [`admin`]: staff and services creating, changing and deleting accounts.
 //! - [`audit`]: reading the trail of security-relevant events.
 //! - [`devices`]: a user's own sessions, listed and ended.
+//! - [`factors`]: second factors (authenticator apps) and recovery codes.
 //! - [`django_import`]: moving a Django deployment's users in.
 //! - [`keys`]: the signing key set that rotates by time.
 //! - [`token_service`]: for backend services: key set, introspection, revocation log.
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod core;
 pub mod devices;
 pub mod django_import;
+pub mod factors;
 pub mod google_login;
 pub mod keys;
 pub mod password_reset;

@@ -10,6 +10,7 @@ mod audit;
 mod counters;
 mod email_changes;
 mod error;
+mod factors;
 mod imports;
 mod linked_identities;
 mod models;
@@ -34,9 +35,9 @@ pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
 pub use error::StoreError;
 pub use models::{
-    AuditEventRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, ImportedUser, NewAuditEvent,
-    NewEmail, NewRegistration, NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow,
-    SigningKeyRow, SpentRefreshToken, UserRow,
+    AuditEventRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, FactorRow, ImportedUser,
+    NewAuditEvent, NewEmail, NewRecoveryCode, NewRegistration, NewUser, OutboxRow, RegistrationRow,
+    RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken, UserRow,
 };
 pub use users::{UserChanges, UserFilter};
 

@@ -4,10 +4,11 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_events, counters, django_imported_accounts, django_link_states, email_changes, outbox,
-    refresh_tokens, registrations, revocations, sessions, signing_keys, users,
+    audit_events, counters, django_imported_accounts, django_link_states, email_changes, factors,
+    outbox, recovery_codes, refresh_tokens, registrations, revocations, sessions, signing_keys,
+    users,
 };
-use crate::domain::{Email, RefreshTokenHash, SessionId, UserId};
+use crate::domain::{Email, FactorId, RefreshTokenHash, SessionId, UserId};
 
 /// A `users` row, password hash included: never leaves the service layer.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -387,4 +388,42 @@ pub struct AuditEventRow {
     pub user_agent: String,
     /// Details.
     pub detail: String,
+}
+
+/// A `factors` row: one second factor of an account, pending until confirmed.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = factors)]
+pub struct FactorRow {
+    /// Random id.
+    pub id: FactorId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Its kind (`totp`).
+    pub kind: String,
+    /// What the owner calls it.
+    pub name: String,
+    /// The TOTP secret, sealed when a key-encryption key is set.
+    pub secret: String,
+    /// The last time step a code was accepted for.
+    pub last_step: Option<i64>,
+    /// When enrollment started (UTC).
+    pub created_at: NaiveDateTime,
+    /// When a code confirmed it; `None` while pending.
+    pub confirmed_at: Option<NaiveDateTime>,
+    /// When a pending enrollment lapses; `None` once confirmed.
+    pub expires_at: Option<NaiveDateTime>,
+    /// When a code of it last signed in or stepped up.
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+/// A new `recovery_codes` row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = recovery_codes)]
+pub struct NewRecoveryCode {
+    /// Keyed hash of the code.
+    pub code_hash: String,
+    /// Owner.
+    pub user_id: UserId,
+    /// When it was made (UTC).
+    pub created_at: NaiveDateTime,
 }

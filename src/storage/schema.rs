@@ -190,3 +190,27 @@ diesel::table! {
         imported_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    factors (id) {
+        id -> Text,
+        user_id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        secret -> Text,
+        last_step -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        confirmed_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (code_hash) {
+        code_hash -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}

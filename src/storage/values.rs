@@ -8,7 +8,7 @@ use diesel::{
     sql_types::{BigInt, Text},
 };
 
-use crate::domain::{Email, RefreshTokenHash, SessionId, UserId};
+use crate::domain::{Email, FactorId, RefreshTokenHash, SessionId, UserId};
 
 impl<DB> ToSql<BigInt, DB> for UserId
 where
@@ -55,4 +55,4 @@ macro_rules! text_column {
     )*};
 }
 
-text_column!(Email, SessionId, RefreshTokenHash);
+text_column!(Email, SessionId, FactorId, RefreshTokenHash);

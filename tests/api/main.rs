@@ -28,6 +28,7 @@ mod concurrency;
 mod devices;
 mod django;
 mod django_cutover;
+mod factors;
 mod faults;
 mod google;
 mod keys;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::{
-    domain::{Email, client_bucket},
+    domain::{Email, UserId, client_bucket},
     error::{ServiceError, ServiceResult},
     services::{Caller, Services},
     storage::{CounterPolicy, Queries, StoreError},
@@ -199,6 +199,33 @@ impl Services {
             cooldown: Duration::ZERO,
         };
         self.take_hit(&code_tries_bucket(email), policy, self.clock.now_naive())
+            .await?
+            .map_err(|_| ServiceError::TooManyAttempts)
+    }
+
+    /// Spends one second-factor guess before it is checked: five against one challenge or
+    /// pending factor (`against`), ten per account per hour across them all, counted alike
+    /// over every transport and replica.
+    pub(crate) async fn spend_second_factor_guess(
+        &self,
+        user_id: UserId,
+        against: &str,
+        now: NaiveDateTime,
+    ) -> ServiceResult<()> {
+        let hourly = CounterPolicy {
+            window: HOUR,
+            max_hits: OTP_ATTEMPTS_PER_HOUR,
+            cooldown: Duration::ZERO,
+        };
+        self.take_hit(&format!("mfa:{user_id}"), hourly, now)
+            .await?
+            .map_err(|retry_after| ServiceError::RateLimited { retry_after })?;
+        let per_challenge = CounterPolicy {
+            window: HOUR,
+            max_hits: CODE_TRIES,
+            cooldown: Duration::ZERO,
+        };
+        self.take_hit(&format!("mfa-try:{against}"), per_challenge, now)
             .await?
             .map_err(|_| ServiceError::TooManyAttempts)
     }

@@ -1,0 +1,284 @@
+//! Second factors: adding an authenticator app (TOTP, RFC 6238) and confirming it with one of
+//! its codes, the recovery codes that come with the first factor, and listing them.
+//!
+//! A TOTP secret is sealed with `KEY_ENCRYPTION_KEY` when one is set; a time step is accepted
+//! once per factor; recovery codes are stored as keyed hashes and shown once.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Caller, Credentials, Services,
+    core::{
+        access::{Access, Authenticated},
+        accounts::utc,
+        audit::AuditEntry,
+        effects::Tx,
+    },
+};
+use crate::{
+    auth::{Sealed, TotpSecret},
+    clock::span,
+    domain::{Actor, AuditKind, FactorId, FactorKind, FactorName, Otp, RecoveryCode, UserId},
+    email::Notice,
+    error::{ServiceError, ServiceResult},
+    storage::{FactorRow, NewRecoveryCode},
+};
+
+/// How long a started enrollment waits for its first code.
+const ENROLLMENT_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Recovery codes in a set.
+const RECOVERY_CODES: usize = 10;
+
+/// What an authenticator app is called when its owner gives no name.
+pub const DEFAULT_TOTP_NAME: &str = "authenticator app";
+
+/// A started TOTP enrollment: the secret, shown once.
+#[derive(Debug)]
+pub struct TotpEnrollment {
+    /// The pending factor.
+    pub factor_id: FactorId,
+    /// The `otpauth://` URI for a QR code.
+    pub otpauth_uri: String,
+    /// The secret in base32.
+    pub secret: String,
+    /// When the pending factor lapses.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A confirmed factor, as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct Factor {
+    /// Its id.
+    pub id: FactorId,
+    /// Its kind.
+    pub kind: FactorKind,
+    /// What the owner calls it.
+    pub name: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// When a code of it was last accepted.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A factor just confirmed, and with the account's first factor its recovery codes.
+#[derive(Debug)]
+pub struct ConfirmedFactor {
+    /// The factor.
+    pub factor: Factor,
+    /// The recovery codes, as shown (`abcd-efgh-…`); empty when the account had a factor.
+    pub recovery_codes: Vec<String>,
+}
+
+/// The caller's factors.
+#[derive(Debug)]
+pub struct Factors {
+    /// The confirmed factors, oldest first.
+    pub factors: Vec<Factor>,
+    /// Recovery codes not used yet.
+    pub recovery_codes_left: u32,
+}
+
+impl Services {
+    /// Starts adding an authenticator app: a new secret, pending until a code of it comes
+    /// back within ten minutes.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`].
+    #[tracing::instrument(skip_all)]
+    pub async fn start_totp_enrollment(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+        name: FactorName,
+    ) -> ServiceResult<TotpEnrollment> {
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        let secret = TotpSecret::generate()?;
+        let now = self.clock.now();
+        let expires_at = now + span(ENROLLMENT_LIFETIME);
+        let factor = FactorRow {
+            id: FactorId::generate(),
+            user_id: me.user.id,
+            kind: FactorKind::Totp.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            secret: self
+                .key_encryption
+                .seal(Sealed::TotpSecret, &secret.to_base32())?,
+            last_step: None,
+            created_at: now.naive_utc(),
+            confirmed_at: None,
+            expires_at: Some(expires_at.naive_utc()),
+            last_used_at: None,
+        };
+        self.transaction_at(&caller, now, async |tx| {
+            tx.insert_factor(&factor)
+                .await
+                .context("recording the pending factor")?;
+            Ok::<_, ServiceError>(())
+        })
+        .await?;
+        tracing::info!(user.id = %me.user.id, factor.id = %factor.id, "TOTP enrollment started");
+        Ok(TotpEnrollment {
+            otpauth_uri: secret.otpauth_uri(&self.config.jwt.issuer, me.user.email.as_str()),
+            secret: secret.to_base32(),
+            factor_id: factor.id,
+            expires_at,
+        })
+    }
+
+    /// Confirms a pending authenticator app with one of its codes (the guess counted before it
+    /// is checked). The account's first factor brings ten recovery codes; the owner is told.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `NotFound` (no such pending factor, or it lapsed),
+    /// `RateLimited`, `TooManyAttempts`, `OtpInvalid` (wrong, or its time step was used).
+    #[tracing::instrument(skip_all)]
+    pub async fn confirm_totp_enrollment(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+        id: FactorId,
+        code: Otp,
+    ) -> ServiceResult<ConfirmedFactor> {
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        let user_id = me.user.id;
+        let now = self.clock.now();
+        self.spend_second_factor_guess(user_id, id.as_str(), now.naive_utc())
+            .await?;
+        let pending = self
+            .connection()
+            .await?
+            .queries()
+            .factor_of(user_id, &id)
+            .await
+            .context("loading the factor")?
+            .filter(|row| {
+                row.confirmed_at.is_none() && row.expires_at.is_some_and(|at| at > now.naive_utc())
+            })
+            .ok_or(ServiceError::NotFound)?;
+        let secret = self.totp_secret(&pending)?;
+        let step = secret
+            .matching_step(code.expose(), now)
+            .and_then(|step| i64::try_from(step).ok())
+            .ok_or(ServiceError::OtpInvalid)?;
+        let recovery_codes = self
+            .transaction_at(&caller, now, async |tx| {
+                let now = tx.now_naive();
+                if !tx
+                    .confirm_factor(&id, step, now)
+                    .await
+                    .context("confirming the factor")?
+                {
+                    return Err(ServiceError::OtpInvalid);
+                }
+                let first = tx
+                    .confirmed_factors(user_id)
+                    .await
+                    .context("loading the factors")?
+                    .len()
+                    == 1;
+                let codes = if first {
+                    self.new_recovery_codes(tx, user_id).await?
+                } else {
+                    Vec::new()
+                };
+                let owner = tx
+                    .user_by_id(user_id)
+                    .await
+                    .context("loading the owner")?
+                    .ok_or(ServiceError::SessionRevoked)?;
+                tx.notify(Notice::FactorAdded, &owner).await?;
+                let entry =
+                    AuditEntry::success(AuditKind::FactorAdd, Actor::User(user_id), user_id)
+                        .detail(format!(
+                            "factor={id} kind=totp recovery_codes={}",
+                            codes.len()
+                        ));
+                tx.audit(entry).await?;
+                Ok(codes)
+            })
+            .await?;
+        tracing::info!(user.id = %user_id, factor.id = %id, "TOTP factor confirmed");
+        let factor = Factor {
+            id,
+            kind: FactorKind::Totp,
+            name: pending.name,
+            created_at: utc(pending.created_at),
+            last_used_at: Some(now),
+        };
+        Ok(ConfirmedFactor {
+            factor,
+            recovery_codes,
+        })
+    }
+
+    /// The caller's confirmed factors and how many recovery codes are left.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`].
+    pub async fn list_factors(&self, credentials: Credentials) -> ServiceResult<Factors> {
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        let mut conn = self.connection().await?;
+        let mut queries = conn.queries();
+        let rows = queries
+            .confirmed_factors(me.user.id)
+            .await
+            .context("loading the factors")?;
+        let left = queries
+            .recovery_codes_left(me.user.id)
+            .await
+            .context("counting recovery codes")?;
+        Ok(Factors {
+            factors: rows
+                .into_iter()
+                .filter_map(|row| {
+                    Some(Factor {
+                        kind: FactorKind::from_stored(&row.kind)?,
+                        id: row.id,
+                        name: row.name,
+                        created_at: utc(row.created_at),
+                        last_used_at: row.last_used_at.map(utc),
+                    })
+                })
+                .collect(),
+            recovery_codes_left: u32::try_from(left).unwrap_or(0),
+        })
+    }
+
+    /// The secret of a TOTP factor, opened.
+    fn totp_secret(&self, factor: &FactorRow) -> ServiceResult<TotpSecret> {
+        let base32 = self
+            .key_encryption
+            .open(Sealed::TotpSecret, &factor.secret)?;
+        Ok(TotpSecret::from_base32(&base32)?)
+    }
+
+    /// A new set of recovery codes for the account, replacing (voiding) any old one; the
+    /// codes as shown, once.
+    async fn new_recovery_codes(
+        &self,
+        tx: &mut Tx<'_, '_>,
+        user_id: UserId,
+    ) -> ServiceResult<Vec<String>> {
+        let now = tx.now_naive();
+        let mut shown = Vec::with_capacity(RECOVERY_CODES);
+        let mut stored = Vec::with_capacity(RECOVERY_CODES);
+        for _ in 0..RECOVERY_CODES {
+            let code = RecoveryCode::generate()
+                .map_err(|e| anyhow::anyhow!("no randomness for a recovery code: {e}"))?;
+            stored.push(NewRecoveryCode {
+                code_hash: self.secret.recovery_code_hash(user_id, code.expose()),
+                user_id,
+                created_at: now,
+            });
+            shown.push(code.to_display());
+        }
+        tx.replace_recovery_codes(user_id, &stored)
+            .await
+            .context("storing the recovery codes")?;
+        Ok(shown)
+    }
+}

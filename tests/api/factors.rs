@@ -1,0 +1,335 @@
+//! Second factors: adding an authenticator app, confirming it with a code, the recovery codes
+//! that come with the first factor, and listing them, over gRPC and the bridge.
+
+use std::collections::HashSet;
+
+use identity::pb;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused};
+
+/// A code for `secret` (base32) at the app's clock, as pyotp (a TOTP implementation
+/// independent of the server's) makes it.
+fn pyotp_code(app: &TestApp, secret: &str) -> String {
+    let python = std::env::var("DJANGO_PYTHON")
+        .expect("DJANGO_PYTHON is not set: run scripts/test, which installs pyotp into .venv");
+    let made = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import pyotp, sys; print(pyotp.TOTP(sys.argv[1]).at(int(sys.argv[2])))",
+            secret,
+            &app.clock.now().timestamp().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    String::from_utf8(made.stdout).unwrap().trim().to_owned()
+}
+
+/// A code for `secret` (base32) `steps` time steps from the app's clock.
+fn code_at(app: &TestApp, secret: &str, steps: i64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret).unwrap();
+    let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    let at = app.clock.now().timestamp() + steps * 30;
+    totp.generate(u64::try_from(at).unwrap()).to_string()
+}
+
+async fn start(app: &TestApp, access: &str) -> pb::StartTotpEnrollmentResponse {
+    let request = pb::StartTotpEnrollmentRequest {
+        name: "phone".into(),
+    };
+    app.client
+        .clone()
+        .start_totp_enrollment(TestApp::authorized(request, access))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn confirm(
+    app: &TestApp,
+    access: &str,
+    factor_id: &str,
+    code: &str,
+) -> Result<pb::ConfirmTotpEnrollmentResponse, tonic::Status> {
+    let request = pb::ConfirmTotpEnrollmentRequest {
+        factor_id: factor_id.into(),
+        code: code.into(),
+    };
+    Ok(app
+        .client
+        .clone()
+        .confirm_totp_enrollment(TestApp::authorized(request, access))
+        .await?
+        .into_inner())
+}
+
+async fn factors(app: &TestApp, access: &str) -> pb::ListFactorsResponse {
+    app.client
+        .clone()
+        .list_factors(TestApp::authorized(pb::ListFactorsRequest {}, access))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn an_authenticator_app_is_added_with_a_code_an_independent_implementation_makes(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (user, tokens) = app.signed_in_user("ada@example.com").await;
+    let started = start(&app, &tokens.access).await;
+    assert_eq!(started.secret.len(), 32, "160 bits of base32");
+    assert!(
+        started
+            .otpauth_uri
+            .starts_with("otpauth://totp/identity:ada%40example.com?"),
+        "{}",
+        started.otpauth_uri
+    );
+    assert!(
+        started
+            .otpauth_uri
+            .contains(&format!("secret={}", started.secret))
+    );
+    // Pending: it does not count yet.
+    assert!(factors(&app, &tokens.access).await.factors.is_empty());
+
+    let code = pyotp_code(&app, &started.secret);
+    let confirmed = confirm(&app, &tokens.access, &started.factor_id, &code)
+        .await
+        .unwrap();
+    let factor = confirmed.factor.unwrap();
+    assert_eq!(
+        (factor.kind.as_str(), factor.name.as_str()),
+        ("totp", "phone")
+    );
+    let codes: HashSet<&String> = confirmed.recovery_codes.iter().collect();
+    assert_eq!(codes.len(), 10, "ten distinct recovery codes");
+    assert!(confirmed.recovery_codes.iter().all(|code| code.len() == 29));
+
+    let listed = factors(&app, &tokens.access).await;
+    assert_eq!(listed.factors.len(), 1);
+    assert_eq!(listed.factors[0].id, started.factor_id);
+    assert_eq!(listed.recovery_codes_left, 10);
+    app.smtp
+        .nth_with_subject("ada@example.com", "second factor was added", 1)
+        .await;
+
+    // The trail records it, and holds neither the secret nor a code.
+    let trail = app
+        .query_texts(&format!(
+            "SELECT detail AS value FROM audit_events WHERE kind = 'factor_add' AND subject_user_id = {}",
+            user.id
+        ))
+        .await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert!(!trail[0].contains(&started.secret) && !trail[0].contains(&code));
+    // Recovery codes are kept only as keyed hashes.
+    let stored = app
+        .query_texts("SELECT code_hash AS value FROM recovery_codes")
+        .await;
+    assert_eq!(stored.len(), 10);
+    for shown in &confirmed.recovery_codes {
+        let bare = shown.replace('-', "");
+        assert!(stored.iter().all(|hash| !hash.contains(&bare)));
+    }
+    // A second app is added without new recovery codes.
+    let second = start(&app, &tokens.access).await;
+    let code = code_at(&app, &second.secret, 0);
+    let again = confirm(&app, &tokens.access, &second.factor_id, &code)
+        .await
+        .unwrap();
+    assert!(again.recovery_codes.is_empty());
+    let listed = factors(&app, &tokens.access).await;
+    assert_eq!((listed.factors.len(), listed.recovery_codes_left), (2, 10));
+}
+
+async fn wrong_lapsed_or_foreign_codes_confirm_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (_, other) = app.signed_in_user("grace@example.com").await;
+    let started = start(&app, &tokens.access).await;
+    let right = code_at(&app, &started.secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+
+    assert_refused(
+        confirm(&app, &tokens.access, &started.factor_id, wrong).await,
+        Code::InvalidArgument,
+        "OTP_INVALID",
+    );
+    // A code three steps away is outside the one step of skew.
+    assert_refused(
+        confirm(
+            &app,
+            &tokens.access,
+            &started.factor_id,
+            &code_at(&app, &started.secret, 3),
+        )
+        .await,
+        Code::InvalidArgument,
+        "OTP_INVALID",
+    );
+    // Another user cannot confirm it, even with its code.
+    assert_refused(
+        confirm(&app, &other.access, &started.factor_id, &right).await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    let unknown = confirm(
+        &app,
+        &tokens.access,
+        "0b0e1b0c-4d3a-4c9e-9a53-1f8f0c2d3e4f",
+        &right,
+    );
+    assert_refused(unknown.await, Code::NotFound, "NOT_FOUND");
+    assert!(factors(&app, &tokens.access).await.factors.is_empty());
+
+    // Ten minutes later the pending factor has lapsed.
+    app.clock.advance(std::time::Duration::from_secs(601));
+    let tokens = app.login("ada@example.com", PASSWORD).await.unwrap();
+    let late = code_at(&app, &started.secret, 0);
+    assert_refused(
+        confirm(&app, &tokens.access, &started.factor_id, &late).await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    let listed = factors(&app, &tokens.access).await;
+    assert_eq!((listed.factors.len(), listed.recovery_codes_left), (0, 0));
+}
+
+async fn guesses_are_counted_before_they_are_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let started = start(&app, &tokens.access).await;
+    let right = code_at(&app, &started.secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        assert_refused(
+            confirm(&app, &tokens.access, &started.factor_id, wrong).await,
+            Code::InvalidArgument,
+            "OTP_INVALID",
+        );
+    }
+    // The sixth guess is refused before it is checked: even the right code.
+    assert_refused(
+        confirm(&app, &tokens.access, &started.factor_id, &right).await,
+        Code::ResourceExhausted,
+        "OTP_ATTEMPTS_EXCEEDED",
+    );
+    assert!(factors(&app, &tokens.access).await.factors.is_empty());
+}
+
+async fn twenty_confirmations_at_once_confirm_once_with_one_set_of_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let started = start(&app, &tokens.access).await;
+    let code = code_at(&app, &started.secret, 0);
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let (client, access, id, code) = (
+            app.client.clone(),
+            tokens.access.clone(),
+            started.factor_id.clone(),
+            code.clone(),
+        );
+        calls.push(tokio::spawn(async move {
+            let request = pb::ConfirmTotpEnrollmentRequest {
+                factor_id: id,
+                code,
+            };
+            client
+                .clone()
+                .confirm_totp_enrollment(TestApp::authorized(request, &access))
+                .await
+        }));
+    }
+    let mut confirmed = Vec::new();
+    for call in calls {
+        if let Ok(reply) = call.await.unwrap() {
+            confirmed.push(reply.into_inner());
+        }
+    }
+    assert_eq!(confirmed.len(), 1, "one confirmation wins");
+    assert_eq!(confirmed[0].recovery_codes.len(), 10);
+    let listed = factors(&app, &tokens.access).await;
+    assert_eq!((listed.factors.len(), listed.recovery_codes_left), (1, 10));
+    let stored = app
+        .query_texts("SELECT code_hash AS value FROM recovery_codes")
+        .await;
+    assert_eq!(stored.len(), 10, "one set of codes");
+}
+
+/// POSTs JSON to the bridge as a signed-in user.
+async fn bridge_post(app: &TestApp, path: &str, access: &str, body: Value) -> (StatusCode, Value) {
+    let response = app
+        .http
+        .post(format!("{}{path}", app.http_base))
+        .bearer_auth(access)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn the_bridge_adds_and_lists_factors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+
+    let (status, started) =
+        bridge_post(&app, "/accounts/api/mfa/totp/", &tokens.access, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    assert!(
+        started["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let secret = started["secret"].as_str().unwrap();
+    let id = started["factor_id"].as_str().unwrap();
+
+    let path = format!("/accounts/api/mfa/totp/{id}/confirm/");
+    let (status, refused) =
+        bridge_post(&app, &path, &tokens.access, json!({"code": "12345"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["details"][1]["fieldViolations"][0]["field"], "code");
+
+    let code = code_at(&app, secret, 0);
+    let (status, confirmed) = bridge_post(&app, &path, &tokens.access, json!({"code": code})).await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    assert_eq!(confirmed["factor"]["name"], "authenticator app");
+    assert_eq!(confirmed["recovery_codes"].as_array().unwrap().len(), 10);
+
+    let (status, listed) = app
+        .get_json("/accounts/api/mfa/factors/", Some(&tokens.access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["factors"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["recovery_codes_left"], 10);
+
+    let (status, _) = app.get_json("/accounts/api/mfa/factors/", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+crate::on_both_backends!(
+    an_authenticator_app_is_added_with_a_code_an_independent_implementation_makes,
+    wrong_lapsed_or_foreign_codes_confirm_nothing,
+    guesses_are_counted_before_they_are_checked,
+    twenty_confirmations_at_once_confirm_once_with_one_set_of_codes,
+    the_bridge_adds_and_lists_factors,
+);
