@@ -15,12 +15,12 @@ use chrono::{DateTime, Utc};
 use identity::{
     auth::{
         BearerToken, LinkPurpose, LinkToken, LinkTokenError, LinkTokens, RefreshToken,
-        ServerSecret, TokenIssuer, UserState,
+        ServerSecret, SessionAssurance, TokenIssuer, UserState,
     },
     config::Config,
     domain::{
-        AuditKind, AuditPageToken, Email, EmailPrefix, IpNet, LoginPassword, Otp, PageSize,
-        PageToken, Password, PersonName, SessionId, Uidb64, UserId,
+        AuditKind, AuditPageToken, AuthMethod, AuthMethods, Email, EmailPrefix, IpNet,
+        LoginPassword, Otp, PageSize, PageToken, Password, PersonName, SessionId, Uidb64, UserId,
     },
 };
 use proptest::prelude::*;
@@ -196,8 +196,10 @@ proptest! {
         let issuer = issuer();
         prop_assert!(issuer.verify(&raw, now()).is_err());
         let email = Email::parse("ada@example.com").unwrap();
+        let methods = AuthMethods::of(&[AuthMethod::Password]);
+        let assurance = SessionAssurance { methods: &methods, auth_time: now() };
         let issued = issuer
-            .issue(UserId::parse(7).unwrap(), &email, &SessionId::generate(), now())
+            .issue(UserId::parse(7).unwrap(), &email, &SessionId::generate(), assurance, now())
             .unwrap();
         prop_assert!(issuer.verify(&issued, now()).is_ok());
         let mut bytes = issued.clone().into_bytes();

@@ -24,6 +24,7 @@ pub use password_hasher::{HashError, PasswordHasher, Verification};
 pub use refresh::RefreshToken;
 pub use service_credentials::{ClientCertificate, Scope, ServiceCredential, ServiceCredentials};
 pub use tokens::{
-    AccessClaims, BearerToken, ScheduledKey, TokenError, TokenIssuer, VerifiedAccess,
+    AccessClaims, BearerToken, ScheduledKey, SessionAssurance, TokenError, TokenIssuer,
+    VerifiedAccess,
 };
 pub use totp::TotpSecret;

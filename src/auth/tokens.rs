@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::verified_tokens::{Verified, VerifiedTokens};
 use crate::{
     config::JwtConfig,
-    domain::{Email, SessionId, UserId},
+    domain::{AuthMethods, Email, SessionId, UserId},
     text::hex,
 };
 
@@ -51,6 +51,26 @@ pub struct AccessClaims {
     pub aud: String,
     /// Session id: revoking the session voids the token for this service.
     pub sid: String,
+    /// Authenticator assurance level of the session: `aal1` or `aal2`. Empty in tokens
+    /// issued before it was carried.
+    #[serde(default)]
+    pub aal: String,
+    /// How the session's user proved who they are (RFC 8176 values: `pwd`, `otp`, `fed`,
+    /// and `mfa` at `aal2`).
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// When the user last proved a factor in the session (seconds since the epoch).
+    #[serde(default)]
+    pub auth_time: i64,
+}
+
+/// What an access token says of how its session was authenticated.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionAssurance<'a> {
+    /// The kinds of factor the session used.
+    pub methods: &'a AuthMethods,
+    /// When its user last proved one.
+    pub auth_time: DateTime<Utc>,
 }
 
 /// An access token whose signature, kind and lifetime checked out, with its subject and
@@ -304,6 +324,7 @@ impl TokenIssuer {
         user_id: UserId,
         email: &Email,
         session_id: &SessionId,
+        assurance: SessionAssurance<'_>,
         now: DateTime<Utc>,
     ) -> Result<String, TokenError> {
         let claims = AccessClaims {
@@ -316,6 +337,9 @@ impl TokenIssuer {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sid: session_id.as_str().to_owned(),
+            aal: assurance.methods.aal().as_str().to_owned(),
+            amr: assurance.methods.amr(),
+            auth_time: assurance.auth_time.timestamp(),
         };
         let keys = self.snapshot();
         let key = active(&keys, now).ok_or_else(|| TokenError::Signing("no signing key".into()))?;
@@ -450,10 +474,10 @@ mod tests {
 
     use chrono::Utc;
 
-    use super::{BearerToken, ScheduledKey, TokenError, TokenIssuer};
+    use super::{BearerToken, ScheduledKey, SessionAssurance, TokenError, TokenIssuer};
     use crate::{
         config::{JwtAlgorithm, JwtConfig},
-        domain::{Email, SessionId, UserId},
+        domain::{AuthMethod, AuthMethods, Email, SessionId, UserId},
     };
 
     fn config() -> JwtConfig {
@@ -480,10 +504,20 @@ mod tests {
         let now = Utc::now();
         let (user, session) = (UserId::parse(7).unwrap(), SessionId::generate());
         let email = Email::parse("a@example.com").unwrap();
-        let token = issuer.issue(user, &email, &session, now).unwrap();
+        let methods = AuthMethods::of(&[AuthMethod::Password, AuthMethod::Totp]);
+        let assurance = SessionAssurance {
+            methods: &methods,
+            auth_time: now,
+        };
+        let token = issuer
+            .issue(user, &email, &session, assurance, now)
+            .unwrap();
         let verified = issuer.verify(&token, now).unwrap();
         assert_eq!((verified.user_id, &verified.session_id), (user, &session));
         assert_eq!(verified.claims.sub, "7");
+        assert_eq!(verified.claims.aal, "aal2");
+        assert_eq!(verified.claims.amr, ["pwd", "otp", "mfa"]);
+        assert_eq!(verified.claims.auth_time, now.timestamp());
 
         let other =
             TokenIssuer::ed25519(&TokenIssuer::generate_ed25519_pem().unwrap(), &config()).unwrap();
@@ -519,7 +553,14 @@ mod tests {
         let issuer = TokenIssuer::ed25519_set(std::slice::from_ref(&first), &config()).unwrap();
         let (user, session) = (UserId::parse(7).unwrap(), SessionId::generate());
         let email = Email::parse("a@example.com").unwrap();
-        let token = issuer.issue(user, &email, &session, now).unwrap();
+        let methods = AuthMethods::of(&[AuthMethod::Password]);
+        let assurance = SessionAssurance {
+            methods: &methods,
+            auth_time: now,
+        };
+        let token = issuer
+            .issue(user, &email, &session, assurance, now)
+            .unwrap();
         for _ in 0..2 {
             assert_eq!(issuer.verify(&token, now).unwrap().user_id, user);
         }

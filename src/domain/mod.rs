@@ -1,5 +1,6 @@
 //! Domain types, parsed once at the edge: holding one proves its input was valid.
 
+mod assurance;
 mod audit;
 mod device;
 mod email;
@@ -14,6 +15,7 @@ mod uidb64;
 mod user;
 mod user_id;
 
+pub use assurance::{Aal, AuthMethod, AuthMethods};
 pub use audit::{Actor, AuditKind, AuditOutcome};
 pub use device::DeviceName;
 pub use email::{Email, EmailPrefix};

@@ -451,6 +451,9 @@ pub(crate) fn introspection(live: Option<Authenticated>) -> pb::IntrospectTokenR
         exp: claims.exp,
         token_type: claims.token_type,
         user: Some(user(live.user)),
+        aal: claims.aal,
+        amr: claims.amr,
+        auth_time: claims.auth_time,
     }
 }
 

@@ -150,7 +150,7 @@ impl Services {
                 )
                 .await
                 .context("recording the refresh")?;
-                let access = self.issue_access_token(&user, &session.id, tx.now())?;
+                let access = self.issue_access_token(&user, &session, tx.now())?;
                 Ok::<_, ServiceError>(Rotation::Rotated(TokenPair {
                     access,
                     refresh: successor.into_string(),
@@ -210,7 +210,7 @@ impl Services {
             Ok(live) => live,
             Err(refusal) => return Ok(Rotation::Refused(refusal)),
         };
-        let access = self.issue_access_token(&user, &session.id, tx.now())?;
+        let access = self.issue_access_token(&user, &session, tx.now())?;
         tracing::info!(session.id = %session.id, "a retried refresh got the same successor");
         Ok(Rotation::Rotated(TokenPair {
             access,

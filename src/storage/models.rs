@@ -206,6 +206,18 @@ pub struct SessionRow {
     pub client_ip: Option<String>,
     /// When a refresh token of it was last spent.
     pub last_refreshed_at: Option<NaiveDateTime>,
+    /// The kinds of factor its user proved themselves with (`password,totp`).
+    pub methods: String,
+    /// When they last proved one; `None` for a session older than this record: its start.
+    pub auth_time: Option<NaiveDateTime>,
+}
+
+impl SessionRow {
+    /// When its user last proved a factor.
+    #[must_use]
+    pub fn authenticated_at(&self) -> NaiveDateTime {
+        self.auth_time.unwrap_or(self.created_at)
+    }
 }
 
 /// A `refresh_tokens` row.

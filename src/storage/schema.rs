@@ -43,6 +43,8 @@ diesel::table! {
         device -> Text,
         client_ip -> Nullable<Text>,
         last_refreshed_at -> Nullable<Timestamp>,
+        methods -> Text,
+        auth_time -> Nullable<Timestamp>,
     }
 }
 

@@ -56,6 +56,18 @@ async fn an_access_token_creates_a_verified_passwordless_account_once(backend: B
         whoami(&app, &first.access).await,
         whoami(&app, &second.access).await,
     );
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            first.access.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (claims["aal"].as_str(), &claims["amr"]),
+        (Some("aal1"), &serde_json::json!(["fed"]))
+    );
     assert_eq!(one.id, two.id);
     assert_eq!(one.email, "new.person@gmail.com");
     assert!(one.is_verified && one.is_active);

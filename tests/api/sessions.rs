@@ -45,6 +45,25 @@ async fn login_returns_an_eddsa_access_token_with_the_documented_claims(backend:
     assert!(me.last_login.is_some());
 }
 
+/// A password sign-in is `aal1` with `amr` `["pwd"]`, and a refresh keeps the session's level
+/// and `auth_time` while `iat` moves on.
+async fn a_session_keeps_its_assurance_through_refreshes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("aal@example.com").await;
+    let signed_in = jwt_part(&tokens.access, 1);
+    assert_eq!(signed_in["aal"], "aal1");
+    assert_eq!(signed_in["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(signed_in["auth_time"], signed_in["iat"]);
+
+    app.clock.advance(Duration::from_secs(120));
+    let refreshed = app.refresh(&tokens.refresh).await.unwrap();
+    let claims = jwt_part(&refreshed.access, 1);
+    assert_eq!(claims["aal"], "aal1");
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(claims["auth_time"], signed_in["auth_time"]);
+    assert!(claims["iat"].as_i64() > signed_in["iat"].as_i64());
+}
+
 async fn a_wrong_password_and_an_unknown_email_answer_alike(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.verified_user("known@example.com").await;
@@ -450,6 +469,7 @@ crate::on_both_backends!(
     with_no_grace_a_retried_refresh_revokes_the_session,
     oversized_messages_are_refused,
     login_returns_an_eddsa_access_token_with_the_documented_claims,
+    a_session_keeps_its_assurance_through_refreshes,
     a_wrong_password_and_an_unknown_email_answer_alike,
     an_unverified_user_cannot_log_in,
     refresh_rotates_and_reusing_a_spent_token_revokes_the_whole_family,

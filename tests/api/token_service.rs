@@ -139,6 +139,11 @@ async fn introspection_sees_every_revocation_at_once(backend: Backend) {
     let live = introspect(&app, &tokens.access).await;
     assert!(live.active);
     assert_eq!(live.sub, user.id.to_string());
+    assert_eq!(
+        (live.aal.as_str(), live.amr.as_slice()),
+        ("aal1", &["pwd".to_owned()][..])
+    );
+    assert!(live.auth_time > 0 && live.auth_time <= live.iat);
     assert_eq!(live.user.unwrap().email, "live@example.com");
     for garbage in [
         "",

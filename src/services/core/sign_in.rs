@@ -6,9 +6,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::audit::AuditEntry;
 use crate::{
-    auth::RefreshToken,
+    auth::{RefreshToken, SessionAssurance},
     clock::span,
-    domain::{Actor, AuditKind, Email, SessionId, UserId},
+    domain::{Actor, AuditKind, AuthMethod, AuthMethods, Email, SessionId, UserId},
     error::{ServiceError, ServiceResult},
     google::{GoogleError, GoogleIdentity},
     services::{Caller, Services},
@@ -48,6 +48,15 @@ pub(crate) enum SignedIn<'a> {
 }
 
 impl SignedIn<'_> {
+    /// The kind of factor it is, as the session records it.
+    fn auth_method(self) -> AuthMethod {
+        match self {
+            Self::Password { .. } => AuthMethod::Password,
+            Self::Google => AuthMethod::Google,
+            Self::DjangoRefresh => AuthMethod::DjangoToken,
+        }
+    }
+
     /// The method the audit trail names.
     fn method(self) -> &'static str {
         match self {
@@ -80,8 +89,10 @@ impl Services {
             device: caller.device.as_str().to_owned(),
             client_ip: caller.ip.map(|ip| ip.to_string()),
             last_refreshed_at: None,
+            methods: AuthMethods::of(&[signed_in.auth_method()]).to_stored(),
+            auth_time: Some(now),
         };
-        let access = self.issue_access_token(user, &session.id, at)?;
+        let access = self.issue_access_token(user, &session, at)?;
         let refresh = self
             .transaction_at(caller, at, async |tx| {
                 let still_current = tx
@@ -129,16 +140,22 @@ impl Services {
         (now + span(self.config.jwt.refresh_lifetime)).min(session.expires_at)
     }
 
-    /// A new access token for `user` in `session_id`, issued at `now`.
+    /// A new access token for `user` in `session`, issued at `now`: it carries the session's
+    /// assurance (`aal`, `amr`, `auth_time`), which a refresh keeps.
     pub(crate) fn issue_access_token(
         &self,
         user: &UserRow,
-        session_id: &SessionId,
+        session: &SessionRow,
         now: DateTime<Utc>,
     ) -> ServiceResult<String> {
+        let methods = AuthMethods::from_stored(&session.methods);
+        let assurance = SessionAssurance {
+            methods: &methods,
+            auth_time: session.authenticated_at().and_utc(),
+        };
         Ok(self
             .tokens
-            .issue(user.id, &user.email, session_id, now)
+            .issue(user.id, &user.email, &session.id, assurance, now)
             .context("signing an access token")?)
     }
 
