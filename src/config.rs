@@ -276,6 +276,8 @@ pub struct Config {
     pub verification: VerificationConfig,
     /// Life of an emailed code.
     pub otp_lifetime: Duration,
+    /// `MFA_CHALLENGE_TIMEOUT`: how long a first factor's `mfa_token` waits for the second.
+    pub mfa_challenge_timeout: Duration,
     /// Minimum time between two emails to one address.
     pub resend_cooldown: Duration,
     /// Emails to one address per hour.
@@ -447,6 +449,7 @@ impl Config {
                 required: env.bool("VERIFICATION_REQUIRED", true)?,
             },
             otp_lifetime: env.seconds("OTP_EXPIRATION_TIME", 600)?,
+            mfa_challenge_timeout: env.seconds("MFA_CHALLENGE_TIMEOUT", 300)?,
             resend_cooldown: env.seconds("OTP_RESEND_COOLDOWN", 60)?,
             resend_per_hour: env.number("RESEND_PER_HOUR", 5)?,
             activation_link_lifetime: env.seconds("ACTIVATION_LINK_TIMEOUT", 86_400)?,

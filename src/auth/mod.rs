@@ -1,5 +1,6 @@
 //! Credentials: password hashing, access tokens, refresh tokens and keyed hashes for codes and links.
 
+mod challenge;
 mod django_hashes;
 mod django_tokens;
 mod key_encryption;
@@ -12,6 +13,7 @@ mod tokens;
 mod totp;
 mod verified_tokens;
 
+pub use challenge::ChallengeToken;
 pub use django_hashes::{HashFormat, StoredHash};
 pub use django_tokens::{
     DjangoLinkState, DjangoRefresh, DjangoRefreshTokens, DjangoTokenError, DjangoTokens,

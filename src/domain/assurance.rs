@@ -27,6 +27,14 @@ impl AuthMethod {
         Self::RecoveryCode,
     ];
 
+    /// The method a stored name stands for.
+    #[must_use]
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|method| method.as_str() == stored)
+    }
+
     /// The name stored with a session.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -97,7 +105,7 @@ impl AuthMethods {
     pub fn from_stored(stored: &str) -> Self {
         let used: Vec<AuthMethod> = stored
             .split(',')
-            .filter_map(|name| AuthMethod::ALL.into_iter().find(|m| m.as_str() == name))
+            .filter_map(AuthMethod::from_stored)
             .collect();
         Self::of(&used)
     }

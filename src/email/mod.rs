@@ -151,6 +151,27 @@ impl Mailer {
         outbox_row(to, rendered, when)
     }
 
+    /// The notice that a recovery code was used at `when`, naming how many are `left`.
+    #[must_use]
+    pub fn recovery_code_used(
+        &self,
+        to: &Email,
+        name: &str,
+        left: i64,
+        when: NaiveDateTime,
+    ) -> NewEmail {
+        let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
+        let rendered = self.templates.render(
+            TemplateName::RecoveryCodeUsed,
+            &[
+                ("name", greeting(name)),
+                ("when", &at),
+                ("left", &left.to_string()),
+            ],
+        );
+        outbox_row(to, rendered, when)
+    }
+
     /// A message with a code that lasts some minutes.
     fn code_mail(
         &self,

@@ -41,10 +41,12 @@ pub enum TemplateName {
     ChoosePassword,
     /// A notice to the owner: a second factor was added.
     FactorAdded,
+    /// A notice to the owner: a recovery code was used, and how many are left.
+    RecoveryCodeUsed,
 }
 
 impl TemplateName {
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 16] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -60,6 +62,7 @@ impl TemplateName {
         Self::Verification,
         Self::ChoosePassword,
         Self::FactorAdded,
+        Self::RecoveryCodeUsed,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -79,6 +82,7 @@ impl TemplateName {
             Self::Verification => "verification",
             Self::ChoosePassword => "choose_password",
             Self::FactorAdded => "factor_added",
+            Self::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
@@ -143,6 +147,10 @@ impl TemplateName {
             Self::FactorAdded => (
                 include_str!("templates/factor_added.txt"),
                 include_str!("templates/factor_added.html"),
+            ),
+            Self::RecoveryCodeUsed => (
+                include_str!("templates/recovery_code_used.txt"),
+                include_str!("templates/recovery_code_used.html"),
             ),
         }
     }

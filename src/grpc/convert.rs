@@ -8,16 +8,16 @@ use pbjson_types::Timestamp;
 use tonic::Request;
 
 use crate::{
-    auth::{BearerToken, ClientCertificate, LinkToken, RefreshToken},
+    auth::{BearerToken, ChallengeToken, ClientCertificate, LinkToken, RefreshToken},
     domain::{
         AuditKind, AuditPageToken, DeviceName, Email, EmailPrefix, FactorId, FactorName, IpNet,
-        LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName, SessionId,
-        Uidb64, User, UserId, canonical_ip,
+        LoginPassword, Otp, PageSize, PageToken, ParseError, Password, PersonName, RecoveryCode,
+        SessionId, Uidb64, User, UserId, canonical_ip,
     },
     error::ServiceError,
     pb,
     services::{
-        Authenticated, Caller, Credentials, GoogleCredential,
+        Authenticated, Caller, Credentials, GoogleCredential, SecondFactorProof, SignInOutcome,
         account_changes::Proof,
         accounts::Registration,
         admin::{AccountChanges, NewUserByAdmin, UserUpdate},
@@ -526,6 +526,54 @@ pub(crate) fn session(device: Device) -> pb::Session {
         expires_at: Some(timestamp(device.expires_at)),
         current: device.current,
     }
+}
+
+/// The wire form of a first factor's outcome: the tokens, or the challenge of a second factor.
+pub(crate) fn sign_in(outcome: SignInOutcome) -> (String, String, Option<pb::MfaRequired>) {
+    match outcome {
+        SignInOutcome::Session(pair) => (pair.access, pair.refresh, None),
+        SignInOutcome::SecondFactorRequired(challenge) => (
+            String::new(),
+            String::new(),
+            Some(pb::MfaRequired {
+                mfa_token: challenge.mfa_token,
+                factors: challenge
+                    .factors
+                    .into_iter()
+                    .map(|kind| kind.as_str().to_owned())
+                    .collect(),
+                expires_at: Some(timestamp(challenge.expires_at)),
+            }),
+        ),
+    }
+}
+
+/// An `mfa_token` and exactly one second factor.
+pub(crate) fn second_factor(
+    request: &pb::VerifySecondFactorRequest,
+) -> Parsed<(ChallengeToken, SecondFactorProof)> {
+    if request.mfa_token.trim().is_empty() {
+        return Err(ServiceError::InvalidArgument {
+            field: "mfa_token",
+            reason: "is required".into(),
+        });
+    }
+    let token = ChallengeToken::from_client(&request.mfa_token);
+    let proof = match (request.totp_code.trim(), request.recovery_code.trim()) {
+        (code, "") if !code.is_empty() => {
+            SecondFactorProof::Totp(field("totp_code", Otp::parse(code))?)
+        }
+        ("", code) if !code.is_empty() => {
+            SecondFactorProof::RecoveryCode(field("recovery_code", RecoveryCode::parse(code))?)
+        }
+        _ => {
+            return Err(ServiceError::InvalidArgument {
+                field: "totp_code",
+                reason: "send one of totp_code and recovery_code".into(),
+            });
+        }
+    };
+    Ok((token, proof))
 }
 
 /// The wire form of a started TOTP enrollment.

@@ -107,9 +107,13 @@ impl IdentityService for IdentityApi {
         let caller = self.caller(&request);
         let (email, password) = convert::credentials(request.get_ref()).map_err(to_status)?;
         let outcome = self.services.login(caller, email, password).await;
-        reply(outcome, |pair| pb::LoginResponse {
-            access: pair.access,
-            refresh: pair.refresh,
+        reply(outcome, |outcome| {
+            let (access, refresh, mfa_required) = convert::sign_in(outcome);
+            pb::LoginResponse {
+                access,
+                refresh,
+                mfa_required,
+            }
         })
     }
 
@@ -117,9 +121,13 @@ impl IdentityService for IdentityApi {
         let caller = self.caller(&request);
         let token = convert::refresh_token(&request.get_ref().refresh).map_err(to_status)?;
         let outcome = self.services.refresh(caller, token).await;
-        reply(outcome, |pair| pb::RefreshResponse {
-            access: pair.access,
-            refresh: pair.refresh,
+        reply(outcome, |outcome| {
+            let (access, refresh, mfa_required) = convert::sign_in(outcome);
+            pb::RefreshResponse {
+                access,
+                refresh,
+                mfa_required,
+            }
         })
     }
 
@@ -177,9 +185,13 @@ impl IdentityService for IdentityApi {
         let caller = self.caller(&request);
         let credential = convert::google_credential(request.get_ref()).map_err(to_status)?;
         let outcome = self.services.google_login(caller, credential).await;
-        reply(outcome, |pair| pb::GoogleLoginResponse {
-            access: pair.access,
-            refresh: pair.refresh,
+        reply(outcome, |outcome| {
+            let (access, refresh, mfa_required) = convert::sign_in(outcome);
+            pb::GoogleLoginResponse {
+                access,
+                refresh,
+                mfa_required,
+            }
         })
     }
 
@@ -385,6 +397,22 @@ impl IdentityService for IdentityApi {
         reply(outcome, |confirmed| pb::ConfirmTotpEnrollmentResponse {
             factor: Some(convert::factor(confirmed.factor)),
             recovery_codes: confirmed.recovery_codes,
+        })
+    }
+
+    async fn verify_second_factor(
+        &self,
+        request: Request<pb::VerifySecondFactorRequest>,
+    ) -> Reply<pb::VerifySecondFactorResponse> {
+        let caller = self.caller(&request);
+        let (token, proof) = convert::second_factor(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .verify_second_factor(caller, token, proof)
+            .await;
+        reply(outcome, |pair| pb::VerifySecondFactorResponse {
+            access: pair.access,
+            refresh: pair.refresh,
         })
     }
 

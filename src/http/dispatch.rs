@@ -173,5 +173,6 @@ rpcs! {
     StartTotpEnrollment => identity.start_totp_enrollment,
     ConfirmTotpEnrollment => identity.confirm_totp_enrollment,
     ListFactors => identity.list_factors,
+    VerifySecondFactor => identity.verify_second_factor,
     IntrospectToken => tokens.introspect_token,
 }

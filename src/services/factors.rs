@@ -248,14 +248,6 @@ impl Services {
         })
     }
 
-    /// The secret of a TOTP factor, opened.
-    fn totp_secret(&self, factor: &FactorRow) -> ServiceResult<TotpSecret> {
-        let base32 = self
-            .key_encryption
-            .open(Sealed::TotpSecret, &factor.secret)?;
-        Ok(TotpSecret::from_base32(&base32)?)
-    }
-
     /// A new set of recovery codes for the account, replacing (voiding) any old one; the
     /// codes as shown, once.
     async fn new_recovery_codes(

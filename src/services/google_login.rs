@@ -11,7 +11,7 @@ use super::{
         audit::AuditEntry,
         effects::Tx,
         limits::IpBudget,
-        sign_in::{GOOGLE, SignedIn, TokenPair},
+        sign_in::{GOOGLE, SignInOutcome, SignedIn},
     },
 };
 use crate::{
@@ -33,7 +33,7 @@ impl Services {
         &self,
         caller: Caller,
         credential: GoogleCredential,
-    ) -> ServiceResult<TokenPair> {
+    ) -> ServiceResult<SignInOutcome> {
         if !self.google.is_configured() {
             return Err(ServiceError::GoogleNotConfigured);
         }

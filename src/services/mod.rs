@@ -40,7 +40,8 @@ use tokio::sync::Notify;
 
 pub use self::core::{
     access::{Access, Authenticated, Credentials, Principal},
-    sign_in::{GoogleCredential, TokenPair},
+    second_factor::SecondFactorProof,
+    sign_in::{GoogleCredential, SecondFactorChallenge, SignInOutcome, TokenPair},
 };
 use crate::{
     auth::{

@@ -11,13 +11,17 @@ use super::{
         audit::AuditEntry,
         effects::Tx,
         limits::IpBudget,
-        sign_in::{SignedIn, TokenPair},
+        second_factor::SecondFactorProof,
+        sign_in::{FirstFactor, SignInOutcome, SignedIn, TokenPair},
     },
 };
 use crate::{
-    auth::{DjangoTokenError, RefreshToken, Verification},
+    auth::{ChallengeToken, DjangoTokenError, RefreshToken, Verification},
     clock::span,
-    domain::{Actor, AuditKind, AuditOutcome, Email, LoginPassword, RefreshTokenHash, SessionId},
+    domain::{
+        Actor, AuditKind, AuditOutcome, AuthMethod, AuthMethods, Email, LoginPassword,
+        RefreshTokenHash, SessionId,
+    },
     email::Notice,
     error::{ServiceError, ServiceResult},
     storage::{SessionRow, UserRow},
@@ -41,7 +45,7 @@ impl Services {
         caller: Caller,
         email: Email,
         password: LoginPassword,
-    ) -> ServiceResult<TokenPair> {
+    ) -> ServiceResult<SignInOutcome> {
         self.spend_ip_budget(&caller, IpBudget::Login, self.clock.now())
             .await?;
         let attempt = self.reserve_login_attempt(&email).await?;
@@ -77,9 +81,9 @@ impl Services {
         // The session starts now, after the password check: revocations logged while it ran
         // are older than its tokens.
         let now = self.clock.now();
-        let pair = self.start_session(&user, &caller, signed_in, now).await?;
-        tracing::info!(user.id = %user.id, "signed in");
-        Ok(pair)
+        let outcome = self.start_session(&user, &caller, signed_in, now).await?;
+        tracing::info!(user.id = %user.id, "password checked");
+        Ok(outcome)
     }
 
     /// Spends a refresh token and returns a new pair. A token that was already spent revokes
@@ -92,7 +96,7 @@ impl Services {
         &self,
         caller: Caller,
         presented: RefreshToken,
-    ) -> ServiceResult<TokenPair> {
+    ) -> ServiceResult<SignInOutcome> {
         let now = self.clock.now();
         self.spend_ip_budget(&caller, IpBudget::Refresh, now)
             .await?;
@@ -160,9 +164,72 @@ impl Services {
         // Refusals are decided inside the transaction but returned after it commits, so a
         // reuse's revocation (and its notice) is kept.
         match rotation {
-            Rotation::Rotated(pair) => Ok(pair),
+            Rotation::Rotated(pair) => Ok(SignInOutcome::Session(pair)),
             Rotation::Refused(error) => Err(error),
         }
+    }
+
+    /// Finishes a sign-in with a second factor: the `mfa_token` a first factor answered (used
+    /// once, within `MFA_CHALLENGE_TIMEOUT`) and a code of an authenticator app or a recovery
+    /// code, the guess counted before it is checked. The session's level is `aal2`.
+    ///
+    /// # Errors
+    /// `TokenInvalid` (unknown or used token), `TokenExpired`, `RateLimited`,
+    /// `TooManyAttempts`, `OtpInvalid`, `InvalidCredentials` (the password changed since the
+    /// first factor), `AccountDisabled`.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_second_factor(
+        &self,
+        caller: Caller,
+        token: ChallengeToken,
+        proof: SecondFactorProof,
+    ) -> ServiceResult<TokenPair> {
+        let now = self.clock.now();
+        let token_hash = token.hash();
+        let challenge = self
+            .connection()
+            .await?
+            .queries()
+            .mfa_challenge(&token_hash)
+            .await
+            .context("loading the challenge")?
+            .filter(|challenge| challenge.used_at.is_none())
+            .ok_or(ServiceError::TokenInvalid)?;
+        if challenge.expires_at <= now.naive_utc() {
+            return Err(ServiceError::TokenExpired);
+        }
+        self.spend_second_factor_guess(challenge.user_id, &token_hash, now.naive_utc())
+            .await?;
+        let user = self
+            .user_by_id(challenge.user_id)
+            .await?
+            .ok_or(ServiceError::TokenInvalid)?;
+        if !user.is_active {
+            return Err(ServiceError::AccountDisabled);
+        }
+        let first = FirstFactor {
+            method: AuthMethod::from_stored(&challenge.first_factor)
+                .ok_or(ServiceError::TokenInvalid)?,
+            password_changed_at: challenge.password_changed_at,
+            attempt: None,
+        };
+        let pair = self
+            .transaction_at(&caller, now, async |tx| {
+                let second = tx.prove_second_factor(&user, &proof).await?;
+                let now = tx.now_naive();
+                if !tx
+                    .use_mfa_challenge(&token_hash, now)
+                    .await
+                    .context("using the challenge")?
+                {
+                    return Err(ServiceError::TokenInvalid);
+                }
+                let methods = AuthMethods::of(&[first.method, second]);
+                tx.open_session(&user, first, &methods).await
+            })
+            .await?;
+        tracing::info!(user.id = %user.id, "signed in with a second factor");
+        Ok(pair)
     }
 
     /// Whether a spent token is presented again within the reuse grace while the successor
@@ -300,7 +367,7 @@ impl Services {
         caller: &Caller,
         token: &str,
         now: DateTime<Utc>,
-    ) -> ServiceResult<TokenPair> {
+    ) -> ServiceResult<SignInOutcome> {
         let refresh = self.django_refresh.check(token, now).map_err(|e| match e {
             DjangoTokenError::Invalid => ServiceError::TokenInvalid,
             DjangoTokenError::Expired => ServiceError::TokenExpired,

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{
-    FactorRow, NewRecoveryCode, Queries, StoreError, on_backend,
-    schema::{factors, recovery_codes},
+    FactorRow, MfaChallengeRow, NewRecoveryCode, Queries, StoreError, on_backend,
+    schema::{factors, mfa_challenges, recovery_codes},
 };
 use crate::domain::{FactorId, UserId};
 
@@ -87,6 +87,113 @@ impl Queries<'_> {
                     factors::expires_at.eq(None::<NaiveDateTime>),
                     factors::last_step.eq(step),
                 ))
+                .execute(conn)
+                .await
+                .map(|changed| changed == 1)
+        })
+    }
+
+    /// Accepts the code of time step `step` for a confirmed factor: only if no code of this
+    /// step or a later one was accepted before, in one conditional update, so a code replayed,
+    /// or sent twenty times at once, is accepted once. Returns whether it was.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn accept_totp_step(
+        &mut self,
+        id: &FactorId,
+        step: i64,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let fresh = factors::table
+            .find(id)
+            .filter(factors::confirmed_at.is_not_null())
+            .filter(factors::last_step.is_null().or(factors::last_step.lt(step)));
+        on_backend!(self, conn => {
+            diesel::update(fresh)
+                .set((factors::last_step.eq(step), factors::last_used_at.eq(now)))
+                .execute(conn)
+                .await
+                .map(|changed| changed == 1)
+        })
+    }
+
+    /// Spends one of the account's unused recovery codes by its keyed hash, in one
+    /// conditional update: of twenty uses at once, one spends it. Returns whether this did.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn spend_recovery_code(
+        &mut self,
+        user_id: UserId,
+        code_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let unused = recovery_codes::table
+            .find(code_hash)
+            .filter(recovery_codes::user_id.eq(user_id))
+            .filter(recovery_codes::used_at.is_null());
+        on_backend!(self, conn => {
+            diesel::update(unused)
+                .set(recovery_codes::used_at.eq(now))
+                .execute(conn)
+                .await
+                .map(|changed| changed == 1)
+        })
+    }
+
+    /// Records a challenge a first factor answered.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn insert_mfa_challenge(
+        &mut self,
+        challenge: &MfaChallengeRow,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, conn => {
+            diesel::insert_into(mfa_challenges::table)
+                .values(challenge)
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
+
+    /// The challenge of an `mfa_token`'s hash, used or not.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn mfa_challenge(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<MfaChallengeRow>, StoreError> {
+        let query = mfa_challenges::table.find(token_hash);
+        on_backend!(self, conn => {
+            query
+                .select(MfaChallengeRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+    }
+
+    /// Uses a challenge: only if it is unused and unexpired, in one conditional update, so
+    /// an `mfa_token` finishes one sign-in. Returns whether this use did.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn use_mfa_challenge(
+        &mut self,
+        token_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let open = mfa_challenges::table
+            .find(token_hash)
+            .filter(mfa_challenges::used_at.is_null())
+            .filter(mfa_challenges::expires_at.gt(now));
+        on_backend!(self, conn => {
+            diesel::update(open)
+                .set(mfa_challenges::used_at.eq(now))
                 .execute(conn)
                 .await
                 .map(|changed| changed == 1)

@@ -36,8 +36,8 @@ pub use counters::CounterPolicy;
 pub use error::StoreError;
 pub use models::{
     AuditEventRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, FactorRow, ImportedUser,
-    NewAuditEvent, NewEmail, NewRecoveryCode, NewRegistration, NewUser, OutboxRow, RegistrationRow,
-    RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken, UserRow,
+    MfaChallengeRow, NewAuditEvent, NewEmail, NewRecoveryCode, NewRegistration, NewUser, OutboxRow,
+    RegistrationRow, RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken, UserRow,
 };
 pub use users::{UserChanges, UserFilter};
 

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 
 use super::schema::{
     audit_events, counters, django_imported_accounts, django_link_states, email_changes, factors,
-    outbox, recovery_codes, refresh_tokens, registrations, revocations, sessions, signing_keys,
-    users,
+    mfa_challenges, outbox, recovery_codes, refresh_tokens, registrations, revocations, sessions,
+    signing_keys, users,
 };
 use crate::domain::{Email, FactorId, RefreshTokenHash, SessionId, UserId};
 
@@ -438,4 +438,24 @@ pub struct NewRecoveryCode {
     pub user_id: UserId,
     /// When it was made (UTC).
     pub created_at: NaiveDateTime,
+}
+
+/// An `mfa_challenges` row: a first factor passed, waiting for the second.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = mfa_challenges)]
+pub struct MfaChallengeRow {
+    /// SHA-256 (hex) of the `mfa_token`.
+    pub token_hash: String,
+    /// The account.
+    pub user_id: UserId,
+    /// The kind of first factor passed (`password`, `google`, `django`).
+    pub first_factor: String,
+    /// The account's `password_changed_at` the sign-in checked.
+    pub password_changed_at: NaiveDateTime,
+    /// When the first factor passed (UTC).
+    pub created_at: NaiveDateTime,
+    /// When the token stops working (UTC).
+    pub expires_at: NaiveDateTime,
+    /// When it was used; `None` until then.
+    pub used_at: Option<NaiveDateTime>,
 }

@@ -326,10 +326,255 @@ async fn the_bridge_adds_and_lists_factors(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Adds an authenticator app to the signed-in user; its secret and the recovery codes.
+async fn with_totp(app: &TestApp, access: &str) -> (String, Vec<String>) {
+    let started = start(app, access).await;
+    let code = code_at(app, &started.secret, 0);
+    let confirmed = confirm(app, access, &started.factor_id, &code)
+        .await
+        .unwrap();
+    (started.secret, confirmed.recovery_codes)
+}
+
+/// Signs in with the password; the challenge it answers.
+async fn challenged(app: &TestApp, email: &str) -> pb::MfaRequired {
+    let answer = app.login(email, PASSWORD).await.unwrap();
+    assert!(
+        answer.access.is_empty() && answer.refresh.is_empty(),
+        "no tokens before the second factor"
+    );
+    answer.mfa_required.expect("a second factor is required")
+}
+
+async fn verify(
+    app: &TestApp,
+    mfa_token: &str,
+    totp_code: &str,
+    recovery_code: &str,
+) -> Result<pb::VerifySecondFactorResponse, tonic::Status> {
+    let request = pb::VerifySecondFactorRequest {
+        mfa_token: mfa_token.into(),
+        totp_code: totp_code.into(),
+        recovery_code: recovery_code.into(),
+    };
+    Ok(app
+        .client
+        .clone()
+        .verify_second_factor(request)
+        .await?
+        .into_inner())
+}
+
+fn claims(access: &str) -> Value {
+    use base64::Engine;
+    let part = access.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn a_password_sign_in_with_a_factor_needs_a_fresh_code_and_is_aal2(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, _) = with_totp(&app, &tokens.access).await;
+
+    let challenge = challenged(&app, "ada@example.com").await;
+    assert_eq!(challenge.factors, ["totp"]);
+    // The code that confirmed the app is spent: its time step was accepted once.
+    let spent = code_at(&app, &secret, 0);
+    assert_refused(
+        verify(&app, &challenge.mfa_token, &spent, "").await,
+        Code::InvalidArgument,
+        "OTP_INVALID",
+    );
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let code = code_at(&app, &secret, 0);
+    let session = verify(&app, &challenge.mfa_token, &code, "").await.unwrap();
+    let signed_in = claims(&session.access);
+    assert_eq!(signed_in["aal"], "aal2");
+    assert_eq!(signed_in["amr"], json!(["pwd", "otp", "mfa"]));
+    // A refresh keeps the level.
+    let refreshed = app.refresh(&session.refresh).await.unwrap();
+    assert_eq!(claims(&refreshed.access)["aal"], "aal2");
+
+    // The token finished its sign-in; the code's step is spent for any other.
+    assert_refused(
+        verify(&app, &challenge.mfa_token, &code, "").await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    let again = challenged(&app, "ada@example.com").await;
+    assert_refused(
+        verify(&app, &again.mfa_token, &code, "").await,
+        Code::InvalidArgument,
+        "OTP_INVALID",
+    );
+    // Neither a code nor a token of someone else's gets in.
+    assert_refused(
+        verify(&app, "not-a-token", &code_at(&app, &secret, 1), "").await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+}
+
+async fn a_recovery_code_signs_in_once_and_the_owner_is_told(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (_, recovery) = with_totp(&app, &tokens.access).await;
+
+    let challenge = challenged(&app, "ada@example.com").await;
+    let typed = recovery[0].to_uppercase().replace('-', " ");
+    let session = verify(&app, &challenge.mfa_token, "", &typed)
+        .await
+        .unwrap();
+    assert_eq!(claims(&session.access)["aal"], "aal2");
+    let told = app
+        .smtp
+        .nth_with_subject("ada@example.com", "recovery code", 1)
+        .await;
+    assert!(told.text.contains("9 are left"), "{}", told.text);
+    assert!(!told.text.contains(&recovery[0]));
+
+    let again = challenged(&app, "ada@example.com").await;
+    assert_refused(
+        verify(&app, &again.mfa_token, "", &recovery[0]).await,
+        Code::InvalidArgument,
+        "OTP_INVALID",
+    );
+    assert_eq!(factors(&app, &session.access).await.recovery_codes_left, 9);
+    // Both factors at once, or none, is refused before anything is checked.
+    assert_refused(
+        verify(&app, &again.mfa_token, "123456", &recovery[1]).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+}
+
+async fn an_mfa_token_is_short_lived_and_bound_to_the_password_it_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, _) = with_totp(&app, &tokens.access).await;
+
+    let checked = challenged(&app, "ada@example.com").await;
+    // The password changes after the first factor checked it.
+    let change = pb::ChangePasswordRequest {
+        current_password: PASSWORD.into(),
+        new_password: "a brand new passphrase".into(),
+        ..Default::default()
+    };
+    app.client
+        .clone()
+        .change_password(TestApp::authorized(change, &tokens.access))
+        .await
+        .unwrap();
+    assert_refused(
+        verify(&app, &checked.mfa_token, &code_at(&app, &secret, 1), "").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+
+    let (_, other) = app.signed_in_user("grace@example.com").await;
+    let (other_secret, _) = with_totp(&app, &other.access).await;
+    let stale = challenged(&app, "grace@example.com").await;
+    app.clock.advance(std::time::Duration::from_secs(301));
+    assert_refused(
+        verify(&app, &stale.mfa_token, &code_at(&app, &other_secret, 0), "").await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
+}
+
+async fn twenty_second_factors_at_once_open_one_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, _) = with_totp(&app, &tokens.access).await;
+    let challenge = challenged(&app, "ada@example.com").await;
+    let code = code_at(&app, &secret, 1);
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let (client, token, code) = (
+            app.client.clone(),
+            challenge.mfa_token.clone(),
+            code.clone(),
+        );
+        calls.push(tokio::spawn(async move {
+            let request = pb::VerifySecondFactorRequest {
+                mfa_token: token,
+                totp_code: code,
+                recovery_code: String::new(),
+            };
+            client.clone().verify_second_factor(request).await
+        }));
+    }
+    let mut sessions = 0;
+    for call in calls {
+        if call.await.unwrap().is_ok() {
+            sessions += 1;
+        }
+    }
+    assert_eq!(sessions, 1, "one sign-in, one session");
+}
+
+async fn second_factor_guesses_are_counted_before_they_are_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, _) = with_totp(&app, &tokens.access).await;
+    let challenge = challenged(&app, "ada@example.com").await;
+    let right = code_at(&app, &secret, 1);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        assert_refused(
+            verify(&app, &challenge.mfa_token, wrong, "").await,
+            Code::InvalidArgument,
+            "OTP_INVALID",
+        );
+    }
+    assert_refused(
+        verify(&app, &challenge.mfa_token, &right, "").await,
+        Code::ResourceExhausted,
+        "OTP_ATTEMPTS_EXCEEDED",
+    );
+}
+
+async fn the_bridge_signs_in_with_a_second_factor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, _) = with_totp(&app, &tokens.access).await;
+    let (status, answer) = app
+        .post(
+            "/accounts/api/token/",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.get("access").is_none_or(|a| a == ""), "{answer}");
+    let token = answer["mfa_required"]["mfa_token"].as_str().unwrap();
+    assert_eq!(answer["mfa_required"]["factors"], json!(["totp"]));
+    let (status, session) = app
+        .post(
+            "/accounts/api/mfa/verify/",
+            json!({"mfa_token": token, "totp_code": code_at(&app, &secret, 1)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(claims(session["access"].as_str().unwrap())["aal"], "aal2");
+}
+
 crate::on_both_backends!(
     an_authenticator_app_is_added_with_a_code_an_independent_implementation_makes,
     wrong_lapsed_or_foreign_codes_confirm_nothing,
     guesses_are_counted_before_they_are_checked,
     twenty_confirmations_at_once_confirm_once_with_one_set_of_codes,
     the_bridge_adds_and_lists_factors,
+    a_password_sign_in_with_a_factor_needs_a_fresh_code_and_is_aal2,
+    a_recovery_code_signs_in_once_and_the_owner_is_told,
+    an_mfa_token_is_short_lived_and_bound_to_the_password_it_checked,
+    twenty_second_factors_at_once_open_one_session,
+    second_factor_guesses_are_counted_before_they_are_checked,
+    the_bridge_signs_in_with_a_second_factor,
 );

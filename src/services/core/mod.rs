@@ -9,6 +9,7 @@
 //! - [`links`]: the state an emailed link is bound to, links Django mailed, and the link
 //!   to choose a password.
 //! - [`sign_in`]: starting a session, and proofs every way of signing in shares (Google).
+//! - [`second_factor`]: checking a TOTP or recovery code and spending it.
 //! - [`effects`]: the transaction every change runs in: audit rows, notices and mail are
 //!   written inside it, and the outbox is woken once it commits.
 //! - [`audit`]: the entries of the audit trail.
@@ -23,4 +24,5 @@ pub mod effects;
 pub mod limits;
 pub mod links;
 pub mod paging;
+pub mod second_factor;
 pub mod sign_in;

@@ -4,15 +4,15 @@
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::audit::AuditEntry;
+use super::{audit::AuditEntry, effects::Tx};
 use crate::{
-    auth::{RefreshToken, SessionAssurance},
+    auth::{ChallengeToken, RefreshToken, SessionAssurance},
     clock::span,
-    domain::{Actor, AuditKind, AuthMethod, AuthMethods, Email, SessionId, UserId},
+    domain::{Actor, AuditKind, AuthMethod, AuthMethods, Email, FactorKind, SessionId, UserId},
     error::{ServiceError, ServiceResult},
     google::{GoogleError, GoogleIdentity},
     services::{Caller, Services},
-    storage::{SessionRow, UserRow},
+    storage::{MfaChallengeRow, SessionRow, UserRow},
 };
 
 /// The provider name stored with linked Google identities.
@@ -36,7 +36,7 @@ pub enum GoogleCredential {
     IdToken(String),
 }
 
-/// How a session's user proved who they are.
+/// How a sign-in's user proved who they are with a first factor.
 #[derive(Clone, Copy)]
 pub(crate) enum SignedIn<'a> {
     /// With the password, whose reserved sign-in attempt is given back with the session.
@@ -56,82 +56,117 @@ impl SignedIn<'_> {
             Self::DjangoRefresh => AuthMethod::DjangoToken,
         }
     }
+}
 
-    /// The method the audit trail names.
-    fn method(self) -> &'static str {
-        match self {
-            Self::Password { .. } => "password",
-            Self::Google => "google",
-            Self::DjangoRefresh => "django-refresh",
-        }
-    }
+/// What a first factor leads to.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// A session: the account has no second factor.
+    Session(TokenPair),
+    /// The account has a second factor: `VerifySecondFactor` finishes the sign-in.
+    SecondFactorRequired(SecondFactorChallenge),
+}
+
+/// The challenge a first factor answers for an account with a second factor.
+#[derive(Debug)]
+pub struct SecondFactorChallenge {
+    /// Single use, for `VerifySecondFactor`.
+    pub mfa_token: String,
+    /// The kinds of second factor the account has.
+    pub factors: Vec<FactorKind>,
+    /// When the token stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The first factor a session opens with, and the password state it was checked against.
+#[derive(Clone, Copy)]
+pub(crate) struct FirstFactor<'a> {
+    /// Its kind.
+    pub(crate) method: AuthMethod,
+    /// The account's `password_changed_at` when it was checked: a session opens only if the
+    /// password has not changed since, so a reset wins over a sign-in racing it.
+    pub(crate) password_changed_at: NaiveDateTime,
+    /// A password sign-in's reserved attempt, given back with the session.
+    pub(crate) attempt: Option<(&'a Email, u32)>,
 }
 
 impl Services {
-    /// Starts a session for `user` as it was read when the sign-in was decided: if its
-    /// password has changed since, the sign-in checked a password that no longer works and
-    /// is refused, so a reset always wins over a login racing it.
+    /// Finishes a first factor for `user`, as read when it was checked: a session, or, for an
+    /// account with a second factor, a challenge whose `mfa_token` `VerifySecondFactor` takes.
     pub(crate) async fn start_session(
         &self,
         user: &UserRow,
         caller: &Caller,
         signed_in: SignedIn<'_>,
         at: DateTime<Utc>,
-    ) -> ServiceResult<TokenPair> {
-        let method = signed_in.method();
-        let now = at.naive_utc();
-        let session = SessionRow {
-            id: SessionId::generate(),
-            user_id: user.id,
-            created_at: now,
-            expires_at: now + span(self.config.jwt.session_absolute_lifetime),
-            revoked_at: None,
-            device: caller.device.as_str().to_owned(),
-            client_ip: caller.ip.map(|ip| ip.to_string()),
-            last_refreshed_at: None,
-            methods: AuthMethods::of(&[signed_in.auth_method()]).to_stored(),
-            auth_time: Some(now),
+    ) -> ServiceResult<SignInOutcome> {
+        let first = FirstFactor {
+            method: signed_in.auth_method(),
+            password_changed_at: user.password_changed_at,
+            attempt: match signed_in {
+                SignedIn::Password { email, attempt } => Some((email, attempt)),
+                SignedIn::Google | SignedIn::DjangoRefresh => None,
+            },
         };
-        let access = self.issue_access_token(user, &session, at)?;
-        let refresh = self
-            .transaction_at(caller, at, async |tx| {
-                let still_current = tx
-                    .record_login(
-                        user.id,
-                        user.password_changed_at,
-                        matches!(signed_in, SignedIn::Password { .. }),
-                        now,
-                    )
-                    .await
-                    .context("recording the login")?;
-                if !still_current {
-                    return Err(ServiceError::InvalidCredentials);
-                }
-                // In the session's transaction: one commit fewer per sign-in, and a sign-in
-                // that loses to a password change stays counted.
-                if let SignedIn::Password { email, attempt } = signed_in {
-                    Self::forget_login_attempt_in(tx, email, attempt).await?;
-                }
-                tx.insert_session(&session)
-                    .await
-                    .context("starting the session")?;
-                let entry = AuditEntry::success(AuditKind::SignIn, Actor::User(user.id), user.id)
-                    .detail(format!("method={method} session={}", session.id));
-                tx.audit(entry).await?;
-                let first = RefreshToken::generate()
-                    .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
-                tx.insert_refresh_token(
-                    &session.id,
-                    first.hash(),
-                    now,
-                    self.refresh_expiry(&session, now),
-                )
+        let factors = self.second_factor_kinds(user.id).await?;
+        if factors.is_empty() {
+            let methods = AuthMethods::of(&[first.method]);
+            let pair = self
+                .transaction_at(caller, at, async |tx| {
+                    tx.open_session(user, first, &methods).await
+                })
+                .await?;
+            return Ok(SignInOutcome::Session(pair));
+        }
+        let token = ChallengeToken::generate()
+            .map_err(|e| anyhow::anyhow!("no randomness for an mfa_token: {e}"))?;
+        let expires_at = at + span(self.config.mfa_challenge_timeout);
+        let challenge = MfaChallengeRow {
+            token_hash: token.hash(),
+            user_id: user.id,
+            first_factor: first.method.as_str().to_owned(),
+            password_changed_at: user.password_changed_at,
+            created_at: at.naive_utc(),
+            expires_at: expires_at.naive_utc(),
+            used_at: None,
+        };
+        self.transaction_at(caller, at, async |tx| {
+            // The first factor was right: its attempt is no failure.
+            if let Some((email, attempt)) = first.attempt {
+                Self::forget_login_attempt_in(tx, email, attempt).await?;
+            }
+            tx.insert_mfa_challenge(&challenge)
                 .await
-                .context("storing the refresh token")?;
-                Ok(first.into_string())
-            })
-            .await?;
-        Ok(TokenPair { access, refresh })
+                .context("recording the second-factor challenge")?;
+            Ok::<_, ServiceError>(())
+        })
+        .await?;
+        tracing::info!(user.id = %user.id, "first factor passed; a second is required");
+        Ok(SignInOutcome::SecondFactorRequired(SecondFactorChallenge {
+            mfa_token: token.into_string(),
+            factors,
+            expires_at,
+        }))
+    }
+
+    /// The kinds of the account's confirmed second factors, each once.
+    pub(crate) async fn second_factor_kinds(
+        &self,
+        user_id: UserId,
+    ) -> ServiceResult<Vec<FactorKind>> {
+        let rows = self
+            .connection()
+            .await?
+            .queries()
+            .confirmed_factors(user_id)
+            .await
+            .context("loading the second factors")?;
+        let mut kinds: Vec<FactorKind> = rows
+            .iter()
+            .filter_map(|row| FactorKind::from_stored(&row.kind))
+            .collect();
+        kinds.dedup();
+        Ok(kinds)
     }
 
     /// When a refresh token issued at `now` for `session` expires: never after its absolute
@@ -196,5 +231,71 @@ impl Services {
             .await
             .context("finding a linked identity")?;
         Ok(linked == Some(user_id))
+    }
+}
+
+impl Tx<'_, '_> {
+    /// Opens a session for `user` with `methods`, in this transaction: only if the password is
+    /// still the one the first factor was checked against.
+    pub(crate) async fn open_session(
+        &mut self,
+        user: &UserRow,
+        first: FirstFactor<'_>,
+        methods: &AuthMethods,
+    ) -> ServiceResult<TokenPair> {
+        let services = self.services;
+        let at = self.now();
+        let now = at.naive_utc();
+        let session = SessionRow {
+            id: SessionId::generate(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + span(services.config.jwt.session_absolute_lifetime),
+            revoked_at: None,
+            device: self.caller.device.as_str().to_owned(),
+            client_ip: self.caller.ip.map(|ip| ip.to_string()),
+            last_refreshed_at: None,
+            methods: methods.to_stored(),
+            auth_time: Some(now),
+        };
+        let still_current = self
+            .record_login(
+                user.id,
+                first.password_changed_at,
+                first.method == AuthMethod::Password,
+                now,
+            )
+            .await
+            .context("recording the login")?;
+        if !still_current {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        // In the session's transaction: one commit fewer per sign-in, and a sign-in that
+        // loses to a password change stays counted.
+        if let Some((email, attempt)) = first.attempt {
+            Services::forget_login_attempt_in(self, email, attempt).await?;
+        }
+        self.insert_session(&session)
+            .await
+            .context("starting the session")?;
+        let entry =
+            AuditEntry::success(AuditKind::SignIn, Actor::User(user.id), user.id).detail(format!(
+                "method={} aal={} session={}",
+                methods.to_stored(),
+                methods.aal().as_str(),
+                session.id
+            ));
+        self.audit(entry).await?;
+        let refresh = RefreshToken::generate()
+            .map_err(|e| anyhow::anyhow!("no randomness for a refresh token: {e}"))?;
+        let expires_at = services.refresh_expiry(&session, now);
+        self.insert_refresh_token(&session.id, refresh.hash(), now, expires_at)
+            .await
+            .context("storing the refresh token")?;
+        let access = services.issue_access_token(user, &session, at)?;
+        Ok(TokenPair {
+            access,
+            refresh: refresh.into_string(),
+        })
     }
 }
