@@ -33,7 +33,7 @@ fn pyotp_code(app: &TestApp, secret: &str) -> String {
 }
 
 /// A code for `secret` (base32) `steps` time steps from the app's clock.
-fn code_at(app: &TestApp, secret: &str, steps: i64) -> String {
+pub(crate) fn code_at(app: &TestApp, secret: &str, steps: i64) -> String {
     let secret = totp_rs::Secret::try_from_base32(secret).unwrap();
     let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
     let at = app.clock.now().timestamp() + steps * 30;
@@ -327,7 +327,7 @@ async fn the_bridge_adds_and_lists_factors(backend: Backend) {
 }
 
 /// Adds an authenticator app to the signed-in user; its secret and the recovery codes.
-async fn with_totp(app: &TestApp, access: &str) -> (String, Vec<String>) {
+pub(crate) async fn with_totp(app: &TestApp, access: &str) -> (String, Vec<String>) {
     let started = start(app, access).await;
     let code = code_at(app, &started.secret, 0);
     let confirmed = confirm(app, access, &started.factor_id, &code)
@@ -346,7 +346,7 @@ async fn challenged(app: &TestApp, email: &str) -> pb::MfaRequired {
     answer.mfa_required.expect("a second factor is required")
 }
 
-async fn verify(
+pub(crate) async fn verify(
     app: &TestApp,
     mfa_token: &str,
     totp_code: &str,
@@ -365,7 +365,7 @@ async fn verify(
         .into_inner())
 }
 
-fn claims(access: &str) -> Value {
+pub(crate) fn claims(access: &str) -> Value {
     use base64::Engine;
     let part = access.split('.').nth(1).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -7,6 +7,7 @@ use serde_json::json;
 use tonic::Code;
 
 use crate::{
+    factors::{claims, code_at, verify, with_totp},
     fake_google::{CLIENT_ID, GoogleAccount, TestKey},
     helpers::{Backend, PASSWORD, TestApp, assert_refused},
 };
@@ -41,6 +42,27 @@ async fn whoami(app: &TestApp, access: &str) -> pb::User {
     .unwrap();
     let id = claims["sub"].as_str().unwrap().parse().unwrap();
     app.get_user(access, id).await.unwrap()
+}
+
+/// With an authenticator app added, a Google sign-in answers `mfa_required`, and the code
+/// finishes it at `aal2` with `amr` `fed`, `otp`, `mfa`.
+async fn a_google_sign_in_asks_for_the_second_factor_of_an_account_that_has_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = GoogleAccount::new("g-200", "two.factors@gmail.com");
+    app.google
+        .grant_access_token("at-2", &account, CLIENT_ID, 3600);
+    let first = with_access_token(&app, "at-2").await.unwrap();
+    let (secret, _) = with_totp(&app, &first.access).await;
+
+    let second = with_access_token(&app, "at-2").await.unwrap();
+    assert!(second.access.is_empty() && second.refresh.is_empty());
+    let challenge = second.mfa_required.expect("a second factor is required");
+    let session = verify(&app, &challenge.mfa_token, &code_at(&app, &secret, 1), "")
+        .await
+        .unwrap();
+    let claims = claims(&session.access);
+    assert_eq!(claims["aal"], "aal2");
+    assert_eq!(claims["amr"], json!(["fed", "otp", "mfa"]));
 }
 
 async fn an_access_token_creates_a_verified_passwordless_account_once(backend: Backend) {
@@ -625,6 +647,7 @@ async fn linking_an_existing_account_tells_its_owner(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_google_sign_in_asks_for_the_second_factor_of_an_account_that_has_one,
     a_recycled_gmail_address_never_hands_a_linked_account_to_another_google_account,
     an_id_token_issued_in_the_future_is_refused,
     a_flood_of_unknown_key_ids_shares_one_fetch_and_stalls_no_one,
