@@ -278,6 +278,9 @@ pub struct Config {
     pub otp_lifetime: Duration,
     /// `MFA_CHALLENGE_TIMEOUT`: how long a first factor's `mfa_token` waits for the second.
     pub mfa_challenge_timeout: Duration,
+    /// `STEP_UP_MAX_AGE`: how recently a second factor must have been proven in a session for
+    /// the calls that change an account with one (its password, address, factors).
+    pub step_up_max_age: Duration,
     /// Minimum time between two emails to one address.
     pub resend_cooldown: Duration,
     /// Emails to one address per hour.
@@ -450,6 +453,7 @@ impl Config {
             },
             otp_lifetime: env.seconds("OTP_EXPIRATION_TIME", 600)?,
             mfa_challenge_timeout: env.seconds("MFA_CHALLENGE_TIMEOUT", 300)?,
+            step_up_max_age: env.seconds("STEP_UP_MAX_AGE", 600)?,
             resend_cooldown: env.seconds("OTP_RESEND_COOLDOWN", 60)?,
             resend_per_hour: env.number("RESEND_PER_HOUR", 5)?,
             activation_link_lifetime: env.seconds("ACTIVATION_LINK_TIMEOUT", 86_400)?,

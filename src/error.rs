@@ -101,6 +101,10 @@ pub enum ServiceError {
     /// The caller may not do this.
     #[error("you do not have permission to do this")]
     PermissionDenied,
+    /// The call needs a second factor proven in this session within `STEP_UP_MAX_AGE`
+    /// (`StepUp`, or a sign-in with the factor).
+    #[error("prove a second factor again (StepUp) to do this")]
+    StepUpRequired,
     /// The thing asked for does not exist.
     #[error("not found")]
     NotFound,
@@ -169,6 +173,7 @@ impl ServiceError {
             Self::GoogleLinkRefused => "GOOGLE_LINK_REFUSED",
             Self::GoogleUnavailable => "GOOGLE_UNAVAILABLE",
             Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::StepUpRequired => "STEP_UP_REQUIRED",
             Self::NotFound => "NOT_FOUND",
             Self::LastSuperuser => "LAST_SUPERUSER",
             Self::StaleEtag => "ETAG_MISMATCH",

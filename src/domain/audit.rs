@@ -39,11 +39,13 @@ pub enum AuditKind {
     LogoutOthers,
     /// A second factor was confirmed (and, with the first, recovery codes made).
     FactorAdd,
+    /// A session proved a second factor again (`StepUp`).
+    StepUp,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::SignIn,
         Self::SignInThrottled,
         Self::RefreshReuse,
@@ -60,6 +62,7 @@ impl AuditKind {
         Self::LogoutAll,
         Self::LogoutOthers,
         Self::FactorAdd,
+        Self::StepUp,
     ];
 
     /// The stored and wire name, e.g. `sign_in`.
@@ -82,6 +85,7 @@ impl AuditKind {
             Self::LogoutAll => "logout_all",
             Self::LogoutOthers => "logout_others",
             Self::FactorAdd => "factor_add",
+            Self::StepUp => "step_up",
         }
     }
 

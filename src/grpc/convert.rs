@@ -559,7 +559,16 @@ pub(crate) fn second_factor(
         });
     }
     let token = ChallengeToken::from_client(&request.mfa_token);
-    let proof = match (request.totp_code.trim(), request.recovery_code.trim()) {
+    let proof = second_factor_proof(&request.totp_code, &request.recovery_code)?;
+    Ok((token, proof))
+}
+
+/// Exactly one second factor: a TOTP code or a recovery code.
+pub(crate) fn second_factor_proof(
+    totp_code: &str,
+    recovery_code: &str,
+) -> Parsed<SecondFactorProof> {
+    let proof = match (totp_code.trim(), recovery_code.trim()) {
         (code, "") if !code.is_empty() => {
             SecondFactorProof::Totp(field("totp_code", Otp::parse(code))?)
         }
@@ -573,7 +582,7 @@ pub(crate) fn second_factor(
             });
         }
     };
-    Ok((token, proof))
+    Ok(proof)
 }
 
 /// The wire form of a started TOTP enrollment.

@@ -416,6 +416,16 @@ impl IdentityService for IdentityApi {
         })
     }
 
+    async fn step_up(&self, request: Request<pb::StepUpRequest>) -> Reply<pb::StepUpResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let req = request.get_ref();
+        let proof =
+            convert::second_factor_proof(&req.totp_code, &req.recovery_code).map_err(to_status)?;
+        let outcome = self.services.step_up(caller, credentials, proof).await;
+        reply(outcome, |access| pb::StepUpResponse { access })
+    }
+
     async fn list_factors(
         &self,
         request: Request<pb::ListFactorsRequest>,

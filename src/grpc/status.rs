@@ -47,7 +47,7 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::RateLimited { .. }
         | ServiceError::LoginThrottled { .. }
         | ServiceError::Busy { .. } => Code::ResourceExhausted,
-        ServiceError::PermissionDenied => Code::PermissionDenied,
+        ServiceError::PermissionDenied | ServiceError::StepUpRequired => Code::PermissionDenied,
         ServiceError::NotFound => Code::NotFound,
         ServiceError::Unexpected(_) => Code::Internal,
     };

@@ -174,5 +174,6 @@ rpcs! {
     ConfirmTotpEnrollment => identity.confirm_totp_enrollment,
     ListFactors => identity.list_factors,
     VerifySecondFactor => identity.verify_second_factor,
+    StepUp => identity.step_up,
     IntrospectToken => tokens.introspect_token,
 }

@@ -15,6 +15,7 @@ const AUTHENTICATED: &[&str] = &[
     "StartTotpEnrollment",
     "ConfirmTotpEnrollment",
     "ListFactors",
+    "StepUp",
     "ListSessions",
     "RevokeSession",
     "LogoutOthers",

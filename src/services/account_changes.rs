@@ -20,6 +20,10 @@ use crate::{
     storage::{EmailChangeRow, StoreError, UserRow},
 };
 
+/// What changing the account's password, address or existence asks of the caller: signed in
+/// and, for an account with a second factor, one proven within `STEP_UP_MAX_AGE`.
+const CHANGES_ACCOUNT: Access = Access::SIGNED_IN.with_fresh_second_factor();
+
 /// Tries against one address-change code.
 const EMAIL_CHANGE_TRIES: i32 = 5;
 
@@ -57,7 +61,7 @@ impl Services {
         proof: Proof,
         new_password: Password,
     ) -> ServiceResult<u64> {
-        let (me, row) = self.account_of(&credentials).await?;
+        let (me, row) = self.account_of(&credentials, CHANGES_ACCOUNT).await?;
         self.reauthenticate(&row, proof, "current_password").await?;
         new_password
             .check_against(&row.email)
@@ -106,7 +110,7 @@ impl Services {
         new_email: Email,
         proof: Proof,
     ) -> ServiceResult<&'static str> {
-        let (_, row) = self.account_of(&credentials).await?;
+        let (_, row) = self.account_of(&credentials, CHANGES_ACCOUNT).await?;
         self.spend_ip_budget(&caller, IpBudget::Email, self.clock.now())
             .await?;
         self.reauthenticate(&row, proof, "password").await?;
@@ -183,7 +187,7 @@ impl Services {
         credentials: Credentials,
         otp: Otp,
     ) -> ServiceResult<User> {
-        let (_, row) = self.account_of(&credentials).await?;
+        let (_, row) = self.account_of(&credentials, Access::SIGNED_IN).await?;
         self.spend_ip_budget(&caller, IpBudget::Verify, self.clock.now())
             .await?;
         let mut conn = self.connection().await?;
@@ -261,7 +265,7 @@ impl Services {
         credentials: Credentials,
         proof: Proof,
     ) -> ServiceResult<()> {
-        let (_, row) = self.account_of(&credentials).await?;
+        let (_, row) = self.account_of(&credentials, CHANGES_ACCOUNT).await?;
         self.reauthenticate(&row, proof, "password").await?;
         self.transaction(&caller, async |tx| {
             let revoked = tx.remove_account(&row).await?;
@@ -279,8 +283,9 @@ impl Services {
     async fn account_of(
         &self,
         credentials: &Credentials,
+        access: Access,
     ) -> ServiceResult<(Authenticated, UserRow)> {
-        let me: Authenticated = self.require(credentials, Access::SIGNED_IN).await?;
+        let me: Authenticated = self.require(credentials, access).await?;
         let row = self
             .user_by_id(me.user.id)
             .await?

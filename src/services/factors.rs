@@ -95,7 +95,10 @@ impl Services {
         credentials: Credentials,
         name: FactorName,
     ) -> ServiceResult<TotpEnrollment> {
-        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        // Adding a factor to an account that has one is a change a second factor guards.
+        let me: Authenticated = self
+            .require(&credentials, Access::SIGNED_IN.with_fresh_second_factor())
+            .await?;
         let secret = TotpSecret::generate()?;
         let now = self.clock.now();
         let expires_at = now + span(ENROLLMENT_LIFETIME);

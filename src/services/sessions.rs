@@ -354,6 +354,58 @@ impl Services {
             .await
     }
 
+    /// Raises the caller's session with a second factor (a TOTP or recovery code, the guess
+    /// counted before it is checked): the session becomes `aal2` from now, so the calls a
+    /// step-up guards work for `STEP_UP_MAX_AGE`. Answers a new access token; the session's
+    /// refresh token carries on.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `RateLimited`, `TooManyAttempts`, `OtpInvalid`.
+    #[tracing::instrument(skip_all)]
+    pub async fn step_up(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+        proof: SecondFactorProof,
+    ) -> ServiceResult<String> {
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        let session_id =
+            SessionId::parse(&me.claims.sid).map_err(|_| ServiceError::TokenInvalid)?;
+        let now = self.clock.now();
+        self.spend_second_factor_guess(me.user.id, session_id.as_str(), now.naive_utc())
+            .await?;
+        let access = self
+            .transaction_at(&caller, now, async |tx| {
+                let (session, user) = tx
+                    .session_with_user(&session_id)
+                    .await
+                    .context("loading the session")?
+                    .ok_or(ServiceError::SessionRevoked)?;
+                let second = tx.prove_second_factor(&user, &proof).await?;
+                let methods = AuthMethods::from_stored(&session.methods).with(second);
+                let now = tx.now_naive();
+                if !tx
+                    .raise_session(&session.id, &methods.to_stored(), now)
+                    .await
+                    .context("raising the session")?
+                {
+                    return Err(ServiceError::SessionRevoked);
+                }
+                let entry = AuditEntry::success(AuditKind::StepUp, Actor::User(user.id), user.id)
+                    .detail(format!("session={} method={}", session.id, second.as_str()));
+                tx.audit(entry).await?;
+                let raised = SessionRow {
+                    methods: methods.to_stored(),
+                    auth_time: Some(now),
+                    ..session
+                };
+                self.issue_access_token(&user, &raised, tx.now())
+            })
+            .await?;
+        tracing::info!(user.id = %me.user.id, "session stepped up");
+        Ok(access)
+    }
+
     /// Exchanges a refresh token the Django deployment's simplejwt issued, once and within
     /// the configured window, for a session here.
     ///

@@ -212,6 +212,30 @@ impl Queries<'_> {
         })
     }
 
+    /// Records that a live session's user proved another factor at `at`: its methods and
+    /// `auth_time`. Returns whether the session was live.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn raise_session(
+        &mut self,
+        id: &SessionId,
+        methods: &str,
+        at: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let live = sessions::table
+            .find(id)
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(at));
+        on_backend!(self, conn => {
+            diesel::update(live)
+                .set((sessions::methods.eq(methods), sessions::auth_time.eq(at)))
+                .execute(conn)
+                .await
+                .map(|changed| changed == 1)
+        })
+    }
+
     /// One session with its user, read in one round trip: every bearer call and every
     /// refresh needs both.
     ///

@@ -140,7 +140,25 @@ async fn an_authenticator_app_is_added_with_a_code_an_independent_implementation
         let bare = shown.replace('-', "");
         assert!(stored.iter().all(|hash| !hash.contains(&bare)));
     }
-    // A second app is added without new recovery codes.
+    // A second app needs the first one proven in this session (a step-up) ...
+    let request = pb::StartTotpEnrollmentRequest::default();
+    assert_refused(
+        app.client
+            .clone()
+            .start_totp_enrollment(TestApp::authorized(request, &tokens.access))
+            .await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
+    let raised = step_up(&app, &tokens.access, &code_at(&app, &started.secret, 1), "")
+        .await
+        .unwrap();
+    assert_eq!(claims(&raised.access)["aal"], "aal2");
+    // ... and then comes without new recovery codes.
+    let tokens = pb::LoginResponse {
+        access: raised.access,
+        ..tokens
+    };
     let second = start(&app, &tokens.access).await;
     let code = code_at(&app, &second.secret, 0);
     let again = confirm(&app, &tokens.access, &second.factor_id, &code)
@@ -336,6 +354,114 @@ pub(crate) async fn with_totp(app: &TestApp, access: &str) -> (String, Vec<Strin
     (started.secret, confirmed.recovery_codes)
 }
 
+pub(crate) async fn step_up(
+    app: &TestApp,
+    access: &str,
+    totp_code: &str,
+    recovery_code: &str,
+) -> Result<pb::StepUpResponse, tonic::Status> {
+    let request = pb::StepUpRequest {
+        totp_code: totp_code.into(),
+        recovery_code: recovery_code.into(),
+    };
+    Ok(app
+        .client
+        .clone()
+        .step_up(TestApp::authorized(request, access))
+        .await?
+        .into_inner())
+}
+
+async fn change_password(
+    app: &TestApp,
+    access: &str,
+    new_password: &str,
+) -> Result<pb::ChangePasswordResponse, tonic::Status> {
+    let request = pb::ChangePasswordRequest {
+        current_password: PASSWORD.into(),
+        new_password: new_password.into(),
+        ..Default::default()
+    };
+    Ok(app
+        .client
+        .clone()
+        .change_password(TestApp::authorized(request, access))
+        .await?
+        .into_inner())
+}
+
+/// `ChangePassword`, `ChangeEmail`, `DeleteAccount` and adding a factor need, for an account
+/// with a factor, a second factor proven in the session within `STEP_UP_MAX_AGE`; a `StepUp`
+/// gives it.
+async fn changing_an_account_with_a_factor_needs_a_fresh_second_factor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, recovery) = with_totp(&app, &tokens.access).await;
+
+    // The password session that added the factor is aal1: it may not change the account.
+    assert_refused(
+        change_password(&app, &tokens.access, "a brand new passphrase").await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
+    let delete = pb::DeleteAccountRequest {
+        password: PASSWORD.into(),
+        ..Default::default()
+    };
+    assert_refused(
+        app.client
+            .clone()
+            .delete_account(TestApp::authorized(delete.clone(), &tokens.access))
+            .await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
+    // Nothing changed: the old password still passes the first factor.
+    challenged(&app, "ada@example.com").await;
+
+    // A wrong code raises nothing; a recovery code does, as a TOTP code would.
+    assert_refused(
+        step_up(&app, &tokens.access, "", "aaaa-aaaa-aaaa-aaaa-aaaa-aaaa").await,
+        Code::InvalidArgument,
+        "OTP_INVALID",
+    );
+    let raised = step_up(&app, &tokens.access, "", &recovery[0])
+        .await
+        .unwrap();
+    let raised_claims = claims(&raised.access);
+    assert_eq!(raised_claims["aal"], "aal2");
+    assert_eq!(raised_claims["amr"], json!(["pwd", "otp", "mfa"]));
+    // The session is raised, so even the older token of it may change the password now.
+    change_password(&app, &tokens.access, "a brand new passphrase")
+        .await
+        .unwrap();
+
+    // Past STEP_UP_MAX_AGE the session must prove a factor again.
+    app.clock.advance(std::time::Duration::from_secs(601));
+    let refreshed = app.refresh(&tokens.refresh).await.unwrap();
+    assert_eq!(claims(&refreshed.access)["aal"], "aal2");
+    let delete = pb::DeleteAccountRequest {
+        password: "a brand new passphrase".into(),
+        ..Default::default()
+    };
+    assert_refused(
+        app.client
+            .clone()
+            .delete_account(TestApp::authorized(delete.clone(), &refreshed.access))
+            .await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
+    step_up(&app, &refreshed.access, &code_at(&app, &secret, 0), "")
+        .await
+        .unwrap();
+    app.client
+        .clone()
+        .delete_account(TestApp::authorized(delete, &refreshed.access))
+        .await
+        .unwrap();
+}
+
 /// Signs in with the password; the challenge it answers.
 async fn challenged(app: &TestApp, email: &str) -> pb::MfaRequired {
     let answer = app.login(email, PASSWORD).await.unwrap();
@@ -454,10 +580,13 @@ async fn a_recovery_code_signs_in_once_and_the_owner_is_told(backend: Backend) {
 async fn an_mfa_token_is_short_lived_and_bound_to_the_password_it_checked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (_, tokens) = app.signed_in_user("ada@example.com").await;
-    let (secret, _) = with_totp(&app, &tokens.access).await;
+    let (secret, recovery) = with_totp(&app, &tokens.access).await;
 
     let checked = challenged(&app, "ada@example.com").await;
-    // The password changes after the first factor checked it.
+    // The password changes (in a session stepped up) after the first factor checked it.
+    step_up(&app, &tokens.access, &code_at(&app, &secret, 1), "")
+        .await
+        .unwrap();
     let change = pb::ChangePasswordRequest {
         current_password: PASSWORD.into(),
         new_password: "a brand new passphrase".into(),
@@ -469,7 +598,7 @@ async fn an_mfa_token_is_short_lived_and_bound_to_the_password_it_checked(backen
         .await
         .unwrap();
     assert_refused(
-        verify(&app, &checked.mfa_token, &code_at(&app, &secret, 1), "").await,
+        verify(&app, &checked.mfa_token, "", &recovery[0]).await,
         Code::Unauthenticated,
         "INVALID_CREDENTIALS",
     );
@@ -577,4 +706,5 @@ crate::on_both_backends!(
     twenty_second_factors_at_once_open_one_session,
     second_factor_guesses_are_counted_before_they_are_checked,
     the_bridge_signs_in_with_a_second_factor,
+    changing_an_account_with_a_factor_needs_a_fresh_second_factor,
 );

@@ -5,10 +5,12 @@
 use std::convert::Infallible;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 
 use crate::{
     auth::{AccessClaims, BearerToken, ClientCertificate, Scope, TokenError},
-    domain::{Actor, User},
+    clock::span,
+    domain::{Aal, Actor, AuthMethods, User},
     error::{ServiceError, ServiceResult},
     services::Services,
 };
@@ -23,13 +25,18 @@ pub struct Credentials {
     pub certificate: Option<ClientCertificate>,
 }
 
-/// The user behind a verified bearer token, and the token's claims.
+/// The user behind a verified bearer token, the token's claims, and how its session was
+/// authenticated as the session records it now (a `StepUp` raises it for every token).
 #[derive(Debug)]
 pub struct Authenticated {
     /// The account, as it is now.
     pub user: User,
     /// The claims of the presented token.
     pub claims: AccessClaims,
+    /// The kinds of factor the session has used.
+    pub methods: AuthMethods,
+    /// When its user last proved one.
+    pub auth_time: DateTime<Utc>,
 }
 
 /// What a call requires of its caller.
@@ -39,6 +46,9 @@ pub struct Access {
     service_scope: Option<Scope>,
     /// Which signed-in users are admitted.
     users: Users,
+    /// Whether a user whose account has a second factor must have proven one in this session
+    /// within `STEP_UP_MAX_AGE`.
+    fresh_second_factor: bool,
 }
 
 /// The signed-in users a call admits.
@@ -57,7 +67,18 @@ impl Access {
     pub const SIGNED_IN: Self = Self {
         service_scope: None,
         users: Users::Anyone,
+        fresh_second_factor: false,
     };
+
+    /// The same, and for an account with a second factor, one proven in the caller's session
+    /// within `STEP_UP_MAX_AGE` (`aal2`, recently): what changing the account asks.
+    #[must_use]
+    pub const fn with_fresh_second_factor(self) -> Self {
+        Self {
+            fresh_second_factor: true,
+            ..self
+        }
+    }
 
     /// An administrator: a signed-in staff user, or a service whose credential allows `scope`.
     #[must_use]
@@ -65,6 +86,7 @@ impl Access {
         Self {
             service_scope: Some(scope),
             users: Users::Staff,
+            fresh_second_factor: false,
         }
     }
 
@@ -75,6 +97,7 @@ impl Access {
         Self {
             service_scope: Some(scope),
             users: Users::Anyone,
+            fresh_second_factor: false,
         }
     }
 
@@ -84,6 +107,7 @@ impl Access {
         Self {
             service_scope: Some(scope),
             users: Users::Nobody,
+            fresh_second_factor: false,
         }
     }
 }
@@ -198,7 +222,20 @@ impl Services {
         if access.users == Users::Staff && !(me.user.is_staff || me.user.is_superuser) {
             return Err(ServiceError::PermissionDenied);
         }
+        if access.fresh_second_factor && !self.has_fresh_second_factor(&me).await? {
+            return Err(ServiceError::StepUpRequired);
+        }
         Ok(Principal::User(me))
+    }
+
+    /// Whether the caller's session meets a step-up: its account has no second factor, or
+    /// the session proved one (`aal2`) within `STEP_UP_MAX_AGE`.
+    async fn has_fresh_second_factor(&self, me: &Authenticated) -> ServiceResult<bool> {
+        let recent = self.clock.now() - me.auth_time <= span(self.config.step_up_max_age);
+        if me.methods.aal() == Aal::Aal2 && recent {
+            return Ok(true);
+        }
+        Ok(self.second_factor_kinds(me.user.id).await?.is_empty())
     }
 
     /// Verifies a bearer access token and that its session is still live.
@@ -221,18 +258,19 @@ impl Services {
             .session_with_user(&verified.session_id)
             .await
             .context("loading the session and its user")?;
-        let user = bearer
+        let (session, user) = bearer
             .filter(|(session, user)| {
                 session.revoked_at.is_none()
                     && session.expires_at > now.naive_utc()
                     && user.id == verified.user_id
                     && user.is_active
             })
-            .map(|(_, user)| user)
             .ok_or(ServiceError::SessionRevoked)?;
         Ok(Authenticated {
             user: self.to_user(&user),
             claims: verified.claims,
+            methods: AuthMethods::from_stored(&session.methods),
+            auth_time: session.authenticated_at().and_utc(),
         })
     }
 }
