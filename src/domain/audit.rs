@@ -41,11 +41,15 @@ pub enum AuditKind {
     FactorAdd,
     /// A session proved a second factor again (`StepUp`).
     StepUp,
+    /// A second factor was removed.
+    FactorRemove,
+    /// A new set of recovery codes replaced the old.
+    RecoveryCodesRegenerate,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::SignIn,
         Self::SignInThrottled,
         Self::RefreshReuse,
@@ -63,6 +67,8 @@ impl AuditKind {
         Self::LogoutOthers,
         Self::FactorAdd,
         Self::StepUp,
+        Self::FactorRemove,
+        Self::RecoveryCodesRegenerate,
     ];
 
     /// The stored and wire name, e.g. `sign_in`.
@@ -86,6 +92,8 @@ impl AuditKind {
             Self::LogoutOthers => "logout_others",
             Self::FactorAdd => "factor_add",
             Self::StepUp => "step_up",
+            Self::FactorRemove => "factor_remove",
+            Self::RecoveryCodesRegenerate => "recovery_codes_regenerate",
         }
     }
 

@@ -143,6 +143,8 @@ impl Mailer {
             Notice::SessionRevoked => TemplateName::SessionRevoked,
             Notice::EmailChanged => TemplateName::EmailChanged,
             Notice::FactorAdded => TemplateName::FactorAdded,
+            Notice::FactorRemoved => TemplateName::FactorRemoved,
+            Notice::RecoveryCodesRegenerated => TemplateName::RecoveryCodesRegenerated,
         };
         let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
         let rendered = self
@@ -244,6 +246,10 @@ pub enum Notice {
     EmailChanged,
     /// A second factor was added.
     FactorAdded,
+    /// A second factor was removed.
+    FactorRemoved,
+    /// New recovery codes replaced the old.
+    RecoveryCodesRegenerated,
 }
 
 /// The parts of an emailed link: whose it is, its token, and how long it lasts from when.

@@ -43,10 +43,14 @@ pub enum TemplateName {
     FactorAdded,
     /// A notice to the owner: a recovery code was used, and how many are left.
     RecoveryCodeUsed,
+    /// A notice to the owner: a second factor was removed.
+    FactorRemoved,
+    /// A notice to the owner: new recovery codes replaced the old.
+    RecoveryCodesRegenerated,
 }
 
 impl TemplateName {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 18] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -63,6 +67,8 @@ impl TemplateName {
         Self::ChoosePassword,
         Self::FactorAdded,
         Self::RecoveryCodeUsed,
+        Self::FactorRemoved,
+        Self::RecoveryCodesRegenerated,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -83,6 +89,8 @@ impl TemplateName {
             Self::ChoosePassword => "choose_password",
             Self::FactorAdded => "factor_added",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::FactorRemoved => "factor_removed",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }
 
@@ -151,6 +159,14 @@ impl TemplateName {
             Self::RecoveryCodeUsed => (
                 include_str!("templates/recovery_code_used.txt"),
                 include_str!("templates/recovery_code_used.html"),
+            ),
+            Self::FactorRemoved => (
+                include_str!("templates/factor_removed.txt"),
+                include_str!("templates/factor_removed.html"),
+            ),
+            Self::RecoveryCodesRegenerated => (
+                include_str!("templates/recovery_codes_regenerated.txt"),
+                include_str!("templates/recovery_codes_regenerated.html"),
             ),
         }
     }

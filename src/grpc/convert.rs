@@ -61,6 +61,11 @@ pub(crate) fn factor_name(raw: &str) -> Parsed<FactorName> {
     field("name", FactorName::parse(raw, DEFAULT_TOTP_NAME))
 }
 
+/// A factor id.
+pub(crate) fn factor_id(raw: &str) -> Parsed<FactorId> {
+    field("factor_id", FactorId::parse(raw))
+}
+
 /// A pending factor and a code of it.
 pub(crate) fn factor_code(request: &pb::ConfirmTotpEnrollmentRequest) -> Parsed<(FactorId, Otp)> {
     Ok((

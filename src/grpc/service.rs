@@ -426,6 +426,32 @@ impl IdentityService for IdentityApi {
         reply(outcome, |access| pb::StepUpResponse { access })
     }
 
+    async fn remove_factor(
+        &self,
+        request: Request<pb::RemoveFactorRequest>,
+    ) -> Reply<pb::RemoveFactorResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let id = convert::factor_id(&request.get_ref().factor_id).map_err(to_status)?;
+        let outcome = self.services.remove_factor(caller, credentials, id).await;
+        reply(outcome, |()| pb::RemoveFactorResponse {})
+    }
+
+    async fn regenerate_recovery_codes(
+        &self,
+        request: Request<pb::RegenerateRecoveryCodesRequest>,
+    ) -> Reply<pb::RegenerateRecoveryCodesResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let outcome = self
+            .services
+            .regenerate_recovery_codes(caller, credentials)
+            .await;
+        reply(outcome, |recovery_codes| {
+            pb::RegenerateRecoveryCodesResponse { recovery_codes }
+        })
+    }
+
     async fn list_factors(
         &self,
         request: Request<pb::ListFactorsRequest>,

@@ -175,5 +175,7 @@ rpcs! {
     ListFactors => identity.list_factors,
     VerifySecondFactor => identity.verify_second_factor,
     StepUp => identity.step_up,
+    RemoveFactor => identity.remove_factor,
+    RegenerateRecoveryCodes => identity.regenerate_recovery_codes,
     IntrospectToken => tokens.introspect_token,
 }

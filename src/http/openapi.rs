@@ -16,6 +16,8 @@ const AUTHENTICATED: &[&str] = &[
     "ConfirmTotpEnrollment",
     "ListFactors",
     "StepUp",
+    "RemoveFactor",
+    "RegenerateRecoveryCodes",
     "ListSessions",
     "RevokeSession",
     "LogoutOthers",

@@ -33,6 +33,10 @@ const ENROLLMENT_LIFETIME: Duration = Duration::from_secs(600);
 /// Recovery codes in a set.
 const RECOVERY_CODES: usize = 10;
 
+/// What managing an account's factors asks of the caller: signed in and, for an account with a
+/// second factor, one proven within `STEP_UP_MAX_AGE`.
+const CHANGES_FACTORS: Access = Access::SIGNED_IN.with_fresh_second_factor();
+
 /// What an authenticator app is called when its owner gives no name.
 pub const DEFAULT_TOTP_NAME: &str = "authenticator app";
 
@@ -96,9 +100,7 @@ impl Services {
         name: FactorName,
     ) -> ServiceResult<TotpEnrollment> {
         // Adding a factor to an account that has one is a change a second factor guards.
-        let me: Authenticated = self
-            .require(&credentials, Access::SIGNED_IN.with_fresh_second_factor())
-            .await?;
+        let me: Authenticated = self.require(&credentials, CHANGES_FACTORS).await?;
         let secret = TotpSecret::generate()?;
         let now = self.clock.now();
         let expires_at = now + span(ENROLLMENT_LIFETIME);
@@ -216,6 +218,86 @@ impl Services {
             factor,
             recovery_codes,
         })
+    }
+
+    /// Removes one of the caller's factors (a second factor proven within `STEP_UP_MAX_AGE`
+    /// first); with the last go the recovery codes. The owner is told.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `NotFound` for a factor that is not the caller's.
+    #[tracing::instrument(skip_all)]
+    pub async fn remove_factor(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+        id: FactorId,
+    ) -> ServiceResult<()> {
+        let me: Authenticated = self.require(&credentials, CHANGES_FACTORS).await?;
+        let user_id = me.user.id;
+        self.transaction(&caller, async |tx| {
+            if !tx
+                .delete_factor(user_id, &id)
+                .await
+                .context("removing the factor")?
+            {
+                return Err(ServiceError::NotFound);
+            }
+            let owner = tx
+                .user_by_id(user_id)
+                .await
+                .context("loading the owner")?
+                .ok_or(ServiceError::SessionRevoked)?;
+            tx.notify(Notice::FactorRemoved, &owner).await?;
+            let entry = AuditEntry::success(AuditKind::FactorRemove, Actor::User(user_id), user_id)
+                .detail(format!("factor={id}"));
+            tx.audit(entry).await
+        })
+        .await?;
+        tracing::info!(user.id = %user_id, factor.id = %id, "factor removed");
+        Ok(())
+    }
+
+    /// A new set of ten recovery codes, shown once, voiding the old (a second factor proven
+    /// within `STEP_UP_MAX_AGE` first). The owner is told.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `NotFound` for an account without a second factor.
+    #[tracing::instrument(skip_all)]
+    pub async fn regenerate_recovery_codes(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+    ) -> ServiceResult<Vec<String>> {
+        let me: Authenticated = self.require(&credentials, CHANGES_FACTORS).await?;
+        let user_id = me.user.id;
+        let codes = self
+            .transaction(&caller, async |tx| {
+                let has_factor = !tx
+                    .confirmed_factors(user_id)
+                    .await
+                    .context("loading the factors")?
+                    .is_empty();
+                if !has_factor {
+                    return Err(ServiceError::NotFound);
+                }
+                let codes = self.new_recovery_codes(tx, user_id).await?;
+                let owner = tx
+                    .user_by_id(user_id)
+                    .await
+                    .context("loading the owner")?
+                    .ok_or(ServiceError::SessionRevoked)?;
+                tx.notify(Notice::RecoveryCodesRegenerated, &owner).await?;
+                let entry = AuditEntry::success(
+                    AuditKind::RecoveryCodesRegenerate,
+                    Actor::User(user_id),
+                    user_id,
+                );
+                tx.audit(entry).await?;
+                Ok(codes)
+            })
+            .await?;
+        tracing::info!(user.id = %user_id, "recovery codes regenerated");
+        Ok(codes)
     }
 
     /// The caller's confirmed factors and how many recovery codes are left.

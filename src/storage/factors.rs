@@ -200,6 +200,31 @@ impl Queries<'_> {
         })
     }
 
+    /// Removes one of the account's factors, confirmed or pending; with its last confirmed
+    /// factor go its recovery codes. Returns whether there was such a factor.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn delete_factor(
+        &mut self,
+        user_id: UserId,
+        id: &FactorId,
+    ) -> Result<bool, StoreError> {
+        let factor = factors::table.find(id).filter(factors::user_id.eq(user_id));
+        let others = factors::table
+            .filter(factors::user_id.eq(user_id))
+            .filter(factors::confirmed_at.is_not_null());
+        let codes = recovery_codes::table.filter(recovery_codes::user_id.eq(user_id));
+        on_backend!(self, conn => {
+            let removed = diesel::delete(factor).execute(conn).await? == 1;
+            let left: i64 = others.count().get_result(conn).await?;
+            if removed && left == 0 {
+                diesel::delete(codes).execute(conn).await?;
+            }
+            Ok::<_, diesel::result::Error>(removed)
+        })
+    }
+
     /// Replaces the account's recovery codes (voiding the old set).
     ///
     /// # Errors

@@ -462,6 +462,89 @@ async fn changing_an_account_with_a_factor_needs_a_fresh_second_factor(backend: 
         .unwrap();
 }
 
+async fn managing_factors_needs_a_step_up_and_tells_the_owner(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, old_codes) = with_totp(&app, &tokens.access).await;
+    let listed = factors(&app, &tokens.access).await;
+    let factor_id = listed.factors[0].id.clone();
+    let regenerate = |access: String| {
+        let client = app.client.clone();
+        async move {
+            client
+                .clone()
+                .regenerate_recovery_codes(TestApp::authorized(
+                    pb::RegenerateRecoveryCodesRequest {},
+                    &access,
+                ))
+                .await
+        }
+    };
+    let remove = |access: String, id: String| {
+        let client = app.client.clone();
+        async move {
+            client
+                .clone()
+                .remove_factor(TestApp::authorized(
+                    pb::RemoveFactorRequest { factor_id: id },
+                    &access,
+                ))
+                .await
+        }
+    };
+    assert_refused(
+        regenerate(tokens.access.clone()).await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
+    assert_refused(
+        remove(tokens.access.clone(), factor_id.clone()).await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
+
+    step_up(&app, &tokens.access, &code_at(&app, &secret, 1), "")
+        .await
+        .unwrap();
+    let new_codes = regenerate(tokens.access.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .recovery_codes;
+    assert_eq!(new_codes.len(), 10);
+    assert!(new_codes.iter().all(|code| !old_codes.contains(code)));
+    app.smtp
+        .nth_with_subject("ada@example.com", "New recovery codes", 1)
+        .await;
+    // The old set is void; the new one works.
+    let challenge = challenged(&app, "ada@example.com").await;
+    assert_refused(
+        verify(&app, &challenge.mfa_token, "", &old_codes[0]).await,
+        Code::InvalidArgument,
+        "OTP_INVALID",
+    );
+    verify(&app, &challenge.mfa_token, "", &new_codes[0])
+        .await
+        .unwrap();
+
+    // Someone else's factor is no one's to remove.
+    let (_, other) = app.signed_in_user("grace@example.com").await;
+    assert_refused(
+        remove(other.access.clone(), factor_id.clone()).await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    remove(tokens.access.clone(), factor_id).await.unwrap();
+    app.smtp
+        .nth_with_subject("ada@example.com", "second factor was removed", 1)
+        .await;
+    let listed = factors(&app, &tokens.access).await;
+    assert_eq!((listed.factors.len(), listed.recovery_codes_left), (0, 0));
+    // Without a factor the password signs in alone again.
+    let answer = app.login("ada@example.com", PASSWORD).await.unwrap();
+    assert!(answer.mfa_required.is_none() && !answer.access.is_empty());
+}
+
 /// Signs in with the password; the challenge it answers.
 async fn challenged(app: &TestApp, email: &str) -> pb::MfaRequired {
     let answer = app.login(email, PASSWORD).await.unwrap();
@@ -707,4 +790,5 @@ crate::on_both_backends!(
     second_factor_guesses_are_counted_before_they_are_checked,
     the_bridge_signs_in_with_a_second_factor,
     changing_an_account_with_a_factor_needs_a_fresh_second_factor,
+    managing_factors_needs_a_step_up_and_tells_the_owner,
 );
