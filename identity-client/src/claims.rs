@@ -27,6 +27,25 @@ pub struct VerifiedToken {
     pub issued_at: i64,
     /// Expires at, seconds since the epoch (`exp`).
     pub expires_at: i64,
+    /// The session's authenticator assurance level (`aal`): `aal1` or `aal2`; empty in tokens
+    /// of a server that did not carry it.
+    pub aal: String,
+    /// How the session's user proved who they are (`amr`, RFC 8176 values).
+    pub amr: Vec<String>,
+    /// When they last proved a factor, seconds since the epoch (`auth_time`).
+    pub auth_time: i64,
+}
+
+impl VerifiedToken {
+    /// Whether the session proved a second factor (`aal2`) within `max_age` before `now`
+    /// (seconds since the epoch): what a service asks before a sensitive change, as the
+    /// server asks it (`STEP_UP_MAX_AGE`) of `ChangePassword`. "aal2 within 10 minutes" is
+    /// `token.is_aal2_within(Duration::from_secs(600), now)`.
+    #[must_use]
+    pub fn is_aal2_within(&self, max_age: std::time::Duration, now: i64) -> bool {
+        let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        self.aal == "aal2" && now.saturating_sub(self.auth_time) <= max_age
+    }
 }
 
 #[derive(Deserialize)]
@@ -38,6 +57,12 @@ struct AccessClaims {
     iat: i64,
     exp: i64,
     sid: String,
+    #[serde(default)]
+    aal: String,
+    #[serde(default)]
+    amr: Vec<String>,
+    #[serde(default)]
+    auth_time: i64,
 }
 
 /// What a token must be to verify, besides its key.
@@ -104,6 +129,9 @@ impl Expectations {
             token_id: claims.jti,
             issued_at: claims.iat,
             expires_at: claims.exp,
+            aal: claims.aal,
+            amr: claims.amr,
+            auth_time: claims.auth_time,
         })
     }
 }
@@ -171,6 +199,30 @@ mod tests {
             .unwrap();
         assert_eq!((token.user_id, token.session_id.as_str()), (42, "s1"));
         assert_eq!(access_token_kid(&sign(&claims(), 1)).unwrap(), "k1");
+    }
+
+    #[test]
+    fn a_service_states_aal2_within_ten_minutes_locally() {
+        let ten_minutes = std::time::Duration::from_secs(600);
+        let stepped_up = with("aal", json!("aal2"));
+        let mut stepped_up = stepped_up;
+        stepped_up["amr"] = json!(["pwd", "otp", "mfa"]);
+        stepped_up["auth_time"] = json!(NOW - 60);
+        let token = expectations()
+            .check(&sign(&stepped_up, 1), &key(1).1, NOW)
+            .unwrap();
+        assert_eq!(token.amr, ["pwd", "otp", "mfa"]);
+        assert!(token.is_aal2_within(ten_minutes, NOW));
+        assert!(!token.is_aal2_within(ten_minutes, NOW - 60 + 601));
+        // A password-only session, and a token of a server that carried no level, are not.
+        let password = expectations()
+            .check(&sign(&with("aal", json!("aal1")), 1), &key(1).1, NOW)
+            .unwrap();
+        assert!(!password.is_aal2_within(ten_minutes, NOW));
+        let older = expectations()
+            .check(&sign(&claims(), 1), &key(1).1, NOW)
+            .unwrap();
+        assert!(!older.is_aal2_within(ten_minutes, NOW));
     }
 
     #[test]

@@ -103,6 +103,9 @@ mod tests {
             token_id: "jti".into(),
             issued_at,
             expires_at: issued_at + 300,
+            aal: "aal1".into(),
+            amr: vec!["pwd".into()],
+            auth_time: issued_at,
         }
     }
 

@@ -9,7 +9,7 @@ use std::{
 use identity::pb::{self, identity_service_client::IdentityServiceClient};
 
 use super::free_address;
-use crate::{binary::serve, fake_smtp::FakeSmtp};
+use crate::{binary::serve, fake_smtp::FakeSmtp, helpers::TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_logs_of_a_whole_flow_hold_no_secret() {
@@ -77,6 +77,35 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         .await
         .unwrap()
         .into_inner();
+    // An authenticator app: its secret, its URI, a code and the recovery codes are secrets.
+    let enrollment = client
+        .start_totp_enrollment(TestApp::authorized(
+            pb::StartTotpEnrollmentRequest::default(),
+            &rotated.access,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&enrollment.secret).unwrap())
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let totp_code = totp.generate(now).to_string();
+    let confirmed = client
+        .confirm_totp_enrollment(TestApp::authorized(
+            pb::ConfirmTotpEnrollmentRequest {
+                factor_id: enrollment.factor_id.clone(),
+                code: totp_code.clone(),
+            },
+            &rotated.access,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     client
         .password_reset(pb::PasswordResetRequest {
             email: email.into(),
@@ -107,7 +136,7 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         .next()
         .unwrap()
         .to_owned();
-    let secrets = [
+    let mut secrets = vec![
         password,
         new_password,
         "a-wrong-passphrase",
@@ -119,11 +148,15 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         &reset_token,
         &activation_token,
         email,
+        &enrollment.secret,
+        &enrollment.otpauth_uri,
+        &totp_code,
     ];
+    secrets.extend(confirmed.recovery_codes.iter().map(String::as_str));
     for line in &logs {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|_| panic!("not a JSON line: {line}"));
-        for secret in secrets {
+        for secret in &secrets {
             assert!(
                 !line.contains(secret),
                 "a secret leaked into the log: {line}"
