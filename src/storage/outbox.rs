@@ -154,7 +154,8 @@ impl Queries<'_> {
     }
 
     /// Deletes state that can no longer matter: counters whose window and block ended before
-    /// `cutoff`, sessions and address changes that expired before it, finished emails and
+    /// `cutoff`, sessions, address changes, second-factor challenges and pending factors that
+    /// expired before it, finished emails and
     /// revocations older than it (no access token they could void lives that long),
     /// accounts still unproven that were made before `unverified_cutoff` (with everything
     /// of theirs), and audit events older than `audit_cutoff`. Returns how many rows went.
@@ -167,7 +168,10 @@ impl Queries<'_> {
         unverified_cutoff: NaiveDateTime,
         audit_cutoff: NaiveDateTime,
     ) -> Result<usize, StoreError> {
-        use super::schema::{audit_events, counters, email_changes, revocations, sessions, users};
+        use super::schema::{
+            audit_events, counters, email_changes, factors, mfa_challenges, revocations, sessions,
+            users,
+        };
         on_backend!(self, conn => {
             let counters = diesel::delete(
                 counters::table
@@ -207,8 +211,20 @@ impl Queries<'_> {
             )
             .execute(conn)
             .await?;
+            let challenges =
+                diesel::delete(mfa_challenges::table.filter(mfa_challenges::expires_at.lt(cutoff)))
+                    .execute(conn)
+                    .await?;
+            let lapsed = diesel::delete(
+                factors::table
+                    .filter(factors::confirmed_at.is_null())
+                    .filter(factors::expires_at.lt(cutoff)),
+            )
+            .execute(conn)
+            .await?;
             Ok::<_, diesel::result::Error>(
-                counters + unverified + sessions + revoked + emails + changes + audited,
+                counters + unverified + sessions + revoked + emails + changes + audited + challenges
+                    + lapsed,
             )
         })
     }

@@ -545,6 +545,36 @@ async fn managing_factors_needs_a_step_up_and_tells_the_owner(backend: Backend) 
     assert!(answer.mfa_required.is_none() && !answer.access.is_empty());
 }
 
+/// Lapsed enrollments and challenges are purged by the worker's rounds.
+async fn lapsed_enrollments_and_challenges_are_purged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    with_totp(&app, &tokens.access).await;
+    challenged(&app, "ada@example.com").await;
+    let (_, other) = app.signed_in_user("grace@example.com").await;
+    start(&app, &other.access).await;
+    let pending = "SELECT id AS value FROM factors WHERE confirmed_at IS NULL";
+    let challenges = "SELECT token_hash AS value FROM mfa_challenges";
+    assert_eq!(app.query_texts(pending).await.len(), 1);
+    assert_eq!(app.query_texts(challenges).await.len(), 1);
+
+    app.clock
+        .advance(std::time::Duration::from_secs(3 * 86_400));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(app.query_texts(challenges).await.is_empty()
+        && app.query_texts(pending).await.is_empty())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a lapsed enrollment or challenge was not purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The confirmed factor stays.
+    let factors = app.query_texts("SELECT id AS value FROM factors").await;
+    assert_eq!(factors.len(), 1);
+}
+
 /// Signs in with the password; the challenge it answers.
 async fn challenged(app: &TestApp, email: &str) -> pb::MfaRequired {
     let answer = app.login(email, PASSWORD).await.unwrap();
@@ -791,4 +821,5 @@ crate::on_both_backends!(
     the_bridge_signs_in_with_a_second_factor,
     changing_an_account_with_a_factor_needs_a_fresh_second_factor,
     managing_factors_needs_a_step_up_and_tells_the_owner,
+    lapsed_enrollments_and_challenges_are_purged,
 );
