@@ -45,11 +45,13 @@ pub enum AuditKind {
     FactorRemove,
     /// A new set of recovery codes replaced the old.
     RecoveryCodesRegenerate,
+    /// An administrator removed every second factor of an account.
+    FactorsReset,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::SignIn,
         Self::SignInThrottled,
         Self::RefreshReuse,
@@ -69,6 +71,7 @@ impl AuditKind {
         Self::StepUp,
         Self::FactorRemove,
         Self::RecoveryCodesRegenerate,
+        Self::FactorsReset,
     ];
 
     /// The stored and wire name, e.g. `sign_in`.
@@ -94,6 +97,7 @@ impl AuditKind {
             Self::StepUp => "step_up",
             Self::FactorRemove => "factor_remove",
             Self::RecoveryCodesRegenerate => "recovery_codes_regenerate",
+            Self::FactorsReset => "factors_reset",
         }
     }
 

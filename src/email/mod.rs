@@ -145,6 +145,7 @@ impl Mailer {
             Notice::FactorAdded => TemplateName::FactorAdded,
             Notice::FactorRemoved => TemplateName::FactorRemoved,
             Notice::RecoveryCodesRegenerated => TemplateName::RecoveryCodesRegenerated,
+            Notice::FactorsReset => TemplateName::FactorsReset,
         };
         let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
         let rendered = self
@@ -250,6 +251,8 @@ pub enum Notice {
     FactorRemoved,
     /// New recovery codes replaced the old.
     RecoveryCodesRegenerated,
+    /// An administrator removed every second factor.
+    FactorsReset,
 }
 
 /// The parts of an emailed link: whose it is, its token, and how long it lasts from when.

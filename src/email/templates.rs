@@ -47,10 +47,12 @@ pub enum TemplateName {
     FactorRemoved,
     /// A notice to the owner: new recovery codes replaced the old.
     RecoveryCodesRegenerated,
+    /// A notice to the owner: an administrator removed every second factor.
+    FactorsReset,
 }
 
 impl TemplateName {
-    const ALL: [Self; 18] = [
+    const ALL: [Self; 19] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -69,6 +71,7 @@ impl TemplateName {
         Self::RecoveryCodeUsed,
         Self::FactorRemoved,
         Self::RecoveryCodesRegenerated,
+        Self::FactorsReset,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -91,6 +94,7 @@ impl TemplateName {
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::FactorRemoved => "factor_removed",
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::FactorsReset => "factors_reset",
         }
     }
 
@@ -167,6 +171,10 @@ impl TemplateName {
             Self::RecoveryCodesRegenerated => (
                 include_str!("templates/recovery_codes_regenerated.txt"),
                 include_str!("templates/recovery_codes_regenerated.html"),
+            ),
+            Self::FactorsReset => (
+                include_str!("templates/factors_reset.txt"),
+                include_str!("templates/factors_reset.html"),
             ),
         }
     }

@@ -464,6 +464,20 @@ impl IdentityService for IdentityApi {
         })
     }
 
+    async fn reset_user_factors(
+        &self,
+        request: Request<pb::ResetUserFactorsRequest>,
+    ) -> Reply<pb::ResetUserFactorsResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let id = convert::user_id(request.get_ref().id).map_err(to_status)?;
+        let outcome = self
+            .services
+            .reset_user_factors(caller, credentials, id)
+            .await;
+        reply(outcome, |()| pb::ResetUserFactorsResponse {})
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,

@@ -177,5 +177,6 @@ rpcs! {
     StepUp => identity.step_up,
     RemoveFactor => identity.remove_factor,
     RegenerateRecoveryCodes => identity.regenerate_recovery_codes,
+    ResetUserFactors => identity.reset_user_factors,
     IntrospectToken => tokens.introspect_token,
 }

@@ -30,6 +30,7 @@ const AUTHENTICATED: &[&str] = &[
 const FOR_SERVICES: &[&str] = &["IntrospectToken"];
 /// RPCs for a staff user's access token or a service token with the right scope.
 const FOR_STAFF_OR_SERVICES: &[&str] = &[
+    "ResetUserFactors",
     "ListUsers",
     "GetUser",
     "CreateUser",

@@ -17,6 +17,7 @@ use super::{
 use crate::{
     auth::Scope,
     domain::{AuditKind, Email, Password, PersonName, User, UserId},
+    email::Notice,
     error::{ServiceError, ServiceResult},
     storage::{UserChanges, UserRow},
 };
@@ -196,6 +197,39 @@ impl Services {
             .await?;
         tracing::info!(user.id = %id, "account changed by an administrator");
         Ok(self.to_user(&row))
+    }
+
+    /// Removes every second factor of an account and its recovery codes, for a user who lost
+    /// them (after the support desk's own checks); the next sign-in asks for the password
+    /// alone. The owner is told.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `NotFound`, `PermissionDenied` (staff resetting a
+    /// superuser).
+    #[tracing::instrument(skip_all, fields(user.id = %id))]
+    pub async fn reset_user_factors(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+        id: UserId,
+    ) -> ServiceResult<()> {
+        let admin: Principal = self
+            .require(&credentials, Access::staff_or_service(Scope::UsersWrite))
+            .await?;
+        self.transaction(&caller, async |tx| {
+            let row = self.administered_user(tx, &admin, id, None).await?;
+            let removed = tx
+                .delete_all_factors(id)
+                .await
+                .context("removing the factors")?;
+            tx.notify(Notice::FactorsReset, &row).await?;
+            let entry = AuditEntry::success(AuditKind::FactorsReset, admin.actor(), id)
+                .detail(format!("factors_removed={removed}"));
+            tx.audit(entry).await
+        })
+        .await?;
+        tracing::info!(user.id = %id, "second factors reset by an administrator");
+        Ok(())
     }
 
     /// Deletes an account and ends its sessions at once.

@@ -225,6 +225,20 @@ impl Queries<'_> {
         })
     }
 
+    /// Removes every factor of the account and its recovery codes; returns how many factors.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn delete_all_factors(&mut self, user_id: UserId) -> Result<usize, StoreError> {
+        let all = factors::table.filter(factors::user_id.eq(user_id));
+        let codes = recovery_codes::table.filter(recovery_codes::user_id.eq(user_id));
+        on_backend!(self, conn => {
+            let removed = diesel::delete(all).execute(conn).await?;
+            diesel::delete(codes).execute(conn).await?;
+            Ok::<_, diesel::result::Error>(removed)
+        })
+    }
+
     /// Replaces the account's recovery codes (voiding the old set).
     ///
     /// # Errors

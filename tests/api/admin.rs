@@ -91,6 +91,55 @@ pub(crate) async fn delete(app: &TestApp, bearer: &str, id: i64) -> Result<(), S
         .map(drop)
 }
 
+/// A support desk (a service with `users:write`) removes the second factors of a user who lost
+/// them; a user or a reading service may not; the owner is told and signs in with the password.
+async fn support_resets_the_factors_of_a_user_who_lost_them(backend: Backend) {
+    let (app, _dir) = app_with_services(backend).await;
+    let (user, tokens) = app.signed_in_user("lost@example.com").await;
+    crate::factors::with_totp(&app, &tokens.access).await;
+    let reset = |bearer: &str| {
+        let request = TestApp::authorized(pb::ResetUserFactorsRequest { id: user.id }, bearer);
+        let client = app.client.clone();
+        async move { client.clone().reset_user_factors(request).await }
+    };
+    assert_refused(
+        reset(&tokens.access).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        reset(READER).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert!(
+        app.login("lost@example.com", PASSWORD)
+            .await
+            .unwrap()
+            .mfa_required
+            .is_some()
+    );
+
+    reset(WRITER).await.unwrap();
+    let answer = app.login("lost@example.com", PASSWORD).await.unwrap();
+    assert!(answer.mfa_required.is_none() && !answer.access.is_empty());
+    app.smtp
+        .nth_with_subject(
+            "lost@example.com",
+            "second factors of your account were removed",
+            1,
+        )
+        .await;
+    let trail = app
+        .query_texts(&format!(
+            "SELECT actor AS value FROM audit_events WHERE kind = 'factors_reset' \
+             AND subject_user_id = {}",
+            user.id
+        ))
+        .await;
+    assert_eq!(trail, ["service:support"]);
+}
+
 async fn staff_and_trusted_services_create_verified_accounts(backend: Backend) {
     let (app, _dir) = app_with_services(backend).await;
     let staff = app.login(STAFF_EMAIL, STAFF_PASSWORD).await.unwrap();
@@ -678,6 +727,7 @@ async fn administration_has_bridge_paths(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    support_resets_the_factors_of_a_user_who_lost_them,
     staff_and_trusted_services_create_verified_accounts,
     a_created_account_can_be_sent_a_link_to_choose_its_password,
     an_update_writes_only_what_its_mask_names,
