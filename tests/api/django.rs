@@ -402,6 +402,41 @@ async fn a_reset_link_django_mailed_works_once_after_the_cutover(backend: Backen
     assert_refused(again, Code::InvalidArgument, "LINK_INVALID");
 }
 
+/// The exchange is a first factor like any other: an account with an authenticator app answers
+/// `mfa_required`, and the code finishes it at `aal2` with `amr` `fed`, `otp`, `mfa`.
+async fn a_django_token_of_an_account_with_a_second_factor_asks_for_it(backend: Backend) {
+    let password = "a Django user's passphrase";
+    let dir = django_made_users(password);
+    let dump = dir.path().join("users.json");
+    let token = std::fs::read_to_string(dir.path().join("refresh_token.txt")).unwrap();
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY),
+            ("DJANGO_REFRESH_TOKENS_UNTIL", &until),
+        ],
+    )
+    .await;
+    import_django(&app, &["--from-json", dump.to_str().unwrap()]);
+    let signed_in = app
+        .login("pbkdf2_sha256@example.com", password)
+        .await
+        .unwrap();
+    let (secret, _) = crate::factors::with_totp(&app, &signed_in.access).await;
+
+    let exchanged = app.refresh(&token).await.unwrap();
+    assert!(exchanged.access.is_empty() && exchanged.refresh.is_empty());
+    let challenge = exchanged.mfa_required.expect("a second factor is required");
+    let code = crate::factors::code_at(&app, &secret, 1);
+    let session = crate::factors::verify(&app, &challenge.mfa_token, &code, "")
+        .await
+        .unwrap();
+    let claims = crate::factors::claims(&session.access);
+    assert_eq!(claims["aal"], "aal2");
+    assert_eq!(claims["amr"], serde_json::json!(["fed", "otp", "mfa"]));
+}
+
 async fn a_refresh_token_django_issued_is_exchanged_once_within_the_window(backend: Backend) {
     let dir = django_made_users("a Django user's passphrase");
     let dump = dir.path().join("users.json");
@@ -541,6 +576,7 @@ async fn hashes_passlib_writes_in_django_formats_sign_in(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_django_token_of_an_account_with_a_second_factor_asks_for_it,
     django_hashes_sign_in_once_and_become_argon2id,
     hashes_passlib_writes_in_django_formats_sign_in,
     an_activation_link_django_mailed_activates_once,
