@@ -14,6 +14,7 @@ mod throwaway_postgres;
 mod account_changes;
 mod accounts;
 mod admin;
+mod assurance_table;
 mod audit;
 mod binary;
 mod bounds;
