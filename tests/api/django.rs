@@ -402,13 +402,14 @@ async fn a_reset_link_django_mailed_works_once_after_the_cutover(backend: Backen
     assert_refused(again, Code::InvalidArgument, "LINK_INVALID");
 }
 
-/// The exchange is a first factor like any other: an account with an authenticator app answers
-/// `mfa_required`, and the code finishes it at `aal2` with `amr` `fed`, `otp`, `mfa`.
-async fn a_django_token_of_an_account_with_a_second_factor_asks_for_it(backend: Backend) {
-    let password = "a Django user's passphrase";
+/// Users a real Django made (with `password`), imported into an app that exchanges simplejwt
+/// refresh tokens for the next hour: the app, what Django wrote, and what the import printed.
+async fn imported_exchanging_tokens(
+    backend: Backend,
+    password: &str,
+) -> (TestApp, tempfile::TempDir, String) {
     let dir = django_made_users(password);
     let dump = dir.path().join("users.json");
-    let token = std::fs::read_to_string(dir.path().join("refresh_token.txt")).unwrap();
     let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let app = TestApp::spawn_with(
         backend,
@@ -418,7 +419,19 @@ async fn a_django_token_of_an_account_with_a_second_factor_asks_for_it(backend: 
         ],
     )
     .await;
-    import_django(&app, &["--from-json", dump.to_str().unwrap()]);
+    let imported = stdout(&import_django(
+        &app,
+        &["--from-json", dump.to_str().unwrap()],
+    ));
+    (app, dir, imported)
+}
+
+/// The exchange is a first factor like any other: an account with an authenticator app answers
+/// `mfa_required`, and the code finishes it at `aal2` with `amr` `fed`, `otp`, `mfa`.
+async fn a_django_token_of_an_account_with_a_second_factor_asks_for_it(backend: Backend) {
+    let password = "a Django user's passphrase";
+    let (app, dir, _) = imported_exchanging_tokens(backend, password).await;
+    let token = std::fs::read_to_string(dir.path().join("refresh_token.txt")).unwrap();
     let signed_in = app
         .login("pbkdf2_sha256@example.com", password)
         .await
@@ -438,22 +451,9 @@ async fn a_django_token_of_an_account_with_a_second_factor_asks_for_it(backend: 
 }
 
 async fn a_refresh_token_django_issued_is_exchanged_once_within_the_window(backend: Backend) {
-    let dir = django_made_users("a Django user's passphrase");
-    let dump = dir.path().join("users.json");
+    let (app, dir, imported) =
+        imported_exchanging_tokens(backend, "a Django user's passphrase").await;
     let token = std::fs::read_to_string(dir.path().join("refresh_token.txt")).unwrap();
-    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let app = TestApp::spawn_with(
-        backend,
-        &[
-            ("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY),
-            ("DJANGO_REFRESH_TOKENS_UNTIL", &until),
-        ],
-    )
-    .await;
-    let imported = stdout(&import_django(
-        &app,
-        &["--from-json", dump.to_str().unwrap()],
-    ));
     assert!(
         imported.contains("; 1 blacklisted refresh tokens"),
         "{imported}"
@@ -500,6 +500,8 @@ async fn a_refresh_token_django_issued_is_exchanged_once_within_the_window(backe
         "TOKEN_INVALID",
     );
     // After the window closes, none is exchanged.
+    let dump = dir.path().join("users.json");
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let closed = TestApp::spawn_with(
         backend,
         &[
