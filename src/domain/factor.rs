@@ -2,55 +2,13 @@
 
 use std::fmt;
 
-use super::ParseError;
+use super::{ParseError, random_id::random_id};
 
-/// A random factor id (a UUID in its hyphenated form). Stored as `Text`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Hash,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub struct FactorId(String);
-
-impl FactorId {
-    /// A new, unguessable id.
-    #[must_use]
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().hyphenated().to_string())
-    }
-
-    /// Parses an id a client sent.
-    ///
-    /// # Errors
-    /// When it is not a UUID.
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        uuid::Uuid::try_parse(raw.trim())
-            .map(|id| Self(id.hyphenated().to_string()))
-            .map_err(|_| ParseError::new("is not a factor id"))
-    }
-
-    /// The id as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Rebuilds an id the database holds.
-    pub(crate) fn from_trusted(stored: String) -> Self {
-        Self(stored)
-    }
-}
-
-impl fmt::Display for FactorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+random_id!(
+    /// A random factor id (a UUID in its hyphenated form).
+    FactorId,
+    "is not a factor id"
+);
 
 /// What kind of second factor it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

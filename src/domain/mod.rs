@@ -9,6 +9,7 @@ mod ip_net;
 mod otp;
 mod page;
 mod password;
+mod random_id;
 mod refresh_token_hash;
 mod session_id;
 mod uidb64;

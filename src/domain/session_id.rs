@@ -1,56 +1,12 @@
 //! The id of a session, as access tokens carry it in `sid`.
 
-use std::fmt;
+use super::random_id::random_id;
 
-use super::ParseError;
-
-/// A random session id (a UUID in its hyphenated form). Stored as `Text`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Hash,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub struct SessionId(String);
-
-impl SessionId {
-    /// A new, unguessable id.
-    #[must_use]
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().hyphenated().to_string())
-    }
-
-    /// Parses the `sid` of a token.
-    ///
-    /// # Errors
-    /// When it is not a UUID.
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        uuid::Uuid::try_parse(raw)
-            .map(|id| Self(id.hyphenated().to_string()))
-            .map_err(|_| ParseError::new("is not a session id"))
-    }
-
-    /// The id as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Rebuilds an id the database holds.
-    pub(crate) fn from_trusted(stored: String) -> Self {
-        Self(stored)
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+random_id!(
+    /// A random session id (a UUID in its hyphenated form), carried in tokens as `sid`.
+    SessionId,
+    "is not a session id"
+);
 
 #[cfg(test)]
 mod tests {
