@@ -1,9 +1,9 @@
 //! The `mfa_token` a first factor answers for an account with a second factor: 256 random
 //! bits handed out once, stored only as a SHA-256 hash.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
+use super::refresh::random_token;
 use crate::text::hex;
 
 /// An `mfa_token` as the client holds it.
@@ -15,9 +15,7 @@ impl ChallengeToken {
     /// # Errors
     /// When the operating system has no randomness to give.
     pub fn generate() -> Result<Self, getrandom::Error> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        random_token().map(Self)
     }
 
     /// Wraps a token a client sent: an unknown one simply matches no stored hash.

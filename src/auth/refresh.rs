@@ -8,6 +8,14 @@ use crate::domain::RefreshTokenHash;
 /// The purpose under which a token's successor is derived.
 const SUCCESSOR_PURPOSE: &str = "refresh-successor";
 
+/// 256 random bits from the operating system's CSPRNG, base64url: what every opaque token
+/// handed out once (refresh tokens, `mfa_token`s) is.
+pub(super) fn random_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// A refresh token as the client holds it.
 pub struct RefreshToken(String);
 
@@ -17,9 +25,7 @@ impl RefreshToken {
     /// # Errors
     /// When the operating system has no randomness to give.
     pub fn generate() -> Result<Self, getrandom::Error> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        random_token().map(Self)
     }
 
     /// Wraps a token a client sent. Any text is accepted: an unknown token simply matches
