@@ -688,6 +688,11 @@ async fn a_recovery_code_signs_in_once_and_the_owner_is_told(backend: Backend) {
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
+    // The refusal spent nothing: that recovery code still finishes the sign-in.
+    assert_eq!(factors(&app, &session.access).await.recovery_codes_left, 9);
+    verify(&app, &again.mfa_token, "", &recovery[1])
+        .await
+        .unwrap();
 }
 
 async fn an_mfa_token_is_short_lived_and_bound_to_the_password_it_checked(backend: Backend) {
