@@ -179,6 +179,7 @@ impl Services {
                 {
                     return Err(ServiceError::OtpInvalid);
                 }
+                tx.give_back_second_factor_guess(user_id).await?;
                 let first = tx
                     .confirmed_factors(user_id)
                     .await

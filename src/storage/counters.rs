@@ -253,16 +253,8 @@ impl Queries<'_> {
         if forgotten {
             return Ok(());
         }
-        let counted = counters::table.find(bucket).filter(counters::hits.gt(0));
-        let left: Option<i32> = on_backend!(self, conn => {
-            diesel::update(counted)
-                .set(counters::hits.eq(counters::hits - 1))
-                .returning(counters::hits)
-                .get_result(conn)
-                .await
-                .optional()
-        })?;
-        if left.is_some_and(|left| u32::try_from(left).unwrap_or(0) <= free) {
+        let left = self.give_back_hit(bucket).await?;
+        if left.is_some_and(|left| left <= free) {
             let within = counters::table
                 .find(bucket)
                 .filter(counters::hits.le(i32::try_from(free).unwrap_or(i32::MAX)));
@@ -274,6 +266,24 @@ impl Queries<'_> {
             })?;
         }
         Ok(())
+    }
+
+    /// Gives back one hit of `bucket`, whichever call took it: one that succeeded need not
+    /// count against those that follow. Returns how many are left, if the bucket had any.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn give_back_hit(&mut self, bucket: &str) -> Result<Option<u32>, StoreError> {
+        let counted = counters::table.find(bucket).filter(counters::hits.gt(0));
+        let left: Option<i32> = on_backend!(self, conn => {
+            diesel::update(counted)
+                .set(counters::hits.eq(counters::hits - 1))
+                .returning(counters::hits)
+                .get_result(conn)
+                .await
+                .optional()
+        })?;
+        Ok(left.map(|left| u32::try_from(left).unwrap_or(0)))
     }
 
     /// Forgets `bucket`.

@@ -788,6 +788,45 @@ async fn second_factor_guesses_are_counted_before_they_are_checked(backend: Back
     );
 }
 
+async fn someone_who_signs_in_often_is_not_locked_out_by_their_own_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, _) = with_totp(&app, &tokens.access).await;
+    // Twelve sign-ins within the hour, more than its ten guesses: the right ones give theirs back.
+    for _ in 0..12 {
+        app.clock.advance(std::time::Duration::from_secs(30));
+        let challenge = challenged(&app, "ada@example.com").await;
+        verify(&app, &challenge.mfa_token, &code_at(&app, &secret, 0), "")
+            .await
+            .unwrap();
+    }
+    // Wrong guesses keep their count: ten across two challenges, and the account waits out
+    // the hour even with the right code.
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let right = code_at(&app, &secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..2 {
+        let challenge = challenged(&app, "ada@example.com").await;
+        for _ in 0..5 {
+            assert_refused(
+                verify(&app, &challenge.mfa_token, wrong, "").await,
+                Code::InvalidArgument,
+                "OTP_INVALID",
+            );
+        }
+    }
+    let challenge = challenged(&app, "ada@example.com").await;
+    assert_refused(
+        verify(&app, &challenge.mfa_token, &right, "").await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+}
+
 async fn the_bridge_signs_in_with_a_second_factor(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (_, tokens) = app.signed_in_user("ada@example.com").await;
@@ -823,6 +862,7 @@ crate::on_both_backends!(
     an_mfa_token_is_short_lived_and_bound_to_the_password_it_checked,
     twenty_second_factors_at_once_open_one_session,
     second_factor_guesses_are_counted_before_they_are_checked,
+    someone_who_signs_in_often_is_not_locked_out_by_their_own_codes,
     the_bridge_signs_in_with_a_second_factor,
     changing_an_account_with_a_factor_needs_a_fresh_second_factor,
     managing_factors_needs_a_step_up_and_tells_the_owner,

@@ -13,6 +13,8 @@ use crate::{
     storage::{CounterPolicy, Queries, StoreError},
 };
 
+use super::effects::Tx;
+
 /// The window of every per-IP budget.
 const IP_WINDOW: Duration = Duration::from_secs(300);
 /// The window of per-address email and code-attempt budgets.
@@ -217,7 +219,7 @@ impl Services {
             max_hits: OTP_ATTEMPTS_PER_HOUR,
             cooldown: Duration::ZERO,
         };
-        self.take_hit(&format!("mfa:{user_id}"), hourly, now)
+        self.take_hit(&second_factor_bucket(user_id), hourly, now)
             .await?
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })?;
         let per_challenge = CounterPolicy {
@@ -352,4 +354,24 @@ mod tests {
         let delays: Vec<u64> = [1, 2, 3, 8, 40].map(|n| login_delay(n).as_secs()).to_vec();
         assert_eq!(delays, [30, 60, 120, 3600, 3600]);
     }
+}
+
+impl Tx<'_, '_> {
+    /// Gives back the guess a second factor that proved right spent, in the transaction that
+    /// acts on it: someone who signs in often is never locked out by their own codes, while
+    /// wrong guesses keep their count.
+    pub(crate) async fn give_back_second_factor_guess(
+        &mut self,
+        user_id: UserId,
+    ) -> ServiceResult<()> {
+        self.give_back_hit(&second_factor_bucket(user_id))
+            .await
+            .context("giving back a second-factor guess")?;
+        Ok(())
+    }
+}
+
+/// The bucket of an account's second-factor guesses, across its challenges and factors.
+fn second_factor_bucket(user_id: UserId) -> String {
+    format!("mfa:{user_id}")
 }

@@ -33,7 +33,8 @@ impl Services {
 
 impl Tx<'_, '_> {
     /// Checks `proof` against `account`'s second factors and spends what it matched, in this
-    /// transaction; a used recovery code tells the owner how many are left.
+    /// transaction; a used recovery code tells the owner how many are left. A proof that
+    /// matched gives back the guess it spent.
     ///
     /// # Errors
     /// `OtpInvalid` when it matches nothing unspent.
@@ -67,6 +68,7 @@ impl Tx<'_, '_> {
                         .await
                         .context("accepting a code's time step")?
                     {
+                        self.give_back_second_factor_guess(account.id).await?;
                         return Ok(AuthMethod::Totp);
                     }
                 }
@@ -94,6 +96,7 @@ impl Tx<'_, '_> {
                     now,
                 );
                 self.queue_mail(&mail).await?;
+                self.give_back_second_factor_guess(account.id).await?;
                 Ok(AuthMethod::RecoveryCode)
             }
         }
