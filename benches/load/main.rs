@@ -12,6 +12,10 @@
 //! - argon2id hashes per second with the server's parameters on as many threads as the
 //!   server hashes with.
 //!
+//! A sign-in with a TOTP code (`Login`, then `VerifySecondFactor`) is set against the same
+//! hashes as a password-only one, on `BENCH_TOTP_ACCOUNTS` accounts with a factor
+//! (`BENCH_CONCURRENCY` × 24): each account's time step is accepted once.
+//!
 //! It then measures refresh and `GetUser` latency while a login storm saturates the hashing
 //! threads, and the server's memory: idle, after the run, and its peak.
 //!
@@ -24,6 +28,7 @@ mod drive;
 mod limits;
 mod server;
 mod soak;
+mod totp;
 
 use std::{
     sync::{
@@ -42,9 +47,12 @@ use tonic::transport::Channel;
 
 use drive::{Http, Outcome, measure};
 use server::{PASSWORD, SERVICE_TOKEN, Server, bench_email};
+use totp::TotpAccounts;
 
 /// Clients of each row of the isolation run, beside the login storm.
 const ISOLATION_CLIENTS: usize = 4;
+/// The row that signs in with a password and a TOTP code.
+const TOTP_ROW: &str = "Login + TOTP (argon2id)";
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -57,7 +65,7 @@ fn main() {
 /// Measures the row `$name` against `$limit` (its name and rate) when `BENCH_ONLY` wants
 /// it; `$callers` are only set up then.
 macro_rules! row {
-    ($rows:ident, $name:literal against $limit:ident => $callers:expr) => {
+    ($rows:ident, $name:expr, against $limit:ident => $callers:expr) => {
         if $rows.only.wanted($name) {
             let (limit, limit_rate) = $limit;
             let outcome = measure($name, $callers, $rows.duration).await;
@@ -120,6 +128,12 @@ async fn bench() {
         .await
         .unwrap();
     let client = IdentityServiceClient::new(channel.clone());
+    let totp_accounts = if only.wanted(TOTP_ROW) {
+        let count = setting("BENCH_TOTP_ACCOUNTS", concurrency * 24);
+        Some(TotpAccounts::enrol(&server, database_url, &client, count).await)
+    } else {
+        None
+    };
     let mut sessions = Sessions {
         client: client.clone(),
         concurrency,
@@ -132,6 +146,7 @@ async fn bench() {
         channel: channel.clone(),
         only: &only,
         hash_threads,
+        totp_accounts,
     };
     let mut rounds = Vec::new();
     for _ in 0..setting("BENCH_ROUNDS", 1_usize).max(1) {
@@ -181,6 +196,7 @@ struct Setup<'a> {
     channel: Channel,
     only: &'a Only,
     hash_threads: usize,
+    totp_accounts: Option<TotpAccounts>,
 }
 
 /// One round: the limits, then each RPC row right after them, so that a noisy neighbour
@@ -256,7 +272,7 @@ async fn round(setup: &Setup<'_>, sessions: &mut Sessions) -> Round {
         duration,
         measured: Vec::new(),
     };
-    row! { rows, "GetUser, bridge" against bridge_floor =>
+    row! { rows, "GetUser, bridge", against bridge_floor =>
         clients(concurrency, async |n| {
             let mut http = Http::connect(&http_addr).await;
             let access = signed_in[n].access.clone();
@@ -268,11 +284,11 @@ async fn round(setup: &Setup<'_>, sessions: &mut Sessions) -> Round {
         })
         .await
     }
-    row! { rows, "GetUser, gRPC" against grpc_floor_limit =>
+    row! { rows, "GetUser, gRPC", against grpc_floor_limit =>
         get_users(&client, &signed_in)
     }
     let bridge_chains = sessions.start().await;
-    row! { rows, "Refresh, bridge" against rotation_limit =>
+    row! { rows, "Refresh, bridge", against rotation_limit =>
         clients(concurrency, async |n| {
             let mut http = Http::connect(&http_addr).await;
             let mut refresh = bridge_chains[n].refresh.clone();
@@ -293,13 +309,18 @@ async fn round(setup: &Setup<'_>, sessions: &mut Sessions) -> Round {
         })
         .await
     }
-    row! { rows, "Refresh, gRPC" against rotation_limit =>
+    row! { rows, "Refresh, gRPC", against rotation_limit =>
         refreshes(&client, &sessions.start().await)
     }
-    row! { rows, "Login (argon2id)" against hash_limit =>
+    row! { rows, "Login (argon2id)", against hash_limit =>
         logins(&client, concurrency)
     }
-    row! { rows, "Login, unknown email" against hash_limit =>
+    if let Some(accounts) = &setup.totp_accounts {
+        row! { rows, TOTP_ROW, against hash_limit =>
+            totp::sign_ins(&client, accounts, concurrency)
+        }
+    }
+    row! { rows, "Login, unknown email", against hash_limit =>
         unknown_addresses(&client, concurrency, "nobody", async |client, email| {
             let login = pb::LoginRequest {
                 email,
@@ -311,13 +332,13 @@ async fn round(setup: &Setup<'_>, sessions: &mut Sessions) -> Round {
                 .is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
         })
     }
-    row! { rows, "ResendOtp, unknown email" against grpc_floor_limit =>
+    row! { rows, "ResendOtp, unknown email", against grpc_floor_limit =>
         unknown_addresses(&client, concurrency, "ghost", async |client, email| {
             client.resend_otp(pb::ResendOtpRequest { email }).await.is_ok()
         })
     }
     let introspected = signed_in[0].access.clone();
-    row! { rows, "IntrospectToken" against grpc_floor_limit =>
+    row! { rows, "IntrospectToken", against grpc_floor_limit =>
         clients(concurrency, async |_| {
             let mut tokens = TokenServiceClient::new(channel.clone());
             let token = introspected.clone();
@@ -342,7 +363,7 @@ async fn round(setup: &Setup<'_>, sessions: &mut Sessions) -> Round {
         .connect()
         .await
         .unwrap();
-    row! { rows, "identity-client verify" against grpc_floor_limit =>
+    row! { rows, "identity-client verify", against grpc_floor_limit =>
         clients(concurrency, async |_| {
             let (verifier, token) = (verifier.clone(), introspected.clone());
             async move || verifier.verify(&token).await.is_ok()
