@@ -1,11 +1,16 @@
 //! The README's table of sign-in paths and the level each gives: every row is walked here, as
-//! a user would sign in that way, and the access token's `aal` and `amr` are read back.
+//! a user would sign in that way, and the access token's `aal` and `amr` are read back, on
+//! both backends and over both transports.
+
+use std::path::Path;
 
 use identity::pb;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
 use crate::{
     django::{DJANGO_SECRET_KEY, django_made_users, import_django},
-    factors::{claims, code_at, step_up, verify, with_totp},
+    factors::{bridge_post, claims, code_at, step_up, verify, with_totp},
     fake_google::{CLIENT_ID, GoogleAccount},
     helpers::{Backend, PASSWORD, TestApp},
 };
@@ -40,33 +45,166 @@ fn level(access: &str) -> (String, Vec<String>) {
     (claims["aal"].as_str().unwrap().to_owned(), amr)
 }
 
-async fn google(app: &TestApp, token: &str) -> pb::GoogleLoginResponse {
-    let request = pb::GoogleLoginRequest {
-        access_token: token.into(),
-        id_token: String::new(),
-    };
-    app.client
-        .clone()
-        .google_login(request)
-        .await
-        .unwrap()
-        .into_inner()
+/// How the walk reaches the service: the tonic client, or the JSON bridge.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Grpc,
+    Bridge,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_row_of_the_readmes_assurance_table_holds() {
+/// What a sign-in answered: a session's access token, or the challenge of a second factor.
+enum Answer {
+    Session(String),
+    Challenge(String),
+}
+
+impl Answer {
+    fn access(self) -> String {
+        match self {
+            Self::Session(access) => access,
+            Self::Challenge(_) => panic!("a session was expected, not a challenge"),
+        }
+    }
+
+    fn mfa_token(self) -> String {
+        match self {
+            Self::Challenge(token) => token,
+            Self::Session(_) => panic!("a challenge was expected, not a session"),
+        }
+    }
+
+    fn from_grpc(access: String, challenge: Option<pb::MfaRequired>) -> Self {
+        match challenge {
+            Some(challenge) => Self::Challenge(challenge.mfa_token),
+            None => Self::Session(access),
+        }
+    }
+
+    fn from_json((status, answer): (StatusCode, Value)) -> Self {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        match answer["mfa_required"]["mfa_token"].as_str() {
+            Some(token) => Self::Challenge(token.to_owned()),
+            None => Self::Session(answer["access"].as_str().unwrap().to_owned()),
+        }
+    }
+}
+
+impl Transport {
+    async fn login(self, app: &TestApp, email: &str, password: &str) -> Answer {
+        match self {
+            Self::Grpc => {
+                let answer = app.login(email, password).await.unwrap();
+                Answer::from_grpc(answer.access, answer.mfa_required)
+            }
+            Self::Bridge => Answer::from_json(
+                app.post(
+                    "/accounts/api/token/",
+                    json!({"email": email, "password": password}),
+                )
+                .await,
+            ),
+        }
+    }
+
+    async fn google(self, app: &TestApp, token: &str) -> Answer {
+        match self {
+            Self::Grpc => {
+                let request = pb::GoogleLoginRequest {
+                    access_token: token.into(),
+                    id_token: String::new(),
+                };
+                let answer = app
+                    .client
+                    .clone()
+                    .google_login(request)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                Answer::from_grpc(answer.access, answer.mfa_required)
+            }
+            Self::Bridge => Answer::from_json(
+                app.post("/accounts/api/google/", json!({"access_token": token}))
+                    .await,
+            ),
+        }
+    }
+
+    async fn refresh(self, app: &TestApp, token: &str) -> Answer {
+        match self {
+            Self::Grpc => {
+                let answer = app.refresh(token).await.unwrap();
+                Answer::from_grpc(answer.access, answer.mfa_required)
+            }
+            Self::Bridge => Answer::from_json(
+                app.post("/accounts/api/token/refresh/", json!({"refresh": token}))
+                    .await,
+            ),
+        }
+    }
+
+    async fn verify(self, app: &TestApp, mfa_token: &str, code: &str) -> String {
+        match self {
+            Self::Grpc => verify(app, mfa_token, code, "").await.unwrap().access,
+            Self::Bridge => Answer::from_json(
+                app.post(
+                    "/accounts/api/mfa/verify/",
+                    json!({"mfa_token": mfa_token, "totp_code": code}),
+                )
+                .await,
+            )
+            .access(),
+        }
+    }
+
+    async fn step_up(self, app: &TestApp, access: &str, code: &str) -> String {
+        match self {
+            Self::Grpc => step_up(app, access, code, "").await.unwrap().access,
+            Self::Bridge => Answer::from_json(
+                bridge_post(
+                    app,
+                    "/accounts/api/mfa/step-up/",
+                    access,
+                    json!({"totp_code": code}),
+                )
+                .await,
+            )
+            .access(),
+        }
+    }
+}
+
+async fn the_readmes_assurance_table_holds(backend: Backend) {
     let django_password = "a Django user's passphrase";
     let dir = django_made_users(django_password);
-    let dump = dir.path().join("users.json");
+    let mut documented = readme_rows();
+    documented.sort();
+    for transport in [Transport::Grpc, Transport::Bridge] {
+        let mut walked = walk(backend, transport, dir.path(), django_password).await;
+        walked.sort();
+        assert_eq!(
+            walked, documented,
+            "over {transport:?}, the README's table and the service disagree"
+        );
+    }
+}
+
+/// Signs in every way the table names, on a service of its own, and reads back each level.
+async fn walk(
+    backend: Backend,
+    transport: Transport,
+    django: &Path,
+    django_password: &str,
+) -> Vec<(String, String, Vec<String>)> {
     let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let app = TestApp::spawn_with(
-        Backend::Sqlite,
+        backend,
         &[
             ("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY),
             ("DJANGO_REFRESH_TOKENS_UNTIL", &until),
         ],
     )
     .await;
+    let dump = django.join("users.json");
     import_django(&app, &["--from-json", dump.to_str().unwrap()]);
     let mut walked = Vec::new();
     let mut row = |path: &str, access: &str| {
@@ -75,71 +213,59 @@ async fn every_row_of_the_readmes_assurance_table_holds() {
     };
 
     // Without a second factor.
-    let (_, password) = app.signed_in_user("ada@example.com").await;
-    row("password", &password.access);
+    app.verified_user("ada@example.com").await;
+    let password = transport
+        .login(&app, "ada@example.com", PASSWORD)
+        .await
+        .access();
+    row("password", &password);
     let account = GoogleAccount::new("g-300", "table@gmail.com");
     app.google
         .grant_access_token("at-3", &account, CLIENT_ID, 3600);
-    let by_google = google(&app, "at-3").await;
-    row("Google", &by_google.access);
-    let other = std::fs::read_to_string(dir.path().join("other_refresh_token.txt")).unwrap();
-    let by_django = app.refresh(&other).await.unwrap();
-    row("a Django refresh token", &by_django.access);
+    let by_google = transport.google(&app, "at-3").await.access();
+    row("Google", &by_google);
+    let other = std::fs::read_to_string(django.join("other_refresh_token.txt")).unwrap();
+    let by_django = transport.refresh(&app, &other).await.access();
+    row("a Django refresh token", &by_django);
 
     // With one: each first factor, then a code.
-    let (secret, _) = with_totp(&app, &password.access).await;
-    let stepped = step_up(&app, &password.access, &code_at(&app, &secret, 1), "")
-        .await
-        .unwrap();
+    let (secret, _) = with_totp(&app, &password).await;
+    let stepped = transport
+        .step_up(&app, &password, &code_at(&app, &secret, 1))
+        .await;
     row(
         "password, then StepUp with a TOTP or recovery code",
-        &stepped.access,
+        &stepped,
     );
-    let answer = app.login("ada@example.com", PASSWORD).await.unwrap();
-    let challenge = answer.mfa_required.unwrap();
-    app.clock.advance(std::time::Duration::from_secs(60));
-    let session = verify(&app, &challenge.mfa_token, &code_at(&app, &secret, 0), "")
+    let challenge = transport
+        .login(&app, "ada@example.com", PASSWORD)
         .await
-        .unwrap();
-    row("password + TOTP or recovery code", &session.access);
+        .mfa_token();
+    app.clock.advance(std::time::Duration::from_secs(60));
+    let session = transport
+        .verify(&app, &challenge, &code_at(&app, &secret, 0))
+        .await;
+    row("password + TOTP or recovery code", &session);
 
-    let (google_secret, _) = with_totp(&app, &by_google.access).await;
-    let challenge = google(&app, "at-3").await.mfa_required.unwrap();
-    let session = verify(
-        &app,
-        &challenge.mfa_token,
-        &code_at(&app, &google_secret, 1),
-        "",
-    )
-    .await
-    .unwrap();
-    row("Google + TOTP or recovery code", &session.access);
+    let (google_secret, _) = with_totp(&app, &by_google).await;
+    let challenge = transport.google(&app, "at-3").await.mfa_token();
+    let session = transport
+        .verify(&app, &challenge, &code_at(&app, &google_secret, 1))
+        .await;
+    row("Google + TOTP or recovery code", &session);
 
     let signed_in = app
         .login("pbkdf2_sha256@example.com", django_password)
         .await
         .unwrap();
     let (django_secret, _) = with_totp(&app, &signed_in.access).await;
-    let token = std::fs::read_to_string(dir.path().join("refresh_token.txt")).unwrap();
-    let challenge = app.refresh(&token).await.unwrap().mfa_required.unwrap();
-    let session = verify(
-        &app,
-        &challenge.mfa_token,
-        &code_at(&app, &django_secret, 1),
-        "",
-    )
-    .await
-    .unwrap();
-    row(
-        "a Django refresh token + TOTP or recovery code",
-        &session.access,
-    );
-
-    let mut documented = readme_rows();
-    documented.sort();
-    walked.sort();
-    assert_eq!(
-        walked, documented,
-        "the README's table and the service disagree"
-    );
+    let token = std::fs::read_to_string(django.join("refresh_token.txt")).unwrap();
+    let challenge = transport.refresh(&app, &token).await.mfa_token();
+    let session = transport
+        .verify(&app, &challenge, &code_at(&app, &django_secret, 1))
+        .await;
+    row("a Django refresh token + TOTP or recovery code", &session);
+    walked
 }
+
+crate::on_both_backends!(the_readmes_assurance_table_holds);

@@ -293,7 +293,12 @@ async fn twenty_confirmations_at_once_confirm_once_with_one_set_of_codes(backend
 }
 
 /// POSTs JSON to the bridge as a signed-in user.
-async fn bridge_post(app: &TestApp, path: &str, access: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn bridge_post(
+    app: &TestApp,
+    path: &str,
+    access: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let response = app
         .http
         .post(format!("{}{path}", app.http_base))

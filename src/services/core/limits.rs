@@ -345,17 +345,6 @@ fn login_delay(n: u32) -> Duration {
         .min(MAX_LOGIN_DELAY)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::login_delay;
-
-    #[test]
-    fn login_delay_doubles_to_an_hour() {
-        let delays: Vec<u64> = [1, 2, 3, 8, 40].map(|n| login_delay(n).as_secs()).to_vec();
-        assert_eq!(delays, [30, 60, 120, 3600, 3600]);
-    }
-}
-
 impl Tx<'_, '_> {
     /// Gives back the guess a second factor that proved right spent, in the transaction that
     /// acts on it: someone who signs in often is never locked out by their own codes, while
@@ -374,4 +363,15 @@ impl Tx<'_, '_> {
 /// The bucket of an account's second-factor guesses, across its challenges and factors.
 fn second_factor_bucket(user_id: UserId) -> String {
     format!("mfa:{user_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::login_delay;
+
+    #[test]
+    fn login_delay_doubles_to_an_hour() {
+        let delays: Vec<u64> = [1, 2, 3, 8, 40].map(|n| login_delay(n).as_secs()).to_vec();
+        assert_eq!(delays, [30, 60, 120, 3600, 3600]);
+    }
 }
