@@ -156,6 +156,7 @@ impl Application {
         let redirects = http::PageRedirects {
             activation: self.config.activation_redirect_url.clone(),
             password_reset: self.config.password_reset_url.clone(),
+            email_sign_in: self.config.email_sign_in_redirect_url.clone(),
         };
         // One signal stops both listeners and the worker.
         let stopping = stop_tx.subscribe();

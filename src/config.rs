@@ -270,6 +270,12 @@ pub struct Config {
     pub activation_redirect_url: Option<String>,
     /// Front-end page that reset links redirect to, instead of the built-in form.
     pub password_reset_url: Option<String>,
+    /// `EMAIL_SIGN_IN_REDIRECT_URL`: front-end page a browser that followed an emailed sign-in
+    /// link is sent to, with the session (or the second-factor challenge) in the fragment.
+    pub email_sign_in_redirect_url: Option<String>,
+    /// `EMAIL_SIGN_IN`: whether `StartEmailSignIn` and `FinishEmailSignIn` sign people in by an
+    /// emailed code or link; on by default.
+    pub email_sign_in: bool,
     /// Directory whose templates override the built-in ones.
     pub templates_dir: Option<PathBuf>,
     /// How addresses are verified.
@@ -441,6 +447,8 @@ impl Config {
             },
             activation_redirect_url: env.get("ACTIVATION_REDIRECT_URL"),
             password_reset_url: env.get("PASSWORD_RESET_URL"),
+            email_sign_in_redirect_url: env.get("EMAIL_SIGN_IN_REDIRECT_URL"),
+            email_sign_in: env.bool("EMAIL_SIGN_IN", true)?,
             public_base_url: env
                 .get("PUBLIC_BASE_URL")
                 .unwrap_or_else(|| "http://localhost:8080".into())

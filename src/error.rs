@@ -86,6 +86,9 @@ pub enum ServiceError {
     /// Google sign-in is not configured on this deployment.
     #[error("Google sign-in is not configured (set GOOGLE_OAUTH_CLIENT_ID)")]
     GoogleNotConfigured,
+    /// Signing in by an emailed code or link is turned off (`EMAIL_SIGN_IN=false`).
+    #[error("signing in by email is turned off")]
+    EmailSignInDisabled,
     /// Google refused the credential, or it was minted for another application.
     #[error("{0}")]
     GoogleRejected(String),
@@ -168,6 +171,7 @@ impl ServiceError {
             Self::TokenReused => "REFRESH_TOKEN_REUSED",
             Self::SessionRevoked => "SESSION_REVOKED",
             Self::GoogleNotConfigured => "GOOGLE_NOT_CONFIGURED",
+            Self::EmailSignInDisabled => "EMAIL_SIGN_IN_DISABLED",
             Self::GoogleRejected(_) => "GOOGLE_TOKEN_INVALID",
             Self::GoogleEmailUnverified => "GOOGLE_EMAIL_UNVERIFIED",
             Self::GoogleLinkRefused => "GOOGLE_LINK_REFUSED",

@@ -1,12 +1,13 @@
-//! The `mfa_token` a first factor answers for an account with a second factor: 256 random
-//! bits handed out once, stored only as a SHA-256 hash.
+//! Tokens handed out once and looked up by their hash: the `mfa_token` a first factor
+//! answers for an account with a second factor, and the token of an emailed sign-in link.
+//! 256 random bits, stored only as a SHA-256 hash.
 
 use sha2::{Digest, Sha256};
 
 use super::refresh::random_token;
 use crate::text::hex;
 
-/// An `mfa_token` as the client holds it.
+/// An `mfa_token` or a sign-in link's token, as the client holds it.
 pub struct ChallengeToken(String);
 
 impl ChallengeToken {
@@ -34,6 +35,12 @@ impl ChallengeToken {
     #[must_use]
     pub fn into_string(self) -> String {
         self.0
+    }
+
+    /// The token, for the email that carries it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 

@@ -12,6 +12,8 @@ pub enum AuthMethod {
     Google,
     /// A refresh token the Django deployment issued, exchanged once.
     DjangoToken,
+    /// A code or link mailed to the account's address, used once.
+    EmailCode,
     /// A code of an authenticator app.
     Totp,
     /// A recovery code.
@@ -19,10 +21,11 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Password,
         Self::Google,
         Self::DjangoToken,
+        Self::EmailCode,
         Self::Totp,
         Self::RecoveryCode,
     ];
@@ -42,19 +45,20 @@ impl AuthMethod {
             Self::Password => "password",
             Self::Google => "google",
             Self::DjangoToken => "django",
+            Self::EmailCode => "email_code",
             Self::Totp => "totp",
             Self::RecoveryCode => "recovery_code",
         }
     }
 
-    /// Its RFC 8176 value: `pwd` (a password), `otp` (an authenticator app's or a recovery
-    /// code), `fed` (a credential of another system: Google, or Django's token).
+    /// Its RFC 8176 value: `pwd` (a password), `otp` (a code mailed, an authenticator app's,
+    /// or a recovery code), `fed` (a credential of another system: Google, or Django's token).
     #[must_use]
     pub fn amr(self) -> &'static str {
         match self {
             Self::Password => "pwd",
             Self::Google | Self::DjangoToken => "fed",
-            Self::Totp | Self::RecoveryCode => "otp",
+            Self::EmailCode | Self::Totp | Self::RecoveryCode => "otp",
         }
     }
 
@@ -173,6 +177,16 @@ mod tests {
             AuthMethods::of(&[AuthMethod::Google, AuthMethod::RecoveryCode]).aal(),
             Aal::Aal2
         );
+        // An emailed code is a first factor: alone `aal1`, with an app's code `aal2`, though
+        // both are `otp`.
+        let mailed = AuthMethods::of(&[AuthMethod::EmailCode]);
+        assert_eq!(
+            (mailed.aal(), mailed.amr()),
+            (Aal::Aal1, vec!["otp".into()])
+        );
+        let mailed_and_app = mailed.with(AuthMethod::Totp);
+        assert_eq!(mailed_and_app.aal(), Aal::Aal2);
+        assert_eq!(mailed_and_app.amr(), ["otp", "mfa"]);
         // A second factor alone, or two first factors, are one factor's worth.
         assert_eq!(AuthMethods::of(&[AuthMethod::Totp]).aal(), Aal::Aal1);
         assert_eq!(

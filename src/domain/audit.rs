@@ -7,7 +7,7 @@ use super::{ParseError, UserId};
 /// A security-relevant event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditKind {
-    /// A sign-in started a session (by password or Google).
+    /// A sign-in started a session (its detail names the methods and the level).
     SignIn,
     /// Failed sign-ins for one address reached the back-off.
     SignInThrottled,

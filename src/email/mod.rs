@@ -81,6 +81,34 @@ impl Mailer {
         outbox_row(to, rendered, link.now)
     }
 
+    /// A sign-in code and the link that does the same, in one message.
+    #[must_use]
+    pub fn email_sign_in(
+        &self,
+        to: &Email,
+        name: &str,
+        code: &str,
+        link_token: &str,
+        lifetime: Duration,
+        now: NaiveDateTime,
+    ) -> NewEmail {
+        let url = format!(
+            "{}/accounts/email-sign-in/{link_token}/",
+            self.public_base_url
+        );
+        let minutes = lifetime.as_secs().div_ceil(60).to_string();
+        let rendered = self.templates.render(
+            TemplateName::EmailSignIn,
+            &[
+                ("name", greeting(name)),
+                ("code", code),
+                ("minutes", &minutes),
+                ("link", &url),
+            ],
+        );
+        outbox_row(to, rendered, now)
+    }
+
     /// The link to choose a password after sign-ups competed for the address.
     #[must_use]
     pub fn choose_password(&self, to: &Email, name: &str, link: &EmailedLink<'_>) -> NewEmail {

@@ -49,10 +49,12 @@ pub enum TemplateName {
     RecoveryCodesRegenerated,
     /// A notice to the owner: an administrator removed every second factor.
     FactorsReset,
+    /// A sign-in code and link, for signing in without a password.
+    EmailSignIn,
 }
 
 impl TemplateName {
-    const ALL: [Self; 19] = [
+    const ALL: [Self; 20] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -72,6 +74,7 @@ impl TemplateName {
         Self::FactorRemoved,
         Self::RecoveryCodesRegenerated,
         Self::FactorsReset,
+        Self::EmailSignIn,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -95,6 +98,7 @@ impl TemplateName {
             Self::FactorRemoved => "factor_removed",
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Self::FactorsReset => "factors_reset",
+            Self::EmailSignIn => "email_sign_in",
         }
     }
 
@@ -175,6 +179,10 @@ impl TemplateName {
             Self::FactorsReset => (
                 include_str!("templates/factors_reset.txt"),
                 include_str!("templates/factors_reset.html"),
+            ),
+            Self::EmailSignIn => (
+                include_str!("templates/email_sign_in.txt"),
+                include_str!("templates/email_sign_in.html"),
             ),
         }
     }

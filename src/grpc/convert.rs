@@ -23,6 +23,7 @@ use crate::{
         admin::{AccountChanges, NewUserByAdmin, UserUpdate},
         audit::{AuditEvent, AuditQuery},
         devices::Device,
+        email_sign_in::EmailSignInProof,
         factors::{DEFAULT_TOTP_NAME, Factor, TotpEnrollment},
         token_service::Revocation,
         users::UserQuery,
@@ -566,6 +567,26 @@ pub(crate) fn second_factor(
     let token = ChallengeToken::from_client(&request.mfa_token);
     let proof = second_factor_proof(&request.totp_code, &request.recovery_code)?;
     Ok((token, proof))
+}
+
+/// What the sign-in email gave: the address with its code, or the link's token alone.
+pub(crate) fn email_sign_in_proof(
+    request: &pb::FinishEmailSignInRequest,
+) -> Parsed<EmailSignInProof> {
+    let token = request.token.trim();
+    if token.is_empty() {
+        return Ok(EmailSignInProof::Code {
+            email: email(&request.email)?,
+            code: field("code", Otp::parse(&request.code))?,
+        });
+    }
+    if !request.email.trim().is_empty() || !request.code.trim().is_empty() {
+        return Err(ServiceError::InvalidArgument {
+            field: "token",
+            reason: "send either email and code, or token alone".into(),
+        });
+    }
+    Ok(EmailSignInProof::Link(ChallengeToken::from_client(token)))
 }
 
 /// Exactly one second factor: a TOTP code or a recovery code.

@@ -195,6 +195,35 @@ impl IdentityService for IdentityApi {
         })
     }
 
+    async fn start_email_sign_in(
+        &self,
+        request: Request<pb::StartEmailSignInRequest>,
+    ) -> Reply<pb::StartEmailSignInResponse> {
+        let caller = self.caller(&request);
+        let email = convert::email(&request.get_ref().email).map_err(to_status)?;
+        let outcome = self.services.start_email_sign_in(caller, email).await;
+        reply(outcome, |message| pb::StartEmailSignInResponse {
+            message: message.into(),
+        })
+    }
+
+    async fn finish_email_sign_in(
+        &self,
+        request: Request<pb::FinishEmailSignInRequest>,
+    ) -> Reply<pb::FinishEmailSignInResponse> {
+        let caller = self.caller(&request);
+        let proof = convert::email_sign_in_proof(request.get_ref()).map_err(to_status)?;
+        let outcome = self.services.finish_email_sign_in(caller, proof).await;
+        reply(outcome, |outcome| {
+            let (access, refresh, mfa_required) = convert::sign_in(outcome);
+            pb::FinishEmailSignInResponse {
+                access,
+                refresh,
+                mfa_required,
+            }
+        })
+    }
+
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,

@@ -36,6 +36,7 @@ pub fn to_status(error: ServiceError) -> Status {
         ServiceError::NotVerified
         | ServiceError::AccountDisabled
         | ServiceError::GoogleNotConfigured
+        | ServiceError::EmailSignInDisabled
         | ServiceError::GoogleLinkRefused
         | ServiceError::LastSuperuser => Code::FailedPrecondition,
         ServiceError::StaleEtag | ServiceError::ConcurrentChange => Code::Aborted,

@@ -151,6 +151,8 @@ rpcs! {
     Activate => identity.activate,
     ResendActivationEmail => identity.resend_activation_email,
     Login => identity.login,
+    StartEmailSignIn => identity.start_email_sign_in,
+    FinishEmailSignIn => identity.finish_email_sign_in,
     Refresh => identity.refresh,
     Logout => identity.logout,
     LogoutAll => identity.logout_all,

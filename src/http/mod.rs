@@ -5,7 +5,7 @@
 //! - [`routes`]: the route table, read from the `google.api.http` annotations.
 //! - `dispatch`: forwarding a JSON call to the gRPC handler.
 //! - [`error`]: the one `Status` to HTTP map.
-//! - `pages`: the activation page and the password reset form.
+//! - `pages`: the activation page, the password reset form and the email sign-in page.
 //! - `ops`: `/healthz`, `/readyz`, `/.well-known/jwks.json`, `/openapi.json`.
 //! - [`openapi`]: the generated OpenAPI document.
 
@@ -23,7 +23,8 @@ use axum::{
     Extension, Router,
     body::Bytes,
     extract::{
-        ConnectInfo, DefaultBodyLimit, RawPathParams, RawQuery, State, rejection::BytesRejection,
+        ConnectInfo, DefaultBodyLimit, Path, RawPathParams, RawQuery, State,
+        rejection::BytesRejection,
     },
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
@@ -109,6 +110,17 @@ pub fn router(
             "/accounts/password-reset-confirm/{uidb64}/{token}",
             get(reset_form),
         );
+    for path in [
+        "/accounts/email-sign-in/{token}/",
+        "/accounts/email-sign-in/{token}",
+    ] {
+        router = router.route(
+            path,
+            get(email_sign_in_link)
+                .post(email_sign_in_link)
+                .head(|| async { pages::link_head() }),
+        );
+    }
     for route in annotated {
         let rpc = Rpc::named(&route.rpc)
             .ok_or_else(|| anyhow::anyhow!("the bridge cannot forward {}", route.rpc))?;
@@ -200,11 +212,7 @@ async fn bridge(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    // The server sets it when the request arrives; the body had part of this time.
-    let deadline = deadline.map_or_else(
-        || tokio::time::Instant::now() + state.services.config.request_timeout,
-        |Extension(RequestDeadline(at))| at,
-    );
+    let deadline = request_deadline(&state, deadline);
     let params: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -221,30 +229,63 @@ async fn bridge(
         Err(rejection) => return rejection.into_response(),
     };
     let wants_html = pages::wants_html(&headers);
-    // The headers move into the call's metadata: read above, never copied.
-    let context = dispatch::CallContext {
-        metadata: MetadataMap::from_headers(headers),
-        peer: Some(peer),
-    };
-    let call = dispatch::call(&state.apis, route.rpc, input, context);
-    let Ok(outcome) = tokio::time::timeout_at(deadline, call).await else {
-        return Rejection {
-            http: StatusCode::GATEWAY_TIMEOUT,
-            code: Code::DeadlineExceeded,
-            message: "deadline exceeded".into(),
-        }
-        .into_response();
-    };
-    let outcome = match outcome {
-        Ok(reply) => Ok(reply),
-        Err(dispatch::CallError::Failed(status)) => Err(status),
-        Err(dispatch::CallError::Rejected(rejection)) => return rejection.into_response(),
+    let outcome = match forward(&state, route.rpc, input, headers, peer, deadline).await {
+        Ok(outcome) => outcome,
+        Err(refusal) => return refusal,
     };
     if wants_html
         && let Some(page) = pages::outcome_page(route.rpc, &outcome, &state.redirects, &params)
     {
         return page;
     }
+    json_answer(outcome)
+}
+
+/// When the call must have answered: the server sets it when the request arrives (the body
+/// had part of this time).
+fn request_deadline(
+    state: &BridgeState,
+    deadline: Option<Extension<RequestDeadline>>,
+) -> tokio::time::Instant {
+    deadline.map_or_else(
+        || tokio::time::Instant::now() + state.services.config.request_timeout,
+        |Extension(RequestDeadline(at))| at,
+    )
+}
+
+/// Calls `rpc` in process within the request's deadline: its reply or status, or the
+/// bridge's own refusal (the deadline passed, the input did not decode).
+async fn forward(
+    state: &BridgeState,
+    rpc: Rpc,
+    input: Input,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Result<Result<Bytes, tonic::Status>, Response> {
+    // The headers move into the call's metadata: read by the caller, never copied.
+    let context = dispatch::CallContext {
+        metadata: MetadataMap::from_headers(headers),
+        peer: Some(peer),
+    };
+    let call = dispatch::call(&state.apis, rpc, input, context);
+    let Ok(outcome) = tokio::time::timeout_at(deadline, call).await else {
+        return Err(Rejection {
+            http: StatusCode::GATEWAY_TIMEOUT,
+            code: Code::DeadlineExceeded,
+            message: "deadline exceeded".into(),
+        }
+        .into_response());
+    };
+    match outcome {
+        Ok(reply) => Ok(Ok(reply)),
+        Err(dispatch::CallError::Failed(status)) => Ok(Err(status)),
+        Err(dispatch::CallError::Rejected(rejection)) => Err(rejection.into_response()),
+    }
+}
+
+/// An RPC's outcome as the bridge answers it: the reply's JSON, or the error's.
+fn json_answer(outcome: Result<Bytes, tonic::Status>) -> Response {
     match outcome {
         Ok(reply) => (
             [(
@@ -256,6 +297,42 @@ async fn bridge(
             .into_response(),
         Err(status) => error::status_response(&status),
     }
+}
+
+/// The emailed sign-in link. A GET that does not ask for JSON (a browser, a mail scanner)
+/// gets a button whose POST signs in; a client asking for JSON, or the POST, spends the link
+/// through `FinishEmailSignIn`. A browser's POST then goes to the front end, or to a page.
+async fn email_sign_in_link(
+    State(state): State<BridgeState>,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    deadline: Option<Extension<RequestDeadline>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let for_a_browser = !pages::asks_for_json(&headers);
+    if method == Method::GET && for_a_browser {
+        return pages::email_sign_in_confirm_page(&token);
+    }
+    let deadline = request_deadline(&state, deadline);
+    let input = Input::Fields(Map::from_iter([("token".to_owned(), Value::String(token))]));
+    let outcome = match forward(
+        &state,
+        Rpc::FinishEmailSignIn,
+        input,
+        headers,
+        peer,
+        deadline,
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(refusal) => return refusal,
+    };
+    if for_a_browser {
+        return pages::email_sign_in_outcome_page(&outcome, &state.redirects);
+    }
+    json_answer(outcome)
 }
 
 /// The request message: a body-only route's JSON body as it came, or else the body's fields,

@@ -22,6 +22,9 @@ pub struct PageRedirects {
     pub activation: Option<String>,
     /// `PASSWORD_RESET_URL`: receives `?uidb64=...&token=...`.
     pub password_reset: Option<String>,
+    /// `EMAIL_SIGN_IN_REDIRECT_URL`: receives `#access=...&refresh=...`, `#mfa_token=...` or
+    /// `#error=REASON`.
+    pub email_sign_in: Option<String>,
 }
 
 /// Whether the client would rather read HTML than JSON (a browser following a link or posting a form).
@@ -120,6 +123,65 @@ pub fn activation_confirm_page(uidb64: &str, token: &str) -> Response {
             token = escape(token),
         ),
     )
+}
+
+/// What any GET of an emailed sign-in link sees unless it asks for JSON: a button that signs
+/// in by POST. Mail scanners fetch links, so opening one spends nothing.
+#[must_use]
+pub fn email_sign_in_confirm_page(token: &str) -> Response {
+    page(
+        StatusCode::OK,
+        "Sign in",
+        &format!(
+            "<p>Continue to sign in with the link from your email.</p>\
+             <form method=\"post\" action=\"/accounts/email-sign-in/{token}/\">\
+             <button type=\"submit\">Sign in</button></form>",
+            token = escape(token),
+        ),
+    )
+}
+
+/// What a browser that confirmed an emailed sign-in link sees: the front end, handed the
+/// session (or the second-factor challenge) in the URL's fragment, which browsers never send
+/// to a server; or, without one configured, a page with the outcome.
+#[must_use]
+pub fn email_sign_in_outcome_page(
+    outcome: &Result<Bytes, Status>,
+    redirects: &PageRedirects,
+) -> Response {
+    match (outcome, &redirects.email_sign_in) {
+        (Ok(reply), Some(url)) => {
+            let answer: serde_json::Value = serde_json::from_slice(reply).unwrap_or_default();
+            let text = |value: &serde_json::Value| percent_encode(value.as_str().unwrap_or(""));
+            let fragment = match answer.get("mfa_required") {
+                Some(challenge) if challenge.is_object() => {
+                    format!("mfa_token={}", text(&challenge["mfa_token"]))
+                }
+                _ => format!(
+                    "access={}&refresh={}",
+                    text(&answer["access"]),
+                    text(&answer["refresh"])
+                ),
+            };
+            Redirect::to(&format!("{url}#{fragment}")).into_response()
+        }
+        (Err(status), Some(url)) => {
+            Redirect::to(&format!("{url}#error={}", reason(status))).into_response()
+        }
+        (Ok(_), None) => page(
+            StatusCode::OK,
+            "Signed in",
+            "<p class=\"ok\">You are signed in.</p><p>You can close this page and return to the app.</p>",
+        ),
+        (Err(status), None) => page(
+            http_status(status.code()),
+            "Sign-in failed",
+            &format!(
+                "<p class=\"error\" role=\"alert\">{}</p><p>Ask the app for a new sign-in email and try again.</p>",
+                escape(status.message())
+            ),
+        ),
+    }
 }
 
 /// The answer to `HEAD` on an emailed link: the page's headers, and no change.

@@ -9,6 +9,7 @@
 //! - [`sessions`]: login, refresh rotation, logout.
 //! - [`password_reset`]: reset links and new passwords.
 //! - [`google_login`]: signing in with Google, creating or linking accounts.
+//! - [`email_sign_in`]: signing in without a password, by an emailed code or link.
 //! - [`users`]: reading accounts.
 //! - [`account_changes`]: a user's own password, address and deletion.
 //! - [`admin`]: staff and services creating, changing and deleting accounts.
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod core;
 pub mod devices;
 pub mod django_import;
+pub mod email_sign_in;
 pub mod factors;
 pub mod google_login;
 pub mod keys;

@@ -9,6 +9,7 @@
 mod audit;
 mod counters;
 mod email_changes;
+mod email_sign_ins;
 mod error;
 mod factors;
 mod imports;
@@ -35,9 +36,10 @@ pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
 pub use error::StoreError;
 pub use models::{
-    AuditEventRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, FactorRow, ImportedUser,
-    MfaChallengeRow, NewAuditEvent, NewEmail, NewRecoveryCode, NewRegistration, NewUser, OutboxRow,
-    RegistrationRow, RevocationRow, SessionRow, SigningKeyRow, SpentRefreshToken, UserRow,
+    AuditEventRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, EmailSignInRow, FactorRow,
+    ImportedUser, MfaChallengeRow, NewAuditEvent, NewEmail, NewRecoveryCode, NewRegistration,
+    NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow, SigningKeyRow,
+    SpentRefreshToken, UserRow,
 };
 pub use users::{UserChanges, UserFilter};
 

@@ -4,9 +4,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_events, counters, django_imported_accounts, django_link_states, email_changes, factors,
-    mfa_challenges, outbox, recovery_codes, refresh_tokens, registrations, revocations, sessions,
-    signing_keys, users,
+    audit_events, counters, django_imported_accounts, django_link_states, email_changes,
+    email_sign_ins, factors, mfa_challenges, outbox, recovery_codes, refresh_tokens, registrations,
+    revocations, sessions, signing_keys, users,
 };
 use crate::domain::{Email, FactorId, RefreshTokenHash, SessionId, UserId};
 
@@ -438,6 +438,26 @@ pub struct NewRecoveryCode {
     pub user_id: UserId,
     /// When it was made (UTC).
     pub created_at: NaiveDateTime,
+}
+
+/// An `email_sign_ins` row: a sign-in code and link mailed to an account's address.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = email_sign_ins)]
+pub struct EmailSignInRow {
+    /// SHA-256 (hex) of the link's token.
+    pub link_hash: String,
+    /// The account.
+    pub user_id: UserId,
+    /// The address it was mailed to: it signs in only while the account still has it.
+    pub email: Email,
+    /// Keyed hash of the code.
+    pub code_hash: String,
+    /// When it was mailed (UTC).
+    pub created_at: NaiveDateTime,
+    /// When the code and the link stop working (UTC).
+    pub expires_at: NaiveDateTime,
+    /// When it signed someone in; `None` until then.
+    pub used_at: Option<NaiveDateTime>,
 }
 
 /// An `mfa_challenges` row: a first factor passed, waiting for the second.

@@ -154,8 +154,8 @@ impl Queries<'_> {
     }
 
     /// Deletes state that can no longer matter: counters whose window and block ended before
-    /// `cutoff`, sessions, address changes, second-factor challenges and pending factors that
-    /// expired before it, finished emails and
+    /// `cutoff`, sessions, address changes, second-factor challenges, emailed sign-in codes and
+    /// pending factors that expired before it, finished emails and
     /// revocations older than it (no access token they could void lives that long),
     /// accounts still unproven that were made before `unverified_cutoff` (with everything
     /// of theirs), and audit events older than `audit_cutoff`. Returns how many rows went.
@@ -169,8 +169,8 @@ impl Queries<'_> {
         audit_cutoff: NaiveDateTime,
     ) -> Result<usize, StoreError> {
         use super::schema::{
-            audit_events, counters, email_changes, factors, mfa_challenges, revocations, sessions,
-            users,
+            audit_events, counters, email_changes, email_sign_ins, factors, mfa_challenges,
+            revocations, sessions, users,
         };
         on_backend!(self, conn => {
             let counters = diesel::delete(
@@ -215,6 +215,10 @@ impl Queries<'_> {
                 diesel::delete(mfa_challenges::table.filter(mfa_challenges::expires_at.lt(cutoff)))
                     .execute(conn)
                     .await?;
+            let sign_ins =
+                diesel::delete(email_sign_ins::table.filter(email_sign_ins::expires_at.lt(cutoff)))
+                    .execute(conn)
+                    .await?;
             let lapsed = diesel::delete(
                 factors::table
                     .filter(factors::confirmed_at.is_null())
@@ -224,7 +228,7 @@ impl Queries<'_> {
             .await?;
             Ok::<_, diesel::result::Error>(
                 counters + unverified + sessions + revoked + emails + changes + audited + challenges
-                    + lapsed,
+                    + sign_ins + lapsed,
             )
         })
     }

@@ -218,6 +218,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_sign_ins (link_hash) {
+        link_hash -> Text,
+        user_id -> BigInt,
+        email -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     mfa_challenges (token_hash) {
         token_hash -> Text,
         user_id -> BigInt,

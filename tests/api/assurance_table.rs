@@ -142,6 +142,57 @@ impl Transport {
         }
     }
 
+    /// Asks for a sign-in email and finishes with its code, the `nth` such message.
+    async fn email_code(self, app: &TestApp, email: &str, nth: usize) -> Answer {
+        match self {
+            Self::Grpc => {
+                let request = pb::StartEmailSignInRequest {
+                    email: email.into(),
+                };
+                app.client
+                    .clone()
+                    .start_email_sign_in(request)
+                    .await
+                    .unwrap();
+            }
+            Self::Bridge => {
+                let (status, _) = app
+                    .post("/accounts/api/email-sign-in/", json!({"email": email}))
+                    .await;
+                assert_eq!(status, StatusCode::OK);
+            }
+        }
+        let code = app
+            .smtp
+            .nth_with_subject(email, "sign-in code", nth)
+            .await
+            .otp();
+        match self {
+            Self::Grpc => {
+                let request = pb::FinishEmailSignInRequest {
+                    email: email.into(),
+                    code,
+                    token: String::new(),
+                };
+                let answer = app
+                    .client
+                    .clone()
+                    .finish_email_sign_in(request)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                Answer::from_grpc(answer.access, answer.mfa_required)
+            }
+            Self::Bridge => Answer::from_json(
+                app.post(
+                    "/accounts/api/email-sign-in/finish/",
+                    json!({"email": email, "code": code}),
+                )
+                .await,
+            ),
+        }
+    }
+
     async fn verify(self, app: &TestApp, mfa_token: &str, code: &str) -> String {
         match self {
             Self::Grpc => verify(app, mfa_token, code, "").await.unwrap().access,
@@ -227,6 +278,12 @@ async fn walk(
     let other = std::fs::read_to_string(django.join("other_refresh_token.txt")).unwrap();
     let by_django = transport.refresh(&app, &other).await.access();
     row("a Django refresh token", &by_django);
+    app.verified_user("mailed@example.com").await;
+    let by_mail = transport
+        .email_code(&app, "mailed@example.com", 1)
+        .await
+        .access();
+    row("an emailed code or link", &by_mail);
 
     // With one: each first factor, then a code.
     let (secret, _) = with_totp(&app, &password).await;
@@ -265,6 +322,18 @@ async fn walk(
         .verify(&app, &challenge, &code_at(&app, &django_secret, 1))
         .await;
     row("a Django refresh token + TOTP or recovery code", &session);
+
+    let (mail_secret, _) = with_totp(&app, &by_mail).await;
+    // Past the address's cooldown between two emails.
+    app.clock.advance(std::time::Duration::from_secs(61));
+    let challenge = transport
+        .email_code(&app, "mailed@example.com", 2)
+        .await
+        .mfa_token();
+    let session = transport
+        .verify(&app, &challenge, &code_at(&app, &mail_secret, 1))
+        .await;
+    row("an emailed code + TOTP or recovery code", &session);
     walked
 }
 

@@ -2,10 +2,9 @@
 //! checked, and a password change winning over a sign-in racing it.
 
 use identity::pb;
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
+use tonic::Code;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused, retry_delay};
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused, reason, retry_delay};
 
 /// Runs every future at once and collects their outcomes in order.
 pub(crate) async fn all_at_once<T: Send + 'static>(
@@ -17,14 +16,6 @@ pub(crate) async fn all_at_once<T: Send + 'static>(
         outcomes.push(handle.await.unwrap());
     }
     outcomes
-}
-
-fn reason(status: &Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|info| info.reason.clone())
-        .unwrap_or_default()
 }
 
 async fn a_burst_of_guesses_is_counted_before_any_is_checked(backend: Backend) {

@@ -26,9 +26,9 @@ pub struct Mail {
 }
 
 impl Mail {
-    /// The six-digit code in the text part.
+    /// The six-digit code in the text part (a verification or a sign-in code).
     pub fn otp(&self) -> String {
-        let marker = "verification code is: ";
+        let marker = "code is: ";
         let start = self.text.find(marker).expect("no code in the email") + marker.len();
         self.text[start..start + 6].to_owned()
     }

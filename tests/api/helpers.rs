@@ -416,6 +416,16 @@ impl Drop for TestApp {
     }
 }
 
+/// The `ErrorInfo` reason of a refusal (empty without one).
+pub fn reason(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_default()
+}
+
 /// Asserts a call failed with `code` and the `ErrorInfo` `reason`.
 #[track_caller]
 pub fn assert_refused<T: std::fmt::Debug>(

@@ -29,6 +29,7 @@ mod concurrency;
 mod devices;
 mod django;
 mod django_cutover;
+mod email_sign_in;
 mod factors;
 mod faults;
 mod google;

@@ -10,7 +10,7 @@ use tonic::Code;
 
 use identity::services::accounts::REGISTER_MESSAGE;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused};
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_refused, reason};
 
 const SQUATTER: &str = "the-squatters-passphrase";
 const OWNER: &str = "the-owners-own-passphrase";
@@ -296,11 +296,7 @@ async fn codes_answer_alike_for_unknown_verified_and_unverified_addresses(backen
         let mut reasons = Vec::new();
         for _ in 0..6 {
             let status = app.verify_otp(email, wrong).await.unwrap_err();
-            reasons.push((
-                status.code(),
-                status.message().to_owned(),
-                reason_of(&status),
-            ));
+            reasons.push((status.code(), status.message().to_owned(), reason(&status)));
         }
         answers.push(reasons);
     }
@@ -444,15 +440,6 @@ async fn wrong_spent_and_orphan_links_answer_alike(backend: Backend) {
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
     assert_eq!(answers[0][0].0, Code::InvalidArgument);
     assert!(app.login("clicked@example.com", PASSWORD).await.is_ok());
-}
-
-fn reason_of(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt;
-    status
-        .get_error_details()
-        .error_info()
-        .map(|info| info.reason.clone())
-        .unwrap_or_default()
 }
 
 async fn owners_are_told_of_password_changes_and_of_sessions_ended_by_a_reused_token(

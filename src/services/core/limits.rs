@@ -57,6 +57,8 @@ pub enum MailStream {
     PasswordReset,
     /// Codes that confirm a new address, sent to it (or the notice sent instead).
     EmailChange,
+    /// Sign-in codes and links.
+    EmailSignIn,
 }
 
 impl Services {
@@ -187,9 +189,20 @@ impl Services {
             max_hits: OTP_ATTEMPTS_PER_HOUR,
             cooldown: Duration::ZERO,
         };
-        self.take_hit(&format!("otp:{email}"), policy, self.clock.now_naive())
+        self.take_hit(&otp_budget_bucket(email), policy, self.clock.now_naive())
             .await?
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
+    }
+
+    /// Gives back the attempt a right code spent from the account's hourly budget: someone who
+    /// signs in by email often is never held off by their own codes.
+    pub(crate) async fn give_back_otp_budget(&self, email: &Email) -> ServiceResult<()> {
+        let mut conn = self.connection().await?;
+        conn.queries()
+            .give_back_hit(&otp_budget_bucket(email))
+            .await
+            .context("giving back a code attempt")?;
+        Ok(())
     }
 
     /// Spends one try against the address's current code, before it is compared: five per
@@ -326,8 +339,13 @@ fn mail_bucket(email: &Email, stream: MailStream) -> String {
         MailStream::Verification => "mail:verify",
         MailStream::PasswordReset => "mail:reset",
         MailStream::EmailChange => "mail:change",
+        MailStream::EmailSignIn => "mail:sign-in",
     };
     format!("{name}:{email}")
+}
+
+fn otp_budget_bucket(email: &Email) -> String {
+    format!("otp:{email}")
 }
 
 fn code_tries_bucket(email: &Email) -> String {

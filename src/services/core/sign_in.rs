@@ -45,6 +45,8 @@ pub(crate) enum SignedIn<'a> {
     Google,
     /// With a refresh token Django issued.
     DjangoRefresh,
+    /// With a code or link mailed to the account's address.
+    EmailCode,
 }
 
 impl SignedIn<'_> {
@@ -54,6 +56,7 @@ impl SignedIn<'_> {
             Self::Password { .. } => AuthMethod::Password,
             Self::Google => AuthMethod::Google,
             Self::DjangoRefresh => AuthMethod::DjangoToken,
+            Self::EmailCode => AuthMethod::EmailCode,
         }
     }
 }
@@ -105,7 +108,7 @@ impl Services {
             password_changed_at: user.password_changed_at,
             attempt: match signed_in {
                 SignedIn::Password { email, attempt } => Some((email, attempt)),
-                SignedIn::Google | SignedIn::DjangoRefresh => None,
+                SignedIn::Google | SignedIn::DjangoRefresh | SignedIn::EmailCode => None,
             },
         };
         let factors = self.second_factor_kinds(user.id).await?;

@@ -106,6 +106,35 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         .await
         .unwrap()
         .into_inner();
+    // A sign-in email: its code, its link's token, and the mfa_token the link answers.
+    client
+        .start_email_sign_in(pb::StartEmailSignInRequest {
+            email: email.into(),
+        })
+        .await
+        .unwrap();
+    let sign_in_mail = smtp.nth_with_subject(email, "sign-in code", 1).await;
+    let sign_in_code = sign_in_mail.otp();
+    let sign_in_link = sign_in_mail.link("/accounts/email-sign-in/");
+    let sign_in_token = sign_in_link
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let challenged = http
+        .get(sign_in_link.replace("http://localhost:8080", &format!("http://{}", served.http)))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let mfa_token = challenged["mfa_required"]["mfa_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{challenged}"))
+        .to_owned();
     client
         .password_reset(pb::PasswordResetRequest {
             email: email.into(),
@@ -151,6 +180,9 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         &enrollment.secret,
         &enrollment.otpauth_uri,
         &totp_code,
+        &sign_in_code,
+        &sign_in_token,
+        &mfa_token,
     ];
     secrets.extend(confirmed.recovery_codes.iter().map(String::as_str));
     for line in &logs {
