@@ -146,6 +146,17 @@ pub struct GoogleConfig {
     pub jwks_refetch_interval: Duration,
 }
 
+/// The WebAuthn relying party passkeys are bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnConfig {
+    /// `WEBAUTHN_RP_ID`: the domain passkeys are created for (the host of `PUBLIC_BASE_URL`
+    /// when unset).
+    pub rp_id: String,
+    /// `WEBAUTHN_ORIGINS`: the origins (`https://app.example`, `http://localhost:3000`) whose
+    /// pages may run the ceremonies (the origin of `PUBLIC_BASE_URL` when unset).
+    pub origins: Vec<String>,
+}
+
 /// Which algorithm signs access tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtAlgorithm {
@@ -314,6 +325,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Google sign-in.
     pub google: GoogleConfig,
+    /// Passkeys: the relying party, or `None` when no origin qualifies (passkeys off).
+    pub webauthn: Option<WebauthnConfig>,
     /// `HTTP_HEADER_READ_TIMEOUT_MS`: a bridge client must send a request's headers within
     /// this, and an HTTP/1 connection idle between requests is closed after it.
     pub http_header_read_timeout: Duration,
@@ -412,6 +425,11 @@ impl Config {
         if jwt_algorithm == JwtAlgorithm::Hs256 && secret_key.is_none() {
             return Err(env.error("SECRET_KEY", "is required when JWT_ALGORITHM is HS256"));
         }
+        let public_base_url = env
+            .get("PUBLIC_BASE_URL")
+            .unwrap_or_else(|| "http://localhost:8080".into())
+            .trim_end_matches('/')
+            .to_owned();
         let verification = match env.get("VERIFICATION_METHOD").as_deref() {
             None | Some("both") => VerificationMethod::CodeAndLink,
             Some("code" | "otp") => VerificationMethod::Code,
@@ -449,11 +467,7 @@ impl Config {
             password_reset_url: env.get("PASSWORD_RESET_URL"),
             email_sign_in_redirect_url: env.get("EMAIL_SIGN_IN_REDIRECT_URL"),
             email_sign_in: env.bool("EMAIL_SIGN_IN", true)?,
-            public_base_url: env
-                .get("PUBLIC_BASE_URL")
-                .unwrap_or_else(|| "http://localhost:8080".into())
-                .trim_end_matches('/')
-                .to_owned(),
+            public_base_url: public_base_url.clone(),
             templates_dir: env.get("TEMPLATES_DIR").map(PathBuf::from),
             verification: VerificationConfig {
                 method: verification,
@@ -550,6 +564,7 @@ impl Config {
                 prefix @ 1..=128 => prefix,
                 _ => return Err(env.error("IPV6_CLIENT_PREFIX", "must be 1 to 128")),
             },
+            webauthn: webauthn_config(&env, &public_base_url)?,
             google: GoogleConfig {
                 client_ids: env.list("GOOGLE_OAUTH_CLIENT_ID")?,
                 tokeninfo_url: env
@@ -575,6 +590,73 @@ impl Config {
 }
 
 /// TLS for gRPC: a certificate and its key together, and a client CA only with them.
+/// The relying party, when passkeys can work here: set by `WEBAUTHN_RP_ID` and
+/// `WEBAUTHN_ORIGINS` (checked: each origin a `https` URL, or `http` on `localhost`, and the RP
+/// ID its host or a parent domain of it, as browsers require), or else derived from
+/// `PUBLIC_BASE_URL` when that origin qualifies; `None` turns passkeys off.
+fn webauthn_config(
+    env: &Env<'_>,
+    public_base_url: &str,
+) -> Result<Option<WebauthnConfig>, ConfigError> {
+    let configured = env.get("WEBAUTHN_ORIGINS").is_some() || env.get("WEBAUTHN_RP_ID").is_some();
+    let origins: Vec<String> = env.get("WEBAUTHN_ORIGINS").map_or_else(
+        || vec![public_base_url.to_owned()],
+        |listed| {
+            listed
+                .split(',')
+                .map(str::trim)
+                .filter(|origin| !origin.is_empty())
+                .map(|origin| origin.trim_end_matches('/').to_owned())
+                .collect()
+        },
+    );
+    let checked = check_relying_party(env.get("WEBAUTHN_RP_ID"), origins);
+    match checked {
+        Ok(relying_party) => Ok(Some(relying_party)),
+        Err((name, reason)) if configured => Err(env.error(name, reason)),
+        Err(_) => Ok(None),
+    }
+}
+
+fn check_relying_party(
+    rp_id: Option<String>,
+    origins: Vec<String>,
+) -> Result<WebauthnConfig, (&'static str, String)> {
+    let mut hosts = Vec::new();
+    for origin in &origins {
+        let url = url::Url::parse(origin)
+            .map_err(|e| ("WEBAUTHN_ORIGINS", format!("{origin} is not a URL: {e}")))?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        if !(url.scheme() == "https" || (url.scheme() == "http" && host == "localhost")) {
+            return Err((
+                "WEBAUTHN_ORIGINS",
+                format!("{origin}: browsers run WebAuthn only on https:// (or http://localhost)"),
+            ));
+        }
+        hosts.push(host);
+    }
+    let rp_id = rp_id.unwrap_or_else(|| hosts.first().cloned().unwrap_or_default());
+    if rp_id.is_empty() || rp_id.contains(['/', ':']) {
+        return Err((
+            "WEBAUTHN_RP_ID",
+            "must be a domain name, such as example.com".into(),
+        ));
+    }
+    if let Some(host) = hosts
+        .iter()
+        .find(|host| !(*host == &rp_id || host.ends_with(&format!(".{rp_id}"))))
+    {
+        return Err((
+            "WEBAUTHN_RP_ID",
+            format!("{rp_id} is neither {host} nor a parent domain of it (WEBAUTHN_ORIGINS)"),
+        ));
+    }
+    if origins.is_empty() {
+        return Err(("WEBAUTHN_ORIGINS", "names no origin".into()));
+    }
+    Ok(WebauthnConfig { rp_id, origins })
+}
+
 fn grpc_tls(env: &Env) -> Result<Option<GrpcTlsConfig>, ConfigError> {
     let certificate = env.file("GRPC_TLS_CERT_FILE")?;
     let private_key = env.file("GRPC_TLS_KEY_FILE")?;
@@ -800,6 +882,35 @@ mod tests {
         assert!(config.smtp.is_none());
         assert_eq!(config.grpc_listen_addr.port(), 50051);
         assert_eq!(config.otp_lifetime.as_secs(), 600);
+    }
+
+    #[test]
+    fn the_relying_party_is_checked_and_derived_only_where_browsers_allow_it() {
+        let local = config(&[]).unwrap().webauthn.unwrap();
+        assert_eq!(local.rp_id, "localhost");
+        assert_eq!(local.origins, ["http://localhost:8080"]);
+        // A plain-http public URL elsewhere cannot host passkeys: off, not a failed start.
+        let plain = config(&[("PUBLIC_BASE_URL", "http://identity.test")]).unwrap();
+        assert!(plain.webauthn.is_none());
+        let app = config(&[
+            ("WEBAUTHN_RP_ID", "example.com"),
+            ("WEBAUTHN_ORIGINS", "https://app.example.com, https://example.com/"),
+        ])
+        .unwrap()
+        .webauthn
+        .unwrap();
+        assert_eq!(app.origins, ["https://app.example.com", "https://example.com"]);
+        for (rp_id, origins) in [
+            ("example.com", "http://app.example.com"),
+            ("example.com", "https://example.org"),
+            ("example.com", "https://notexample.com"),
+            ("https://example.com", "https://example.com"),
+            ("example.com", "not a url"),
+        ] {
+            let error = config(&[("WEBAUTHN_RP_ID", rp_id), ("WEBAUTHN_ORIGINS", origins)])
+                .unwrap_err();
+            assert!(error.name.starts_with("WEBAUTHN_"), "{rp_id} {origins}: {error:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Credentials: password hashing, access tokens, refresh tokens and keyed hashes for codes and links.
+//! Credentials: password hashing, access tokens, refresh tokens, keyed hashes for codes and
+//! links, and the WebAuthn relying party.
 
 mod challenge;
 mod django_hashes;
@@ -6,6 +7,7 @@ mod django_tokens;
 mod key_encryption;
 mod keyed_hash;
 mod link_tokens;
+mod passkeys;
 mod password_hasher;
 mod refresh;
 mod service_credentials;
@@ -22,6 +24,9 @@ pub use key_encryption::{KeyEncryption, Sealed};
 pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;
 pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
+pub use passkeys::{
+    CEREMONY_TIMEOUT, Ceremony, PasskeyError, RelyingParty, credential_key, sign_in_answer,
+};
 pub use password_hasher::{HashError, PasswordHasher, Verification};
 pub use refresh::RefreshToken;
 pub use service_credentials::{ClientCertificate, Scope, ServiceCredential, ServiceCredentials};

@@ -18,16 +18,23 @@ pub enum AuthMethod {
     Totp,
     /// A recovery code.
     RecoveryCode,
+    /// A passkey that did not verify its user: something one has.
+    Passkey,
+    /// A passkey that verified its user (a PIN or biometric on the device): something one
+    /// has and something one knows or is, two factors by itself.
+    VerifiedPasskey,
 }
 
 impl AuthMethod {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 8] = [
         Self::Password,
         Self::Google,
         Self::DjangoToken,
         Self::EmailCode,
         Self::Totp,
         Self::RecoveryCode,
+        Self::Passkey,
+        Self::VerifiedPasskey,
     ];
 
     /// The method a stored name stands for.
@@ -48,24 +55,44 @@ impl AuthMethod {
             Self::EmailCode => "email_code",
             Self::Totp => "totp",
             Self::RecoveryCode => "recovery_code",
+            Self::Passkey => "passkey",
+            Self::VerifiedPasskey => "passkey_verified",
         }
     }
 
     /// Its RFC 8176 value: `pwd` (a password), `otp` (a code mailed, an authenticator app's,
-    /// or a recovery code), `fed` (a credential of another system: Google, or Django's token).
+    /// or a recovery code), `fed` (a credential of another system: Google, or Django's token),
+    /// `hwk` (a passkey: proof of a key the device holds).
     #[must_use]
     pub fn amr(self) -> &'static str {
         match self {
             Self::Password => "pwd",
             Self::Google | Self::DjangoToken => "fed",
             Self::EmailCode | Self::Totp | Self::RecoveryCode => "otp",
+            Self::Passkey | Self::VerifiedPasskey => "hwk",
         }
     }
 
-    /// Whether it is a second factor: one that counts only beside a first.
+    /// Whether it can open a session by itself (every kind but the codes that only ever
+    /// follow a first factor).
+    #[must_use]
+    pub fn is_first_factor(self) -> bool {
+        !matches!(self, Self::Totp | Self::RecoveryCode)
+    }
+
+    /// Whether it can count as the second kind of factor beside a first.
     #[must_use]
     pub fn is_second_factor(self) -> bool {
-        matches!(self, Self::Totp | Self::RecoveryCode)
+        matches!(
+            self,
+            Self::Totp | Self::RecoveryCode | Self::Passkey | Self::VerifiedPasskey
+        )
+    }
+
+    /// Whether it is two factors by itself.
+    #[must_use]
+    pub fn is_multi_factor(self) -> bool {
+        self == Self::VerifiedPasskey
     }
 }
 
@@ -132,16 +159,19 @@ impl AuthMethods {
         Self::of(&used)
     }
 
-    /// `aal2` when a first factor and a second factor were both used, `aal1` otherwise.
+    /// `aal2` when a multi-factor method, or a first and a different second factor, were
+    /// used; `aal1` otherwise.
     #[must_use]
     pub fn aal(&self) -> Aal {
-        let second = self.0.iter().any(|m| m.is_second_factor());
-        let first = self.0.iter().any(|m| !m.is_second_factor());
-        if first && second {
-            Aal::Aal2
-        } else {
-            Aal::Aal1
-        }
+        let multi = self.0.iter().any(|m| m.is_multi_factor());
+        let two = self.0.iter().any(|first| {
+            first.is_first_factor()
+                && self
+                    .0
+                    .iter()
+                    .any(|second| second != first && second.is_second_factor())
+        });
+        if multi || two { Aal::Aal2 } else { Aal::Aal1 }
     }
 
     /// The token's `amr`: each method's RFC 8176 value once, and `mfa` at `aal2`.
@@ -187,6 +217,14 @@ mod tests {
         let mailed_and_app = mailed.with(AuthMethod::Totp);
         assert_eq!(mailed_and_app.aal(), Aal::Aal2);
         assert_eq!(mailed_and_app.amr(), ["otp", "mfa"]);
+        // A passkey that verified its user is two factors; one that did not is one, which a
+        // password or a code completes.
+        let verified = AuthMethods::of(&[AuthMethod::VerifiedPasskey]);
+        assert_eq!((verified.aal(), verified.amr()), (Aal::Aal2, vec!["hwk".into(), "mfa".into()]));
+        let unverified = AuthMethods::of(&[AuthMethod::Passkey]);
+        assert_eq!((unverified.aal(), unverified.amr()), (Aal::Aal1, vec!["hwk".into()]));
+        assert_eq!(unverified.with(AuthMethod::Totp).aal(), Aal::Aal2);
+        assert_eq!(password.with(AuthMethod::Passkey).aal(), Aal::Aal2);
         // A second factor alone, or two first factors, are one factor's worth.
         assert_eq!(AuthMethods::of(&[AuthMethod::Totp]).aal(), Aal::Aal1);
         assert_eq!(

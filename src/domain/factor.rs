@@ -15,6 +15,8 @@ random_id!(
 pub enum FactorKind {
     /// A time-based one-time password app (RFC 6238).
     Totp,
+    /// A WebAuthn credential (a passkey or a security key).
+    Passkey,
 }
 
 impl FactorKind {
@@ -23,6 +25,7 @@ impl FactorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Passkey => "passkey",
         }
     }
 
@@ -31,6 +34,7 @@ impl FactorKind {
     pub fn from_stored(stored: &str) -> Option<Self> {
         match stored {
             "totp" => Some(Self::Totp),
+            "passkey" => Some(Self::Passkey),
             _ => None,
         }
     }
