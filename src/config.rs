@@ -894,12 +894,18 @@ mod tests {
         assert!(plain.webauthn.is_none());
         let app = config(&[
             ("WEBAUTHN_RP_ID", "example.com"),
-            ("WEBAUTHN_ORIGINS", "https://app.example.com, https://example.com/"),
+            (
+                "WEBAUTHN_ORIGINS",
+                "https://app.example.com, https://example.com/",
+            ),
         ])
         .unwrap()
         .webauthn
         .unwrap();
-        assert_eq!(app.origins, ["https://app.example.com", "https://example.com"]);
+        assert_eq!(
+            app.origins,
+            ["https://app.example.com", "https://example.com"]
+        );
         for (rp_id, origins) in [
             ("example.com", "http://app.example.com"),
             ("example.com", "https://example.org"),
@@ -907,9 +913,12 @@ mod tests {
             ("https://example.com", "https://example.com"),
             ("example.com", "not a url"),
         ] {
-            let error = config(&[("WEBAUTHN_RP_ID", rp_id), ("WEBAUTHN_ORIGINS", origins)])
-                .unwrap_err();
-            assert!(error.name.starts_with("WEBAUTHN_"), "{rp_id} {origins}: {error:?}");
+            let error =
+                config(&[("WEBAUTHN_RP_ID", rp_id), ("WEBAUTHN_ORIGINS", origins)]).unwrap_err();
+            assert!(
+                error.name.starts_with("WEBAUTHN_"),
+                "{rp_id} {origins}: {error:?}"
+            );
         }
     }
 

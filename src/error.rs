@@ -89,6 +89,12 @@ pub enum ServiceError {
     /// Signing in by an emailed code or link is turned off (`EMAIL_SIGN_IN=false`).
     #[error("signing in by email is turned off")]
     EmailSignInDisabled,
+    /// Passkeys are off: no origin a browser would run WebAuthn on is configured.
+    #[error("passkeys are not configured (set WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS)")]
+    PasskeysNotConfigured,
+    /// A passkey's signature counter went back: perhaps a copied authenticator.
+    #[error("this passkey may have been copied; sign in another way and replace it")]
+    PasskeyCounterWentBack,
     /// Google refused the credential, or it was minted for another application.
     #[error("{0}")]
     GoogleRejected(String),
@@ -172,6 +178,8 @@ impl ServiceError {
             Self::SessionRevoked => "SESSION_REVOKED",
             Self::GoogleNotConfigured => "GOOGLE_NOT_CONFIGURED",
             Self::EmailSignInDisabled => "EMAIL_SIGN_IN_DISABLED",
+            Self::PasskeysNotConfigured => "PASSKEYS_NOT_CONFIGURED",
+            Self::PasskeyCounterWentBack => "PASSKEY_COUNTER_WENT_BACK",
             Self::GoogleRejected(_) => "GOOGLE_TOKEN_INVALID",
             Self::GoogleEmailUnverified => "GOOGLE_EMAIL_UNVERIFIED",
             Self::GoogleLinkRefused => "GOOGLE_LINK_REFUSED",

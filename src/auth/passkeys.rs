@@ -13,9 +13,9 @@ use webauthn_rs_core::{
     WebauthnCore,
     error::WebauthnError,
     proto::{
-        AttestationConveyancePreference, AuthenticationResult, AuthenticationState,
-        COSEAlgorithm, Credential, PublicKeyCredential, RegisterPublicKeyCredential,
-        RegistrationState, ResidentKeyRequirement, UserVerificationPolicy,
+        AttestationConveyancePreference, AuthenticationResult, AuthenticationState, COSEAlgorithm,
+        Credential, PublicKeyCredential, RegisterPublicKeyCredential, RegistrationState,
+        ResidentKeyRequirement, UserVerificationPolicy,
     },
 };
 

@@ -14,15 +14,15 @@ pub enum AuthMethod {
     DjangoToken,
     /// A code or link mailed to the account's address, used once.
     EmailCode,
-    /// A code of an authenticator app.
-    Totp,
-    /// A recovery code.
-    RecoveryCode,
     /// A passkey that did not verify its user: something one has.
     Passkey,
     /// A passkey that verified its user (a PIN or biometric on the device): something one
     /// has and something one knows or is, two factors by itself.
     VerifiedPasskey,
+    /// A code of an authenticator app.
+    Totp,
+    /// A recovery code.
+    RecoveryCode,
 }
 
 impl AuthMethod {
@@ -31,10 +31,10 @@ impl AuthMethod {
         Self::Google,
         Self::DjangoToken,
         Self::EmailCode,
-        Self::Totp,
-        Self::RecoveryCode,
         Self::Passkey,
         Self::VerifiedPasskey,
+        Self::Totp,
+        Self::RecoveryCode,
     ];
 
     /// The method a stored name stands for.
@@ -116,7 +116,7 @@ impl Aal {
     }
 }
 
-/// The distinct kinds of factor a session used, in a fixed order.
+/// The distinct kinds of factor a session used, in a fixed order (first factors first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthMethods(Vec<AuthMethod>);
 
@@ -220,9 +220,15 @@ mod tests {
         // A passkey that verified its user is two factors; one that did not is one, which a
         // password or a code completes.
         let verified = AuthMethods::of(&[AuthMethod::VerifiedPasskey]);
-        assert_eq!((verified.aal(), verified.amr()), (Aal::Aal2, vec!["hwk".into(), "mfa".into()]));
+        assert_eq!(
+            (verified.aal(), verified.amr()),
+            (Aal::Aal2, vec!["hwk".into(), "mfa".into()])
+        );
         let unverified = AuthMethods::of(&[AuthMethod::Passkey]);
-        assert_eq!((unverified.aal(), unverified.amr()), (Aal::Aal1, vec!["hwk".into()]));
+        assert_eq!(
+            (unverified.aal(), unverified.amr()),
+            (Aal::Aal1, vec!["hwk".into()])
+        );
         assert_eq!(unverified.with(AuthMethod::Totp).aal(), Aal::Aal2);
         assert_eq!(password.with(AuthMethod::Passkey).aal(), Aal::Aal2);
         // A second factor alone, or two first factors, are one factor's worth.

@@ -174,6 +174,7 @@ impl Mailer {
             Notice::FactorRemoved => TemplateName::FactorRemoved,
             Notice::RecoveryCodesRegenerated => TemplateName::RecoveryCodesRegenerated,
             Notice::FactorsReset => TemplateName::FactorsReset,
+            Notice::PasskeyCounterWentBack => TemplateName::PasskeyCounterWentBack,
         };
         let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
         let rendered = self
@@ -281,6 +282,8 @@ pub enum Notice {
     RecoveryCodesRegenerated,
     /// An administrator removed every second factor.
     FactorsReset,
+    /// A passkey's signature counter went back: perhaps a copy; the sign-in was refused.
+    PasskeyCounterWentBack,
 }
 
 /// The parts of an emailed link: whose it is, its token, and how long it lasts from when.

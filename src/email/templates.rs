@@ -51,10 +51,12 @@ pub enum TemplateName {
     FactorsReset,
     /// A sign-in code and link, for signing in without a password.
     EmailSignIn,
+    /// A notice to the owner: a passkey's signature counter went back (perhaps a copy).
+    PasskeyCounterWentBack,
 }
 
 impl TemplateName {
-    const ALL: [Self; 20] = [
+    const ALL: [Self; 21] = [
         Self::Otp,
         Self::Activation,
         Self::PasswordReset,
@@ -75,6 +77,7 @@ impl TemplateName {
         Self::RecoveryCodesRegenerated,
         Self::FactorsReset,
         Self::EmailSignIn,
+        Self::PasskeyCounterWentBack,
     ];
 
     fn file_stem(self) -> &'static str {
@@ -99,6 +102,7 @@ impl TemplateName {
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Self::FactorsReset => "factors_reset",
             Self::EmailSignIn => "email_sign_in",
+            Self::PasskeyCounterWentBack => "passkey_counter_went_back",
         }
     }
 
@@ -183,6 +187,10 @@ impl TemplateName {
             Self::EmailSignIn => (
                 include_str!("templates/email_sign_in.txt"),
                 include_str!("templates/email_sign_in.html"),
+            ),
+            Self::PasskeyCounterWentBack => (
+                include_str!("templates/passkey_counter_went_back.txt"),
+                include_str!("templates/passkey_counter_went_back.html"),
             ),
         }
     }

@@ -24,7 +24,7 @@ use crate::{
         audit::{AuditEvent, AuditQuery},
         devices::Device,
         email_sign_in::EmailSignInProof,
-        factors::{DEFAULT_TOTP_NAME, Factor, TotpEnrollment},
+        factors::{DEFAULT_PASSKEY_NAME, DEFAULT_TOTP_NAME, Factor, TotpEnrollment},
         token_service::Revocation,
         users::UserQuery,
     },
@@ -60,6 +60,11 @@ pub(crate) fn otp(raw: &str) -> Parsed<Otp> {
 /// The name of a new factor.
 pub(crate) fn factor_name(raw: &str) -> Parsed<FactorName> {
     field("name", FactorName::parse(raw, DEFAULT_TOTP_NAME))
+}
+
+/// The name of a new passkey.
+pub(crate) fn passkey_name(raw: &str) -> Parsed<FactorName> {
+    field("name", FactorName::parse(raw, DEFAULT_PASSKEY_NAME))
 }
 
 /// A factor id.
@@ -632,6 +637,66 @@ pub(crate) fn factor(factor: Factor) -> pb::Factor {
     }
 }
 
+/// A W3C JSON object a browser produced (a passkey's answer), as the services read it.
+pub(crate) fn browser_json(
+    field: &'static str,
+    value: Option<&pbjson_types::Struct>,
+) -> Parsed<serde_json::Value> {
+    let value = value.ok_or(ServiceError::InvalidArgument {
+        field,
+        reason: "is required".into(),
+    })?;
+    serde_json::to_value(value)
+        .map(whole_numbers)
+        .map_err(|e| ServiceError::InvalidArgument {
+            field,
+            reason: e.to_string(),
+        })
+}
+
+/// JSON whose numbers a `Struct` carried as doubles, with the whole ones as integers again
+/// (`-7.0` back to `-7`), as the W3C shapes have them.
+fn whole_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) => match number.as_f64() {
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "a whole number within i64's range converts exactly"
+            )]
+            Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
+                Value::from(float as i64)
+            }
+            _ => Value::Number(number),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, whole_numbers(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// W3C JSON options for the browser, on the wire.
+pub(crate) fn browser_options(options: &serde_json::Value) -> Option<pbjson_types::Struct> {
+    serde_json::from_value(options.clone()).ok()
+}
+
+/// A ceremony id as a client sent it.
+pub(crate) fn ceremony_id(raw: &str) -> Parsed<String> {
+    let id = raw.trim();
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(ServiceError::InvalidArgument {
+            field: "ceremony_id",
+            reason: "is not a ceremony id".into(),
+        });
+    }
+    Ok(id.to_owned())
+}
+
 /// The wire form of a user.
 pub(crate) fn user(user: User) -> pb::User {
     pb::User {
@@ -649,7 +714,7 @@ pub(crate) fn user(user: User) -> pb::User {
     }
 }
 
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
+pub(crate) fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp {
         seconds: at.timestamp(),
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),

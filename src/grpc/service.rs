@@ -429,6 +429,82 @@ impl IdentityService for IdentityApi {
         })
     }
 
+    async fn start_passkey_registration(
+        &self,
+        request: Request<pb::StartPasskeyRegistrationRequest>,
+    ) -> Reply<pb::StartPasskeyRegistrationResponse> {
+        let credentials = convert::access_credentials(&request);
+        let outcome = self.services.start_passkey_registration(credentials).await;
+        reply(outcome, |started| pb::StartPasskeyRegistrationResponse {
+            options: convert::browser_options(&started.options),
+            ceremony_id: started.ceremony_id,
+            expires_at: Some(convert::timestamp(started.expires_at)),
+        })
+    }
+
+    async fn finish_passkey_registration(
+        &self,
+        request: Request<pb::FinishPasskeyRegistrationRequest>,
+    ) -> Reply<pb::FinishPasskeyRegistrationResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let message = request.get_ref();
+        let ceremony_id = convert::ceremony_id(&message.ceremony_id).map_err(to_status)?;
+        let answer =
+            convert::browser_json("credential", message.credential.as_ref()).map_err(to_status)?;
+        let name = convert::passkey_name(&message.name).map_err(to_status)?;
+        let outcome = self
+            .services
+            .finish_passkey_registration(caller, credentials, &ceremony_id, &answer, name)
+            .await;
+        reply(outcome, |confirmed| pb::FinishPasskeyRegistrationResponse {
+            factor: Some(convert::factor(confirmed.factor)),
+            recovery_codes: confirmed.recovery_codes,
+        })
+    }
+
+    async fn start_passkey_sign_in(
+        &self,
+        request: Request<pb::StartPasskeySignInRequest>,
+    ) -> Reply<pb::StartPasskeySignInResponse> {
+        let caller = self.caller(&request);
+        let raw = request.get_ref().email.trim();
+        let email = if raw.is_empty() {
+            None
+        } else {
+            Some(convert::email(raw).map_err(to_status)?)
+        };
+        let outcome = self.services.start_passkey_sign_in(caller, email).await;
+        reply(outcome, |started| pb::StartPasskeySignInResponse {
+            options: convert::browser_options(&started.options),
+            ceremony_id: started.ceremony_id,
+            expires_at: Some(convert::timestamp(started.expires_at)),
+        })
+    }
+
+    async fn finish_passkey_sign_in(
+        &self,
+        request: Request<pb::FinishPasskeySignInRequest>,
+    ) -> Reply<pb::FinishPasskeySignInResponse> {
+        let caller = self.caller(&request);
+        let message = request.get_ref();
+        let ceremony_id = convert::ceremony_id(&message.ceremony_id).map_err(to_status)?;
+        let answer =
+            convert::browser_json("credential", message.credential.as_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .finish_passkey_sign_in(caller, &ceremony_id, &answer)
+            .await;
+        reply(outcome, |outcome| {
+            let (access, refresh, mfa_required) = convert::sign_in(outcome);
+            pb::FinishPasskeySignInResponse {
+                access,
+                refresh,
+                mfa_required,
+            }
+        })
+    }
+
     async fn verify_second_factor(
         &self,
         request: Request<pb::VerifySecondFactorRequest>,

@@ -32,11 +32,13 @@ pub fn to_status(error: ServiceError) -> Status {
         | ServiceError::TokenInvalid
         | ServiceError::TokenExpired
         | ServiceError::TokenReused
-        | ServiceError::SessionRevoked => Code::Unauthenticated,
+        | ServiceError::SessionRevoked
+        | ServiceError::PasskeyCounterWentBack => Code::Unauthenticated,
         ServiceError::NotVerified
         | ServiceError::AccountDisabled
         | ServiceError::GoogleNotConfigured
         | ServiceError::EmailSignInDisabled
+        | ServiceError::PasskeysNotConfigured
         | ServiceError::GoogleLinkRefused
         | ServiceError::LastSuperuser => Code::FailedPrecondition,
         ServiceError::StaleEtag | ServiceError::ConcurrentChange => Code::Aborted,

@@ -18,6 +18,8 @@ const AUTHENTICATED: &[&str] = &[
     "StepUp",
     "RemoveFactor",
     "RegenerateRecoveryCodes",
+    "StartPasskeyRegistration",
+    "FinishPasskeyRegistration",
     "ListSessions",
     "RevokeSession",
     "LogoutOthers",

@@ -15,11 +15,12 @@ use super::{
         access::{Access, Authenticated},
         accounts::utc,
         audit::AuditEntry,
+        ceremonies::{CeremonyKind, StartedCeremony},
         effects::Tx,
     },
 };
 use crate::{
-    auth::{Sealed, TotpSecret},
+    auth::{PasskeyError, Sealed, TotpSecret, credential_key},
     clock::span,
     domain::{Actor, AuditKind, FactorId, FactorKind, FactorName, Otp, RecoveryCode, UserId},
     email::Notice,
@@ -39,6 +40,9 @@ const CHANGES_FACTORS: Access = Access::SIGNED_IN.with_fresh_second_factor();
 
 /// What an authenticator app is called when its owner gives no name.
 pub const DEFAULT_TOTP_NAME: &str = "authenticator app";
+
+/// What a passkey is called when its owner gives no name.
+pub const DEFAULT_PASSKEY_NAME: &str = "passkey";
 
 /// A started TOTP enrollment: the secret, shown once.
 #[derive(Debug)]
@@ -117,6 +121,8 @@ impl Services {
             confirmed_at: None,
             expires_at: Some(expires_at.naive_utc()),
             last_used_at: None,
+            credential_id: None,
+            credential: None,
         };
         self.transaction_at(&caller, now, async |tx| {
             tx.insert_factor(&factor)
@@ -331,6 +337,154 @@ impl Services {
                 })
                 .collect(),
             recovery_codes_left: u32::try_from(left).unwrap_or(0),
+        })
+    }
+
+    /// Starts registering a passkey on the caller's account (a second factor proven within
+    /// `STEP_UP_MAX_AGE` first, when the account has one): the options for
+    /// `navigator.credentials.create`, and the ceremony that finishes it within five minutes.
+    /// The account's passkeys are excluded, so one authenticator is registered once.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `PasskeysNotConfigured`.
+    #[tracing::instrument(skip_all)]
+    pub async fn start_passkey_registration(
+        &self,
+        credentials: Credentials,
+    ) -> ServiceResult<StartedCeremony> {
+        let relying_party = self.relying_party()?;
+        let me: Authenticated = self.require(&credentials, CHANGES_FACTORS).await?;
+        let registered = self
+            .connection()
+            .await?
+            .queries()
+            .confirmed_factors(me.user.id)
+            .await
+            .context("loading the passkeys")?;
+        let exclude = registered
+            .iter()
+            .filter_map(|factor| factor.credential_id.as_deref())
+            .filter_map(|id| {
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, id).ok()
+            })
+            .collect();
+        let display_name = format!("{} {}", me.user.first_name, me.user.last_name);
+        let display_name = match display_name.trim() {
+            "" => me.user.email.as_str(),
+            named => named,
+        };
+        let ceremony = relying_party
+            .start_registration(
+                self.webauthn_handle(me.user.id),
+                me.user.email.as_str(),
+                display_name,
+                exclude,
+            )
+            .map_err(|e| anyhow::anyhow!("starting a passkey registration: {e}"))?;
+        self.keep_ceremony(CeremonyKind::Registration, Some(me.user.id), ceremony)
+            .await
+    }
+
+    /// Finishes registering a passkey with the browser's answer: stored as a factor of the
+    /// caller's account (the first brings recovery codes), the owner told, audited.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `PasskeysNotConfigured`, `TokenInvalid` (an unknown,
+    /// used or other kind of ceremony, or another account's), `TokenExpired`,
+    /// `InvalidArgument` (an answer that fails a check, or a passkey already registered).
+    #[tracing::instrument(skip_all)]
+    pub async fn finish_passkey_registration(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+        ceremony_id: &str,
+        answer: &serde_json::Value,
+        name: FactorName,
+    ) -> ServiceResult<ConfirmedFactor> {
+        let relying_party = self.relying_party()?;
+        let me: Authenticated = self.require(&credentials, CHANGES_FACTORS).await?;
+        let user_id = me.user.id;
+        let ceremony = self
+            .take_ceremony(ceremony_id, CeremonyKind::Registration)
+            .await?;
+        if ceremony.user_id != Some(user_id) {
+            return Err(ServiceError::TokenInvalid);
+        }
+        let credential = relying_party
+            .finish_registration(answer, &ceremony.state)
+            .map_err(|error: PasskeyError| ServiceError::InvalidArgument {
+                field: "credential",
+                reason: format!("is not a valid passkey registration: {error}"),
+            })?;
+        let now = self.clock.now();
+        let id = FactorId::generate();
+        let credential_id = credential_key(credential.cred_id.as_slice());
+        let factor = FactorRow {
+            id: id.clone(),
+            user_id,
+            kind: FactorKind::Passkey.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            secret: String::new(),
+            last_step: Some(i64::from(credential.counter)),
+            created_at: now.naive_utc(),
+            confirmed_at: Some(now.naive_utc()),
+            expires_at: None,
+            last_used_at: None,
+            credential_id: Some(credential_id.clone()),
+            credential: Some(serde_json::to_string(&credential).context("storing a passkey")?),
+        };
+        let recovery_codes = self
+            .transaction_at(&caller, now, async |tx| {
+                if tx
+                    .passkey_by_credential_id(&credential_id)
+                    .await
+                    .context("looking for the passkey")?
+                    .is_some()
+                {
+                    return Err(ServiceError::InvalidArgument {
+                        field: "credential",
+                        reason: "this passkey is already registered".into(),
+                    });
+                }
+                let first = tx
+                    .confirmed_factors(user_id)
+                    .await
+                    .context("loading the factors")?
+                    .is_empty();
+                tx.insert_factor(&factor)
+                    .await
+                    .context("storing the passkey")?;
+                let codes = if first {
+                    self.new_recovery_codes(tx, user_id).await?
+                } else {
+                    Vec::new()
+                };
+                let owner = tx
+                    .user_by_id(user_id)
+                    .await
+                    .context("loading the owner")?
+                    .ok_or(ServiceError::SessionRevoked)?;
+                tx.notify(Notice::FactorAdded, &owner).await?;
+                let entry =
+                    AuditEntry::success(AuditKind::FactorAdd, Actor::User(user_id), user_id)
+                        .detail(format!(
+                            "factor={id} kind=passkey recovery_codes={}",
+                            codes.len()
+                        ));
+                tx.audit(entry).await?;
+                Ok(codes)
+            })
+            .await?;
+        tracing::info!(user.id = %user_id, factor.id = %id, "passkey registered");
+        Ok(ConfirmedFactor {
+            factor: Factor {
+                id,
+                kind: FactorKind::Passkey,
+                name: name.as_str().to_owned(),
+                created_at: now,
+                last_used_at: None,
+            },
+            recovery_codes,
         })
     }
 

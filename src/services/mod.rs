@@ -10,12 +10,13 @@
 //! - [`password_reset`]: reset links and new passwords.
 //! - [`google_login`]: signing in with Google, creating or linking accounts.
 //! - [`email_sign_in`]: signing in without a password, by an emailed code or link.
+//! - [`passkey_sign_in`]: signing in with a passkey, username-first or usernameless.
 //! - [`users`]: reading accounts.
 //! - [`account_changes`]: a user's own password, address and deletion.
 //! - [`admin`]: staff and services creating, changing and deleting accounts.
 //! - [`audit`]: reading the trail of security-relevant events.
 //! - [`devices`]: a user's own sessions, listed and ended.
-//! - [`factors`]: second factors (authenticator apps) and recovery codes.
+//! - [`factors`]: second factors (authenticator apps, passkeys) and recovery codes.
 //! - [`django_import`]: moving a Django deployment's users in.
 //! - [`keys`]: the signing key set that rotates by time.
 //! - [`token_service`]: for backend services: key set, introspection, revocation log.
@@ -31,6 +32,7 @@ pub mod email_sign_in;
 pub mod factors;
 pub mod google_login;
 pub mod keys;
+pub mod passkey_sign_in;
 pub mod password_reset;
 pub mod sessions;
 pub mod token_service;
@@ -42,13 +44,14 @@ use tokio::sync::Notify;
 
 pub use self::core::{
     access::{Access, Authenticated, Credentials, Principal},
+    ceremonies::StartedCeremony,
     second_factor::SecondFactorProof,
     sign_in::{GoogleCredential, SecondFactorChallenge, SignInOutcome, TokenPair},
 };
 use crate::{
     auth::{
         DjangoRefreshTokens, DjangoTokens, HashError, KeyEncryption, LinkTokens, PasswordHasher,
-        ServerSecret, ServiceCredentials, TokenIssuer,
+        RelyingParty, ServerSecret, ServiceCredentials, TokenIssuer,
     },
     clock::Clock,
     config::Config,
@@ -88,6 +91,7 @@ pub struct Dependencies {
     pub(crate) service_credentials: ServiceCredentials,
     pub(crate) mailer: Mailer,
     pub(crate) google: Arc<GoogleClient>,
+    pub(crate) relying_party: Option<RelyingParty>,
     pub(crate) metrics: Metrics,
     pub(crate) outbox_wake: Arc<Notify>,
     pub(crate) config: Arc<Config>,
@@ -149,6 +153,11 @@ impl Services {
             service_credentials: parts.service_credentials,
             mailer: parts.mailer,
             google: Arc::new(parts.google),
+            relying_party: parts
+                .config
+                .webauthn
+                .as_ref()
+                .and_then(|relying_party| RelyingParty::new(relying_party, "identity").ok()),
             metrics: parts.metrics,
             outbox_wake: parts.outbox_wake,
             config: parts.config,

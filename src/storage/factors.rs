@@ -118,6 +118,61 @@ impl Queries<'_> {
         })
     }
 
+    /// The confirmed passkey a credential id names, whoever owns it.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn passkey_by_credential_id(
+        &mut self,
+        credential_id: &str,
+    ) -> Result<Option<FactorRow>, StoreError> {
+        let query = factors::table
+            .filter(factors::credential_id.eq(credential_id))
+            .filter(factors::confirmed_at.is_not_null());
+        on_backend!(self, conn => {
+            query
+                .select(FactorRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+    }
+
+    /// Records a passkey's use: its new signature `counter`, and the credential as it is now
+    /// (backup state). Only if the counter moved past the last one stored (or the
+    /// authenticator keeps none: 0), in one conditional update, so an assertion is accepted
+    /// once and a clone's is refused. Returns whether it was.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn accept_passkey_use(
+        &mut self,
+        id: &FactorId,
+        counter: i64,
+        credential: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let fresh = factors::table.find(id).filter(
+            factors::last_step
+                .is_null()
+                .or(factors::last_step.lt(counter))
+                .or(factors::last_step
+                    .eq(0)
+                    .and(counter.into_sql::<diesel::sql_types::BigInt>().eq(0))),
+        );
+        on_backend!(self, conn => {
+            diesel::update(fresh)
+                .set((
+                    factors::last_step.eq(counter),
+                    factors::credential.eq(credential),
+                    factors::last_used_at.eq(now),
+                ))
+                .execute(conn)
+                .await
+                .map(|changed| changed == 1)
+        })
+    }
+
     /// Spends one of the account's unused recovery codes by its keyed hash, in one
     /// conditional update: of twenty uses at once, one spends it. Returns whether this did.
     ///

@@ -7,6 +7,7 @@
 //! the queries by table in the other files.
 
 mod audit;
+mod ceremonies;
 mod counters;
 mod email_changes;
 mod email_sign_ins;
@@ -36,9 +37,9 @@ pub use audit::AuditFilter;
 pub use counters::CounterPolicy;
 pub use error::StoreError;
 pub use models::{
-    AuditEventRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, EmailSignInRow, FactorRow,
-    ImportedUser, MfaChallengeRow, NewAuditEvent, NewEmail, NewRecoveryCode, NewRegistration,
-    NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow, SigningKeyRow,
+    AuditEventRow, CeremonyRow, DjangoImportRecord, DjangoLinkRow, EmailChangeRow, EmailSignInRow,
+    FactorRow, ImportedUser, MfaChallengeRow, NewAuditEvent, NewEmail, NewRecoveryCode,
+    NewRegistration, NewUser, OutboxRow, RegistrationRow, RevocationRow, SessionRow, SigningKeyRow,
     SpentRefreshToken, UserRow,
 };
 pub use users::{UserChanges, UserFilter};

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::schema::{
     audit_events, counters, django_imported_accounts, django_link_states, email_changes,
     email_sign_ins, factors, mfa_challenges, outbox, recovery_codes, refresh_tokens, registrations,
-    revocations, sessions, signing_keys, users,
+    revocations, sessions, signing_keys, users, webauthn_ceremonies,
 };
 use crate::domain::{Email, FactorId, RefreshTokenHash, SessionId, UserId};
 
@@ -426,6 +426,30 @@ pub struct FactorRow {
     pub expires_at: Option<NaiveDateTime>,
     /// When a code of it last signed in or stepped up.
     pub last_used_at: Option<NaiveDateTime>,
+    /// A passkey's credential id (base64url), unique across accounts.
+    pub credential_id: Option<String>,
+    /// A passkey's public key, counter and backup state (webauthn-rs-core's JSON).
+    pub credential: Option<String>,
+}
+
+/// A `webauthn_ceremonies` row: a ceremony's state, kept server side until it is used once.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webauthn_ceremonies)]
+pub struct CeremonyRow {
+    /// Random id, handed to the browser's page as `ceremony_id`.
+    pub id: String,
+    /// What it is for (`registration`, `sign_in`, `second_factor`).
+    pub kind: String,
+    /// The account, when the ceremony names one.
+    pub user_id: Option<UserId>,
+    /// The state finishing it needs (webauthn-rs-core's JSON, the challenge among it).
+    pub state: String,
+    /// When it started (UTC).
+    pub created_at: NaiveDateTime,
+    /// When it stops working (UTC).
+    pub expires_at: NaiveDateTime,
+    /// When it was used; `None` until then.
+    pub used_at: Option<NaiveDateTime>,
 }
 
 /// A new `recovery_codes` row.

@@ -154,7 +154,7 @@ impl Queries<'_> {
     }
 
     /// Deletes state that can no longer matter: counters whose window and block ended before
-    /// `cutoff`, sessions, address changes, second-factor challenges, emailed sign-in codes and
+    /// `cutoff`, sessions, address changes, second-factor challenges, emailed sign-in codes, WebAuthn ceremonies and
     /// pending factors that expired before it, finished emails and
     /// revocations older than it (no access token they could void lives that long),
     /// accounts still unproven that were made before `unverified_cutoff` (with everything
@@ -170,7 +170,7 @@ impl Queries<'_> {
     ) -> Result<usize, StoreError> {
         use super::schema::{
             audit_events, counters, email_changes, email_sign_ins, factors, mfa_challenges,
-            revocations, sessions, users,
+            revocations, sessions, users, webauthn_ceremonies,
         };
         on_backend!(self, conn => {
             let counters = diesel::delete(
@@ -215,6 +215,11 @@ impl Queries<'_> {
                 diesel::delete(mfa_challenges::table.filter(mfa_challenges::expires_at.lt(cutoff)))
                     .execute(conn)
                     .await?;
+            let ceremonies = diesel::delete(
+                webauthn_ceremonies::table.filter(webauthn_ceremonies::expires_at.lt(cutoff)),
+            )
+            .execute(conn)
+            .await?;
             let sign_ins =
                 diesel::delete(email_sign_ins::table.filter(email_sign_ins::expires_at.lt(cutoff)))
                     .execute(conn)
@@ -228,7 +233,7 @@ impl Queries<'_> {
             .await?;
             Ok::<_, diesel::result::Error>(
                 counters + unverified + sessions + revoked + emails + changes + audited + challenges
-                    + sign_ins + lapsed,
+                    + sign_ins + ceremonies + lapsed,
             )
         })
     }

@@ -205,6 +205,20 @@ diesel::table! {
         confirmed_at -> Nullable<Timestamp>,
         expires_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
+        credential_id -> Nullable<Text>,
+        credential -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webauthn_ceremonies (id) {
+        id -> Text,
+        kind -> Text,
+        user_id -> Nullable<BigInt>,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
     }
 }
 

@@ -9,7 +9,9 @@
 //! - [`links`]: the state an emailed link is bound to, links Django mailed, and the link
 //!   to choose a password.
 //! - [`sign_in`]: starting a session, and proofs every way of signing in shares (Google).
-//! - [`second_factor`]: checking a TOTP or recovery code and spending it.
+//! - [`second_factor`]: checking a TOTP or recovery code and spending it, and a passkey's
+//!   answer.
+//! - [`ceremonies`]: WebAuthn ceremonies kept in the database, and the relying party.
 //! - [`effects`]: the transaction every change runs in: audit rows, notices and mail are
 //!   written inside it, and the outbox is woken once it commits.
 //! - [`audit`]: the entries of the audit trail.
@@ -20,6 +22,7 @@
 pub mod access;
 pub mod accounts;
 pub mod audit;
+pub mod ceremonies;
 pub mod effects;
 pub mod limits;
 pub mod links;

@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use super::effects::Tx;
 use crate::{
-    auth::{Sealed, TotpSecret},
+    auth::{PasskeyError, Sealed, TotpSecret},
     domain::{AuthMethod, FactorKind, Otp, RecoveryCode},
     error::{ServiceError, ServiceResult},
     services::Services,
@@ -100,5 +100,54 @@ impl Tx<'_, '_> {
                 Ok(AuthMethod::RecoveryCode)
             }
         }
+    }
+
+    /// Checks a browser's answer to a passkey ceremony (`state`) against the account's
+    /// passkey `factor` it names, and records the use: the signature counter must move
+    /// forward (one conditional update, so an answer counts once). A passkey that verified its
+    /// user is two factors; one that did not, one.
+    ///
+    /// # Errors
+    /// `InvalidCredentials` for an answer that fails a check, `PasskeyCounterWentBack` for one
+    /// whose counter did not move forward.
+    pub(crate) async fn prove_passkey(
+        &mut self,
+        factor: &FactorRow,
+        answer: &webauthn_rs_core::proto::PublicKeyCredential,
+        state: &str,
+    ) -> ServiceResult<AuthMethod> {
+        let services = self.services;
+        let relying_party = services.relying_party()?;
+        let stored = factor
+            .credential
+            .as_deref()
+            .ok_or(ServiceError::InvalidCredentials)?;
+        let mut credential: webauthn_rs_core::proto::Credential =
+            serde_json::from_str(stored).context("reading a stored passkey")?;
+        let result = match relying_party.finish_sign_in(answer, state, &credential) {
+            Ok(result) => result,
+            Err(PasskeyError::CounterWentBack) => return Err(ServiceError::PasskeyCounterWentBack),
+            Err(PasskeyError::Invalid(reason)) => {
+                tracing::info!(factor.id = %factor.id, reason, "a passkey answer was refused");
+                return Err(ServiceError::InvalidCredentials);
+            }
+        };
+        credential.counter = result.counter();
+        credential.backup_state = result.backup_state();
+        credential.backup_eligible |= result.backup_eligible();
+        let updated = serde_json::to_string(&credential).context("storing a passkey")?;
+        let now = self.now_naive();
+        if !self
+            .accept_passkey_use(&factor.id, i64::from(result.counter()), &updated, now)
+            .await
+            .context("recording a passkey's use")?
+        {
+            return Err(ServiceError::PasskeyCounterWentBack);
+        }
+        Ok(if result.user_verified() {
+            AuthMethod::VerifiedPasskey
+        } else {
+            AuthMethod::Passkey
+        })
     }
 }

@@ -47,6 +47,10 @@ pub(crate) enum SignedIn<'a> {
     DjangoRefresh,
     /// With a code or link mailed to the account's address.
     EmailCode,
+    /// With a passkey that did not verify its user.
+    Passkey,
+    /// With a passkey that verified its user: two factors by itself.
+    VerifiedPasskey,
 }
 
 impl SignedIn<'_> {
@@ -57,6 +61,8 @@ impl SignedIn<'_> {
             Self::Google => AuthMethod::Google,
             Self::DjangoRefresh => AuthMethod::DjangoToken,
             Self::EmailCode => AuthMethod::EmailCode,
+            Self::Passkey => AuthMethod::Passkey,
+            Self::VerifiedPasskey => AuthMethod::VerifiedPasskey,
         }
     }
 }
@@ -108,10 +114,15 @@ impl Services {
             password_changed_at: user.password_changed_at,
             attempt: match signed_in {
                 SignedIn::Password { email, attempt } => Some((email, attempt)),
-                SignedIn::Google | SignedIn::DjangoRefresh | SignedIn::EmailCode => None,
+                _ => None,
             },
         };
-        let factors = self.second_factor_kinds(user.id).await?;
+        // A factor that is two by itself needs no second.
+        let factors = if first.method.is_multi_factor() {
+            Vec::new()
+        } else {
+            self.second_factor_kinds(user.id).await?
+        };
         if factors.is_empty() {
             let methods = AuthMethods::of(&[first.method]);
             let pair = self

@@ -1,0 +1,163 @@
+//! Signing in with a passkey: username-first (the options name the account's passkeys) or
+//! usernameless (the browser offers whichever discoverable passkey the person picks). A
+//! passkey that verified its user opens an `aal2` session by itself; one that did not is one
+//! factor, and an account with a second factor then needs it.
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use super::{
+    Caller, Services,
+    core::{
+        ceremonies::{CeremonyKind, StartedCeremony},
+        limits::IpBudget,
+        sign_in::{SignInOutcome, SignedIn},
+    },
+};
+use crate::{
+    auth::{credential_key, sign_in_answer},
+    domain::{AuthMethod, Email, FactorKind},
+    email::Notice,
+    error::{ServiceError, ServiceResult},
+};
+
+impl Services {
+    /// Starts a passkey sign-in: for `email`, with the options naming its passkeys; without,
+    /// for any discoverable passkey. An address without an account or without passkeys gets
+    /// options of the same shape, naming a passkey that does not exist.
+    ///
+    /// # Errors
+    /// `PasskeysNotConfigured`, `RateLimited`.
+    #[tracing::instrument(skip_all)]
+    pub async fn start_passkey_sign_in(
+        &self,
+        caller: Caller,
+        email: Option<Email>,
+    ) -> ServiceResult<StartedCeremony> {
+        let relying_party = self.relying_party()?;
+        self.spend_ip_budget(&caller, IpBudget::Login, self.clock.now())
+            .await?;
+        let Some(email) = email else {
+            let ceremony = relying_party
+                .start_sign_in(Vec::new())
+                .map_err(|e| anyhow::anyhow!("starting a passkey sign-in: {e}"))?;
+            return self
+                .keep_ceremony(CeremonyKind::SignIn, None, ceremony)
+                .await;
+        };
+        let account = self
+            .user_by_email(&email)
+            .await?
+            .filter(|user| user.is_active);
+        let mut passkeys = Vec::new();
+        if let Some(user) = &account {
+            let factors = self
+                .connection()
+                .await?
+                .queries()
+                .confirmed_factors(user.id)
+                .await
+                .context("loading the passkeys")?;
+            for factor in factors
+                .iter()
+                .filter(|f| FactorKind::from_stored(&f.kind) == Some(FactorKind::Passkey))
+            {
+                if let Some(stored) = &factor.credential {
+                    passkeys.push(serde_json::from_str(stored).context("reading a passkey")?);
+                }
+            }
+        }
+        let decoy = passkeys.is_empty();
+        let mut ceremony = relying_party
+            .start_sign_in(passkeys)
+            .map_err(|e| anyhow::anyhow!("starting a passkey sign-in: {e}"))?;
+        if decoy {
+            // The same shape as for an account with one passkey, stable for the address.
+            let id = self
+                .secret
+                .mac("webauthn-decoy-credential", &[email.as_str().as_bytes()]);
+            ceremony.options["publicKey"]["allowCredentials"] =
+                json!([{"type": "public-key", "id": URL_SAFE_NO_PAD.encode(id)}]);
+        }
+        let owner = account.filter(|_| !decoy).map(|user| user.id);
+        self.keep_ceremony(CeremonyKind::SignIn, owner, ceremony)
+            .await
+    }
+
+    /// Finishes a passkey sign-in with the browser's answer, once: a session (`aal2` when the
+    /// passkey verified its user), or for one that did not on an account with a second factor,
+    /// its challenge. A counter that went back refuses it and tells the owner.
+    ///
+    /// # Errors
+    /// `PasskeysNotConfigured`, `RateLimited`, `TokenInvalid` or `TokenExpired` (the
+    /// ceremony), `InvalidCredentials` (a passkey of another account, unknown, or an answer
+    /// that fails a check), `PasskeyCounterWentBack`, `AccountDisabled`.
+    #[tracing::instrument(skip_all)]
+    pub async fn finish_passkey_sign_in(
+        &self,
+        caller: Caller,
+        ceremony_id: &str,
+        answer: &Value,
+    ) -> ServiceResult<SignInOutcome> {
+        self.relying_party()?;
+        let now = self.clock.now();
+        self.spend_ip_budget(&caller, IpBudget::Login, now).await?;
+        let ceremony = self
+            .take_ceremony(ceremony_id, CeremonyKind::SignIn)
+            .await?;
+        let answer = sign_in_answer(answer).map_err(|e| ServiceError::InvalidArgument {
+            field: "credential",
+            reason: e.to_string(),
+        })?;
+        let factor = self
+            .connection()
+            .await?
+            .queries()
+            .passkey_by_credential_id(&credential_key(answer.get_credential_id()))
+            .await
+            .context("loading the passkey")?
+            .ok_or(ServiceError::InvalidCredentials)?;
+        let owned = match ceremony.user_id {
+            // Username-first: only a passkey of the account the ceremony was started for.
+            Some(user_id) => user_id == factor.user_id,
+            // Usernameless: the authenticator names its account, which must own the passkey.
+            None => answer
+                .get_user_unique_id()
+                .is_some_and(|handle| handle == self.webauthn_handle(factor.user_id).as_bytes()),
+        };
+        if !owned {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        let user = self
+            .user_by_id(factor.user_id)
+            .await?
+            .ok_or(ServiceError::InvalidCredentials)?;
+        if !user.is_active {
+            return Err(ServiceError::AccountDisabled);
+        }
+        let proven = self
+            .transaction_at(&caller, now, async |tx| {
+                tx.prove_passkey(&factor, &answer, &ceremony.state).await
+            })
+            .await;
+        let method = match proven {
+            Err(ServiceError::PasskeyCounterWentBack) => {
+                self.transaction_at(&caller, now, async |tx| {
+                    tx.notify(Notice::PasskeyCounterWentBack, &user).await
+                })
+                .await?;
+                tracing::warn!(user.id = %user.id, factor.id = %factor.id, "a passkey's counter went back");
+                return Err(ServiceError::PasskeyCounterWentBack);
+            }
+            other => other?,
+        };
+        tracing::info!(user.id = %user.id, "signed in with a passkey");
+        let signed_in = if method == AuthMethod::VerifiedPasskey {
+            SignedIn::VerifiedPasskey
+        } else {
+            SignedIn::Passkey
+        };
+        self.start_session(&user, &caller, signed_in, now).await
+    }
+}

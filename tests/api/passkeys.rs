@@ -1,0 +1,386 @@
+//! Passkeys driven by a software authenticator (`webauthn-authenticator-rs`'s soft passkey)
+//! as a browser would: registered on a signed-in account, then signing in username-first,
+//! with and without user verification, and the ceremonies' refusals.
+
+use identity::pb;
+use serde_json::{Value, json};
+use tonic::Code;
+use webauthn_authenticator_rs::{
+    prelude::{CreationChallengeResponse, RequestChallengeResponse, Url, WebauthnAuthenticator},
+    softpasskey::SoftPasskey,
+};
+
+use crate::{
+    factors::{claims, verify},
+    helpers::{Backend, TestApp, assert_refused},
+};
+
+/// The page's origin the relying party is configured with.
+const ORIGIN: &str = "http://localhost:8080";
+
+async fn spawn(backend: Backend) -> TestApp {
+    TestApp::spawn_with(
+        backend,
+        &[
+            ("WEBAUTHN_RP_ID", "localhost"),
+            ("WEBAUTHN_ORIGINS", ORIGIN),
+        ],
+    )
+    .await
+}
+
+fn origin() -> Url {
+    Url::parse(ORIGIN).unwrap()
+}
+
+fn to_struct(value: &impl serde::Serialize) -> pbjson_types::Struct {
+    serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
+}
+
+/// The options as a browser reads them: a `Struct` carries numbers as doubles (`-7.0`),
+/// which JavaScript reads as the integers they are.
+fn to_json(options: Option<pbjson_types::Struct>) -> Value {
+    fn whole(value: Value) -> Value {
+        match value {
+            Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                json!(n.as_f64().unwrap() as i64)
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(whole).collect()),
+            Value::Object(fields) => {
+                Value::Object(fields.into_iter().map(|(k, v)| (k, whole(v))).collect())
+            }
+            other => other,
+        }
+    }
+    whole(serde_json::to_value(options.expect("options")).unwrap())
+}
+
+async fn start_registration(
+    app: &TestApp,
+    access: &str,
+) -> Result<pb::StartPasskeyRegistrationResponse, tonic::Status> {
+    Ok(app
+        .client
+        .clone()
+        .start_passkey_registration(TestApp::authorized(
+            pb::StartPasskeyRegistrationRequest {},
+            access,
+        ))
+        .await?
+        .into_inner())
+}
+
+async fn finish_registration(
+    app: &TestApp,
+    access: &str,
+    ceremony_id: &str,
+    credential: pbjson_types::Struct,
+) -> Result<pb::FinishPasskeyRegistrationResponse, tonic::Status> {
+    let request = pb::FinishPasskeyRegistrationRequest {
+        ceremony_id: ceremony_id.into(),
+        credential: Some(credential),
+        name: "laptop".into(),
+    };
+    Ok(app
+        .client
+        .clone()
+        .finish_passkey_registration(TestApp::authorized(request, access))
+        .await?
+        .into_inner())
+}
+
+/// Registers a passkey of `key` on the account of `access`.
+async fn register(app: &TestApp, access: &str, key: &mut SoftPasskey) -> Vec<String> {
+    let started = start_registration(app, access).await.unwrap();
+    let options: CreationChallengeResponse =
+        serde_json::from_value(to_json(started.options)).unwrap();
+    let created = key.do_registration(origin(), options).unwrap();
+    finish_registration(app, access, &started.ceremony_id, to_struct(&created))
+        .await
+        .unwrap()
+        .recovery_codes
+}
+
+async fn start_sign_in(app: &TestApp, email: &str) -> pb::StartPasskeySignInResponse {
+    app.client
+        .clone()
+        .start_passkey_sign_in(pb::StartPasskeySignInRequest {
+            email: email.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn finish_sign_in(
+    app: &TestApp,
+    ceremony_id: &str,
+    credential: pbjson_types::Struct,
+) -> Result<pb::FinishPasskeySignInResponse, tonic::Status> {
+    let request = pb::FinishPasskeySignInRequest {
+        ceremony_id: ceremony_id.into(),
+        credential: Some(credential),
+    };
+    Ok(app
+        .client
+        .clone()
+        .finish_passkey_sign_in(request)
+        .await?
+        .into_inner())
+}
+
+/// `key`'s answer to `options`; `verified` has the authenticator verify its user, as a
+/// platform authenticator does when the options prefer it.
+fn answer(key: &mut SoftPasskey, mut options: Value, verified: bool) -> pbjson_types::Struct {
+    if verified {
+        options["publicKey"]["userVerification"] = json!("required");
+    }
+    let options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
+    to_struct(&key.do_authentication(origin(), options).unwrap())
+}
+
+async fn a_registered_passkey_signs_in_with_the_level_its_verification_gives(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let mut key = SoftPasskey::new(true);
+    let recovery = register(&app, &tokens.access, &mut key).await;
+    assert_eq!(recovery.len(), 10, "the first factor brings recovery codes");
+    let listed = app
+        .client
+        .clone()
+        .list_factors(TestApp::authorized(
+            pb::ListFactorsRequest {},
+            &tokens.access,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.factors.len(), 1);
+    assert_eq!(
+        (
+            listed.factors[0].kind.as_str(),
+            listed.factors[0].name.as_str()
+        ),
+        ("passkey", "laptop")
+    );
+    app.smtp
+        .nth_with_subject("ada@example.com", "factor", 1)
+        .await;
+
+    // User verification: two factors in one, aal2 by itself.
+    let started = start_sign_in(&app, "ada@example.com").await;
+    let options = to_json(started.options);
+    assert_eq!(
+        options["publicKey"]["allowCredentials"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let session = finish_sign_in(&app, &started.ceremony_id, answer(&mut key, options, true))
+        .await
+        .unwrap();
+    let signed_in = claims(&session.access);
+    assert_eq!(signed_in["aal"], "aal2");
+    assert_eq!(signed_in["amr"], json!(["hwk", "mfa"]));
+
+    // Without it the passkey is one factor: the account's second factor is then asked for.
+    let started = start_sign_in(&app, "ada@example.com").await;
+    let answered = finish_sign_in(
+        &app,
+        &started.ceremony_id,
+        answer(&mut key, to_json(started.options), false),
+    )
+    .await
+    .unwrap();
+    assert!(answered.access.is_empty());
+    let challenge = answered.mfa_required.expect("a second factor is asked for");
+    let session = verify(&app, &challenge.mfa_token, "", &recovery[0])
+        .await
+        .unwrap();
+    let signed_in = claims(&session.access);
+    assert_eq!(signed_in["aal"], "aal2");
+    assert_eq!(signed_in["amr"], json!(["hwk", "otp", "mfa"]));
+}
+
+async fn a_ceremony_is_used_once_for_its_kind_and_within_its_time(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let mut key = SoftPasskey::new(true);
+    register(&app, &tokens.access, &mut key).await;
+    let started = start_sign_in(&app, "ada@example.com").await;
+    let answered = answer(&mut key, to_json(started.options), true);
+    let session = finish_sign_in(&app, &started.ceremony_id, answered.clone())
+        .await
+        .unwrap();
+    // The same answer again: the ceremony is spent.
+    assert_refused(
+        finish_sign_in(&app, &started.ceremony_id, answered.clone()).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    // A sign-in ceremony cannot finish a registration (in a session fresh enough for one).
+    let other = start_sign_in(&app, "ada@example.com").await;
+    assert_refused(
+        finish_registration(&app, &session.access, &other.ceremony_id, answered.clone()).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    // A lapsed one is refused as such, and a made-up one as unknown.
+    let lapsed = start_sign_in(&app, "ada@example.com").await;
+    let late = answer(&mut key, to_json(lapsed.options), true);
+    app.clock.advance(std::time::Duration::from_secs(301));
+    assert_refused(
+        finish_sign_in(&app, &lapsed.ceremony_id, late.clone()).await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
+    assert_refused(
+        finish_sign_in(&app, "not-a-ceremony", late).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+}
+
+async fn a_passkey_signs_in_only_to_its_own_account(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, ada) = app.signed_in_user("ada@example.com").await;
+    let (_, grace) = app.signed_in_user("grace@example.com").await;
+    let mut ada_key = SoftPasskey::new(true);
+    let mut grace_key = SoftPasskey::new(true);
+    register(&app, &ada.access, &mut ada_key).await;
+    register(&app, &grace.access, &mut grace_key).await;
+    let sessions = "SELECT id AS value FROM sessions";
+    let before = app.query_texts(sessions).await.len();
+
+    // Grace's passkey answers a ceremony started for Ada.
+    let for_ada = start_sign_in(&app, "ada@example.com").await;
+    let for_grace = start_sign_in(&app, "grace@example.com").await;
+    let mut options = to_json(for_ada.options);
+    options["publicKey"]["allowCredentials"] =
+        to_json(for_grace.options)["publicKey"]["allowCredentials"].clone();
+    assert_refused(
+        finish_sign_in(
+            &app,
+            &for_ada.ceremony_id,
+            answer(&mut grace_key, options, true),
+        )
+        .await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    assert_eq!(
+        app.query_texts(sessions).await.len(),
+        before,
+        "no session was opened"
+    );
+}
+
+async fn a_counter_that_goes_back_is_refused_and_the_owner_told(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let mut key = SoftPasskey::new(true);
+    register(&app, &tokens.access, &mut key).await;
+    let started = start_sign_in(&app, "ada@example.com").await;
+    finish_sign_in(
+        &app,
+        &started.ceremony_id,
+        answer(&mut key, to_json(started.options), true),
+    )
+    .await
+    .unwrap();
+    // The server has seen a later counter than this authenticator will send: a copy's.
+    app.execute_sql("UPDATE factors SET last_step = 1000 WHERE kind = 'passkey'")
+        .await;
+    let started = start_sign_in(&app, "ada@example.com").await;
+    assert_refused(
+        finish_sign_in(
+            &app,
+            &started.ceremony_id,
+            answer(&mut key, to_json(started.options), true),
+        )
+        .await,
+        Code::Unauthenticated,
+        "PASSKEY_COUNTER_WENT_BACK",
+    );
+    let told = app
+        .smtp
+        .nth_with_subject("ada@example.com", "passkeys may", 1)
+        .await;
+    assert!(told.text.contains("refused"), "{}", told.text);
+}
+
+async fn every_address_gets_options_of_the_same_shape(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    app.signed_in_user("grace@example.com").await;
+    register(&app, &tokens.access, &mut SoftPasskey::new(true)).await;
+    let shape = |options: Value| {
+        let public_key = &options["publicKey"];
+        let mut keys: Vec<String> = public_key.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        (
+            keys,
+            public_key["allowCredentials"].as_array().unwrap().len(),
+        )
+    };
+    let with_passkey = shape(to_json(
+        start_sign_in(&app, "ada@example.com").await.options,
+    ));
+    let without = shape(to_json(
+        start_sign_in(&app, "grace@example.com").await.options,
+    ));
+    let unknown = shape(to_json(
+        start_sign_in(&app, "nobody@example.com").await.options,
+    ));
+    assert_eq!(with_passkey, without);
+    assert_eq!(with_passkey, unknown);
+    // The decoy is stable for an address, as a real passkey's id is.
+    let again = to_json(start_sign_in(&app, "nobody@example.com").await.options);
+    let first = to_json(start_sign_in(&app, "nobody@example.com").await.options);
+    assert_eq!(
+        again["publicKey"]["allowCredentials"],
+        first["publicKey"]["allowCredentials"]
+    );
+}
+
+async fn passkeys_are_off_without_an_origin_browsers_allow(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let status = app
+        .client
+        .clone()
+        .start_passkey_sign_in(pb::StartPasskeySignInRequest {
+            email: "ada@example.com".into(),
+        })
+        .await;
+    assert_refused(status, Code::FailedPrecondition, "PASSKEYS_NOT_CONFIGURED");
+}
+
+async fn the_bridge_answers_the_w3c_json_options(backend: Backend) {
+    let app = spawn(backend).await;
+    let (status, started) = app
+        .post(
+            "/accounts/api/passkeys/sign-in/",
+            json!({"email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{started}");
+    let public_key = &started["options"]["publicKey"];
+    assert_eq!(public_key["rpId"], "localhost");
+    assert!(
+        public_key["challenge"]
+            .as_str()
+            .is_some_and(|c| c.len() >= 43)
+    );
+    assert_eq!(public_key["userVerification"], "preferred");
+}
+
+crate::on_both_backends!(
+    a_registered_passkey_signs_in_with_the_level_its_verification_gives,
+    a_ceremony_is_used_once_for_its_kind_and_within_its_time,
+    a_passkey_signs_in_only_to_its_own_account,
+    a_counter_that_goes_back_is_refused_and_the_owner_told,
+    every_address_gets_options_of_the_same_shape,
+    passkeys_are_off_without_an_origin_browsers_allow,
+    the_bridge_answers_the_w3c_json_options,
+);
