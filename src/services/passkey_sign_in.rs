@@ -1,7 +1,7 @@
 //! Signing in with a passkey: username-first (the options name the account's passkeys) or
 //! usernameless (the browser offers whichever discoverable passkey the person picks). A
 //! passkey that verified its user opens an `aal2` session by itself; one that did not is one
-//! factor, and an account with a second factor then needs it.
+//! factor, and an account with another factor then needs it.
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -156,7 +156,7 @@ impl Services {
         let signed_in = if method == AuthMethod::VerifiedPasskey {
             SignedIn::VerifiedPasskey
         } else {
-            SignedIn::Passkey
+            SignedIn::Passkey(&factor.id)
         };
         self.start_session(&user, &caller, signed_in, now).await
     }

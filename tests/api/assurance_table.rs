@@ -7,12 +7,14 @@ use std::path::Path;
 use identity::pb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::{
     django::{DJANGO_SECRET_KEY, django_made_users, import_django},
     factors::{bridge_post, claims, code_at, step_up, verify, with_totp},
     fake_google::{CLIENT_ID, GoogleAccount},
     helpers::{Backend, PASSWORD, TestApp},
+    passkeys::{ORIGIN, answer, register, whole_numbers},
 };
 
 /// The rows of the README's table: how the session signed in, `aal`, `amr`.
@@ -193,6 +195,57 @@ impl Transport {
         }
     }
 
+    /// Signs in username-first with `key`'s passkey, which verifies its user or not.
+    async fn passkey(
+        self,
+        app: &TestApp,
+        email: &str,
+        key: &mut SoftPasskey,
+        verified: bool,
+    ) -> Answer {
+        match self {
+            Self::Grpc => {
+                let started = app
+                    .client
+                    .clone()
+                    .start_passkey_sign_in(pb::StartPasskeySignInRequest {
+                        email: email.into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let options =
+                    whole_numbers(serde_json::to_value(started.options.unwrap()).unwrap());
+                let request = pb::FinishPasskeySignInRequest {
+                    ceremony_id: started.ceremony_id,
+                    credential: Some(answer(key, options, verified)),
+                };
+                let answer = app
+                    .client
+                    .clone()
+                    .finish_passkey_sign_in(request)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                Answer::from_grpc(answer.access, answer.mfa_required)
+            }
+            Self::Bridge => {
+                let (status, started) = app
+                    .post("/accounts/api/passkeys/sign-in/", json!({"email": email}))
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{started}");
+                let credential = answer(key, whole_numbers(started["options"].clone()), verified);
+                Answer::from_json(
+                    app.post(
+                        "/accounts/api/passkeys/sign-in/finish/",
+                        json!({"ceremony_id": started["ceremony_id"], "credential": credential}),
+                    )
+                    .await,
+                )
+            }
+        }
+    }
+
     async fn verify(self, app: &TestApp, mfa_token: &str, code: &str) -> String {
         match self {
             Self::Grpc => verify(app, mfa_token, code, "").await.unwrap().access,
@@ -252,6 +305,8 @@ async fn walk(
         &[
             ("DJANGO_SECRET_KEY", DJANGO_SECRET_KEY),
             ("DJANGO_REFRESH_TOKENS_UNTIL", &until),
+            ("WEBAUTHN_RP_ID", "localhost"),
+            ("WEBAUTHN_ORIGINS", ORIGIN),
         ],
     )
     .await;
@@ -334,6 +389,34 @@ async fn walk(
         .verify(&app, &challenge, &code_at(&app, &mail_secret, 1))
         .await;
     row("an emailed code + TOTP or recovery code", &session);
+
+    // Passkeys: one that verifies its user is two factors; one that does not is one, and an
+    // account's other factor then follows it.
+    let (_, keyed) = app.signed_in_user("keyed@example.com").await;
+    let mut key = SoftPasskey::new(true);
+    register(&app, &keyed.access, &mut key).await;
+    let verified = transport
+        .passkey(&app, "keyed@example.com", &mut key, true)
+        .await
+        .access();
+    row("a passkey that verified its user", &verified);
+    let unverified = transport
+        .passkey(&app, "keyed@example.com", &mut key, false)
+        .await
+        .access();
+    row("a passkey that did not verify its user", &unverified);
+    let (key_secret, _) = with_totp(&app, &verified).await;
+    let challenge = transport
+        .passkey(&app, "keyed@example.com", &mut key, false)
+        .await
+        .mfa_token();
+    let session = transport
+        .verify(&app, &challenge, &code_at(&app, &key_secret, 1))
+        .await;
+    row(
+        "a passkey that did not verify its user + TOTP or recovery code",
+        &session,
+    );
     walked
 }
 

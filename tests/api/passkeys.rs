@@ -11,14 +11,14 @@ use webauthn_authenticator_rs::{
 };
 
 use crate::{
-    factors::{claims, verify},
+    factors::{claims, code_at, verify, with_totp},
     helpers::{Backend, TestApp, assert_refused},
 };
 
 /// The page's origin the relying party is configured with.
-const ORIGIN: &str = "http://localhost:8080";
+pub(crate) const ORIGIN: &str = "http://localhost:8080";
 
-async fn spawn(backend: Backend) -> TestApp {
+pub(crate) async fn spawn(backend: Backend) -> TestApp {
     TestApp::spawn_with(
         backend,
         &[
@@ -37,22 +37,26 @@ fn to_struct(value: &impl serde::Serialize) -> pbjson_types::Struct {
     serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
 }
 
-/// The options as a browser reads them: a `Struct` carries numbers as doubles (`-7.0`),
-/// which JavaScript reads as the integers they are.
-fn to_json(options: Option<pbjson_types::Struct>) -> Value {
-    fn whole(value: Value) -> Value {
-        match value {
-            Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
-                json!(n.as_f64().unwrap() as i64)
-            }
-            Value::Array(items) => Value::Array(items.into_iter().map(whole).collect()),
-            Value::Object(fields) => {
-                Value::Object(fields.into_iter().map(|(k, v)| (k, whole(v))).collect())
-            }
-            other => other,
+/// JSON as a browser reads it: a `Struct` carries numbers as doubles (`-7.0`), which
+/// JavaScript reads as the integers they are.
+pub(crate) fn whole_numbers(value: Value) -> Value {
+    match value {
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+            json!(n.as_f64().unwrap() as i64)
         }
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, whole_numbers(v)))
+                .collect(),
+        ),
+        other => other,
     }
-    whole(serde_json::to_value(options.expect("options")).unwrap())
+}
+
+fn to_json(options: Option<pbjson_types::Struct>) -> Value {
+    whole_numbers(serde_json::to_value(options.expect("options")).unwrap())
 }
 
 async fn start_registration(
@@ -90,7 +94,7 @@ async fn finish_registration(
 }
 
 /// Registers a passkey of `key` on the account of `access`.
-async fn register(app: &TestApp, access: &str, key: &mut SoftPasskey) -> Vec<String> {
+pub(crate) async fn register(app: &TestApp, access: &str, key: &mut SoftPasskey) -> Vec<String> {
     let started = start_registration(app, access).await.unwrap();
     let options: CreationChallengeResponse =
         serde_json::from_value(to_json(started.options)).unwrap();
@@ -131,7 +135,11 @@ async fn finish_sign_in(
 
 /// `key`'s answer to `options`; `verified` has the authenticator verify its user, as a
 /// platform authenticator does when the options prefer it.
-fn answer(key: &mut SoftPasskey, mut options: Value, verified: bool) -> pbjson_types::Struct {
+pub(crate) fn answer(
+    key: &mut SoftPasskey,
+    mut options: Value,
+    verified: bool,
+) -> pbjson_types::Struct {
     if verified {
         options["publicKey"]["userVerification"] = json!("required");
     }
@@ -184,7 +192,21 @@ async fn a_registered_passkey_signs_in_with_the_level_its_verification_gives(bac
     assert_eq!(signed_in["aal"], "aal2");
     assert_eq!(signed_in["amr"], json!(["hwk", "mfa"]));
 
-    // Without it the passkey is one factor: the account's second factor is then asked for.
+    // Without it the passkey is one factor: aal1 while the account has no other.
+    let started = start_sign_in(&app, "ada@example.com").await;
+    let unverified = finish_sign_in(
+        &app,
+        &started.ceremony_id,
+        answer(&mut key, to_json(started.options), false),
+    )
+    .await
+    .unwrap();
+    let signed_in = claims(&unverified.access);
+    assert_eq!(signed_in["aal"], "aal1");
+    assert_eq!(signed_in["amr"], json!(["hwk"]));
+
+    // With an authenticator app too, that one is asked for after it.
+    let (secret, _) = with_totp(&app, &session.access).await;
     let started = start_sign_in(&app, "ada@example.com").await;
     let answered = finish_sign_in(
         &app,
@@ -194,13 +216,30 @@ async fn a_registered_passkey_signs_in_with_the_level_its_verification_gives(bac
     .await
     .unwrap();
     assert!(answered.access.is_empty());
-    let challenge = answered.mfa_required.expect("a second factor is asked for");
-    let session = verify(&app, &challenge.mfa_token, "", &recovery[0])
+    let challenge = answered
+        .mfa_required
+        .expect("the other factor is asked for");
+    assert_eq!(challenge.factors, ["totp"]);
+    let session = verify(&app, &challenge.mfa_token, &code_at(&app, &secret, 1), "")
         .await
         .unwrap();
     let signed_in = claims(&session.access);
     assert_eq!(signed_in["aal"], "aal2");
     assert_eq!(signed_in["amr"], json!(["hwk", "otp", "mfa"]));
+    // A recovery code finishes it too.
+    let started = start_sign_in(&app, "ada@example.com").await;
+    let challenge = finish_sign_in(
+        &app,
+        &started.ceremony_id,
+        answer(&mut key, to_json(started.options), false),
+    )
+    .await
+    .unwrap()
+    .mfa_required
+    .unwrap();
+    verify(&app, &challenge.mfa_token, "", &recovery[0])
+        .await
+        .unwrap();
 }
 
 async fn a_ceremony_is_used_once_for_its_kind_and_within_its_time(backend: Backend) {

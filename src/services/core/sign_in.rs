@@ -8,7 +8,9 @@ use super::{audit::AuditEntry, effects::Tx};
 use crate::{
     auth::{ChallengeToken, RefreshToken, SessionAssurance},
     clock::span,
-    domain::{Actor, AuditKind, AuthMethod, AuthMethods, Email, FactorKind, SessionId, UserId},
+    domain::{
+        Actor, AuditKind, AuthMethod, AuthMethods, Email, FactorId, FactorKind, SessionId, UserId,
+    },
     error::{ServiceError, ServiceResult},
     google::{GoogleError, GoogleIdentity},
     services::{Caller, Services},
@@ -47,8 +49,8 @@ pub(crate) enum SignedIn<'a> {
     DjangoRefresh,
     /// With a code or link mailed to the account's address.
     EmailCode,
-    /// With a passkey that did not verify its user.
-    Passkey,
+    /// With the account's passkey `.0`, which did not verify its user.
+    Passkey(&'a FactorId),
     /// With a passkey that verified its user: two factors by itself.
     VerifiedPasskey,
 }
@@ -61,7 +63,7 @@ impl SignedIn<'_> {
             Self::Google => AuthMethod::Google,
             Self::DjangoRefresh => AuthMethod::DjangoToken,
             Self::EmailCode => AuthMethod::EmailCode,
-            Self::Passkey => AuthMethod::Passkey,
+            Self::Passkey(_) => AuthMethod::Passkey,
             Self::VerifiedPasskey => AuthMethod::VerifiedPasskey,
         }
     }
@@ -117,11 +119,12 @@ impl Services {
                 _ => None,
             },
         };
-        // A factor that is two by itself needs no second.
-        let factors = if first.method.is_multi_factor() {
-            Vec::new()
-        } else {
-            self.second_factor_kinds(user.id).await?
+        // A factor that is two by itself needs no second; a passkey asks for one of the
+        // account's other factors, if it has any.
+        let factors = match signed_in {
+            SignedIn::VerifiedPasskey => Vec::new(),
+            SignedIn::Passkey(used) => self.second_factor_kinds(user.id, Some(used)).await?,
+            _ => self.second_factor_kinds(user.id, None).await?,
         };
         if factors.is_empty() {
             let methods = AuthMethods::of(&[first.method]);
@@ -163,10 +166,12 @@ impl Services {
         }))
     }
 
-    /// The kinds of the account's confirmed second factors, each once.
+    /// The kinds of the account's confirmed second factors (but `besides`, the one a sign-in
+    /// already used), each once.
     pub(crate) async fn second_factor_kinds(
         &self,
         user_id: UserId,
+        besides: Option<&FactorId>,
     ) -> ServiceResult<Vec<FactorKind>> {
         let rows = self
             .connection()
@@ -177,6 +182,7 @@ impl Services {
             .context("loading the second factors")?;
         let mut kinds: Vec<FactorKind> = rows
             .iter()
+            .filter(|row| Some(&row.id) != besides)
             .filter_map(|row| FactorKind::from_stored(&row.kind))
             .collect();
         kinds.dedup();
