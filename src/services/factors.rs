@@ -1,5 +1,6 @@
 //! Second factors: adding an authenticator app (TOTP, RFC 6238) and confirming it with one of
-//! its codes, the recovery codes that come with the first factor, and listing them.
+//! its codes, registering a passkey (WebAuthn), the recovery codes that come with the first
+//! factor, and listing and removing them.
 //!
 //! A TOTP secret is sealed with `KEY_ENCRYPTION_KEY` when one is set; a time step is accepted
 //! once per factor; recovery codes are stored as keyed hashes and shown once.
@@ -186,31 +187,7 @@ impl Services {
                     return Err(ServiceError::OtpInvalid);
                 }
                 tx.give_back_second_factor_guess(user_id).await?;
-                let first = tx
-                    .confirmed_factors(user_id)
-                    .await
-                    .context("loading the factors")?
-                    .len()
-                    == 1;
-                let codes = if first {
-                    self.new_recovery_codes(tx, user_id).await?
-                } else {
-                    Vec::new()
-                };
-                let owner = tx
-                    .user_by_id(user_id)
-                    .await
-                    .context("loading the owner")?
-                    .ok_or(ServiceError::SessionRevoked)?;
-                tx.notify(Notice::FactorAdded, &owner).await?;
-                let entry =
-                    AuditEntry::success(AuditKind::FactorAdd, Actor::User(user_id), user_id)
-                        .detail(format!(
-                            "factor={id} kind=totp recovery_codes={}",
-                            codes.len()
-                        ));
-                tx.audit(entry).await?;
-                Ok(codes)
+                self.factor_added(tx, user_id, &id, FactorKind::Totp).await
             })
             .await?;
         tracing::info!(user.id = %user_id, factor.id = %id, "TOTP factor confirmed");
@@ -446,33 +423,11 @@ impl Services {
                         reason: "this passkey is already registered".into(),
                     });
                 }
-                let first = tx
-                    .confirmed_factors(user_id)
-                    .await
-                    .context("loading the factors")?
-                    .is_empty();
                 tx.insert_factor(&factor)
                     .await
                     .context("storing the passkey")?;
-                let codes = if first {
-                    self.new_recovery_codes(tx, user_id).await?
-                } else {
-                    Vec::new()
-                };
-                let owner = tx
-                    .user_by_id(user_id)
+                self.factor_added(tx, user_id, &id, FactorKind::Passkey)
                     .await
-                    .context("loading the owner")?
-                    .ok_or(ServiceError::SessionRevoked)?;
-                tx.notify(Notice::FactorAdded, &owner).await?;
-                let entry =
-                    AuditEntry::success(AuditKind::FactorAdd, Actor::User(user_id), user_id)
-                        .detail(format!(
-                            "factor={id} kind=passkey recovery_codes={}",
-                            codes.len()
-                        ));
-                tx.audit(entry).await?;
-                Ok(codes)
             })
             .await?;
         tracing::info!(user.id = %user_id, factor.id = %id, "passkey registered");
@@ -486,6 +441,42 @@ impl Services {
             },
             recovery_codes,
         })
+    }
+
+    /// What follows a factor's confirmation, in its transaction: the account's first factor
+    /// brings recovery codes (answered, to show once), the owner is told, the change audited.
+    async fn factor_added(
+        &self,
+        tx: &mut Tx<'_, '_>,
+        user_id: UserId,
+        id: &FactorId,
+        kind: FactorKind,
+    ) -> ServiceResult<Vec<String>> {
+        let first = tx
+            .confirmed_factors(user_id)
+            .await
+            .context("loading the factors")?
+            .len()
+            == 1;
+        let codes = if first {
+            self.new_recovery_codes(tx, user_id).await?
+        } else {
+            Vec::new()
+        };
+        let owner = tx
+            .user_by_id(user_id)
+            .await
+            .context("loading the owner")?
+            .ok_or(ServiceError::SessionRevoked)?;
+        tx.notify(Notice::FactorAdded, &owner).await?;
+        let entry = AuditEntry::success(AuditKind::FactorAdd, Actor::User(user_id), user_id)
+            .detail(format!(
+                "factor={id} kind={} recovery_codes={}",
+                kind.as_str(),
+                codes.len()
+            ));
+        tx.audit(entry).await?;
+        Ok(codes)
     }
 
     /// A new set of recovery codes for the account, replacing (voiding) any old one; the

@@ -42,6 +42,16 @@ impl Mail {
             .to_owned()
     }
 
+    /// The last segment (the token) of the first link containing `path`.
+    pub fn link_token(&self, path: &str) -> String {
+        let link = self.link(path);
+        link.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// The `(uidb64, token)` of the first link containing `path`.
     pub fn link_parts(&self, path: &str) -> (String, String) {
         let link = self.link(path);

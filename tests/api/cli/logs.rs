@@ -47,10 +47,10 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         .nth_with_subject(email, "verification code", 1)
         .await
         .otp();
-    let activation = smtp
+    let activation_token = smtp
         .nth_with_subject(email, "Activate", 1)
         .await
-        .link("/activate/");
+        .link_token("/activate/");
     client
         .verify_otp(pb::VerifyOtpRequest {
             email: email.into(),
@@ -116,12 +116,7 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
     let sign_in_mail = smtp.nth_with_subject(email, "sign-in code", 1).await;
     let sign_in_code = sign_in_mail.otp();
     let sign_in_link = sign_in_mail.link("/accounts/email-sign-in/");
-    let sign_in_token = sign_in_link
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let sign_in_token = sign_in_mail.link_token("/accounts/email-sign-in/");
     let challenged = http
         .get(sign_in_link.replace("http://localhost:8080", &format!("http://{}", served.http)))
         .header("accept", "application/json")
@@ -159,12 +154,6 @@ async fn the_logs_of_a_whole_flow_hold_no_secret() {
         .await;
 
     let (_, logs) = served.terminate().await;
-    let activation_token = activation
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
     let mut secrets = vec![
         password,
         new_password,
