@@ -134,7 +134,7 @@ pub fn sign_ins(
                 let verify = pb::VerifySecondFactorRequest {
                     mfa_token: challenge.mfa_token,
                     totp_code: code,
-                    recovery_code: String::new(),
+                    ..Default::default()
                 };
                 client
                     .verify_second_factor(verify)

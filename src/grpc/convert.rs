@@ -25,6 +25,7 @@ use crate::{
         devices::Device,
         email_sign_in::EmailSignInProof,
         factors::{DEFAULT_PASSKEY_NAME, DEFAULT_TOTP_NAME, Factor, TotpEnrollment},
+        passkey_sign_in::PasskeyCeremonyFor,
         token_service::Revocation,
         users::UserQuery,
     },
@@ -570,8 +571,37 @@ pub(crate) fn second_factor(
         });
     }
     let token = ChallengeToken::from_client(&request.mfa_token);
-    let proof = second_factor_proof(&request.totp_code, &request.recovery_code)?;
+    let proof = second_factor_proof(
+        &request.totp_code,
+        &request.recovery_code,
+        request.passkey.as_ref(),
+    )?;
     Ok((token, proof))
+}
+
+/// Whom a passkey ceremony is for: an address, any discoverable passkey, a sign-in's
+/// challenge, or (with the caller's access token) a step-up.
+pub(crate) fn passkey_ceremony_for(
+    request: &Request<pb::StartPasskeySignInRequest>,
+) -> Parsed<PasskeyCeremonyFor> {
+    let message = request.get_ref();
+    let (email_given, token) = (message.email.trim(), message.mfa_token.trim());
+    match (
+        email_given.is_empty(),
+        token.is_empty(),
+        message.for_step_up,
+    ) {
+        (true, true, false) => Ok(PasskeyCeremonyFor::AnyDiscoverable),
+        (false, true, false) => Ok(PasskeyCeremonyFor::Account(email(email_given)?)),
+        (true, false, false) => Ok(PasskeyCeremonyFor::Challenge(ChallengeToken::from_client(
+            token,
+        ))),
+        (true, true, true) => Ok(PasskeyCeremonyFor::StepUp(access_credentials(request))),
+        _ => Err(ServiceError::InvalidArgument {
+            field: "email",
+            reason: "send at most one of email, mfa_token and for_step_up".into(),
+        }),
+    }
 }
 
 /// What the sign-in email gave: the address with its code, or the link's token alone.
@@ -594,22 +624,27 @@ pub(crate) fn email_sign_in_proof(
     Ok(EmailSignInProof::Link(ChallengeToken::from_client(token)))
 }
 
-/// Exactly one second factor: a TOTP code or a recovery code.
+/// Exactly one second factor: a TOTP code, a recovery code or a passkey's answer.
 pub(crate) fn second_factor_proof(
     totp_code: &str,
     recovery_code: &str,
+    passkey: Option<&pb::PasskeyAnswer>,
 ) -> Parsed<SecondFactorProof> {
-    let proof = match (totp_code.trim(), recovery_code.trim()) {
-        (code, "") if !code.is_empty() => {
+    let proof = match (totp_code.trim(), recovery_code.trim(), passkey) {
+        (code, "", None) if !code.is_empty() => {
             SecondFactorProof::Totp(field("totp_code", Otp::parse(code))?)
         }
-        ("", code) if !code.is_empty() => {
+        ("", code, None) if !code.is_empty() => {
             SecondFactorProof::RecoveryCode(field("recovery_code", RecoveryCode::parse(code))?)
         }
+        ("", "", Some(answer)) => SecondFactorProof::Passkey {
+            ceremony_id: ceremony_id(&answer.ceremony_id)?,
+            answer: browser_json("passkey", answer.credential.as_ref())?,
+        },
         _ => {
             return Err(ServiceError::InvalidArgument {
                 field: "totp_code",
-                reason: "send one of totp_code and recovery_code".into(),
+                reason: "send one of totp_code, recovery_code and passkey".into(),
             });
         }
     };

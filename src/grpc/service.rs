@@ -468,13 +468,8 @@ impl IdentityService for IdentityApi {
         request: Request<pb::StartPasskeySignInRequest>,
     ) -> Reply<pb::StartPasskeySignInResponse> {
         let caller = self.caller(&request);
-        let raw = request.get_ref().email.trim();
-        let email = if raw.is_empty() {
-            None
-        } else {
-            Some(convert::email(raw).map_err(to_status)?)
-        };
-        let outcome = self.services.start_passkey_sign_in(caller, email).await;
+        let purpose = convert::passkey_ceremony_for(&request).map_err(to_status)?;
+        let outcome = self.services.start_passkey_sign_in(caller, purpose).await;
         reply(outcome, |started| pb::StartPasskeySignInResponse {
             options: convert::browser_options(&started.options),
             ceremony_id: started.ceremony_id,
@@ -526,7 +521,8 @@ impl IdentityService for IdentityApi {
         let credentials = convert::access_credentials(&request);
         let req = request.get_ref();
         let proof =
-            convert::second_factor_proof(&req.totp_code, &req.recovery_code).map_err(to_status)?;
+            convert::second_factor_proof(&req.totp_code, &req.recovery_code, req.passkey.as_ref())
+                .map_err(to_status)?;
         let outcome = self.services.step_up(caller, credentials, proof).await;
         reply(outcome, |access| pb::StepUpResponse { access })
     }

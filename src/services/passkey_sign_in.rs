@@ -1,73 +1,103 @@
 //! Signing in with a passkey: username-first (the options name the account's passkeys) or
-//! usernameless (the browser offers whichever discoverable passkey the person picks). A
+//! usernameless (the browser offers whichever discoverable passkey the person picks); and
+//! the ceremonies that prove a passkey as a second factor (checked with the other second
+//! factors, in the core). A
 //! passkey that verified its user opens an `aal2` session by itself; one that did not is one
 //! factor, and an account with another factor then needs it.
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
+use webauthn_rs_core::proto::Credential;
 
 use super::{
-    Caller, Services,
+    Caller, Credentials, Services,
     core::{
+        access::{Access, Authenticated},
         ceremonies::{CeremonyKind, StartedCeremony},
         limits::IpBudget,
         sign_in::{SignInOutcome, SignedIn},
     },
 };
 use crate::{
-    auth::{credential_key, sign_in_answer},
-    domain::{AuthMethod, Email, FactorKind},
+    auth::{ChallengeToken, credential_key, sign_in_answer},
+    domain::{AuthMethod, Email, FactorKind, UserId},
     email::Notice,
     error::{ServiceError, ServiceResult},
 };
 
+/// Whom a passkey ceremony is for.
+#[derive(Debug)]
+pub enum PasskeyCeremonyFor {
+    /// Signing in to the account of this address (username-first).
+    Account(Email),
+    /// Signing in with whichever discoverable passkey the person picks (usernameless).
+    AnyDiscoverable,
+    /// The second factor of a sign-in that answered `mfa_required`, for `VerifySecondFactor`.
+    Challenge(ChallengeToken),
+    /// The caller's own session, for `StepUp`.
+    StepUp(Credentials),
+}
+
 impl Services {
-    /// Starts a passkey sign-in: for `email`, with the options naming its passkeys; without,
-    /// for any discoverable passkey. An address without an account or without passkeys gets
-    /// options of the same shape, naming a passkey that does not exist.
+    /// Starts a passkey ceremony: a sign-in for an address, with the options naming its
+    /// passkeys (an address without an account or without passkeys gets options of the same
+    /// shape, naming a passkey that does not exist), or for any discoverable passkey; or a
+    /// second factor, for a sign-in's challenge or the caller's step-up.
     ///
     /// # Errors
-    /// `PasskeysNotConfigured`, `RateLimited`.
+    /// `PasskeysNotConfigured`, `RateLimited`; for a second factor `TokenInvalid` or
+    /// `TokenExpired` (the challenge), those of [`Services::require`], and `InvalidArgument`
+    /// when the account has no passkey.
     #[tracing::instrument(skip_all)]
     pub async fn start_passkey_sign_in(
         &self,
         caller: Caller,
-        email: Option<Email>,
+        purpose: PasskeyCeremonyFor,
     ) -> ServiceResult<StartedCeremony> {
         let relying_party = self.relying_party()?;
         self.spend_ip_budget(&caller, IpBudget::Login, self.clock.now())
             .await?;
-        let Some(email) = email else {
-            let ceremony = relying_party
-                .start_sign_in(Vec::new())
-                .map_err(|e| anyhow::anyhow!("starting a passkey sign-in: {e}"))?;
-            return self
-                .keep_ceremony(CeremonyKind::SignIn, None, ceremony)
-                .await;
+        let email = match purpose {
+            PasskeyCeremonyFor::Account(email) => email,
+            PasskeyCeremonyFor::AnyDiscoverable => {
+                let ceremony = relying_party
+                    .start_sign_in(Vec::new())
+                    .map_err(|e| anyhow::anyhow!("starting a passkey sign-in: {e}"))?;
+                return self
+                    .keep_ceremony(CeremonyKind::SignIn, None, ceremony)
+                    .await;
+            }
+            PasskeyCeremonyFor::Challenge(token) => {
+                let challenge = self
+                    .connection()
+                    .await?
+                    .queries()
+                    .mfa_challenge(&token.hash())
+                    .await
+                    .context("loading the challenge")?
+                    .filter(|challenge| challenge.used_at.is_none())
+                    .ok_or(ServiceError::TokenInvalid)?;
+                if challenge.expires_at <= self.clock.now_naive() {
+                    return Err(ServiceError::TokenExpired);
+                }
+                return self
+                    .start_second_factor(challenge.user_id, "mfa_token")
+                    .await;
+            }
+            PasskeyCeremonyFor::StepUp(credentials) => {
+                let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+                return self.start_second_factor(me.user.id, "for_step_up").await;
+            }
         };
         let account = self
             .user_by_email(&email)
             .await?
             .filter(|user| user.is_active);
-        let mut passkeys = Vec::new();
-        if let Some(user) = &account {
-            let factors = self
-                .connection()
-                .await?
-                .queries()
-                .confirmed_factors(user.id)
-                .await
-                .context("loading the passkeys")?;
-            for factor in factors
-                .iter()
-                .filter(|f| FactorKind::from_stored(&f.kind) == Some(FactorKind::Passkey))
-            {
-                if let Some(stored) = &factor.credential {
-                    passkeys.push(serde_json::from_str(stored).context("reading a passkey")?);
-                }
-            }
-        }
+        let passkeys = match &account {
+            Some(user) => self.passkeys_of(user.id).await?,
+            None => Vec::new(),
+        };
         let decoy = passkeys.is_empty();
         let mut ceremony = relying_party
             .start_sign_in(passkeys)
@@ -83,6 +113,47 @@ impl Services {
         let owner = account.filter(|_| !decoy).map(|user| user.id);
         self.keep_ceremony(CeremonyKind::SignIn, owner, ceremony)
             .await
+    }
+
+    /// A second-factor ceremony over the account's passkeys.
+    async fn start_second_factor(
+        &self,
+        user_id: UserId,
+        field: &'static str,
+    ) -> ServiceResult<StartedCeremony> {
+        let passkeys = self.passkeys_of(user_id).await?;
+        if passkeys.is_empty() {
+            return Err(ServiceError::InvalidArgument {
+                field,
+                reason: "the account has no passkey".into(),
+            });
+        }
+        let ceremony = self
+            .relying_party()?
+            .start_sign_in(passkeys)
+            .map_err(|e| anyhow::anyhow!("starting a passkey ceremony: {e}"))?;
+        self.keep_ceremony(CeremonyKind::SecondFactor, Some(user_id), ceremony)
+            .await
+    }
+
+    /// The account's passkeys, as the relying party checks them.
+    async fn passkeys_of(&self, user_id: UserId) -> ServiceResult<Vec<Credential>> {
+        let factors = self
+            .connection()
+            .await?
+            .queries()
+            .confirmed_factors(user_id)
+            .await
+            .context("loading the passkeys")?;
+        let mut passkeys = Vec::new();
+        for stored in factors
+            .iter()
+            .filter(|f| FactorKind::from_stored(&f.kind) == Some(FactorKind::Passkey))
+            .filter_map(|f| f.credential.as_deref())
+        {
+            passkeys.push(serde_json::from_str(stored).context("reading a passkey")?);
+        }
+        Ok(passkeys)
     }
 
     /// Finishes a passkey sign-in with the browser's answer, once: a session (`aal2` when the

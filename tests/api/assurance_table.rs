@@ -210,6 +210,7 @@ impl Transport {
                     .clone()
                     .start_passkey_sign_in(pb::StartPasskeySignInRequest {
                         email: email.into(),
+                        ..Default::default()
                     })
                     .await
                     .unwrap()

@@ -368,6 +368,7 @@ pub(crate) async fn step_up(
     let request = pb::StepUpRequest {
         totp_code: totp_code.into(),
         recovery_code: recovery_code.into(),
+        ..Default::default()
     };
     Ok(app
         .client
@@ -600,6 +601,7 @@ pub(crate) async fn verify(
         mfa_token: mfa_token.into(),
         totp_code: totp_code.into(),
         recovery_code: recovery_code.into(),
+        ..Default::default()
     };
     Ok(app
         .client
@@ -754,7 +756,7 @@ async fn twenty_second_factors_at_once_open_one_session(backend: Backend) {
             let request = pb::VerifySecondFactorRequest {
                 mfa_token: token,
                 totp_code: code,
-                recovery_code: String::new(),
+                ..Default::default()
             };
             client.clone().verify_second_factor(request).await
         }));

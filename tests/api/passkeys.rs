@@ -110,6 +110,7 @@ async fn start_sign_in(app: &TestApp, email: &str) -> pb::StartPasskeySignInResp
         .clone()
         .start_passkey_sign_in(pb::StartPasskeySignInRequest {
             email: email.into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -390,6 +391,7 @@ async fn passkeys_are_off_without_an_origin_browsers_allow(backend: Backend) {
         .clone()
         .start_passkey_sign_in(pb::StartPasskeySignInRequest {
             email: "ada@example.com".into(),
+            ..Default::default()
         })
         .await;
     assert_refused(status, Code::FailedPrecondition, "PASSKEYS_NOT_CONFIGURED");
@@ -414,7 +416,112 @@ async fn the_bridge_answers_the_w3c_json_options(backend: Backend) {
     assert_eq!(public_key["userVerification"], "preferred");
 }
 
+/// Starts a second-factor ceremony: for a sign-in's challenge, or (with `access`) a step-up.
+async fn start_second_factor(
+    app: &TestApp,
+    mfa_token: &str,
+    access: Option<&str>,
+) -> Result<pb::StartPasskeySignInResponse, tonic::Status> {
+    let message = pb::StartPasskeySignInRequest {
+        mfa_token: mfa_token.into(),
+        for_step_up: access.is_some(),
+        ..Default::default()
+    };
+    let request = match access {
+        Some(access) => TestApp::authorized(message, access),
+        None => tonic::Request::new(message),
+    };
+    Ok(app
+        .client
+        .clone()
+        .start_passkey_sign_in(request)
+        .await?
+        .into_inner())
+}
+
+async fn a_passkey_is_the_second_factor_after_a_password_and_of_a_step_up(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, password_session) = app.signed_in_user("ada@example.com").await;
+    let mut key = SoftPasskey::new(true);
+    register(&app, &password_session.access, &mut key).await;
+
+    // The session the password opened steps up with the passkey.
+    let started = start_second_factor(&app, "", Some(&password_session.access))
+        .await
+        .unwrap();
+    let request = pb::StepUpRequest {
+        passkey: Some(pb::PasskeyAnswer {
+            ceremony_id: started.ceremony_id,
+            credential: Some(answer(&mut key, to_json(started.options), false)),
+        }),
+        ..Default::default()
+    };
+    let stepped = app
+        .client
+        .clone()
+        .step_up(TestApp::authorized(request, &password_session.access))
+        .await
+        .unwrap()
+        .into_inner();
+    let raised = claims(&stepped.access);
+    assert_eq!(raised["aal"], "aal2");
+    assert_eq!(raised["amr"], json!(["pwd", "hwk", "mfa"]));
+
+    // A password sign-in now asks for the passkey, which finishes it.
+    let challenge = app
+        .login("ada@example.com", crate::helpers::PASSWORD)
+        .await
+        .unwrap()
+        .mfa_required
+        .unwrap();
+    assert_eq!(challenge.factors, ["passkey"]);
+    // A sign-in ceremony is not a second factor's.
+    let sign_in = start_sign_in(&app, "ada@example.com").await;
+    let wrong_kind = pb::VerifySecondFactorRequest {
+        mfa_token: challenge.mfa_token.clone(),
+        passkey: Some(pb::PasskeyAnswer {
+            ceremony_id: sign_in.ceremony_id,
+            credential: Some(answer(&mut key, to_json(sign_in.options), false)),
+        }),
+        ..Default::default()
+    };
+    assert_refused(
+        app.client.clone().verify_second_factor(wrong_kind).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    let started = start_second_factor(&app, &challenge.mfa_token, None)
+        .await
+        .unwrap();
+    let request = pb::VerifySecondFactorRequest {
+        mfa_token: challenge.mfa_token,
+        passkey: Some(pb::PasskeyAnswer {
+            ceremony_id: started.ceremony_id,
+            credential: Some(answer(&mut key, to_json(started.options), false)),
+        }),
+        ..Default::default()
+    };
+    let session = app
+        .client
+        .clone()
+        .verify_second_factor(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let signed_in = claims(&session.access);
+    assert_eq!(signed_in["aal"], "aal2");
+    assert_eq!(signed_in["amr"], json!(["pwd", "hwk", "mfa"]));
+    // An account without a passkey has no second-factor ceremony to start.
+    let (_, other) = app.signed_in_user("grace@example.com").await;
+    assert_refused(
+        start_second_factor(&app, "", Some(&other.access)).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+}
+
 crate::on_both_backends!(
+    a_passkey_is_the_second_factor_after_a_password_and_of_a_step_up,
     a_registered_passkey_signs_in_with_the_level_its_verification_gives,
     a_ceremony_is_used_once_for_its_kind_and_within_its_time,
     a_passkey_signs_in_only_to_its_own_account,

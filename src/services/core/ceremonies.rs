@@ -3,17 +3,18 @@
 //! keep nothing), taken once and only for its own kind.
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::effects::Tx;
 use crate::{
     auth::{CEREMONY_TIMEOUT, Ceremony, RelyingParty},
     clock::span,
     domain::UserId,
     error::{ServiceError, ServiceResult},
     services::Services,
-    storage::CeremonyRow,
+    storage::{CeremonyRow, Queries},
 };
 
 /// What a ceremony is for: a finish takes only a ceremony of its own kind.
@@ -23,6 +24,8 @@ pub(crate) enum CeremonyKind {
     Registration,
     /// Signing in with a passkey.
     SignIn,
+    /// Proving a passkey as a second factor (after a first factor, or to step up).
+    SecondFactor,
 }
 
 impl CeremonyKind {
@@ -30,6 +33,7 @@ impl CeremonyKind {
         match self {
             Self::Registration => "registration",
             Self::SignIn => "sign_in",
+            Self::SecondFactor => "second_factor",
         }
     }
 }
@@ -106,25 +110,45 @@ impl Services {
     ) -> ServiceResult<CeremonyRow> {
         let now = self.clock.now_naive();
         let mut conn = self.connection().await?;
-        let mut queries = conn.queries();
-        if let Some(row) = queries
-            .take_ceremony(id, kind.as_str(), now)
-            .await
-            .context("taking the ceremony")?
-        {
-            return Ok(row);
-        }
-        let lapsed = queries
-            .ceremony(id)
-            .await
-            .context("loading the ceremony")?
-            .is_some_and(|row| {
-                row.kind == kind.as_str() && row.used_at.is_none() && row.expires_at <= now
-            });
-        Err(if lapsed {
-            ServiceError::TokenExpired
-        } else {
-            ServiceError::TokenInvalid
-        })
+        take(&mut conn.queries(), id, kind, now).await
     }
+}
+
+impl Tx<'_, '_> {
+    /// [`Services::take_ceremony`], in this transaction.
+    pub(crate) async fn take_ceremony(
+        &mut self,
+        id: &str,
+        kind: CeremonyKind,
+    ) -> ServiceResult<CeremonyRow> {
+        let now = self.now_naive();
+        take(self, id, kind, now).await
+    }
+}
+
+async fn take(
+    queries: &mut Queries<'_>,
+    id: &str,
+    kind: CeremonyKind,
+    now: NaiveDateTime,
+) -> ServiceResult<CeremonyRow> {
+    if let Some(row) = queries
+        .take_ceremony(id, kind.as_str(), now)
+        .await
+        .context("taking the ceremony")?
+    {
+        return Ok(row);
+    }
+    let lapsed = queries
+        .ceremony(id)
+        .await
+        .context("loading the ceremony")?
+        .is_some_and(|row| {
+            row.kind == kind.as_str() && row.used_at.is_none() && row.expires_at <= now
+        });
+    Err(if lapsed {
+        ServiceError::TokenExpired
+    } else {
+        ServiceError::TokenInvalid
+    })
 }

@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 
-use super::effects::Tx;
+use super::{ceremonies::CeremonyKind, effects::Tx};
 use crate::{
-    auth::{PasskeyError, Sealed, TotpSecret},
+    auth::{PasskeyError, Sealed, TotpSecret, credential_key, sign_in_answer},
     domain::{AuthMethod, FactorKind, Otp, RecoveryCode},
     error::{ServiceError, ServiceResult},
     services::Services,
@@ -19,6 +19,14 @@ pub enum SecondFactorProof {
     Totp(Otp),
     /// One of the account's recovery codes.
     RecoveryCode(RecoveryCode),
+    /// A browser's answer to a second-factor passkey ceremony (`StartPasskeySignIn` with an
+    /// `mfa_token`, or for a step-up).
+    Passkey {
+        /// The ceremony.
+        ceremony_id: String,
+        /// The W3C JSON of the `PublicKeyCredential`.
+        answer: serde_json::Value,
+    },
 }
 
 impl Services {
@@ -98,6 +106,32 @@ impl Tx<'_, '_> {
                 self.queue_mail(&mail).await?;
                 self.give_back_second_factor_guess(account.id).await?;
                 Ok(AuthMethod::RecoveryCode)
+            }
+            SecondFactorProof::Passkey {
+                ceremony_id,
+                answer,
+            } => {
+                let ceremony = self
+                    .take_ceremony(ceremony_id, CeremonyKind::SecondFactor)
+                    .await?;
+                if ceremony.user_id != Some(account.id) {
+                    return Err(ServiceError::TokenInvalid);
+                }
+                let answer = sign_in_answer(answer).map_err(|e| ServiceError::InvalidArgument {
+                    field: "passkey",
+                    reason: e.to_string(),
+                })?;
+                let factor = self
+                    .passkey_by_credential_id(&credential_key(answer.get_credential_id()))
+                    .await
+                    .context("loading the passkey")?
+                    .filter(|factor| factor.user_id == account.id)
+                    .ok_or(ServiceError::InvalidCredentials)?;
+                let method = self
+                    .prove_passkey(&factor, &answer, &ceremony.state)
+                    .await?;
+                self.give_back_second_factor_guess(account.id).await?;
+                Ok(method)
             }
         }
     }
