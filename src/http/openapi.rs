@@ -189,6 +189,14 @@ fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) 
         Kind::Message(message) if message.full_name() == "google.protobuf.Timestamp" => {
             json!({"type": "string", "format": "date-time", "nullable": true})
         }
+        // proto3 JSON writes a Struct as the JSON object it holds: here the W3C WebAuthn JSON
+        // of a ceremony's options or a browser's PublicKeyCredential.
+        Kind::Message(message) if message.full_name() == "google.protobuf.Struct" => json!({
+            "type": "object",
+            "additionalProperties": true,
+            "nullable": true,
+            "description": "W3C WebAuthn JSON: options ({\"publicKey\": {...}}) for navigator.credentials, or the PublicKeyCredential it answered ({id, rawId, response, type})",
+        }),
         // proto3 JSON writes a field mask as its comma-separated paths.
         Kind::Message(message) if message.full_name() == "google.protobuf.FieldMask" => {
             json!({"type": "string", "description": "comma-separated field names", "example": "first_name,is_active"})
