@@ -25,7 +25,8 @@ pub use keyed_hash::ServerSecret;
 pub(crate) use keyed_hash::constant_time_eq;
 pub use link_tokens::{LinkPurpose, LinkToken, LinkTokenError, LinkTokens, UserState};
 pub use passkeys::{
-    CEREMONY_TIMEOUT, Ceremony, PasskeyError, RelyingParty, credential_key, sign_in_answer,
+    CEREMONY_TIMEOUT, Ceremony, PasskeyError, RelyingParty, credential_id_of_key, credential_key,
+    sign_in_answer,
 };
 pub use password_hasher::{HashError, PasswordHasher, Verification};
 pub use refresh::RefreshToken;

@@ -177,6 +177,12 @@ pub fn credential_key(id: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(id)
 }
 
+/// The credential id a stored key names ([`credential_key`] undone).
+#[must_use]
+pub fn credential_id_of_key(key: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(key).ok()
+}
+
 fn encode<T: serde::Serialize>(value: &T) -> Result<Value, PasskeyError> {
     serde_json::to_value(value).map_err(|e| PasskeyError::Invalid(e.to_string()))
 }

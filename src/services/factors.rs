@@ -21,7 +21,7 @@ use super::{
     },
 };
 use crate::{
-    auth::{PasskeyError, Sealed, TotpSecret, credential_key},
+    auth::{PasskeyError, Sealed, TotpSecret, credential_id_of_key, credential_key},
     clock::span,
     domain::{Actor, AuditKind, FactorId, FactorKind, FactorName, Otp, RecoveryCode, UserId},
     email::Notice,
@@ -341,9 +341,7 @@ impl Services {
         let exclude = registered
             .iter()
             .filter_map(|factor| factor.credential_id.as_deref())
-            .filter_map(|id| {
-                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, id).ok()
-            })
+            .filter_map(credential_id_of_key)
             .collect();
         let display_name = format!("{} {}", me.user.first_name, me.user.last_name);
         let display_name = match display_name.trim() {
