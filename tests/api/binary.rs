@@ -90,6 +90,14 @@ pub fn serve<V: AsRef<std::ffi::OsStr>>(dir: &tempfile::TempDir, settings: &[(&s
     }
 }
 
+impl Drop for Served {
+    /// A test that fails before it terminates the server leaves no process behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Served {
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {

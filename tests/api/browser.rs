@@ -15,7 +15,7 @@ use crate::helpers::{Backend, PASSWORD, TestApp, required_tool};
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A Chromium session through chromedriver, closed on drop.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     http: reqwest::Client,
     session: String,
@@ -23,7 +23,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Option<Self> {
+    pub(crate) async fn start() -> Option<Self> {
         let chromedriver = required_tool("CHROMEDRIVER", "IDENTITY_TESTS_WITHOUT_BROWSER")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -76,7 +76,12 @@ impl Browser {
         })
     }
 
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -85,12 +90,12 @@ impl Browser {
         reply["value"].clone()
     }
 
-    async fn open(&self, url: &str) {
+    pub(crate) async fn open(&self, url: &str) {
         self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
-    async fn title(&self) -> String {
+    pub(crate) async fn title(&self) -> String {
         self.command(reqwest::Method::GET, "/title", None)
             .await
             .as_str()
@@ -100,7 +105,7 @@ impl Browser {
 
     /// The title, once it is `expected` or 10 s have passed: a click that submits a form
     /// returns before the next page has loaded.
-    async fn title_once_it_is(&self, expected: &str) -> String {
+    pub(crate) async fn title_once_it_is(&self, expected: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let title = self.title().await;
@@ -111,7 +116,7 @@ impl Browser {
         }
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         let element = self.element(css).await;
         self.command(
             reqwest::Method::GET,
@@ -124,7 +129,7 @@ impl Browser {
         .to_owned()
     }
 
-    async fn element(&self, css: &str) -> String {
+    pub(crate) async fn element(&self, css: &str) -> String {
         let found = self
             .command(
                 reqwest::Method::POST,
@@ -138,7 +143,7 @@ impl Browser {
             .to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css).await;
         self.command(
             reqwest::Method::POST,
@@ -148,7 +153,7 @@ impl Browser {
         .await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.element(css).await;
         self.command(
             reqwest::Method::POST,
@@ -159,7 +164,7 @@ impl Browser {
     }
 
     /// A PNG of the viewport, also saved under `target/screenshots/` for a person to look at.
-    async fn screenshot(&self, name: &str) -> Vec<u8> {
+    pub(crate) async fn screenshot(&self, name: &str) -> Vec<u8> {
         let encoded = self
             .command(reqwest::Method::GET, "/screenshot", None)
             .await;

@@ -37,6 +37,7 @@ mod keys;
 mod mail_faults;
 mod operations;
 mod ownership;
+mod passkey_browser;
 mod passkeys;
 mod password_reset;
 mod sessions;
