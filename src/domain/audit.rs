@@ -43,6 +43,8 @@ pub enum AuditKind {
     StepUp,
     /// A second factor was removed.
     FactorRemove,
+    /// A second factor was given another name.
+    FactorRename,
     /// A new set of recovery codes replaced the old.
     RecoveryCodesRegenerate,
     /// An administrator removed every second factor of an account.
@@ -51,7 +53,7 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::SignIn,
         Self::SignInThrottled,
         Self::RefreshReuse,
@@ -70,6 +72,7 @@ impl AuditKind {
         Self::FactorAdd,
         Self::StepUp,
         Self::FactorRemove,
+        Self::FactorRename,
         Self::RecoveryCodesRegenerate,
         Self::FactorsReset,
     ];
@@ -96,6 +99,7 @@ impl AuditKind {
             Self::FactorAdd => "factor_add",
             Self::StepUp => "step_up",
             Self::FactorRemove => "factor_remove",
+            Self::FactorRename => "factor_rename",
             Self::RecoveryCodesRegenerate => "recovery_codes_regenerate",
             Self::FactorsReset => "factors_reset",
         }

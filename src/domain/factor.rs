@@ -68,6 +68,17 @@ impl FactorName {
         ))
     }
 
+    /// Parses a name the owner must give (a new name for a factor).
+    ///
+    /// # Errors
+    /// When it is empty, too long or holds control characters.
+    pub fn parse_given(raw: &str) -> Result<Self, ParseError> {
+        if raw.trim().is_empty() {
+            return Err(ParseError::new("must not be empty"));
+        }
+        Self::parse(raw, "")
+    }
+
     /// The name.
     #[must_use]
     pub fn as_str(&self) -> &str {

@@ -11,7 +11,10 @@ use chrono::NaiveDateTime;
 pub use templates::{Rendered, TemplateName, Templates};
 pub use transport::{DeliveryError, Transport};
 
-use crate::{domain::Email, storage::NewEmail};
+use crate::{
+    domain::{Email, FactorKind},
+    storage::NewEmail,
+};
 
 /// Builds outbox rows for each kind of message.
 #[derive(Clone)]
@@ -170,16 +173,25 @@ impl Mailer {
             Notice::ImportChanged => TemplateName::ImportChanged,
             Notice::SessionRevoked => TemplateName::SessionRevoked,
             Notice::EmailChanged => TemplateName::EmailChanged,
-            Notice::FactorAdded => TemplateName::FactorAdded,
-            Notice::FactorRemoved => TemplateName::FactorRemoved,
+            Notice::FactorAdded(_) => TemplateName::FactorAdded,
+            Notice::FactorRemoved(_) => TemplateName::FactorRemoved,
             Notice::RecoveryCodesRegenerated => TemplateName::RecoveryCodesRegenerated,
             Notice::FactorsReset => TemplateName::FactorsReset,
             Notice::PasskeyCounterWentBack => TemplateName::PasskeyCounterWentBack,
         };
+        // The kind, never the owner's name for it: whoever added the factor chose that text.
+        let factor = match kind {
+            Notice::FactorAdded(factor) | Notice::FactorRemoved(factor) => match factor {
+                FactorKind::Totp => "an authenticator app",
+                FactorKind::Passkey => "a passkey",
+            },
+            _ => "",
+        };
         let at = when.format("%Y-%m-%d at %H:%M UTC").to_string();
-        let rendered = self
-            .templates
-            .render(template, &[("name", greeting(name)), ("when", &at)]);
+        let rendered = self.templates.render(
+            template,
+            &[("name", greeting(name)), ("when", &at), ("factor", factor)],
+        );
         outbox_row(to, rendered, when)
     }
 
@@ -274,10 +286,10 @@ pub enum Notice {
     SessionRevoked,
     /// The account moved to another address (sent to the old one).
     EmailChanged,
-    /// A second factor was added.
-    FactorAdded,
-    /// A second factor was removed.
-    FactorRemoved,
+    /// A second factor of this kind was added.
+    FactorAdded(FactorKind),
+    /// A second factor of this kind was removed.
+    FactorRemoved(FactorKind),
     /// New recovery codes replaced the old.
     RecoveryCodesRegenerated,
     /// An administrator removed every second factor.

@@ -68,6 +68,14 @@ pub(crate) fn passkey_name(raw: &str) -> Parsed<FactorName> {
     field("name", FactorName::parse(raw, DEFAULT_PASSKEY_NAME))
 }
 
+/// A factor and the new name its owner gives it.
+pub(crate) fn factor_rename(request: &pb::RenameFactorRequest) -> Parsed<(FactorId, FactorName)> {
+    Ok((
+        factor_id(&request.factor_id)?,
+        field("name", FactorName::parse_given(&request.name))?,
+    ))
+}
+
 /// A factor id.
 pub(crate) fn factor_id(raw: &str) -> Parsed<FactorId> {
     field("factor_id", FactorId::parse(raw))

@@ -538,6 +538,22 @@ impl IdentityService for IdentityApi {
         reply(outcome, |()| pb::RemoveFactorResponse {})
     }
 
+    async fn rename_factor(
+        &self,
+        request: Request<pb::RenameFactorRequest>,
+    ) -> Reply<pb::RenameFactorResponse> {
+        let caller = self.caller(&request);
+        let credentials = convert::access_credentials(&request);
+        let (id, name) = convert::factor_rename(request.get_ref()).map_err(to_status)?;
+        let outcome = self
+            .services
+            .rename_factor(caller, credentials, id, name)
+            .await;
+        reply(outcome, |factor| pb::RenameFactorResponse {
+            factor: Some(convert::factor(factor)),
+        })
+    }
+
     async fn regenerate_recovery_codes(
         &self,
         request: Request<pb::RegenerateRecoveryCodesRequest>,

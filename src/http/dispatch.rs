@@ -182,6 +182,7 @@ rpcs! {
     VerifySecondFactor => identity.verify_second_factor,
     StepUp => identity.step_up,
     RemoveFactor => identity.remove_factor,
+    RenameFactor => identity.rename_factor,
     RegenerateRecoveryCodes => identity.regenerate_recovery_codes,
     ResetUserFactors => identity.reset_user_factors,
     IntrospectToken => tokens.introspect_token,

@@ -17,6 +17,7 @@ const AUTHENTICATED: &[&str] = &[
     "ListFactors",
     "StepUp",
     "RemoveFactor",
+    "RenameFactor",
     "RegenerateRecoveryCodes",
     "StartPasskeyRegistration",
     "FinishPasskeyRegistration",

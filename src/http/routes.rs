@@ -137,7 +137,7 @@ mod tests {
         );
         let introspect = routes.iter().find(|r| r.rpc == "IntrospectToken").unwrap();
         assert_eq!(introspect.template, "/accounts/api/token/introspect");
-        assert_eq!(routes.len(), 40);
+        assert_eq!(routes.len(), 41);
         let list = routes.iter().find(|r| r.rpc == "ListUsers").unwrap();
         assert_eq!(list.bool_fields, ["is_verified", "is_active", "is_staff"]);
         let update = routes.iter().find(|r| r.rpc == "UpdateUser").unwrap();

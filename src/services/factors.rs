@@ -1,6 +1,6 @@
 //! Second factors: adding an authenticator app (TOTP, RFC 6238) and confirming it with one of
 //! its codes, registering a passkey (WebAuthn), the recovery codes that come with the first
-//! factor, and listing and removing them.
+//! factor, and listing, renaming and removing them.
 //!
 //! A TOTP secret is sealed with `KEY_ENCRYPTION_KEY` when one is set; a time step is accepted
 //! once per factor; recovery codes are stored as keyed hashes and shown once.
@@ -71,6 +71,19 @@ pub struct Factor {
     pub created_at: DateTime<Utc>,
     /// When a code of it was last accepted.
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl Factor {
+    /// A stored factor as its owner sees it; `None` for a kind this build does not know.
+    fn from_row(row: FactorRow) -> Option<Self> {
+        Some(Self {
+            kind: FactorKind::from_stored(&row.kind)?,
+            id: row.id,
+            name: row.name,
+            created_at: utc(row.created_at),
+            last_used_at: row.last_used_at.map(utc),
+        })
+    }
 }
 
 /// A factor just confirmed, and with the account's first factor its recovery codes.
@@ -205,7 +218,7 @@ impl Services {
     }
 
     /// Removes one of the caller's factors (a second factor proven within `STEP_UP_MAX_AGE`
-    /// first); with the last go the recovery codes. The owner is told.
+    /// first); with the last go the recovery codes. The owner is told of a confirmed one.
     ///
     /// # Errors
     /// Those of [`Services::require`], `NotFound` for a factor that is not the caller's.
@@ -219,26 +232,63 @@ impl Services {
         let me: Authenticated = self.require(&credentials, CHANGES_FACTORS).await?;
         let user_id = me.user.id;
         self.transaction(&caller, async |tx| {
-            if !tx
+            let removed = tx
                 .delete_factor(user_id, &id)
                 .await
                 .context("removing the factor")?
-            {
-                return Err(ServiceError::NotFound);
+                .ok_or(ServiceError::NotFound)?;
+            let kind = FactorKind::from_stored(&removed.kind)
+                .with_context(|| format!("a factor of unknown kind {:?}", removed.kind))?;
+            if removed.confirmed_at.is_some() {
+                let owner = tx
+                    .user_by_id(user_id)
+                    .await
+                    .context("loading the owner")?
+                    .ok_or(ServiceError::SessionRevoked)?;
+                tx.notify(Notice::FactorRemoved(kind), &owner).await?;
             }
-            let owner = tx
-                .user_by_id(user_id)
-                .await
-                .context("loading the owner")?
-                .ok_or(ServiceError::SessionRevoked)?;
-            tx.notify(Notice::FactorRemoved, &owner).await?;
             let entry = AuditEntry::success(AuditKind::FactorRemove, Actor::User(user_id), user_id)
-                .detail(format!("factor={id}"));
+                .detail(format!("factor={id} kind={}", kind.as_str()));
             tx.audit(entry).await
         })
         .await?;
         tracing::info!(user.id = %user_id, factor.id = %id, "factor removed");
         Ok(())
+    }
+
+    /// Gives one of the caller's confirmed factors another name; audited. Naming changes
+    /// nothing a sign-in checks, so a signed-in session is enough.
+    ///
+    /// # Errors
+    /// Those of [`Services::require`], `NotFound` for a factor that is not the caller's.
+    #[tracing::instrument(skip_all)]
+    pub async fn rename_factor(
+        &self,
+        caller: Caller,
+        credentials: Credentials,
+        id: FactorId,
+        name: FactorName,
+    ) -> ServiceResult<Factor> {
+        let me: Authenticated = self.require(&credentials, Access::SIGNED_IN).await?;
+        let user_id = me.user.id;
+        let renamed = self
+            .transaction(&caller, async |tx| {
+                let renamed = tx
+                    .rename_factor(user_id, &id, name.as_str())
+                    .await
+                    .context("renaming the factor")?
+                    .ok_or(ServiceError::NotFound)?;
+                let entry =
+                    AuditEntry::success(AuditKind::FactorRename, Actor::User(user_id), user_id)
+                        .detail(format!("factor={id}"));
+                tx.audit(entry).await?;
+                Ok::<_, ServiceError>(renamed)
+            })
+            .await?;
+        tracing::info!(user.id = %user_id, factor.id = %id, "factor renamed");
+        Factor::from_row(renamed)
+            .context("a factor of unknown kind")
+            .map_err(Into::into)
     }
 
     /// A new set of ten recovery codes, shown once, voiding the old (a second factor proven
@@ -301,18 +351,7 @@ impl Services {
             .await
             .context("counting recovery codes")?;
         Ok(Factors {
-            factors: rows
-                .into_iter()
-                .filter_map(|row| {
-                    Some(Factor {
-                        kind: FactorKind::from_stored(&row.kind)?,
-                        id: row.id,
-                        name: row.name,
-                        created_at: utc(row.created_at),
-                        last_used_at: row.last_used_at.map(utc),
-                    })
-                })
-                .collect(),
+            factors: rows.into_iter().filter_map(Factor::from_row).collect(),
             recovery_codes_left: u32::try_from(left).unwrap_or(0),
         })
     }
@@ -466,7 +505,7 @@ impl Services {
             .await
             .context("loading the owner")?
             .ok_or(ServiceError::SessionRevoked)?;
-        tx.notify(Notice::FactorAdded, &owner).await?;
+        tx.notify(Notice::FactorAdded(kind), &owner).await?;
         let entry = AuditEntry::success(AuditKind::FactorAdd, Actor::User(user_id), user_id)
             .detail(format!(
                 "factor={id} kind={} recovery_codes={}",

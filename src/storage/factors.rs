@@ -256,7 +256,7 @@ impl Queries<'_> {
     }
 
     /// Removes one of the account's factors, confirmed or pending; with its last confirmed
-    /// factor go its recovery codes. Returns whether there was such a factor.
+    /// factor go its recovery codes. Returns the factor removed, if there was such a one.
     ///
     /// # Errors
     /// On database failure.
@@ -264,19 +264,48 @@ impl Queries<'_> {
         &mut self,
         user_id: UserId,
         id: &FactorId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<FactorRow>, StoreError> {
         let factor = factors::table.find(id).filter(factors::user_id.eq(user_id));
         let others = factors::table
             .filter(factors::user_id.eq(user_id))
             .filter(factors::confirmed_at.is_not_null());
         let codes = recovery_codes::table.filter(recovery_codes::user_id.eq(user_id));
         on_backend!(self, conn => {
-            let removed = diesel::delete(factor).execute(conn).await? == 1;
+            let removed = diesel::delete(factor)
+                .returning(FactorRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
             let left: i64 = others.count().get_result(conn).await?;
-            if removed && left == 0 {
+            if removed.is_some() && left == 0 {
                 diesel::delete(codes).execute(conn).await?;
             }
             Ok::<_, diesel::result::Error>(removed)
+        })
+    }
+
+    /// Renames one of the account's confirmed factors; returns it renamed, if there was such
+    /// a one.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn rename_factor(
+        &mut self,
+        user_id: UserId,
+        id: &FactorId,
+        name: &str,
+    ) -> Result<Option<FactorRow>, StoreError> {
+        let factor = factors::table
+            .find(id)
+            .filter(factors::user_id.eq(user_id))
+            .filter(factors::confirmed_at.is_not_null());
+        on_backend!(self, conn => {
+            diesel::update(factor)
+                .set(factors::name.eq(name))
+                .returning(FactorRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()
         })
     }
 

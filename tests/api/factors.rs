@@ -118,9 +118,15 @@ async fn an_authenticator_app_is_added_with_a_code_an_independent_implementation
     assert_eq!(listed.factors.len(), 1);
     assert_eq!(listed.factors[0].id, started.factor_id);
     assert_eq!(listed.recovery_codes_left, 10);
-    app.smtp
+    let told = app
+        .smtp
         .nth_with_subject("ada@example.com", "second factor was added", 1)
         .await;
+    assert!(
+        told.text.contains("an authenticator app was added"),
+        "{}",
+        told.text
+    );
 
     // The trail records it, and holds neither the secret nor a code.
     let trail = app
@@ -541,9 +547,15 @@ async fn managing_factors_needs_a_step_up_and_tells_the_owner(backend: Backend) 
         "NOT_FOUND",
     );
     remove(tokens.access.clone(), factor_id).await.unwrap();
-    app.smtp
+    let told = app
+        .smtp
         .nth_with_subject("ada@example.com", "second factor was removed", 1)
         .await;
+    assert!(
+        told.text.contains("an authenticator app was removed"),
+        "{}",
+        told.text
+    );
     let listed = factors(&app, &tokens.access).await;
     assert_eq!((listed.factors.len(), listed.recovery_codes_left), (0, 0));
     // Without a factor the password signs in alone again.

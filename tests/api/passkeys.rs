@@ -439,6 +439,25 @@ async fn start_second_factor(
         .into_inner())
 }
 
+/// Steps up the session of `access` with `key`'s passkey (without user verification: it
+/// is the second factor).
+async fn step_up_with(app: &TestApp, access: &str, key: &mut SoftPasskey) -> pb::StepUpResponse {
+    let started = start_second_factor(app, "", Some(access)).await.unwrap();
+    let request = pb::StepUpRequest {
+        passkey: Some(pb::PasskeyAnswer {
+            ceremony_id: started.ceremony_id,
+            credential: Some(answer(key, to_json(started.options), false)),
+        }),
+        ..Default::default()
+    };
+    app.client
+        .clone()
+        .step_up(TestApp::authorized(request, access))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 async fn a_passkey_is_the_second_factor_after_a_password_and_of_a_step_up(backend: Backend) {
     let app = spawn(backend).await;
     let (_, password_session) = app.signed_in_user("ada@example.com").await;
@@ -446,23 +465,7 @@ async fn a_passkey_is_the_second_factor_after_a_password_and_of_a_step_up(backen
     register(&app, &password_session.access, &mut key).await;
 
     // The session the password opened steps up with the passkey.
-    let started = start_second_factor(&app, "", Some(&password_session.access))
-        .await
-        .unwrap();
-    let request = pb::StepUpRequest {
-        passkey: Some(pb::PasskeyAnswer {
-            ceremony_id: started.ceremony_id,
-            credential: Some(answer(&mut key, to_json(started.options), false)),
-        }),
-        ..Default::default()
-    };
-    let stepped = app
-        .client
-        .clone()
-        .step_up(TestApp::authorized(request, &password_session.access))
-        .await
-        .unwrap()
-        .into_inner();
+    let stepped = step_up_with(&app, &password_session.access, &mut key).await;
     let raised = claims(&stepped.access);
     assert_eq!(raised["aal"], "aal2");
     assert_eq!(raised["amr"], json!(["pwd", "hwk", "mfa"]));
@@ -520,6 +523,225 @@ async fn a_passkey_is_the_second_factor_after_a_password_and_of_a_step_up(backen
     );
 }
 
+/// The handle an account's passkeys carry (`user.id` of its registration options), which a
+/// discoverable passkey answers with.
+async fn user_handle(app: &TestApp, access: &str) -> Value {
+    let started = start_registration(app, access).await.unwrap();
+    to_json(started.options)["publicKey"]["user"]["id"].clone()
+}
+
+/// `key`'s answer to a usernameless ceremony, as a discoverable passkey gives it: the
+/// browser offers the passkey the person picks (`allow`, its id), and the authenticator names
+/// its account (`handle`, outside what it signs).
+fn discoverable_answer(
+    key: &mut SoftPasskey,
+    mut options: Value,
+    allow: &Value,
+    handle: Option<&Value>,
+) -> pbjson_types::Struct {
+    options["publicKey"]["allowCredentials"] = allow.clone();
+    let answered = answer(key, options, true);
+    let mut answered = serde_json::to_value(answered).unwrap();
+    match handle {
+        Some(handle) => answered["response"]["userHandle"] = handle.clone(),
+        None => {
+            answered["response"]
+                .as_object_mut()
+                .unwrap()
+                .remove("userHandle");
+        }
+    }
+    serde_json::from_value(answered).unwrap()
+}
+
+async fn a_usernameless_sign_in_opens_the_account_its_passkey_names(backend: Backend) {
+    let app = spawn(backend).await;
+    let (ada, ada_tokens) = app.signed_in_user("ada@example.com").await;
+    let (_, grace_tokens) = app.signed_in_user("grace@example.com").await;
+    // Asked before the accounts have a factor, which would call for a step-up.
+    let ada_handle = user_handle(&app, &ada_tokens.access).await;
+    let grace_handle = user_handle(&app, &grace_tokens.access).await;
+    let mut ada_key = SoftPasskey::new(true);
+    register(&app, &ada_tokens.access, &mut ada_key).await;
+    register(&app, &grace_tokens.access, &mut SoftPasskey::new(true)).await;
+    assert_ne!(ada_handle, grace_handle);
+    let ada_passkey = to_json(start_sign_in(&app, "ada@example.com").await.options)["publicKey"]
+        ["allowCredentials"]
+        .clone();
+    let sessions = "SELECT id AS value FROM sessions";
+    let before = app.query_texts(sessions).await.len();
+
+    // Ada's passkey naming Grace's account, or no account at all, opens nothing.
+    for handle in [Some(&grace_handle), None] {
+        let started = start_sign_in(&app, "").await;
+        let options = to_json(started.options);
+        assert_eq!(options["publicKey"]["allowCredentials"], json!([]));
+        assert_refused(
+            finish_sign_in(
+                &app,
+                &started.ceremony_id,
+                discoverable_answer(&mut ada_key, options, &ada_passkey, handle),
+            )
+            .await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    assert_eq!(app.query_texts(sessions).await.len(), before);
+
+    // Naming its own account, it signs in to it.
+    let started = start_sign_in(&app, "").await;
+    let session = finish_sign_in(
+        &app,
+        &started.ceremony_id,
+        discoverable_answer(
+            &mut ada_key,
+            to_json(started.options),
+            &ada_passkey,
+            Some(&ada_handle),
+        ),
+    )
+    .await
+    .unwrap();
+    let signed_in = claims(&session.access);
+    assert_eq!(signed_in["sub"], ada.id.to_string());
+    assert_eq!(signed_in["aal"], "aal2");
+    assert_eq!(app.query_texts(sessions).await.len(), before + 1);
+}
+
+async fn rename(
+    app: &TestApp,
+    access: &str,
+    factor_id: &str,
+    name: &str,
+) -> Result<pb::RenameFactorResponse, tonic::Status> {
+    let request = pb::RenameFactorRequest {
+        factor_id: factor_id.into(),
+        name: name.into(),
+    };
+    Ok(app
+        .client
+        .clone()
+        .rename_factor(TestApp::authorized(request, access))
+        .await?
+        .into_inner())
+}
+
+async fn listed(app: &TestApp, access: &str) -> pb::ListFactorsResponse {
+    app.client
+        .clone()
+        .list_factors(TestApp::authorized(pb::ListFactorsRequest {}, access))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (_, grace) = app.signed_in_user("grace@example.com").await;
+    let mut key = SoftPasskey::new(true);
+    register(&app, &tokens.access, &mut key).await;
+    let added = app
+        .smtp
+        .nth_with_subject("ada@example.com", "factor was added", 1)
+        .await;
+    assert!(added.text.contains("a passkey was added"), "{}", added.text);
+    let id = listed(&app, &tokens.access).await.factors[0].id.clone();
+
+    // Names it cannot have, and someone else's passkey, change nothing.
+    for name in ["  ", &"x".repeat(65), "work\nlaptop"] {
+        assert_refused(
+            rename(&app, &tokens.access, &id, name).await,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        );
+    }
+    assert_refused(
+        rename(&app, &grace.access, &id, "mine now").await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    assert_eq!(listed(&app, &tokens.access).await.factors[0].name, "laptop");
+
+    let renamed = rename(&app, &tokens.access, &id, "  work laptop ")
+        .await
+        .unwrap()
+        .factor
+        .unwrap();
+    assert_eq!(
+        (renamed.kind.as_str(), renamed.name.as_str()),
+        ("passkey", "work laptop")
+    );
+    // The bridge renames it too.
+    let response = reqwest::Client::new()
+        .patch(format!("{}/accounts/api/mfa/factors/{id}/", app.http_base))
+        .bearer_auth(&tokens.access)
+        .json(&json!({"name": "security key"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let answered: Value = response.json().await.unwrap();
+    assert_eq!(answered["factor"]["name"], "security key");
+    assert_eq!(
+        listed(&app, &tokens.access).await.factors[0].name,
+        "security key"
+    );
+    let audited = app
+        .query_texts("SELECT detail AS value FROM audit_events WHERE kind = 'factor_rename'")
+        .await;
+    assert_eq!(audited, [format!("factor={id}"), format!("factor={id}")]);
+
+    // Removing it asks for a fresh second factor: the passkey itself.
+    let remove = |access: String| {
+        let client = app.client.clone();
+        let factor_id = id.clone();
+        async move {
+            client
+                .clone()
+                .remove_factor(TestApp::authorized(
+                    pb::RemoveFactorRequest { factor_id },
+                    &access,
+                ))
+                .await
+        }
+    };
+    assert_refused(
+        remove(tokens.access.clone()).await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
+    assert_eq!(listed(&app, &tokens.access).await.factors.len(), 1);
+    let stepped = step_up_with(&app, &tokens.access, &mut key).await;
+    let started_before = start_sign_in(&app, "ada@example.com").await;
+    let answered_before = answer(&mut key, to_json(started_before.options), true);
+    remove(stepped.access.clone()).await.unwrap();
+    let removed = app
+        .smtp
+        .nth_with_subject("ada@example.com", "second factor was removed", 1)
+        .await;
+    assert!(
+        removed.text.contains("a passkey was removed"),
+        "{}",
+        removed.text
+    );
+    let left = listed(&app, &stepped.access).await;
+    assert_eq!((left.factors.len(), left.recovery_codes_left), (0, 0));
+    // The passkey no longer signs in, even to a ceremony started while it could, and the
+    // password alone does again.
+    assert_refused(
+        finish_sign_in(&app, &started_before.ceremony_id, answered_before).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    let password = app
+        .login("ada@example.com", crate::helpers::PASSWORD)
+        .await
+        .unwrap();
+    assert!(password.mfa_required.is_none() && !password.access.is_empty());
+}
+
 crate::on_both_backends!(
     a_passkey_is_the_second_factor_after_a_password_and_of_a_step_up,
     a_registered_passkey_signs_in_with_the_level_its_verification_gives,
@@ -529,4 +751,6 @@ crate::on_both_backends!(
     every_address_gets_options_of_the_same_shape,
     passkeys_are_off_without_an_origin_browsers_allow,
     the_bridge_answers_the_w3c_json_options,
+    a_usernameless_sign_in_opens_the_account_its_passkey_names,
+    a_passkey_is_listed_renamed_and_removed_with_its_owner_told,
 );
