@@ -22,7 +22,6 @@ use super::{
 use crate::{
     auth::{ChallengeToken, credential_key, sign_in_answer},
     domain::{AuthMethod, Email, FactorKind, UserId},
-    email::Notice,
     error::{ServiceError, ServiceResult},
 };
 
@@ -212,17 +211,9 @@ impl Services {
                 tx.prove_passkey(&factor, &answer, &ceremony.state).await
             })
             .await;
-        let method = match proven {
-            Err(ServiceError::PasskeyCounterWentBack) => {
-                self.transaction_at(&caller, now, async |tx| {
-                    tx.notify(Notice::PasskeyCounterWentBack, &user).await
-                })
-                .await?;
-                tracing::warn!(user.id = %user.id, factor.id = %factor.id, "a passkey's counter went back");
-                return Err(ServiceError::PasskeyCounterWentBack);
-            }
-            other => other?,
-        };
+        let method = self
+            .told_of_counter_going_back(&caller, user.id, proven)
+            .await?;
         tracing::info!(user.id = %user.id, "signed in with a passkey");
         let signed_in = if method == AuthMethod::VerifiedPasskey {
             SignedIn::VerifiedPasskey

@@ -213,7 +213,7 @@ impl Services {
             password_changed_at: challenge.password_changed_at,
             attempt: None,
         };
-        let pair = self
+        let signed_in = self
             .transaction_at(&caller, now, async |tx| {
                 let second = tx.prove_second_factor(&user, &proof).await?;
                 let now = tx.now_naive();
@@ -227,6 +227,9 @@ impl Services {
                 let methods = AuthMethods::of(&[first.method, second]);
                 tx.open_session(&user, first, &methods).await
             })
+            .await;
+        let pair = self
+            .told_of_counter_going_back(&caller, user.id, signed_in)
             .await?;
         tracing::info!(user.id = %user.id, "signed in with a second factor");
         Ok(pair)
@@ -374,7 +377,7 @@ impl Services {
         let now = self.clock.now();
         self.spend_second_factor_guess(me.user.id, session_id.as_str(), now.naive_utc())
             .await?;
-        let access = self
+        let raised = self
             .transaction_at(&caller, now, async |tx| {
                 let (session, user) = tx
                     .session_with_user(&session_id)
@@ -401,6 +404,9 @@ impl Services {
                 };
                 self.issue_access_token(&user, &raised, tx.now())
             })
+            .await;
+        let access = self
+            .told_of_counter_going_back(&caller, me.user.id, raised)
             .await?;
         tracing::info!(user.id = %me.user.id, "session stepped up");
         Ok(access)

@@ -332,6 +332,8 @@ async fn a_counter_that_goes_back_is_refused_and_the_owner_told(backend: Backend
     // The server has seen a later counter than this authenticator will send: a copy's.
     app.execute_sql("UPDATE factors SET last_step = 1000 WHERE kind = 'passkey'")
         .await;
+    let sessions = "SELECT id AS value FROM sessions";
+    let before = app.query_texts(sessions).await.len();
     let started = start_sign_in(&app, "ada@example.com").await;
     assert_refused(
         finish_sign_in(
@@ -348,6 +350,49 @@ async fn a_counter_that_goes_back_is_refused_and_the_owner_told(backend: Backend
         .nth_with_subject("ada@example.com", "passkeys may", 1)
         .await;
     assert!(told.text.contains("refused"), "{}", told.text);
+    assert_eq!(app.query_texts(sessions).await.len(), before);
+
+    // As a second factor too: the step-up is refused and the owner told again.
+    let started = start_second_factor(&app, "", Some(&tokens.access))
+        .await
+        .unwrap();
+    let request = pb::StepUpRequest {
+        passkey: Some(pb::PasskeyAnswer {
+            ceremony_id: started.ceremony_id,
+            credential: Some(answer(&mut key, to_json(started.options), false)),
+        }),
+        ..Default::default()
+    };
+    assert_refused(
+        app.client
+            .clone()
+            .step_up(TestApp::authorized(request, &tokens.access))
+            .await,
+        Code::Unauthenticated,
+        "PASSKEY_COUNTER_WENT_BACK",
+    );
+    app.smtp
+        .nth_with_subject("ada@example.com", "passkeys may", 2)
+        .await;
+    assert_eq!(
+        app.query_texts("SELECT CAST(last_step AS TEXT) AS value FROM factors")
+            .await,
+        ["1000"],
+        "the counter stays where it was"
+    );
+    // The session was not raised: what a step-up guards is still refused.
+    let factor_id = listed(&app, &tokens.access).await.factors[0].id.clone();
+    assert_refused(
+        app.client
+            .clone()
+            .remove_factor(TestApp::authorized(
+                pb::RemoveFactorRequest { factor_id },
+                &tokens.access,
+            ))
+            .await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
 }
 
 async fn every_address_gets_options_of_the_same_shape(backend: Backend) {

@@ -6,8 +6,10 @@ use anyhow::Context;
 use super::{ceremonies::CeremonyKind, effects::Tx};
 use crate::{
     auth::{PasskeyError, Sealed, TotpSecret, credential_key, sign_in_answer},
-    domain::{AuthMethod, FactorKind, Otp, RecoveryCode},
+    domain::{AuthMethod, FactorKind, Otp, RecoveryCode, UserId},
+    email::Notice,
     error::{ServiceError, ServiceResult},
+    services::Caller,
     services::Services,
     storage::{FactorRow, UserRow},
 };
@@ -30,6 +32,28 @@ pub enum SecondFactorProof {
 }
 
 impl Services {
+    /// Passes `outcome` on; when it is a passkey refused for a counter that went back (a
+    /// copy's, perhaps), first tells the owner, in a transaction of its own: the one that
+    /// refused it rolled back.
+    pub(crate) async fn told_of_counter_going_back<T>(
+        &self,
+        caller: &Caller,
+        owner: UserId,
+        outcome: ServiceResult<T>,
+    ) -> ServiceResult<T> {
+        if let Err(ServiceError::PasskeyCounterWentBack) = &outcome {
+            self.transaction(caller, async |tx| {
+                if let Some(account) = tx.user_by_id(owner).await.context("loading the owner")? {
+                    tx.notify(Notice::PasskeyCounterWentBack, &account).await?;
+                }
+                Ok::<_, ServiceError>(())
+            })
+            .await?;
+            tracing::warn!(user.id = %owner, "a passkey's counter went back");
+        }
+        outcome
+    }
+
     /// The secret of a TOTP factor, opened.
     pub(crate) fn totp_secret(&self, factor: &FactorRow) -> ServiceResult<TotpSecret> {
         let base32 = self
