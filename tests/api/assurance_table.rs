@@ -14,7 +14,7 @@ use crate::{
     factors::{bridge_post, claims, code_at, step_up, verify, with_totp},
     fake_google::{CLIENT_ID, GoogleAccount},
     helpers::{Backend, PASSWORD, TestApp},
-    passkeys::{ORIGIN, answer, register, whole_numbers},
+    passkeys::{ORIGIN, answer, register, start_second_factor, step_up_with, whole_numbers},
 };
 
 /// The rows of the README's table: how the session signed in, `aal`, `amr`.
@@ -247,6 +247,88 @@ impl Transport {
         }
     }
 
+    /// Finishes the sign-in that answered `mfa_token` with `key`'s passkey as its second
+    /// factor (without user verification).
+    async fn verify_with_passkey(
+        self,
+        app: &TestApp,
+        mfa_token: &str,
+        key: &mut SoftPasskey,
+    ) -> String {
+        match self {
+            Self::Grpc => {
+                let started = start_second_factor(app, mfa_token, None).await.unwrap();
+                let options =
+                    whole_numbers(serde_json::to_value(started.options.unwrap()).unwrap());
+                let request = pb::VerifySecondFactorRequest {
+                    mfa_token: mfa_token.into(),
+                    passkey: Some(pb::PasskeyAnswer {
+                        ceremony_id: started.ceremony_id,
+                        credential: Some(answer(key, options, false)),
+                    }),
+                    ..Default::default()
+                };
+                let session = app.client.clone().verify_second_factor(request).await;
+                session.unwrap().into_inner().access
+            }
+            Self::Bridge => {
+                let (status, started) = app
+                    .post(
+                        "/accounts/api/passkeys/sign-in/",
+                        json!({"mfa_token": mfa_token}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{started}");
+                let credential = answer(key, whole_numbers(started["options"].clone()), false);
+                let passkey =
+                    json!({"ceremony_id": started["ceremony_id"], "credential": credential});
+                Answer::from_json(
+                    app.post(
+                        "/accounts/api/mfa/verify/",
+                        json!({"mfa_token": mfa_token, "passkey": passkey}),
+                    )
+                    .await,
+                )
+                .access()
+            }
+        }
+    }
+
+    /// Steps up the session of `access` with `key`'s passkey (without user verification).
+    async fn step_up_with_passkey(
+        self,
+        app: &TestApp,
+        access: &str,
+        key: &mut SoftPasskey,
+    ) -> String {
+        match self {
+            Self::Grpc => step_up_with(app, access, key).await.access,
+            Self::Bridge => {
+                let (status, started) = bridge_post(
+                    app,
+                    "/accounts/api/passkeys/sign-in/",
+                    access,
+                    json!({"for_step_up": true}),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{started}");
+                let credential = answer(key, whole_numbers(started["options"].clone()), false);
+                let passkey =
+                    json!({"ceremony_id": started["ceremony_id"], "credential": credential});
+                Answer::from_json(
+                    bridge_post(
+                        app,
+                        "/accounts/api/mfa/step-up/",
+                        access,
+                        json!({"passkey": passkey}),
+                    )
+                    .await,
+                )
+                .access()
+            }
+        }
+    }
+
     async fn verify(self, app: &TestApp, mfa_token: &str, code: &str) -> String {
         match self {
             Self::Grpc => verify(app, mfa_token, code, "").await.unwrap().access,
@@ -418,6 +500,23 @@ async fn walk(
         "a passkey that did not verify its user + TOTP or recovery code",
         &session,
     );
+
+    // A passkey as the second factor after a password, and of a step-up.
+    let (_, password_first) = app.signed_in_user("second@example.com").await;
+    let mut second_key = SoftPasskey::new(true);
+    register(&app, &password_first.access, &mut second_key).await;
+    let stepped = transport
+        .step_up_with_passkey(&app, &password_first.access, &mut second_key)
+        .await;
+    row("password, then StepUp with a passkey", &stepped);
+    let challenge = transport
+        .login(&app, "second@example.com", PASSWORD)
+        .await
+        .mfa_token();
+    let session = transport
+        .verify_with_passkey(&app, &challenge, &mut second_key)
+        .await;
+    row("password + passkey", &session);
     walked
 }
 

@@ -462,7 +462,7 @@ async fn the_bridge_answers_the_w3c_json_options(backend: Backend) {
 }
 
 /// Starts a second-factor ceremony: for a sign-in's challenge, or (with `access`) a step-up.
-async fn start_second_factor(
+pub(crate) async fn start_second_factor(
     app: &TestApp,
     mfa_token: &str,
     access: Option<&str>,
@@ -486,7 +486,11 @@ async fn start_second_factor(
 
 /// Steps up the session of `access` with `key`'s passkey (without user verification: it
 /// is the second factor).
-async fn step_up_with(app: &TestApp, access: &str, key: &mut SoftPasskey) -> pb::StepUpResponse {
+pub(crate) async fn step_up_with(
+    app: &TestApp,
+    access: &str,
+    key: &mut SoftPasskey,
+) -> pb::StepUpResponse {
     let started = start_second_factor(app, "", Some(access)).await.unwrap();
     let request = pb::StepUpRequest {
         passkey: Some(pb::PasskeyAnswer {
