@@ -248,11 +248,14 @@ async fn a_ceremony_is_used_once_for_its_kind_and_within_its_time(backend: Backe
     let (_, tokens) = app.signed_in_user("ada@example.com").await;
     let mut key = SoftPasskey::new(true);
     register(&app, &tokens.access, &mut key).await;
+    let sessions = "SELECT id AS value FROM sessions";
+    let factors = "SELECT id AS value FROM factors";
     let started = start_sign_in(&app, "ada@example.com").await;
     let answered = answer(&mut key, to_json(started.options), true);
     let session = finish_sign_in(&app, &started.ceremony_id, answered.clone())
         .await
         .unwrap();
+    let opened = app.query_texts(sessions).await;
     // The same answer again: the ceremony is spent.
     assert_refused(
         finish_sign_in(&app, &started.ceremony_id, answered.clone()).await,
@@ -280,6 +283,8 @@ async fn a_ceremony_is_used_once_for_its_kind_and_within_its_time(backend: Backe
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
+    assert_eq!(app.query_texts(sessions).await, opened, "no session opened");
+    assert_eq!(app.query_texts(factors).await.len(), 1, "no passkey added");
 }
 
 async fn a_passkey_signs_in_only_to_its_own_account(backend: Backend) {
