@@ -101,13 +101,26 @@ impl Services {
         let mut ceremony = relying_party
             .start_sign_in(passkeys)
             .map_err(|e| anyhow::anyhow!("starting a passkey sign-in: {e}"))?;
+        let allowed = &mut ceremony.options["publicKey"]["allowCredentials"];
         if decoy {
-            // The same shape as for an account with one passkey, stable for the address.
-            let id = self
-                .secret
-                .mac("webauthn-decoy-credential", &[email.as_str().as_bytes()]);
-            ceremony.options["publicKey"]["allowCredentials"] =
-                json!([{"type": "public-key", "id": URL_SAFE_NO_PAD.encode(id)}]);
+            // Shaped as an account's passkeys are, stable for the address: one or two, so
+            // that neither count tells that an account exists.
+            let address = email.as_str().as_bytes();
+            let decoys = 1 + self.secret.mac("webauthn-decoy-count", &[address])[0] % 2;
+            *allowed = (0..decoys)
+                .map(|nth| {
+                    let id = self
+                        .secret
+                        .mac("webauthn-decoy-credential", &[address, &[nth]]);
+                    json!({"type": "public-key", "id": URL_SAFE_NO_PAD.encode(id)})
+                })
+                .collect();
+        } else if let Some(passkeys) = allowed.as_array_mut() {
+            // Transports kept from a registration's attestation (packed or TPM) would tell a
+            // real passkey from a decoy; without them the browser offers every way to one.
+            for passkey in passkeys.iter_mut().filter_map(Value::as_object_mut) {
+                passkey.remove("transports");
+            }
         }
         let owner = account.filter(|_| !decoy).map(|user| user.id);
         self.keep_ceremony(CeremonyKind::SignIn, owner, ceremony)

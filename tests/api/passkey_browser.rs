@@ -22,6 +22,7 @@ use crate::{
     factors::claims,
     fake_smtp::FakeSmtp,
     helpers::{Backend, PASSWORD, TestDatabase},
+    passkeys::options_shape,
 };
 
 /// The page: one button registers a passkey, the other signs in with one, username-first
@@ -256,6 +257,26 @@ async fn a_person_registers_a_passkey_in_chromium_and_signs_in_with_it(backend: 
         Some(10),
         "the first factor brings recovery codes"
     );
+
+    // The options for the address name its passkey as they name a made-up one for an address
+    // without an account.
+    let options = async |email: &str| {
+        let started: Value = page
+            .http
+            .post(format!("{}/accounts/api/passkeys/sign-in/", page.bridge))
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        options_shape(&started["options"])
+    };
+    let (keys, named) = options(email).await;
+    let (decoy_keys, decoys) = options("nobody@example.com").await;
+    assert_eq!(keys, decoy_keys);
+    assert_eq!(named[0], decoys[0], "{named:?} vs {decoys:?}");
 
     // Signed out from here: the page's backend no longer holds a token.
     page.access.lock().unwrap().take();
