@@ -8,6 +8,7 @@
 //! - `pages`: the activation page, the password reset form and the email sign-in page.
 //! - `ops`: `/healthz`, `/readyz`, `/.well-known/jwks.json`, `/openapi.json`.
 //! - [`openapi`]: the generated OpenAPI document.
+//! - `webauthn_json`: the W3C WebAuthn JSON shapes the passkey RPCs carry, for that document.
 
 mod dispatch;
 pub mod error;
@@ -16,6 +17,7 @@ mod ops;
 mod pages;
 pub mod routes;
 pub mod server;
+mod webauthn_json;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
-use super::routes::HttpRoute;
+use super::{routes::HttpRoute, webauthn_json};
 use crate::domain::PASSWORD_MAX_CHARS;
 
 /// RPCs that need `authorization: Bearer <access>`.
@@ -102,6 +102,11 @@ pub fn document(pool: &DescriptorPool, routes: &[HttpRoute]) -> anyhow::Result<V
             .as_object_mut()
             .map(|item| item.insert(method, operation));
     }
+    schemas.extend(
+        webauthn_json::schemas()
+            .into_iter()
+            .map(|(name, schema)| (name.to_owned(), schema)),
+    );
     schemas.insert(
         "Error".into(),
         json!({
@@ -192,12 +197,15 @@ fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) 
         }
         // proto3 JSON writes a Struct as the JSON object it holds: here the W3C WebAuthn JSON
         // of a ceremony's options or a browser's PublicKeyCredential.
-        Kind::Message(message) if message.full_name() == "google.protobuf.Struct" => json!({
-            "type": "object",
-            "additionalProperties": true,
-            "nullable": true,
-            "description": "W3C WebAuthn JSON: options ({\"publicKey\": {...}}) for navigator.credentials, or the PublicKeyCredential it answered ({id, rawId, response, type})",
-        }),
+        Kind::Message(message) if message.full_name() == "google.protobuf.Struct" => {
+            match webauthn_json::shape_of(field.parent_message().name(), field.name()) {
+                Some(shape) => json!({
+                    "allOf": [{"$ref": format!("#/components/schemas/{shape}")}],
+                    "nullable": true,
+                }),
+                None => json!({"type": "object", "additionalProperties": true, "nullable": true}),
+            }
+        }
         // proto3 JSON writes a field mask as its comma-separated paths.
         Kind::Message(message) if message.full_name() == "google.protobuf.FieldMask" => {
             json!({"type": "string", "description": "comma-separated field names", "example": "first_name,is_active"})

@@ -472,6 +472,46 @@ async fn the_bridge_answers_the_w3c_json_options(backend: Backend) {
             .is_some_and(|c| c.len() >= 43)
     );
     assert_eq!(public_key["userVerification"], "preferred");
+
+    // The OpenAPI document describes them as the W3C shape, whose required members are there.
+    let (_, openapi) = app.get_json("/openapi.json", None).await;
+    let schemas = &openapi["components"]["schemas"];
+    assert_eq!(
+        schemas["StartPasskeySignInResponse"]["properties"]["options"]["allOf"][0]["$ref"],
+        "#/components/schemas/CredentialRequestOptionsJSON"
+    );
+    let described = &schemas["CredentialRequestOptionsJSON"]["properties"]["publicKey"];
+    for member in described["required"].as_array().unwrap() {
+        let member = member.as_str().unwrap();
+        assert!(public_key.get(member).is_some(), "{member} is missing");
+    }
+    let body = |path: &str| {
+        openapi["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["properties"]
+            .clone()
+    };
+    for (described, shape) in [
+        (
+            schemas["StartPasskeyRegistrationResponse"]["properties"]["options"].clone(),
+            "CredentialCreationOptionsJSON",
+        ),
+        (
+            body("/accounts/api/passkeys/registration/finish/")["credential"].clone(),
+            "RegistrationResponseJSON",
+        ),
+        (
+            body("/accounts/api/passkeys/sign-in/finish/")["credential"].clone(),
+            "AuthenticationResponseJSON",
+        ),
+        (
+            schemas["PasskeyAnswer"]["properties"]["credential"].clone(),
+            "AuthenticationResponseJSON",
+        ),
+    ] {
+        let reference = &described["allOf"][0]["$ref"];
+        assert_eq!(reference, &json!(format!("#/components/schemas/{shape}")));
+        assert!(schemas[shape]["required"].is_array(), "{shape}");
+    }
 }
 
 /// Starts a second-factor ceremony: for a sign-in's challenge, or (with `access`) a step-up.
