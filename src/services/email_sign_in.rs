@@ -125,23 +125,25 @@ impl Services {
         if !user.is_active {
             return Err(ServiceError::AccountDisabled);
         }
-        let used = self
-            .connection()
-            .await?
-            .queries()
-            .use_email_sign_in(&sign_in.link_hash, now.naive_utc())
-            .await
-            .context("using the mailed sign-in")?;
-        if !used {
-            return Err(unusable);
-        }
-        if let EmailSignInProof::Code { email, .. } = &proof {
-            self.reset_code_tries(email).await?;
-            self.give_back_otp_budget(email).await?;
-        }
+        // Spent, and the session opened, together: a failure leaves the code usable.
+        let outcome = self
+            .transaction_at(&caller, now, async |tx| {
+                let now = tx.now_naive();
+                if !tx
+                    .use_email_sign_in(&sign_in.link_hash, now)
+                    .await
+                    .context("using the mailed sign-in")?
+                {
+                    return Err(unusable);
+                }
+                if let EmailSignInProof::Code { email, .. } = &proof {
+                    tx.code_proven(email).await?;
+                }
+                tx.start_session(&user, SignedIn::EmailCode).await
+            })
+            .await?;
         tracing::info!(user.id = %user.id, "signed in by email");
-        self.start_session(&user, &caller, SignedIn::EmailCode, now)
-            .await
+        Ok(outcome)
     }
 
     fn ensure_email_sign_in(&self) -> ServiceResult<()> {

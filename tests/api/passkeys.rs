@@ -844,6 +844,25 @@ async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Ba
     assert!(password.mfa_required.is_none() && !password.access.is_empty());
 }
 
+async fn a_challenge_names_each_kind_of_factor_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, tokens) = app.signed_in_user("ada@example.com").await;
+    let (secret, _) = with_totp(&app, &tokens.access).await;
+    let stepped = crate::factors::step_up(&app, &tokens.access, &code_at(&app, &secret, 1), "")
+        .await
+        .unwrap();
+    register(&app, &stepped.access, &mut SoftPasskey::new(true)).await;
+    with_totp(&app, &stepped.access).await;
+    assert_eq!(listed(&app, &stepped.access).await.factors.len(), 3);
+    let challenge = app
+        .login("ada@example.com", crate::helpers::PASSWORD)
+        .await
+        .unwrap()
+        .mfa_required
+        .unwrap();
+    assert_eq!(challenge.factors, ["totp", "passkey"]);
+}
+
 crate::on_both_backends!(
     a_passkey_is_the_second_factor_after_a_password_and_of_a_step_up,
     a_registered_passkey_signs_in_with_the_level_its_verification_gives,
@@ -855,4 +874,5 @@ crate::on_both_backends!(
     the_bridge_answers_the_w3c_json_options,
     a_usernameless_sign_in_opens_the_account_its_passkey_names,
     a_passkey_is_listed_renamed_and_removed_with_its_owner_told,
+    a_challenge_names_each_kind_of_factor_once,
 );

@@ -235,7 +235,7 @@ impl Services {
         if me.methods.aal() == Aal::Aal2 && recent {
             return Ok(true);
         }
-        Ok(self.second_factor_kinds(me.user.id, None).await?.is_empty())
+        Ok(self.second_factor_kinds(me.user.id).await?.is_empty())
     }
 
     /// Verifies a bearer access token and that its session is still live.

@@ -194,17 +194,6 @@ impl Services {
             .map_err(|retry_after| ServiceError::RateLimited { retry_after })
     }
 
-    /// Gives back the attempt a right code spent from the account's hourly budget: someone who
-    /// signs in by email often is never held off by their own codes.
-    pub(crate) async fn give_back_otp_budget(&self, email: &Email) -> ServiceResult<()> {
-        let mut conn = self.connection().await?;
-        conn.queries()
-            .give_back_hit(&otp_budget_bucket(email))
-            .await
-            .context("giving back a code attempt")?;
-        Ok(())
-    }
-
     /// Spends one try against the address's current code, before it is compared: five per
     /// code, counted alike for every address so the answers never tell which have accounts.
     pub(crate) async fn spend_code_try(&self, email: &Email) -> ServiceResult<()> {
@@ -364,6 +353,19 @@ fn login_delay(n: u32) -> Duration {
 }
 
 impl Tx<'_, '_> {
+    /// A right code for the address, in the transaction that acts on it: its tries start
+    /// over, and the attempt it spent from the hourly budget is given back, so someone who
+    /// signs in by email often is never held off by their own codes.
+    pub(crate) async fn code_proven(&mut self, email: &Email) -> ServiceResult<()> {
+        self.clear_counter(&code_tries_bucket(email))
+            .await
+            .context("clearing a code's tries")?;
+        self.give_back_hit(&otp_budget_bucket(email))
+            .await
+            .context("giving back a code attempt")?;
+        Ok(())
+    }
+
     /// Gives back the guess a second factor that proved right spent, in the transaction that
     /// acts on it: someone who signs in often is never locked out by their own codes, while
     /// wrong guesses keep their count.

@@ -14,7 +14,7 @@ use crate::{
     error::{ServiceError, ServiceResult},
     google::{GoogleError, GoogleIdentity},
     services::{Caller, Services},
-    storage::{MfaChallengeRow, SessionRow, UserRow},
+    storage::{FactorRow, MfaChallengeRow, SessionRow, UserRow},
 };
 
 /// The provider name stored with linked Google identities.
@@ -102,8 +102,8 @@ pub(crate) struct FirstFactor<'a> {
 }
 
 impl Services {
-    /// Finishes a first factor for `user`, as read when it was checked: a session, or, for an
-    /// account with a second factor, a challenge whose `mfa_token` `VerifySecondFactor` takes.
+    /// Finishes a first factor for `user`, as read when it was checked, in a transaction of its
+    /// own at `at`: see [`Tx::start_session`].
     pub(crate) async fn start_session(
         &self,
         user: &UserRow,
@@ -111,67 +111,16 @@ impl Services {
         signed_in: SignedIn<'_>,
         at: DateTime<Utc>,
     ) -> ServiceResult<SignInOutcome> {
-        let first = FirstFactor {
-            method: signed_in.auth_method(),
-            password_changed_at: user.password_changed_at,
-            attempt: match signed_in {
-                SignedIn::Password { email, attempt } => Some((email, attempt)),
-                _ => None,
-            },
-        };
-        // A factor that is two by itself needs no second; a passkey asks for one of the
-        // account's other factors, if it has any.
-        let factors = match signed_in {
-            SignedIn::VerifiedPasskey => Vec::new(),
-            SignedIn::Passkey(used) => self.second_factor_kinds(user.id, Some(used)).await?,
-            _ => self.second_factor_kinds(user.id, None).await?,
-        };
-        if factors.is_empty() {
-            let methods = AuthMethods::of(&[first.method]);
-            let pair = self
-                .transaction_at(caller, at, async |tx| {
-                    tx.open_session(user, first, &methods).await
-                })
-                .await?;
-            return Ok(SignInOutcome::Session(pair));
-        }
-        let token = ChallengeToken::generate()
-            .map_err(|e| anyhow::anyhow!("no randomness for an mfa_token: {e}"))?;
-        let expires_at = at + span(self.config.mfa_challenge_timeout);
-        let challenge = MfaChallengeRow {
-            token_hash: token.hash(),
-            user_id: user.id,
-            first_factor: first.method.as_str().to_owned(),
-            password_changed_at: user.password_changed_at,
-            created_at: at.naive_utc(),
-            expires_at: expires_at.naive_utc(),
-            used_at: None,
-        };
         self.transaction_at(caller, at, async |tx| {
-            // The first factor was right: its attempt is no failure.
-            if let Some((email, attempt)) = first.attempt {
-                Self::forget_login_attempt_in(tx, email, attempt).await?;
-            }
-            tx.insert_mfa_challenge(&challenge)
-                .await
-                .context("recording the second-factor challenge")?;
-            Ok::<_, ServiceError>(())
+            tx.start_session(user, signed_in).await
         })
-        .await?;
-        tracing::info!(user.id = %user.id, "first factor passed; a second is required");
-        Ok(SignInOutcome::SecondFactorRequired(SecondFactorChallenge {
-            mfa_token: token.into_string(),
-            factors,
-            expires_at,
-        }))
+        .await
     }
 
-    /// The kinds of the account's confirmed second factors (but `besides`, the one a sign-in
-    /// already used), each once.
+    /// The kinds of the account's confirmed second factors, each once.
     pub(crate) async fn second_factor_kinds(
         &self,
         user_id: UserId,
-        besides: Option<&FactorId>,
     ) -> ServiceResult<Vec<FactorKind>> {
         let rows = self
             .connection()
@@ -180,13 +129,7 @@ impl Services {
             .confirmed_factors(user_id)
             .await
             .context("loading the second factors")?;
-        let mut kinds: Vec<FactorKind> = rows
-            .iter()
-            .filter(|row| Some(&row.id) != besides)
-            .filter_map(|row| FactorKind::from_stored(&row.kind))
-            .collect();
-        kinds.dedup();
-        Ok(kinds)
+        Ok(kinds_besides(&rows, None))
     }
 
     /// When a refresh token issued at `now` for `session` expires: never after its absolute
@@ -255,6 +198,76 @@ impl Services {
 }
 
 impl Tx<'_, '_> {
+    /// Finishes a first factor for `user`, as read when it was checked, in this transaction: a
+    /// session, or, for an account with a second factor (read here, so one added meanwhile
+    /// counts), a challenge whose `mfa_token` `VerifySecondFactor` takes.
+    pub(crate) async fn start_session(
+        &mut self,
+        user: &UserRow,
+        signed_in: SignedIn<'_>,
+    ) -> ServiceResult<SignInOutcome> {
+        let first = FirstFactor {
+            method: signed_in.auth_method(),
+            password_changed_at: user.password_changed_at,
+            attempt: match signed_in {
+                SignedIn::Password { email, attempt } => Some((email, attempt)),
+                _ => None,
+            },
+        };
+        // A factor that is two by itself needs no second; a passkey asks for one of the
+        // account's other factors, if it has any.
+        let factors = match signed_in {
+            SignedIn::VerifiedPasskey => Vec::new(),
+            SignedIn::Passkey(used) => self.second_factor_kinds(user.id, Some(used)).await?,
+            _ => self.second_factor_kinds(user.id, None).await?,
+        };
+        if factors.is_empty() {
+            let methods = AuthMethods::of(&[first.method]);
+            let pair = self.open_session(user, first, &methods).await?;
+            return Ok(SignInOutcome::Session(pair));
+        }
+        let token = ChallengeToken::generate()
+            .map_err(|e| anyhow::anyhow!("no randomness for an mfa_token: {e}"))?;
+        let at = self.now();
+        let expires_at = at + span(self.services.config.mfa_challenge_timeout);
+        let challenge = MfaChallengeRow {
+            token_hash: token.hash(),
+            user_id: user.id,
+            first_factor: first.method.as_str().to_owned(),
+            password_changed_at: user.password_changed_at,
+            created_at: at.naive_utc(),
+            expires_at: expires_at.naive_utc(),
+            used_at: None,
+        };
+        // The first factor was right: its attempt is no failure.
+        if let Some((email, attempt)) = first.attempt {
+            Services::forget_login_attempt_in(self, email, attempt).await?;
+        }
+        self.insert_mfa_challenge(&challenge)
+            .await
+            .context("recording the second-factor challenge")?;
+        tracing::info!(user.id = %user.id, "first factor passed; a second is required");
+        Ok(SignInOutcome::SecondFactorRequired(SecondFactorChallenge {
+            mfa_token: token.into_string(),
+            factors,
+            expires_at,
+        }))
+    }
+
+    /// The kinds of the account's confirmed second factors (but `besides`, the one a sign-in
+    /// already used), each once.
+    async fn second_factor_kinds(
+        &mut self,
+        user_id: UserId,
+        besides: Option<&FactorId>,
+    ) -> ServiceResult<Vec<FactorKind>> {
+        let rows = self
+            .confirmed_factors(user_id)
+            .await
+            .context("loading the second factors")?;
+        Ok(kinds_besides(&rows, besides))
+    }
+
     /// Opens a session for `user` with `methods`, in this transaction: only if the password is
     /// still the one the first factor was checked against.
     pub(crate) async fn open_session(
@@ -318,4 +331,19 @@ impl Tx<'_, '_> {
             refresh: refresh.into_string(),
         })
     }
+}
+
+/// The kinds of `factors` but `besides`, each once, in the order of their first.
+fn kinds_besides(factors: &[FactorRow], besides: Option<&FactorId>) -> Vec<FactorKind> {
+    let mut kinds = Vec::new();
+    for kind in factors
+        .iter()
+        .filter(|row| Some(&row.id) != besides)
+        .filter_map(|row| FactorKind::from_stored(&row.kind))
+    {
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds
 }
