@@ -47,6 +47,14 @@ fn level(access: &str) -> (String, Vec<String>) {
     (claims["aal"].as_str().unwrap().to_owned(), amr)
 }
 
+/// `key`'s answer (without user verification) to the second-factor ceremony the bridge
+/// `started`: the `passkey` member `VerifySecondFactor` and `StepUp` take.
+fn second_factor_answer(key: &mut SoftPasskey, (status, started): (StatusCode, Value)) -> Value {
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let credential = answer(key, whole_numbers(started["options"].clone()), false);
+    json!({"ceremony_id": started["ceremony_id"], "credential": credential})
+}
+
 /// How the walk reaches the service: the tonic client, or the JSON bridge.
 #[derive(Debug, Clone, Copy)]
 enum Transport {
@@ -272,16 +280,13 @@ impl Transport {
                 session.unwrap().into_inner().access
             }
             Self::Bridge => {
-                let (status, started) = app
+                let started = app
                     .post(
                         "/accounts/api/passkeys/sign-in/",
                         json!({"mfa_token": mfa_token}),
                     )
                     .await;
-                assert_eq!(status, StatusCode::OK, "{started}");
-                let credential = answer(key, whole_numbers(started["options"].clone()), false);
-                let passkey =
-                    json!({"ceremony_id": started["ceremony_id"], "credential": credential});
+                let passkey = second_factor_answer(key, started);
                 Answer::from_json(
                     app.post(
                         "/accounts/api/mfa/verify/",
@@ -304,17 +309,14 @@ impl Transport {
         match self {
             Self::Grpc => step_up_with(app, access, key).await.access,
             Self::Bridge => {
-                let (status, started) = bridge_post(
+                let started = bridge_post(
                     app,
                     "/accounts/api/passkeys/sign-in/",
                     access,
                     json!({"for_step_up": true}),
                 )
                 .await;
-                assert_eq!(status, StatusCode::OK, "{started}");
-                let credential = answer(key, whole_numbers(started["options"].clone()), false);
-                let passkey =
-                    json!({"ceremony_id": started["ceremony_id"], "credential": credential});
+                let passkey = second_factor_answer(key, started);
                 Answer::from_json(
                     bridge_post(
                         app,

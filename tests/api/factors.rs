@@ -70,7 +70,7 @@ async fn confirm(
         .into_inner())
 }
 
-async fn factors(app: &TestApp, access: &str) -> pb::ListFactorsResponse {
+pub(crate) async fn factors(app: &TestApp, access: &str) -> pb::ListFactorsResponse {
     app.client
         .clone()
         .list_factors(TestApp::authorized(pb::ListFactorsRequest {}, access))

@@ -11,7 +11,7 @@ use webauthn_authenticator_rs::{
 };
 
 use crate::{
-    factors::{claims, code_at, verify, with_totp},
+    factors::{claims, code_at, factors, verify, with_totp},
     helpers::{Backend, TestApp, assert_refused},
 };
 
@@ -249,7 +249,7 @@ async fn a_ceremony_is_used_once_for_its_kind_and_within_its_time(backend: Backe
     let mut key = SoftPasskey::new(true);
     register(&app, &tokens.access, &mut key).await;
     let sessions = "SELECT id AS value FROM sessions";
-    let factors = "SELECT id AS value FROM factors";
+    let passkeys = "SELECT id AS value FROM factors";
     let started = start_sign_in(&app, "ada@example.com").await;
     let answered = answer(&mut key, to_json(started.options), true);
     let session = finish_sign_in(&app, &started.ceremony_id, answered.clone())
@@ -284,7 +284,7 @@ async fn a_ceremony_is_used_once_for_its_kind_and_within_its_time(backend: Backe
         "INVALID_ARGUMENT",
     );
     assert_eq!(app.query_texts(sessions).await, opened, "no session opened");
-    assert_eq!(app.query_texts(factors).await.len(), 1, "no passkey added");
+    assert_eq!(app.query_texts(passkeys).await.len(), 1, "no passkey added");
 }
 
 async fn a_passkey_signs_in_only_to_its_own_account(backend: Backend) {
@@ -386,7 +386,7 @@ async fn a_counter_that_goes_back_is_refused_and_the_owner_told(backend: Backend
         "the counter stays where it was"
     );
     // The session was not raised: what a step-up guards is still refused.
-    let factor_id = listed(&app, &tokens.access).await.factors[0].id.clone();
+    let factor_id = factors(&app, &tokens.access).await.factors[0].id.clone();
     assert_refused(
         app.client
             .clone()
@@ -729,15 +729,6 @@ async fn rename(
         .into_inner())
 }
 
-async fn listed(app: &TestApp, access: &str) -> pb::ListFactorsResponse {
-    app.client
-        .clone()
-        .list_factors(TestApp::authorized(pb::ListFactorsRequest {}, access))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Backend) {
     let app = spawn(backend).await;
     let (_, tokens) = app.signed_in_user("ada@example.com").await;
@@ -749,7 +740,7 @@ async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Ba
         .nth_with_subject("ada@example.com", "factor was added", 1)
         .await;
     assert!(added.text.contains("a passkey was added"), "{}", added.text);
-    let id = listed(&app, &tokens.access).await.factors[0].id.clone();
+    let id = factors(&app, &tokens.access).await.factors[0].id.clone();
 
     // Names it cannot have, and someone else's passkey, change nothing.
     for name in ["  ", &"x".repeat(65), "work\nlaptop"] {
@@ -764,7 +755,10 @@ async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Ba
         Code::NotFound,
         "NOT_FOUND",
     );
-    assert_eq!(listed(&app, &tokens.access).await.factors[0].name, "laptop");
+    assert_eq!(
+        factors(&app, &tokens.access).await.factors[0].name,
+        "laptop"
+    );
 
     let renamed = rename(&app, &tokens.access, &id, "  work laptop ")
         .await
@@ -787,7 +781,7 @@ async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Ba
     let answered: Value = response.json().await.unwrap();
     assert_eq!(answered["factor"]["name"], "security key");
     assert_eq!(
-        listed(&app, &tokens.access).await.factors[0].name,
+        factors(&app, &tokens.access).await.factors[0].name,
         "security key"
     );
     let audited = app
@@ -814,7 +808,7 @@ async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Ba
         Code::PermissionDenied,
         "STEP_UP_REQUIRED",
     );
-    assert_eq!(listed(&app, &tokens.access).await.factors.len(), 1);
+    assert_eq!(factors(&app, &tokens.access).await.factors.len(), 1);
     let stepped = step_up_with(&app, &tokens.access, &mut key).await;
     let started_before = start_sign_in(&app, "ada@example.com").await;
     let answered_before = answer(&mut key, to_json(started_before.options), true);
@@ -828,7 +822,7 @@ async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Ba
         "{}",
         removed.text
     );
-    let left = listed(&app, &stepped.access).await;
+    let left = factors(&app, &stepped.access).await;
     assert_eq!((left.factors.len(), left.recovery_codes_left), (0, 0));
     // The passkey no longer signs in, even to a ceremony started while it could, and the
     // password alone does again.
@@ -853,7 +847,7 @@ async fn a_challenge_names_each_kind_of_factor_once(backend: Backend) {
         .unwrap();
     register(&app, &stepped.access, &mut SoftPasskey::new(true)).await;
     with_totp(&app, &stepped.access).await;
-    assert_eq!(listed(&app, &stepped.access).await.factors.len(), 3);
+    assert_eq!(factors(&app, &stepped.access).await.factors.len(), 3);
     let challenge = app
         .login("ada@example.com", crate::helpers::PASSWORD)
         .await
