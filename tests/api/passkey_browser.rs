@@ -227,7 +227,6 @@ async fn a_person_registers_a_passkey_in_chromium_and_signs_in_with_it(backend: 
         .login(pb::LoginRequest {
             email: email.into(),
             password: PASSWORD.into(),
-            ..Default::default()
         })
         .await
         .unwrap()
