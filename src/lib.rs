@@ -56,4 +56,41 @@ pub mod pb {
     /// The encoded descriptor set of the contract, with options kept, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/identity_descriptor.bin"));
+
+    /// The JSON a `google.protobuf.Struct` carries (a passkey ceremony's W3C options, or a
+    /// browser's answer), with its whole numbers as integers again: a `Struct` holds every
+    /// number as a double (`-7.0`), which JavaScript reads as the integer it is and typed
+    /// decoders do not.
+    ///
+    /// # Errors
+    /// When the `Struct` holds a number JSON cannot (NaN, an infinity).
+    pub fn struct_json(
+        value: &pbjson_types::Struct,
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(value).map(whole_numbers)
+    }
+
+    fn whole_numbers(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Number(number) => match number.as_f64() {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "a whole number within i64's range converts exactly"
+                )]
+                Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
+                    Value::from(float as i64)
+                }
+                _ => Value::Number(number),
+            },
+            Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, value)| (key, whole_numbers(value)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
 }

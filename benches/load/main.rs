@@ -14,7 +14,9 @@
 //!
 //! A sign-in with a TOTP code (`Login`, then `VerifySecondFactor`) is set against the same
 //! hashes as a password-only one, on `BENCH_TOTP_ACCOUNTS` accounts with a factor
-//! (`BENCH_CONCURRENCY` × 24): each account's time step is accepted once.
+//! (`BENCH_CONCURRENCY` × 24): each account's time step is accepted once. A sign-in with a
+//! passkey that verifies its user (`StartPasskeySignIn`, the signature, `FinishPasskeySignIn`)
+//! hashes nothing: it is set against the plain-SQL rotation, one account per client.
 //!
 //! It then measures refresh and `GetUser` latency while a login storm saturates the hashing
 //! threads, and the server's memory: idle, after the run, and its peak.
@@ -26,6 +28,7 @@
 
 mod drive;
 mod limits;
+mod passkeys;
 mod server;
 mod soak;
 mod totp;
@@ -46,13 +49,16 @@ use identity::pb::{
 use tonic::transport::Channel;
 
 use drive::{Http, Outcome, measure};
-use server::{PASSWORD, SERVICE_TOKEN, Server, bench_email};
+use passkeys::PasskeyAccounts;
+use server::{PASSWORD, SERVICE_TOKEN, Server, authorized, bench_email};
 use totp::TotpAccounts;
 
 /// Clients of each row of the isolation run, beside the login storm.
 const ISOLATION_CLIENTS: usize = 4;
 /// The row that signs in with a password and a TOTP code.
 const TOTP_ROW: &str = "Login + TOTP (argon2id)";
+/// The row that signs in with a passkey.
+const PASSKEY_ROW: &str = "Passkey sign-in";
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -134,6 +140,11 @@ async fn bench() {
     } else {
         None
     };
+    let passkey_accounts = if only.wanted(PASSKEY_ROW) {
+        Some(PasskeyAccounts::register(&server, database_url, &client, concurrency).await)
+    } else {
+        None
+    };
     let mut sessions = Sessions {
         client: client.clone(),
         concurrency,
@@ -147,6 +158,7 @@ async fn bench() {
         only: &only,
         hash_threads,
         totp_accounts,
+        passkey_accounts,
     };
     let mut rounds = Vec::new();
     for _ in 0..setting("BENCH_ROUNDS", 1_usize).max(1) {
@@ -197,6 +209,7 @@ struct Setup<'a> {
     only: &'a Only,
     hash_threads: usize,
     totp_accounts: Option<TotpAccounts>,
+    passkey_accounts: Option<PasskeyAccounts>,
 }
 
 /// One round: the limits, then each RPC row right after them, so that a noisy neighbour
@@ -318,6 +331,11 @@ async fn round(setup: &Setup<'_>, sessions: &mut Sessions) -> Round {
     if let Some(accounts) = &setup.totp_accounts {
         row! { rows, TOTP_ROW, against hash_limit =>
             totp::sign_ins(&client, accounts, concurrency)
+        }
+    }
+    if let Some(accounts) = &setup.passkey_accounts {
+        row! { rows, PASSKEY_ROW, against rotation_limit =>
+            passkeys::sign_ins(&client, accounts)
         }
     }
     row! { rows, "Login, unknown email", against hash_limit =>
@@ -612,10 +630,7 @@ fn get_users(
             let mut client = client.clone();
             let (access, id) = (tokens.access.clone(), claims(&tokens.access).0);
             async move || {
-                let mut request = tonic::Request::new(pb::GetUserRequest { id });
-                request
-                    .metadata_mut()
-                    .insert("authorization", format!("Bearer {access}").parse().unwrap());
+                let request = authorized(pb::GetUserRequest { id }, &access);
                 client.get_user(request).await.is_ok()
             }
         })

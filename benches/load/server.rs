@@ -45,7 +45,9 @@ impl Server {
             .env("METRICS_DATABASE_INTERVAL_MS", "1000")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,identity::app=info")
-            .env("SERVICE_TOKENS_FILE", &services);
+            .env("SERVICE_TOKENS_FILE", &services)
+            .env("WEBAUTHN_RP_ID", "localhost")
+            .env("WEBAUTHN_ORIGINS", PASSKEY_ORIGIN);
         // Allocator tuning under test, e.g. MALLOC_ARENA_MAX=2.
         if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
             command.env("MALLOC_ARENA_MAX", arenas);
@@ -139,6 +141,18 @@ impl Drop for Server {
         }
     }
 }
+
+/// `message` with the caller's access token.
+pub fn authorized<T>(message: T, access: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {access}").parse().unwrap());
+    request
+}
+
+/// The page origin passkeys are registered and used on.
+pub const PASSKEY_ORIGIN: &str = "http://localhost:8080";
 
 /// The account worker `n` signs in as.
 pub fn bench_email(n: usize) -> String {

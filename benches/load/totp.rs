@@ -12,7 +12,7 @@ use identity::pb::{self, identity_service_client::IdentityServiceClient};
 use tonic::transport::Channel;
 use totp_rs::{Builder, Secret, Totp};
 
-use crate::server::{PASSWORD, Server, bench_email};
+use crate::server::{PASSWORD, Server, authorized, bench_email};
 
 /// Where the TOTP accounts' numbers start, clear of the password-only ones.
 const FIRST_ACCOUNT: usize = 1_000_000;
@@ -143,14 +143,6 @@ pub fn sign_ins(
             }
         })
         .collect()
-}
-
-fn authorized<T>(message: T, access: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {access}").parse().unwrap());
-    request
 }
 
 fn unix_seconds() -> u64 {

@@ -689,38 +689,10 @@ pub(crate) fn browser_json(
         field,
         reason: "is required".into(),
     })?;
-    serde_json::to_value(value)
-        .map(whole_numbers)
-        .map_err(|e| ServiceError::InvalidArgument {
-            field,
-            reason: e.to_string(),
-        })
-}
-
-/// JSON whose numbers a `Struct` carried as doubles, with the whole ones as integers again
-/// (`-7.0` back to `-7`), as the W3C shapes have them.
-fn whole_numbers(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Number(number) => match number.as_f64() {
-            #[expect(
-                clippy::cast_possible_truncation,
-                reason = "a whole number within i64's range converts exactly"
-            )]
-            Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
-                Value::from(float as i64)
-            }
-            _ => Value::Number(number),
-        },
-        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(key, value)| (key, whole_numbers(value)))
-                .collect(),
-        ),
-        other => other,
-    }
+    crate::pb::struct_json(value).map_err(|e| ServiceError::InvalidArgument {
+        field,
+        reason: e.to_string(),
+    })
 }
 
 /// W3C JSON options for the browser, on the wire.

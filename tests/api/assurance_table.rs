@@ -14,7 +14,7 @@ use crate::{
     factors::{bridge_post, claims, code_at, step_up, verify, with_totp},
     fake_google::{CLIENT_ID, GoogleAccount},
     helpers::{Backend, PASSWORD, TestApp},
-    passkeys::{ORIGIN, answer, register, start_second_factor, step_up_with, whole_numbers},
+    passkeys::{ORIGIN, answer, bridge_json, register, start_second_factor, step_up_with, to_json},
 };
 
 /// The rows of the README's table: how the session signed in, `aal`, `amr`.
@@ -51,7 +51,7 @@ fn level(access: &str) -> (String, Vec<String>) {
 /// `started`: the `passkey` member `VerifySecondFactor` and `StepUp` take.
 fn second_factor_answer(key: &mut SoftPasskey, (status, started): (StatusCode, Value)) -> Value {
     assert_eq!(status, StatusCode::OK, "{started}");
-    let credential = answer(key, whole_numbers(started["options"].clone()), false);
+    let credential = answer(key, bridge_json(&started["options"]), false);
     json!({"ceremony_id": started["ceremony_id"], "credential": credential})
 }
 
@@ -223,8 +223,7 @@ impl Transport {
                     .await
                     .unwrap()
                     .into_inner();
-                let options =
-                    whole_numbers(serde_json::to_value(started.options.unwrap()).unwrap());
+                let options = to_json(started.options);
                 let request = pb::FinishPasskeySignInRequest {
                     ceremony_id: started.ceremony_id,
                     credential: Some(answer(key, options, verified)),
@@ -243,7 +242,7 @@ impl Transport {
                     .post("/accounts/api/passkeys/sign-in/", json!({"email": email}))
                     .await;
                 assert_eq!(status, StatusCode::OK, "{started}");
-                let credential = answer(key, whole_numbers(started["options"].clone()), verified);
+                let credential = answer(key, bridge_json(&started["options"]), verified);
                 Answer::from_json(
                     app.post(
                         "/accounts/api/passkeys/sign-in/finish/",
@@ -266,8 +265,7 @@ impl Transport {
         match self {
             Self::Grpc => {
                 let started = start_second_factor(app, mfa_token, None).await.unwrap();
-                let options =
-                    whole_numbers(serde_json::to_value(started.options.unwrap()).unwrap());
+                let options = to_json(started.options);
                 let request = pb::VerifySecondFactorRequest {
                     mfa_token: mfa_token.into(),
                     passkey: Some(pb::PasskeyAnswer {

@@ -37,26 +37,14 @@ fn to_struct(value: &impl serde::Serialize) -> pbjson_types::Struct {
     serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
 }
 
-/// JSON as a browser reads it: a `Struct` carries numbers as doubles (`-7.0`), which
-/// JavaScript reads as the integers they are.
-pub(crate) fn whole_numbers(value: Value) -> Value {
-    match value {
-        Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
-            json!(n.as_f64().unwrap() as i64)
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k, whole_numbers(v)))
-                .collect(),
-        ),
-        other => other,
-    }
+/// The options a gRPC answer carries, as a browser reads them.
+pub(crate) fn to_json(options: Option<pbjson_types::Struct>) -> Value {
+    pb::struct_json(&options.expect("options")).unwrap()
 }
 
-fn to_json(options: Option<pbjson_types::Struct>) -> Value {
-    whole_numbers(serde_json::to_value(options.expect("options")).unwrap())
+/// The options the bridge answered, as a browser reads them.
+pub(crate) fn bridge_json(options: &Value) -> Value {
+    to_json(Some(serde_json::from_value(options.clone()).unwrap()))
 }
 
 async fn start_registration(
