@@ -15,7 +15,7 @@ use webauthn_authenticator_rs::{
     softpasskey::SoftPasskey,
 };
 
-use crate::server::{PASSKEY_ORIGIN, PASSWORD, Server, authorized, bench_email};
+use crate::server::{PASSKEY_ORIGIN, Server, authorized};
 
 /// Where the passkey accounts' numbers start, clear of the others.
 const FIRST_ACCOUNT: usize = 2_000_000;
@@ -38,22 +38,25 @@ impl PasskeyAccounts {
         client: &IdentityServiceClient<Channel>,
         count: usize,
     ) -> Self {
-        server.create_accounts(database_url, FIRST_ACCOUNT..FIRST_ACCOUNT + count);
-        let mut accounts = Vec::with_capacity(count);
-        for n in FIRST_ACCOUNT..FIRST_ACCOUNT + count {
-            let account = register_one(client.clone(), bench_email(n)).await;
-            accounts.push(Rc::new(RefCell::new(account)));
-        }
-        Self(accounts)
+        let numbers = FIRST_ACCOUNT..FIRST_ACCOUNT + count;
+        let accounts = server
+            .accounts_set_up(database_url, client, numbers, register_one)
+            .await;
+        Self(
+            accounts
+                .into_iter()
+                .map(RefCell::new)
+                .map(Rc::new)
+                .collect(),
+        )
     }
 }
 
-async fn register_one(mut client: IdentityServiceClient<Channel>, email: String) -> Account {
-    let login = pb::LoginRequest {
-        email: email.clone(),
-        password: PASSWORD.into(),
-    };
-    let access = client.login(login).await.unwrap().into_inner().access;
+async fn register_one(
+    mut client: IdentityServiceClient<Channel>,
+    email: String,
+    access: String,
+) -> Account {
     let started = client
         .start_passkey_registration(authorized(pb::StartPasskeyRegistrationRequest {}, &access))
         .await

@@ -6,6 +6,9 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+use identity::pb::{self, identity_service_client::IdentityServiceClient};
+use tonic::transport::Channel;
+
 /// The bench's service token for `TokenService` (its SHA-256 goes in the services file).
 pub const SERVICE_TOKEN: &str = "the-load-benchmark-service-token";
 /// Every bench account's password.
@@ -98,6 +101,35 @@ impl Server {
                 .unwrap();
             assert!(admin.wait().unwrap().success(), "create-superuser failed");
         }
+    }
+
+    /// Makes the accounts `numbers` with the CLI, signs each in over gRPC with its password,
+    /// and hands it to `set_up` (a client, its address, its access token), in turn.
+    pub async fn accounts_set_up<T>(
+        &self,
+        database_url: Option<&str>,
+        client: &IdentityServiceClient<Channel>,
+        numbers: std::ops::Range<usize>,
+        mut set_up: impl AsyncFnMut(IdentityServiceClient<Channel>, String, String) -> T,
+    ) -> Vec<T> {
+        self.create_accounts(database_url, numbers.clone());
+        let mut accounts = Vec::with_capacity(numbers.len());
+        for n in numbers {
+            let email = bench_email(n);
+            let login = pb::LoginRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+            };
+            let access = client
+                .clone()
+                .login(login)
+                .await
+                .unwrap()
+                .into_inner()
+                .access;
+            accounts.push(set_up(client.clone(), email, access).await);
+        }
+        accounts
     }
 
     /// The server's resident memory now and its peak so far, in MiB.

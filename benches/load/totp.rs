@@ -12,7 +12,7 @@ use identity::pb::{self, identity_service_client::IdentityServiceClient};
 use tonic::transport::Channel;
 use totp_rs::{Builder, Secret, Totp};
 
-use crate::server::{PASSWORD, Server, authorized, bench_email};
+use crate::server::{PASSWORD, Server, authorized};
 
 /// Where the TOTP accounts' numbers start, clear of the password-only ones.
 const FIRST_ACCOUNT: usize = 1_000_000;
@@ -42,11 +42,10 @@ impl TotpAccounts {
         client: &IdentityServiceClient<Channel>,
         count: usize,
     ) -> Self {
-        server.create_accounts(database_url, FIRST_ACCOUNT..FIRST_ACCOUNT + count);
-        let mut accounts = Vec::with_capacity(count);
-        for n in FIRST_ACCOUNT..FIRST_ACCOUNT + count {
-            accounts.push(enrol_one(client.clone(), bench_email(n)).await);
-        }
+        let numbers = FIRST_ACCOUNT..FIRST_ACCOUNT + count;
+        let accounts = server
+            .accounts_set_up(database_url, client, numbers, enrol_one)
+            .await;
         Self {
             accounts: Rc::new(RefCell::new(accounts)),
             next: Rc::new(RefCell::new(0)),
@@ -75,12 +74,11 @@ impl TotpAccounts {
     }
 }
 
-async fn enrol_one(mut client: IdentityServiceClient<Channel>, email: String) -> Account {
-    let login = pb::LoginRequest {
-        email: email.clone(),
-        password: PASSWORD.into(),
-    };
-    let access = client.login(login).await.unwrap().into_inner().access;
+async fn enrol_one(
+    mut client: IdentityServiceClient<Channel>,
+    email: String,
+    access: String,
+) -> Account {
     let started = client
         .start_totp_enrollment(authorized(
             pb::StartTotpEnrollmentRequest {

@@ -826,10 +826,18 @@ async fn a_passkey_is_listed_renamed_and_removed_with_its_owner_told(backend: Ba
     assert!(password.mfa_required.is_none() && !password.access.is_empty());
 }
 
-async fn a_challenge_names_each_kind_of_factor_once(backend: Backend) {
+async fn a_passkey_beside_an_app_needs_a_step_up_and_is_named_once_in_a_challenge(
+    backend: Backend,
+) {
     let app = spawn(backend).await;
     let (_, tokens) = app.signed_in_user("ada@example.com").await;
     let (secret, _) = with_totp(&app, &tokens.access).await;
+    // A second factor is added only in a session that proved one lately.
+    assert_refused(
+        start_registration(&app, &tokens.access).await,
+        Code::PermissionDenied,
+        "STEP_UP_REQUIRED",
+    );
     let stepped = crate::factors::step_up(&app, &tokens.access, &code_at(&app, &secret, 1), "")
         .await
         .unwrap();
@@ -856,5 +864,5 @@ crate::on_both_backends!(
     the_bridge_answers_the_w3c_json_options,
     a_usernameless_sign_in_opens_the_account_its_passkey_names,
     a_passkey_is_listed_renamed_and_removed_with_its_owner_told,
-    a_challenge_names_each_kind_of_factor_once,
+    a_passkey_beside_an_app_needs_a_step_up_and_is_named_once_in_a_challenge,
 );
