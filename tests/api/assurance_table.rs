@@ -14,7 +14,10 @@ use crate::{
     factors::{bridge_post, claims, code_at, step_up, verify, with_totp},
     fake_google::{CLIENT_ID, GoogleAccount},
     helpers::{Backend, PASSWORD, TestApp},
-    passkeys::{ORIGIN, answer, bridge_json, register, start_second_factor, step_up_with, to_json},
+    passkeys::{
+        ORIGIN, answer, bridge_json, register, sign_in_with, start_second_factor, step_up_with,
+        to_json,
+    },
 };
 
 /// The rows of the README's table: how the session signed in, `aal`, `amr`.
@@ -213,28 +216,7 @@ impl Transport {
     ) -> Answer {
         match self {
             Self::Grpc => {
-                let started = app
-                    .client
-                    .clone()
-                    .start_passkey_sign_in(pb::StartPasskeySignInRequest {
-                        email: email.into(),
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner();
-                let options = to_json(started.options);
-                let request = pb::FinishPasskeySignInRequest {
-                    ceremony_id: started.ceremony_id,
-                    credential: Some(answer(key, options, verified)),
-                };
-                let answer = app
-                    .client
-                    .clone()
-                    .finish_passkey_sign_in(request)
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let answer = sign_in_with(app, email, key, verified).await.unwrap();
                 Answer::from_grpc(answer.access, answer.mfa_required)
             }
             Self::Bridge => {

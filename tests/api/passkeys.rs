@@ -136,6 +136,19 @@ pub(crate) fn answer(
     to_struct(&key.do_authentication(origin(), options).unwrap())
 }
 
+/// Signs in username-first with `key`'s passkey, which verifies its user or not: the
+/// ceremony started, answered and finished over gRPC.
+pub(crate) async fn sign_in_with(
+    app: &TestApp,
+    email: &str,
+    key: &mut SoftPasskey,
+    verified: bool,
+) -> Result<pb::FinishPasskeySignInResponse, tonic::Status> {
+    let started = start_sign_in(app, email).await;
+    let answered = answer(key, to_json(started.options), verified);
+    finish_sign_in(app, &started.ceremony_id, answered).await
+}
+
 async fn a_registered_passkey_signs_in_with_the_level_its_verification_gives(backend: Backend) {
     let app = spawn(backend).await;
     let (_, tokens) = app.signed_in_user("ada@example.com").await;
@@ -182,28 +195,18 @@ async fn a_registered_passkey_signs_in_with_the_level_its_verification_gives(bac
     assert_eq!(signed_in["amr"], json!(["hwk", "mfa"]));
 
     // Without it the passkey is one factor: aal1 while the account has no other.
-    let started = start_sign_in(&app, "ada@example.com").await;
-    let unverified = finish_sign_in(
-        &app,
-        &started.ceremony_id,
-        answer(&mut key, to_json(started.options), false),
-    )
-    .await
-    .unwrap();
+    let unverified = sign_in_with(&app, "ada@example.com", &mut key, false)
+        .await
+        .unwrap();
     let signed_in = claims(&unverified.access);
     assert_eq!(signed_in["aal"], "aal1");
     assert_eq!(signed_in["amr"], json!(["hwk"]));
 
     // With an authenticator app too, that one is asked for after it.
     let (secret, _) = with_totp(&app, &session.access).await;
-    let started = start_sign_in(&app, "ada@example.com").await;
-    let answered = finish_sign_in(
-        &app,
-        &started.ceremony_id,
-        answer(&mut key, to_json(started.options), false),
-    )
-    .await
-    .unwrap();
+    let answered = sign_in_with(&app, "ada@example.com", &mut key, false)
+        .await
+        .unwrap();
     assert!(answered.access.is_empty());
     let challenge = answered
         .mfa_required
@@ -216,16 +219,11 @@ async fn a_registered_passkey_signs_in_with_the_level_its_verification_gives(bac
     assert_eq!(signed_in["aal"], "aal2");
     assert_eq!(signed_in["amr"], json!(["hwk", "otp", "mfa"]));
     // A recovery code finishes it too.
-    let started = start_sign_in(&app, "ada@example.com").await;
-    let challenge = finish_sign_in(
-        &app,
-        &started.ceremony_id,
-        answer(&mut key, to_json(started.options), false),
-    )
-    .await
-    .unwrap()
-    .mfa_required
-    .unwrap();
+    let challenge = sign_in_with(&app, "ada@example.com", &mut key, false)
+        .await
+        .unwrap()
+        .mfa_required
+        .unwrap();
     verify(&app, &challenge.mfa_token, "", &recovery[0])
         .await
         .unwrap();
@@ -314,27 +312,16 @@ async fn a_counter_that_goes_back_is_refused_and_the_owner_told(backend: Backend
     let (_, tokens) = app.signed_in_user("ada@example.com").await;
     let mut key = SoftPasskey::new(true);
     register(&app, &tokens.access, &mut key).await;
-    let started = start_sign_in(&app, "ada@example.com").await;
-    finish_sign_in(
-        &app,
-        &started.ceremony_id,
-        answer(&mut key, to_json(started.options), true),
-    )
-    .await
-    .unwrap();
+    sign_in_with(&app, "ada@example.com", &mut key, true)
+        .await
+        .unwrap();
     // The server has seen a later counter than this authenticator will send: a copy's.
     app.execute_sql("UPDATE factors SET last_step = 1000 WHERE kind = 'passkey'")
         .await;
     let sessions = "SELECT id AS value FROM sessions";
     let before = app.query_texts(sessions).await.len();
-    let started = start_sign_in(&app, "ada@example.com").await;
     assert_refused(
-        finish_sign_in(
-            &app,
-            &started.ceremony_id,
-            answer(&mut key, to_json(started.options), true),
-        )
-        .await,
+        sign_in_with(&app, "ada@example.com", &mut key, true).await,
         Code::Unauthenticated,
         "PASSKEY_COUNTER_WENT_BACK",
     );
